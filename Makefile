@@ -1,0 +1,24 @@
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install demo test lint bench
+
+$(BIN)/orchestrator: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/orchestrator
+
+demo: install
+	printf 'hi\n1\nAlex Morgan\ncleaning\ntomorrow at 10am\n1\n' | $(BIN)/orchestrator chat flows/dental_booking.yaml --channel sms
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/bench_engine.py

@@ -1,0 +1,146 @@
+"""Connectors: the only I/O a flow performs (`call: calendar.find_slots`).
+
+A connector is an object with a `name` and a mapping of named actions. Each action has
+typed arguments (a msgspec Struct, converted from the rendered `args:` of the state) and
+returns a `ConnectorResult` whose outcome picks the route (`on: {ok, empty, conflict,
+error}`). Implementations live in `integrations/`, one module each; other installed
+packages add theirs through the `orchestrator.connectors` entry-point group.
+
+    class Weather:
+        name = "weather"
+        actions = {"today": Action(TodayArgs, today)}
+
+An action never raises to the engine for an expected failure: it returns `error`. The
+engine also turns timeouts and unexpected exceptions into `error` with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from .errors import ConnectorError, RegistryError, UnknownConnectorError
+
+log = logging.getLogger("orchestrator.connectors")
+
+Outcome = Literal["ok", "empty", "conflict", "error"]
+OUTCOMES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
+ENTRY_POINT_GROUP = "orchestrator.connectors"
+
+
+class ConnectorResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    outcome: Outcome
+    value: Any = None  # saved into the flow variable named by `save:`
+    detail: str | None = None  # for the transcript and logs (never secrets)
+
+
+class CallContext(msgspec.Struct, kw_only=True):
+    """What a connector may know of the conversation calling it."""
+
+    session_id: str  # stable per conversation: the idempotency key for bookings
+    flow: str
+    contact: str
+    timezone: str
+    language: str
+    now: float  # the engine's clock (epoch seconds)
+    settings: Any = None  # the flow's schema.Settings (business hours, closures...)
+    vars: dict[str, Any] = {}
+
+
+ActionFn = Callable[[Any, CallContext], Awaitable[ConnectorResult]]
+
+
+class Action(msgspec.Struct, frozen=True):
+    args: type  # a msgspec Struct type; the state's rendered args convert into it
+    fn: ActionFn
+    description: str = ""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+    actions: Mapping[str, Action]
+
+
+class ConnectorRegistry:
+    """Explicit registry: `register` refuses a duplicate name."""
+
+    def __init__(self) -> None:
+        self._connectors: dict[str, Connector] = {}
+
+    def register(self, connector: Connector, name: str | None = None) -> None:
+        key = name or connector.name
+        if key in self._connectors:
+            raise RegistryError(f"connector {key!r} is already registered; pick another name")
+        self._connectors[key] = connector
+
+    def names(self) -> list[str]:
+        return sorted(self._connectors)
+
+    def get(self, name: str) -> Connector:
+        try:
+            return self._connectors[name]
+        except KeyError:
+            raise UnknownConnectorError(
+                f"unknown connector {name!r}; registered: {', '.join(self.names()) or 'none'}"
+            ) from None
+
+    def action(self, dotted: str) -> Action:
+        """`"calendar.book"` -> its Action, or UnknownConnectorError naming what exists."""
+        name, _, action = dotted.partition(".")
+        connector = self.get(name)
+        try:
+            return connector.actions[action]
+        except KeyError:
+            raise UnknownConnectorError(
+                f"connector {name!r} has no action {action!r}; it has: {', '.join(sorted(connector.actions))}"
+            ) from None
+
+    def has_action(self, dotted: str) -> bool:
+        try:
+            self.action(dotted)
+        except UnknownConnectorError:
+            return False
+        return True
+
+    def load_entry_points(self, factory_kwargs: dict[str, Any] | None = None) -> None:
+        """Register connectors advertised by installed packages (group `orchestrator.connectors`).
+
+        Each entry point is a class or factory called with `**factory_kwargs`; names already
+        registered explicitly win over entry points."""
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self._connectors:
+                continue
+            try:
+                obj = ep.load()(**(factory_kwargs or {}))
+            except Exception as exc:  # a broken plug-in must not take the server down
+                log.warning("connector entry point %s failed to load: %s", ep.name, exc)
+                continue
+            self.register(obj, ep.name)
+
+    async def call(
+        self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float
+    ) -> ConnectorResult:
+        """Run one action with a timeout; every failure becomes the `error` outcome."""
+        try:
+            action = self.action(dotted)
+            args = msgspec.convert(raw_args, action.args, strict=False)
+        except (UnknownConnectorError, msgspec.ValidationError) as exc:
+            log.error("connector %s: bad call: %s", dotted, exc)
+            return ConnectorResult(outcome="error", detail=str(exc))
+        try:
+            return await asyncio.wait_for(action.fn(args, ctx), timeout_seconds)
+        except TimeoutError:
+            log.error("connector %s timed out after %.1fs", dotted, timeout_seconds)
+            return ConnectorResult(outcome="error", detail=f"timed out after {timeout_seconds:g}s")
+        except ConnectorError as exc:
+            log.error("connector %s failed: %s", dotted, exc)
+            return ConnectorResult(outcome="error", detail=str(exc))
+        except Exception as exc:
+            log.exception("connector %s raised", dotted)
+            return ConnectorResult(outcome="error", detail=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,86 @@
+"""One root for every error the product raises on purpose.
+
+A message names the place, the value found and the fix. Subclasses also inherit the
+builtin they resemble so callers can catch either.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class OrchestratorError(Exception):
+    """Root of every error raised on purpose by the orchestrator."""
+
+
+class ConfigError(OrchestratorError, ValueError):
+    """A setting is missing or malformed. The message names the key."""
+
+
+class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem found in a flow file, positioned in the YAML source."""
+
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+    message: str
+    hint: str | None = None
+    path: str = "$"  # msgspec-style path to the node, e.g. `$.states.book.on`
+
+    def format(self) -> str:
+        text = f"{self.file}:{self.line}:{self.col}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class FlowError(OrchestratorError, ValueError):
+    """A flow is malformed. Carries every diagnostic found, not only the first."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(d.format() for d in diagnostics))
+
+
+class FlowRuntimeError(OrchestratorError, RuntimeError):
+    """The engine cannot go on with a conversation (e.g. a loop of automatic states)."""
+
+
+class ConnectorError(OrchestratorError):
+    """A connector action failed; the engine routes the conversation to `error`."""
+
+
+class UnknownConnectorError(OrchestratorError, LookupError):
+    """No connector or action by that name is registered."""
+
+
+class RegistryError(OrchestratorError, ValueError):
+    """A registry was asked to register a name twice."""
+
+
+class StoreError(OrchestratorError):
+    """Session storage failed."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store cannot be reached right now; the webhook answers 503 and the provider retries."""
+
+
+class LockTimeout(StoreError, TimeoutError):
+    """Another turn of the same conversation held the lock for too long; retryable (503)."""
+
+
+class StaleWrite(StoreError):
+    """A turn tried to save after its lock expired and another turn took over (fencing)."""
+
+
+class SignatureError(OrchestratorError, PermissionError):
+    """A webhook's signature is missing or wrong (403)."""
+
+
+class BadRequest(OrchestratorError, ValueError):
+    """A webhook body is malformed (400)."""
+
+
+class OptedOut(OrchestratorError, PermissionError):
+    """The contact opted out; nothing may be sent to them."""

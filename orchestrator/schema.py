@@ -1,0 +1,220 @@
+"""The flow language as msgspec Structs: the schema *is* the documentation.
+
+A state is a mapping whose *kind* is given by which of the kind keys it holds
+(`ask`, `call`, `branch`, `handoff`, `record`, `say`, `end`). The loader infers the
+kind, injects it as the `kind` tag, and lets msgspec decode the tagged union with unknown
+fields forbidden. `say` + `end` and `handoff` + `end` are allowed (speak, then end);
+a state holding only `end` is an end state.
+
+Durations are strings like `30s`, `10m`, `2h`, `1d` (see `parse_duration`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+InputKind = Literal[
+    "text", "name", "number", "yes_no", "date", "time", "datetime", "phone", "email", "choice"
+]
+INPUT_KINDS: tuple[str, ...] = (
+    "text", "name", "number", "yes_no", "date", "time", "datetime", "phone", "email", "choice",
+)
+STATE_KINDS: tuple[str, ...] = ("ask", "call", "branch", "handoff", "record", "say", "end")
+CHANNELS: tuple[str, ...] = ("voice", "sms", "whatsapp")
+
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")]
+Duration = Annotated[str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$")]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """`"10m"` -> 600.0 seconds. Raises ValueError naming the accepted forms."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"bad duration {text!r}: write a number and a unit, e.g. 30s, 10m, 2h, 1d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    pass
+
+
+class BusinessHours(Base):
+    """Opening hours per weekday, `"09:00-17:00"`, several ranges comma-separated, or
+    `closed`. Missing days are closed."""
+
+    mon: str | None = "09:00-17:00"
+    tue: str | None = "09:00-17:00"
+    wed: str | None = "09:00-17:00"
+    thu: str | None = "09:00-17:00"
+    fri: str | None = "09:00-17:00"
+    sat: str | None = None
+    sun: str | None = None
+
+
+class Settings(Base):
+    timezone: str = "UTC"
+    language: str = "en-US"
+    max_retries: int = 2
+    no_reply_timeout: Duration | None = None  # messaging channels: remind, then abandon
+    session_ttl: Duration = "24h"
+    on_hangup: Literal["end", "text_back"] = "end"
+    business_hours: BusinessHours = msgspec.field(default_factory=BusinessHours)
+    closed_dates: list[str] = []  # ISO dates (holidays, closures)
+    min_notice: Duration = "1h"  # earliest bookable slot from now
+    buffer: Duration = "0m"  # gap kept between visits
+    slot_length: Duration = "30m"
+    recording: bool = False  # voice: record the call; the consent notice is spoken first
+    transcription: bool = False
+    consent_notice: str = "This call may be recorded for quality and training purposes."
+    voice: str = "Polly.Joanna"  # TwiML <Say voice>
+    speech_confidence: float = 0.4  # voice: below this a SpeechResult is re-asked
+    reminder: str = "Are you still there? Just reply to continue."
+    help_text: str = "Reply with your answer, or STOP to opt out."
+    sms_segment_budget: int = 3  # longest SMS reply, in segments
+    whatsapp_template: str | None = None  # template for proactive messages outside 24 h
+    whatsapp_template_language: str = "en_US"
+    retention_days: int = 30  # transcripts kept this long after the conversation ends
+    staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
+    max_auto_steps: int = 50  # automatic states in one turn before a loop error
+
+
+class Choice(Base):
+    label: str | None = None  # shown on buttons and menus; defaults to the choice id
+    match: list[str] = []  # keywords (speech or text)
+    dtmf: str | None = None  # a keypad digit on voice
+    description: str | None = None  # WhatsApp list row description
+
+
+class Intent(Base):
+    """Global: interrupts any `ask` when matched."""
+
+    goto: str
+    match: list[str] = []
+    dtmf: str | None = None
+
+
+class ChannelOverride(Base):
+    """Per-channel replacement of a state's prompt text (`voice:`, `sms:`, `whatsapp:`)."""
+
+    say: str | None = None
+    ask: str | None = None
+    reprompt: str | None = None
+    handoff: str | None = None
+    record: str | None = None
+    media: str | None = None
+
+
+class BranchCase(Base):
+    goto: str
+    when: str | None = None  # a jinja2 expression; omitted = otherwise
+
+
+class StateBase(Base, tag_field="kind"):
+    voice: ChannelOverride | None = None
+    sms: ChannelOverride | None = None
+    whatsapp: ChannelOverride | None = None
+    description: str | None = None  # for the diagram and the admin
+
+
+class SayState(StateBase, tag="say"):
+    say: str
+    media: str | None = None  # an image/audio URL template (MMS, WhatsApp, <Play>)
+    next: str | None = None
+    end: str | None = None  # outcome label: speak, then end
+
+
+class AskState(StateBase, tag="ask"):
+    ask: str
+    input: InputKind | None = None  # default: choice when choices are given, else text
+    choices: dict[str, Choice] | None = None
+    choices_from: str | None = None  # a variable holding a list (e.g. slots)
+    save: str | None = None
+    reprompt: str | None = None  # said when the answer is not understood
+    pattern: str | None = None  # regex the (text) answer must match
+    max_retries: int | None = None  # default settings.max_retries
+    next: str | None = None
+    on: dict[str, str] = {}  # choice id | fail | timeout -> state
+
+
+class CallState(StateBase, tag="call"):
+    call: str  # connector.action
+    args: dict[str, Any] = {}
+    save: str | None = None
+    timeout: Duration = "8s"
+    next: str | None = None  # same as on.ok
+    on: dict[str, str] = {}  # ok | empty | conflict | error -> state
+
+
+class BranchState(StateBase, tag="branch"):
+    branch: list[BranchCase]
+
+
+class HandoffState(StateBase, tag="handoff"):
+    handoff: str  # the staff number (template); voice dials it, messaging notifies staff
+    say: str | None = None  # told to the contact first
+    next: str | None = None
+    on: dict[str, str] = {}  # no_answer -> state (voice <Dial> not answered)
+    end: str | None = None
+
+
+class RecordState(StateBase, tag="record"):
+    record: str  # the prompt before the beep
+    save: str | None = None
+    max_length: Duration = "2m"
+    next: str | None = None
+    end: str | None = None
+
+
+class EndState(StateBase, tag="end"):
+    end: str  # outcome label (analytics)
+    say: str | None = None
+
+
+State = AskState | CallState | BranchState | HandoffState | RecordState | SayState | EndState
+STATE_TYPES: dict[str, type[StateBase]] = {
+    "ask": AskState, "call": CallState, "branch": BranchState, "handoff": HandoffState,
+    "record": RecordState, "say": SayState, "end": EndState,
+}
+
+
+class Flow(Base):
+    flow: Identifier
+    start: str
+    states: dict[str, State]
+    title: str | None = None
+    vars: dict[str, Any] = {}
+    settings: Settings = msgspec.field(default_factory=Settings)
+    intents: dict[str, Intent] = {}
+
+
+def infer_kind(state: dict[str, Any]) -> str | None:
+    """The kind of a raw state mapping: the first kind key it holds, in priority order.
+
+    `say` with `end` is a say state; `end` alone an end state."""
+    for kind in STATE_KINDS:
+        if kind in state and kind != "end":
+            return kind
+    return "end" if "end" in state else None
+
+
+def decode_flow(raw: dict[str, Any]) -> Flow:
+    """Plain data (from YAML) -> Flow. Injects the `kind` tag of each state.
+
+    Raises msgspec.ValidationError with a `$.path` naming the bad value; the loader maps
+    that path back to a line and column."""
+    states = raw.get("states")
+    if isinstance(states, dict):
+        fixed: dict[str, Any] = {}
+        for name, body in states.items():
+            if isinstance(body, dict) and "kind" not in body:
+                kind = infer_kind(body)
+                body = {"kind": kind, **body} if kind else body
+            fixed[name] = body
+        raw = {**raw, "states": fixed}
+    return msgspec.convert(raw, Flow, strict=False)
