@@ -40,6 +40,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     speech: bool = False  # spoken prompts and answers (voice)
     segment_budget: int | None = None  # SMS: longest reply in segments
     max_text_len: int = 4096
+    sync_reply: bool = True  # answers in the webhook response (TwiML); False: sends via the outbox
 
 
 class Address(msgspec.Struct, frozen=True, kw_only=True):

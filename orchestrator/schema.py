@@ -115,21 +115,21 @@ class BranchCase(Base):
     when: str | None = None  # a jinja2 expression; omitted = otherwise
 
 
-class StateBase(Base, tag_field="kind"):
+class StateBase(Base, tag_field="kind", kw_only=True):
     voice: ChannelOverride | None = None
     sms: ChannelOverride | None = None
     whatsapp: ChannelOverride | None = None
     description: str | None = None  # for the diagram and the admin
 
 
-class SayState(StateBase, tag="say"):
+class SayState(StateBase, tag="say", kw_only=True):
     say: str
     media: str | None = None  # an image/audio URL template (MMS, WhatsApp, <Play>)
     next: str | None = None
     end: str | None = None  # outcome label: speak, then end
 
 
-class AskState(StateBase, tag="ask"):
+class AskState(StateBase, tag="ask", kw_only=True):
     ask: str
     input: InputKind | None = None  # default: choice when choices are given, else text
     choices: dict[str, Choice] | None = None
@@ -142,7 +142,7 @@ class AskState(StateBase, tag="ask"):
     on: dict[str, str] = {}  # choice id | fail | timeout -> state
 
 
-class CallState(StateBase, tag="call"):
+class CallState(StateBase, tag="call", kw_only=True):
     call: str  # connector.action
     args: dict[str, Any] = {}
     save: str | None = None
@@ -151,11 +151,11 @@ class CallState(StateBase, tag="call"):
     on: dict[str, str] = {}  # ok | empty | conflict | error -> state
 
 
-class BranchState(StateBase, tag="branch"):
+class BranchState(StateBase, tag="branch", kw_only=True):
     branch: list[BranchCase]
 
 
-class HandoffState(StateBase, tag="handoff"):
+class HandoffState(StateBase, tag="handoff", kw_only=True):
     handoff: str  # the staff number (template); voice dials it, messaging notifies staff
     say: str | None = None  # told to the contact first
     next: str | None = None
@@ -163,7 +163,7 @@ class HandoffState(StateBase, tag="handoff"):
     end: str | None = None
 
 
-class RecordState(StateBase, tag="record"):
+class RecordState(StateBase, tag="record", kw_only=True):
     record: str  # the prompt before the beep
     save: str | None = None
     max_length: Duration = "2m"
@@ -171,7 +171,7 @@ class RecordState(StateBase, tag="record"):
     end: str | None = None
 
 
-class EndState(StateBase, tag="end"):
+class EndState(StateBase, tag="end", kw_only=True):
     end: str  # outcome label (analytics)
     say: str | None = None
 
