@@ -1,0 +1,52 @@
+"""Prometheus metrics for operators (`GET /metrics`).
+
+One set of named metrics for the whole process. With several server processes set
+`PROMETHEUS_MULTIPROC_DIR` to a shared empty directory and `render()` aggregates them
+(prometheus_client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+TURNS = Counter("orchestrator_turns_total", "Conversation turns applied", ["channel"])
+DUPLICATES = Counter(
+    "orchestrator_duplicate_deliveries_total", "Redelivered webhooks answered from the dedupe store", ["channel"]
+)
+TURN_SECONDS = Histogram(
+    "orchestrator_turn_seconds",
+    "Latency of one turn: dedupe, lock, load, advance, save",
+    ["channel"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REJECTIONS = Counter("orchestrator_webhook_rejections_total", "Webhooks refused", ["channel", "reason"])
+CONNECTOR_CALLS = Counter("orchestrator_connector_calls_total", "Connector actions called", ["action", "outcome"])
+CONVERSATIONS_STARTED = Counter(
+    "orchestrator_conversations_started_total", "Conversations started", ["flow", "channel"]
+)
+CONVERSATIONS_ENDED = Counter("orchestrator_conversations_ended_total", "Conversations ended", ["flow", "outcome"])
+ACTIVE = Gauge(
+    "orchestrator_active_conversations",
+    "Conversations started minus ended in this process",
+    multiprocess_mode="livesum",
+)
+SENDS = Counter("orchestrator_outbound_sends_total", "Proactive sends through a channel", ["channel", "result"])
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
