@@ -84,3 +84,16 @@ class BadRequest(OrchestratorError, ValueError):
 
 class OptedOut(OrchestratorError, PermissionError):
     """The contact opted out; nothing may be sent to them."""
+
+
+class SendError(OrchestratorError, ConnectionError):
+    """A provider refused or could not take an outbound message. `retryable`: 5xx, 429,
+    timeouts and network errors (retry with the same idempotency key); else permanent (4xx)."""
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.code = code
