@@ -97,6 +97,7 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     public_url: str = ""
     session_id: str | None = None
     within_window: bool = True  # WhatsApp: inside the 24 h customer-service window
+    event_kind: str | None = None  # the kind of event answered (voice: "start" -> consent notice first)
 
 
 @runtime_checkable
