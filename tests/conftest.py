@@ -56,7 +56,7 @@ def _fallback_load(source: str | Path, name: str) -> object:
     _Loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
-    flow = decode_flow(yaml.load(text, Loader=_Loader))  # noqa: S506 - a SafeLoader subclass
+    flow = decode_flow(yaml.load(text, Loader=_Loader))
     return types.SimpleNamespace(
         flow=flow, source=text, revision=hashlib.sha256(text.encode()).hexdigest()[:12],
         filename=str(source) if isinstance(source, Path) else name, positions={},

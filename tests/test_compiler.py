@@ -68,7 +68,7 @@ def test_fire_moves_through_the_machine_and_refuses_missing_edges() -> None:
     flow = small()
     assert flow.fire("pick", "a") == "lookup"
     assert flow.fire("pick", "intent:agent") == "bye"
-    with pytest.raises(FlowRuntimeError, match="'b'.*'hello'"):
+    with pytest.raises(FlowRuntimeError, match=r"'b'.*'hello'"):
         flow.fire("hello", "b")  # exists in the flow, not from this state
     with pytest.raises(FlowRuntimeError, match="no transition 'nope'"):
         flow.fire("hello", "nope")
@@ -130,7 +130,7 @@ def test_large_flow_compiles_fast() -> None:
     n = 300
     lines = ["flow: big", "start: s0", "states:"]
     for i in range(n - 1):
-        lines += [f"  s{i}:", f"    ask: Question {i}?", f"    choices: {{y: {{label: Yes}}, n: {{label: No}}}}",
+        lines += [f"  s{i}:", f"    ask: Question {i}?", "    choices: {y: {label: Yes}, n: {label: No}}",
                   f"    on: {{y: s{i + 1}, n: s{(i * 7) % n}, fail: s{n - 1}}}"]
     lines += [f"  s{n - 1}:", "    end: done"]
     loaded = load_test_flow("\n".join(lines) + "\n", "big.yaml")
