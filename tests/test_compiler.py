@@ -130,7 +130,7 @@ def test_large_flow_compiles_fast() -> None:
     n = 300
     lines = ["flow: big", "start: s0", "states:"]
     for i in range(n - 1):
-        lines += [f"  s{i}:", f"    ask: Question {i}?", "    choices: {y: {label: Yes}, n: {label: No}}",
+        lines += [f"  s{i}:", f"    ask: Question {i}?", "    choices: {y: {label: Left}, n: {label: Right}}",
                   f"    on: {{y: s{i + 1}, n: s{(i * 7) % n}, fail: s{n - 1}}}"]
     lines += [f"  s{n - 1}:", "    end: done"]
     loaded = load_test_flow("\n".join(lines) + "\n", "big.yaml")
