@@ -1,0 +1,188 @@
+"""One typed `AppSettings` Struct, read from the environment once at start-up.
+
+    settings = AppSettings.from_env()          # never at import time
+    settings.require("TWILIO_AUTH_TOKEN")      # ConfigError naming the missing key
+
+Units are in the names (`lock_ttl_seconds`). Secrets never show in `repr()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .errors import ConfigError
+
+# environment name -> (field name, is secret)
+ENV_FIELDS: dict[str, tuple[str, bool]] = {
+    "ORCHESTRATOR_REDIS_URL": ("redis_url", True),  # may carry a password
+    "ORCHESTRATOR_FLOWS_DIR": ("flows_dir", False),
+    "ORCHESTRATOR_DEFAULT_FLOW": ("default_flow", False),
+    "ORCHESTRATOR_PUBLIC_URL": ("public_url", False),
+    "ORCHESTRATOR_ADMIN_TOKEN": ("admin_token", True),
+    "ORCHESTRATOR_ROUTES": ("routes_spec", False),
+    "ORCHESTRATOR_KEY_PREFIX": ("key_prefix", False),
+    "ORCHESTRATOR_RETENTION_DAYS": ("retention_days", False),
+    "ORCHESTRATOR_LOCK_TTL_SECONDS": ("lock_ttl_seconds", False),
+    "ORCHESTRATOR_LOCK_WAIT_SECONDS": ("lock_wait_seconds", False),
+    "ORCHESTRATOR_REDACT_LOGS": ("redact_logs", False),
+    "ORCHESTRATOR_REDIS_TIMEOUT_SECONDS": ("redis_timeout_seconds", False),
+    "ORCHESTRATOR_TIMER_POLL_SECONDS": ("timer_poll_seconds", False),
+    "ORCHESTRATOR_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", False),
+    "ORCHESTRATOR_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", False),
+    "ORCHESTRATOR_DEDUPE_TTL_SECONDS": ("dedupe_ttl_seconds", False),
+    "ORCHESTRATOR_HELP_TEXT": ("help_text", False),
+    "TWILIO_ACCOUNT_SID": ("twilio_account_sid", False),
+    "TWILIO_AUTH_TOKEN": ("twilio_auth_token", True),
+    "TWILIO_FROM_NUMBER": ("twilio_from_number", False),
+    "TWILIO_API_BASE": ("twilio_api_base", False),
+    "WHATSAPP_TOKEN": ("whatsapp_token", True),
+    "WHATSAPP_PHONE_NUMBER_ID": ("whatsapp_phone_number_id", False),
+    "WHATSAPP_APP_SECRET": ("whatsapp_app_secret", True),
+    "WHATSAPP_VERIFY_TOKEN": ("whatsapp_verify_token", True),
+    "WHATSAPP_API_BASE": ("whatsapp_api_base", False),
+    "GOOGLE_APPLICATION_CREDENTIALS": ("google_application_credentials", False),
+    "GOOGLE_CALENDAR_ID": ("google_calendar_id", False),
+    "GOOGLE_API_BASE": ("google_api_base", False),
+}
+_FIELD_TO_ENV = {field: env for env, (field, _) in ENV_FIELDS.items()}
+SECRET_FIELDS = frozenset(field for field, secret in ENV_FIELDS.values() if secret)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=True):
+    redis_url: str | None = None  # unset: in-memory store (one process)
+    flows_dir: str = "flows"
+    default_flow: str | None = None
+    public_url: str | None = None
+    admin_token: str | None = None
+    routes_spec: str | None = None  # "+15551230000=dental_booking,123=missed_call_textback" or a file
+    key_prefix: str = "orch"
+    retention_days: float = 30.0
+    lock_ttl_seconds: float = 10.0
+    lock_wait_seconds: float = 5.0
+    redact_logs: bool = True
+    redis_timeout_seconds: float = 1.0
+    timer_poll_seconds: float = 1.0
+    outbox_lease_seconds: float = 30.0
+    outbox_max_attempts: int = 8
+    dedupe_ttl_seconds: int = 172_800  # 48 h: longer than any provider's retry window that matters
+    help_text: str = "Reply STOP to opt out, START to opt back in. For help call us."
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base: str | None = None
+    whatsapp_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_api_base: str | None = None
+    google_application_credentials: str | None = None
+    google_calendar_id: str | None = None
+    google_api_base: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
+        """Read every known name from `env` (default `os.environ`); ConfigError names a bad value."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, (field, _) in ENV_FIELDS.items():
+            raw = source.get(name)
+            if raw is None or (raw.strip() == "" and field != "redact_logs"):
+                continue
+            values[field] = _convert(name, field, raw.strip())
+        settings = cls(**values)
+        settings.routes()  # fail fast on a malformed routing table
+        return settings
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming every missing setting (environment names or field names)."""
+        missing = []
+        for name in names:
+            field = ENV_FIELDS[name][0] if name in ENV_FIELDS else name
+            if not hasattr(self, field):
+                raise ConfigError(f"settings: unknown setting {name!r}; known: {', '.join(ENV_FIELDS)}")
+            if getattr(self, field) in (None, ""):
+                missing.append(_FIELD_TO_ENV.get(field, name))
+        if missing:
+            raise ConfigError(
+                f"settings: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
+                "set it in the environment before starting the server"
+            )
+
+    def routes(self) -> dict[str, str]:
+        """The routing table: route key (number called, WhatsApp phone-number id) -> flow id.
+
+        `ORCHESTRATOR_ROUTES` holds `key=flow` pairs separated by commas or new lines, or
+        the path of a file holding them (`#` comments allowed)."""
+        spec = self.routes_spec
+        if not spec:
+            return {}
+        text = spec
+        if "=" not in spec:
+            path = Path(spec)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"ORCHESTRATOR_ROUTES: cannot read routes file {spec!r} ({exc.strerror}); "
+                    "give 'number=flow_id,...' or an existing file"
+                ) from None
+        table: dict[str, str] = {}
+        for raw in text.replace(",", "\n").splitlines():
+            item = raw.split("#", 1)[0].strip()
+            if not item:
+                continue
+            key, sep, flow = (part.strip() for part in item.partition("="))
+            if not sep or not key or not flow:
+                raise ConfigError(
+                    f"ORCHESTRATOR_ROUTES: bad entry {item!r}; write 'number=flow_id', "
+                    "e.g. '+15551230000=dental_booking'"
+                )
+            table[key] = flow
+        return table
+
+    @property
+    def retention_seconds(self) -> int:
+        return int(self.retention_days * 86400)
+
+    def secrets(self) -> list[str]:
+        """Values that must never be logged (for `logs.register_secrets`)."""
+        return [v for f in sorted(SECRET_FIELDS) if isinstance(v := getattr(self, f), str) and v]
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            if value is None:
+                continue
+            shown.append(f"{field}={'***' if field in SECRET_FIELDS else repr(value)}")
+        return f"AppSettings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _convert(name: str, field: str, raw: str) -> Any:
+    kind = AppSettings.__annotations__[field]
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind == "bool":
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{name}: expected true or false, found {raw!r}")
+    if kind in ("int", "float"):
+        try:
+            number = int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, found {raw!r}") from None
+        if number < 0:
+            raise ConfigError(f"{name}: expected a number >= 0, found {raw!r}")
+        return number
+    return raw

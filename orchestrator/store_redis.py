@@ -1,0 +1,426 @@
+"""`SessionStore` on Redis: a turn costs two round trips (the `begin` and `commit` scripts).
+
+Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversation):
+
+    orch:{sid}:s           hash  d = session msgpack, v = version, tm = armed timer member
+    orch:{sid}:l           lock token (SET NX PX)
+    orch:{sid}:t           transcript list (msgpack entries)
+    orch:{sid}:d:<id>      the reply given to delivery <id> (dedupe)
+    orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
+    orch:timers            zset member "<sid>|<turns>" score due      (global index)
+    orch:outbox            zset member outbox id score ready-at       (global index)
+    orch:sessions          zset sid score updated_at                  (global index)
+    orch:c:<contact>       set of the contact's session ids
+    orch:optout:<contact>  opt-out record
+    orch:rev:<revision>    a flow revision's YAML source
+    orch:flow:<flow id>    zset revision score first-seen
+    orch:st:<message id>   hash s = delivery status, r = rank, e = error code
+
+Every key gets a TTL. The turn scripts also touch the global indexes, so they need a
+single Redis (or a cluster shard per deployment): atomicity of a turn wins over cluster
+spreading; per-conversation keys still share one slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .errors import LockTimeout, StaleWrite, StoreError, StoreUnavailable
+from .store import (
+    Begin,
+    Commit,
+    ContactExport,
+    OutboxClaim,
+    SessionInfo,
+    status_rank,
+)
+
+OPT_OUT_TTL_SECONDS = 10 * 365 * 86400  # an opt-out outlives everything else, but still has a TTL
+REVISION_TTL_SECONDS = 400 * 86400
+STATUS_TTL_SECONDS = 30 * 86400
+
+# begin: atomic so that "is this a duplicate?", "take the lock" and "read the session" see
+# one consistent moment: a copy of a delivery arriving while the first copy commits either
+# finds the stored reply or waits for the lock, never loads a half-old session.
+# KEYS: lock, session, dedupe, optout.  ARGV: token, lock ttl ms, has dedupe ('1'/'0').
+BEGIN_LUA = """
+if ARGV[3] == '1' then
+  local reply = redis.call('GET', KEYS[3])
+  if reply then return {1, reply} end
+end
+local optout = redis.call('EXISTS', KEYS[4])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+local s = redis.call('HMGET', KEYS[2], 'd', 'v')
+return {0, s[1], s[2], optout}
+"""
+
+# commit: atomic so a turn is all-or-nothing and fenced. The lock must still hold our
+# token and the stored version must be the one we loaded (a stalled holder's late write is
+# refused); session, transcript, dedupe reply, outbox, timer and indexes change together.
+# KEYS: 1 lock, 2 session, 3 transcript, 4 dedupe, 5 timers, 6 outbox zset, 7 sessions zset,
+#       8 contact set, 9.. outbox item keys
+# ARGV: 1 token, 2 expect version, 3 new version, 4 session, 5 ttl s, 6 has reply, 7 reply,
+#       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
+#       12 outbox due, 13 session id, 14 updated_at, 15 n transcript entries,
+#       then the entries, then one (id, payload) pair per outbox item key
+COMMIT_LUA = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'LOCK' end
+local cur = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
+if cur ~= tonumber(ARGV[2]) then return 'VERSION' end
+local retention = tonumber(ARGV[9])
+local old = redis.call('HGET', KEYS[2], 'tm')
+if old and old ~= ARGV[10] then redis.call('ZREM', KEYS[5], old) end
+redis.call('HSET', KEYS[2], 'd', ARGV[4], 'v', ARGV[3])
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[2], 'tm', ARGV[10])
+  redis.call('ZADD', KEYS[5], ARGV[11], ARGV[10])
+  redis.call('EXPIRE', KEYS[5], retention)
+else
+  redis.call('HDEL', KEYS[2], 'tm')
+end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+local n = tonumber(ARGV[15])
+if n > 0 then
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 16, 15 + n))
+  redis.call('EXPIRE', KEYS[3], retention)
+end
+if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8]) end
+local a = 16 + n
+for k = 9, #KEYS do
+  redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', retention)
+  redis.call('ZADD', KEYS[6], ARGV[12], ARGV[a])
+  a = a + 2
+end
+if #KEYS >= 9 then redis.call('EXPIRE', KEYS[6], retention) end
+redis.call('ZADD', KEYS[7], ARGV[14], ARGV[13])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[14]) - retention)
+redis.call('EXPIRE', KEYS[7], retention)
+redis.call('SADD', KEYS[8], ARGV[13])
+redis.call('EXPIRE', KEYS[8], retention)
+redis.call('DEL', KEYS[1])
+return 'OK'
+"""
+
+# release: compare-and-delete, so a turn never removes a lock another turn took after ours expired.
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# claim_timers: range + remove in one step so that with several pollers each due timer is
+# handed to exactly one of them.
+CLAIM_TIMERS_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+
+# claim_outbox: read + push the ready-at forward (a lease) in one step so two senders never
+# take the same item at once; an item whose sender died becomes ready again when the lease ends.
+# KEYS: outbox zset. ARGV: now, limit, lease end, key prefix.
+CLAIM_OUTBOX_LUA = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  local sid, uniq = string.match(id, '^(.*)|([^|]*)$')
+  local payload = sid and redis.call('GET', ARGV[4] .. ':{' .. sid .. '}:o:' .. uniq)
+  if payload then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    table.insert(out, id)
+    table.insert(out, payload)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+
+# record_status: read-compare-write in one step so concurrent callbacks arriving out of
+# order never move a status backwards (queued < sent < delivered < read; failed terminal).
+# KEYS: status hash. ARGV: status, rank, error code, ttl.
+STATUS_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'r')
+if cur then
+  cur = tonumber(cur)
+  if cur >= 9 or cur >= tonumber(ARGV[2]) then return redis.call('HGET', KEYS[1], 's') end
+end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'r', ARGV[2], 'e', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return ARGV[1]
+"""
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore:
+    """Conversations in Redis; safe with many processes. Build with `await RedisStore.connect(url)`."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "orch") -> None:
+        self._r = client
+        self.prefix = prefix
+        self._begin = client.register_script(BEGIN_LUA)
+        self._commit = client.register_script(COMMIT_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self._claim_timers = client.register_script(CLAIM_TIMERS_LUA)
+        self._claim_outbox = client.register_script(CLAIM_OUTBOX_LUA)
+        self._status = client.register_script(STATUS_LUA)
+
+    @classmethod
+    async def connect(cls, url: str, prefix: str = "orch", *, timeout_seconds: float = 1.0) -> RedisStore:
+        """Connect and check; StoreUnavailable (fast) when Redis cannot be reached."""
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 1),  # one reconnect after a dropped pooled connection
+            health_check_interval=0,
+            max_connections=256,
+        )
+        store = cls(client, prefix)
+        await store.ping()
+        return store
+
+    # keys ----------------------------------------------------------------------------
+    def _k(self, session_id: str, part: str) -> str:
+        return f"{self.prefix}:{{{session_id}}}:{part}"
+
+    def _g(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    async def _do(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
+            raise StoreUnavailable(
+                f"redis store ({self.prefix}): cannot reach Redis ({type(exc).__name__}: {exc}); "
+                "check ORCHESTRATOR_REDIS_URL and that Redis is running"
+            ) from None
+        except NoScriptError:
+            raise
+        except RedisError as exc:
+            raise StoreError(f"redis store ({self.prefix}): {type(exc).__name__}: {exc}") from exc
+
+    # the turn ------------------------------------------------------------------------
+    async def begin(
+        self, session_id: str, dedupe_id: str | None, *, lock_ttl_seconds: float, wait_seconds: float,
+        contact: str | None = None,
+    ) -> Begin:
+        token = secrets.token_hex(8)
+        keys = [
+            self._k(session_id, "l"),
+            self._k(session_id, "s"),
+            self._k(session_id, f"d:{dedupe_id or '-'}"),
+            self._g(f"optout:{contact or '-'}"),
+        ]
+        args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0"]
+        deadline = time.monotonic() + wait_seconds
+        delay = 0.002
+        while True:
+            res = await self._do(self._begin(keys=keys, args=args))
+            code = int(res[0])
+            if code == 1:
+                return Begin(duplicate_reply=bytes(res[1]))
+            if code == 0:
+                data, version, optout = res[1], res[2], res[3]
+                return Begin(
+                    session=bytes(data) if data else None,
+                    version=int(version) if version else 0,
+                    token=token,
+                    opted_out=bool(optout),
+                )
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"session {session_id!r}: another turn held the lock for more than {wait_seconds} s; "
+                    "the provider should retry (raise ORCHESTRATOR_LOCK_WAIT_SECONDS if turns are slow)"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    async def commit(self, session_id: str, token: str, commit: Commit) -> None:
+        keys = [
+            self._k(session_id, "l"),
+            self._k(session_id, "s"),
+            self._k(session_id, "t"),
+            self._k(session_id, f"d:{commit.dedupe_id or '-'}"),
+            self._g("timers"),
+            self._g("outbox"),
+            self._g("sessions"),
+            self._g(f"c:{commit.contact or '-'}"),
+        ]
+        args: list[Any] = [
+            token, commit.expect_version, commit.version, commit.session, max(1, int(commit.ttl_seconds)),
+            "1" if commit.dedupe_id and commit.reply is not None else "0", commit.reply or b"",
+            max(1, int(commit.dedupe_ttl_seconds)), max(1, int(commit.retention_seconds)),
+            commit.timer.member if commit.timer else "", commit.timer.due if commit.timer else 0,
+            commit.outbox_due, session_id, commit.updated_at or time.time(), len(commit.transcript),
+            *commit.transcript,
+        ]
+        for item in commit.outbox:
+            sid, _, uniq = item.id.rpartition("|")
+            if sid != session_id:
+                raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
+            keys.append(self._k(session_id, f"o:{uniq}"))
+            args += [item.id, item.payload]
+        res = await self._do(self._commit(keys=keys, args=args))
+        res = res.decode() if isinstance(res, bytes) else str(res)
+        if res == "LOCK":
+            raise StaleWrite(
+                f"session {session_id!r}: the lock expired before the save and may belong to another "
+                "turn now; the turn was not saved (raise ORCHESTRATOR_LOCK_TTL_SECONDS if turns are slow)"
+            )
+        if res == "VERSION":
+            raise StaleWrite(
+                f"session {session_id!r}: stored version is not {commit.expect_version} (another turn "
+                "saved first); the turn was not saved"
+            )
+
+    async def release(self, session_id: str, token: str) -> None:
+        if token:
+            await self._do(self._release(keys=[self._k(session_id, "l")], args=[token]))
+
+    async def load(self, session_id: str) -> bytes | None:
+        data = await self._do(self._r.hget(self._k(session_id, "s"), "d"))
+        return bytes(data) if data else None
+
+    # opt-outs ------------------------------------------------------------------------
+    async def set_opt_out(self, contact: str, opted_out: bool) -> None:
+        key = self._g(f"optout:{contact}")
+        if opted_out:
+            await self._do(self._r.set(key, str(int(time.time())), ex=OPT_OUT_TTL_SECONDS))
+        else:
+            await self._do(self._r.delete(key))
+
+    async def is_opted_out(self, contact: str) -> bool:
+        return bool(await self._do(self._r.exists(self._g(f"optout:{contact}"))))
+
+    # flow revisions ------------------------------------------------------------------
+    async def put_revision(self, flow_id: str, revision: str, source: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.set(self._g(f"rev:{revision}"), source.encode(), ex=REVISION_TTL_SECONDS)
+        pipe.zadd(self._g(f"flow:{flow_id}"), {revision: time.time()}, nx=True)
+        pipe.expire(self._g(f"flow:{flow_id}"), REVISION_TTL_SECONDS)
+        await self._do(pipe.execute())
+
+    async def get_revision(self, revision: str) -> str | None:
+        data = await self._do(self._r.get(self._g(f"rev:{revision}")))
+        return bytes(data).decode() if data else None
+
+    async def latest_revision(self, flow_id: str) -> str | None:
+        items = await self._do(self._r.zrange(self._g(f"flow:{flow_id}"), -1, -1))
+        return bytes(items[0]).decode() if items else None
+
+    async def list_revisions(self, flow_id: str) -> list[str]:
+        items = await self._do(self._r.zrange(self._g(f"flow:{flow_id}"), 0, -1))
+        return [bytes(i).decode() for i in items]
+
+    # timers and outbox ---------------------------------------------------------------
+    async def claim_due_timers(self, now: float, limit: int = 100) -> list[str]:
+        res = await self._do(self._claim_timers(keys=[self._g("timers")], args=[now, limit]))
+        return [bytes(m).decode() for m in res]
+
+    async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
+        res = await self._do(
+            self._claim_outbox(keys=[self._g("outbox")], args=[now, limit, now + lease_seconds, self.prefix])
+        )
+        return [OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1])) for i in range(0, len(res), 2)]
+
+    def _outbox_key(self, item_id: str) -> str:
+        sid, _, uniq = item_id.rpartition("|")
+        return self._k(sid, f"o:{uniq}")
+
+    async def ack_outbox(self, item_id: str) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zrem(self._g("outbox"), item_id)
+        pipe.delete(self._outbox_key(item_id))
+        await self._do(pipe.execute())
+
+    async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.set(self._outbox_key(item_id), payload, keepttl=True, xx=True)
+        pipe.zadd(self._g("outbox"), {item_id: due}, xx=True)
+        await self._do(pipe.execute())
+
+    # delivery statuses ---------------------------------------------------------------
+    async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:
+        res = await self._do(
+            self._status(
+                keys=[self._g(f"st:{message_id}")],
+                args=[status, status_rank(status), error_code or "", STATUS_TTL_SECONDS],
+            )
+        )
+        return bytes(res).decode() if isinstance(res, bytes) else str(res)
+
+    async def get_status(self, message_id: str) -> tuple[str, str | None] | None:
+        s, e = await self._do(self._r.hmget(self._g(f"st:{message_id}"), ["s", "e"]))
+        if not s:
+            return None
+        return bytes(s).decode(), (bytes(e).decode() or None) if e else None
+
+    # records -------------------------------------------------------------------------
+    async def get_transcript(self, session_id: str) -> list[bytes]:
+        return [bytes(x) for x in await self._do(self._r.lrange(self._k(session_id, "t"), 0, -1))]
+
+    async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
+        items = await self._do(
+            self._r.zrevrange(self._g("sessions"), offset, offset + limit - 1, withscores=True)
+        )
+        return [SessionInfo(bytes(m).decode(), float(s)) for m, s in items]
+
+    async def _contact_sessions(self, contact: str) -> list[str]:
+        return sorted(bytes(m).decode() for m in await self._do(self._r.smembers(self._g(f"c:{contact}"))))
+
+    async def export_contact(self, contact: str) -> ContactExport:
+        sids = await self._contact_sessions(contact)
+        sessions: dict[str, bytes] = {}
+        transcripts: dict[str, list[bytes]] = {}
+        for sid in sids:
+            data = await self.load(sid)
+            if data is not None:
+                sessions[sid] = data
+            transcripts[sid] = await self.get_transcript(sid)
+        return ContactExport(
+            contact=contact, opted_out=await self.is_opted_out(contact), sessions=sessions,
+            transcripts=transcripts,
+        )
+
+    async def erase_contact(self, contact: str) -> int:
+        removed = 0
+        for sid in await self._contact_sessions(contact):
+            timer = await self._do(self._r.hget(self._k(sid, "s"), "tm"))
+            keys: list[bytes] = []
+            pattern = f"{_glob_escape(self.prefix)}:{{{_glob_escape(sid)}}}:*"
+            async for key in self._r.scan_iter(match=pattern, count=500):
+                keys.append(key)
+            pipe = self._r.pipeline(transaction=False)
+            if timer:
+                pipe.zrem(self._g("timers"), timer)
+            pipe.zrem(self._g("sessions"), sid)
+            for key in keys:
+                name = bytes(key).decode()
+                if ":o:" in name:
+                    pipe.zrem(self._g("outbox"), f"{sid}|{name.rpartition(':o:')[2]}")
+            if keys:
+                pipe.delete(*keys)
+            await self._do(pipe.execute())
+            removed += len(keys)
+        removed += int(await self._do(self._r.delete(self._g(f"c:{contact}"))))
+        return removed
+
+    async def ping(self) -> None:
+        await self._do(self._r.ping())
+
+    async def close(self) -> None:
+        await self._r.aclose()
