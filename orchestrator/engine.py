@@ -1,0 +1,561 @@
+"""The conversation engine: `Engine.turn(session, event, now) -> TurnResult`.
+
+Channel-neutral and deterministic: the same session, event and clock give the same result;
+its only I/O is connector calls. Channel adapters turn provider payloads into `Event`s and
+render the `Outbound`s; the engine only picks a prompt's per-channel override (`voice:`,
+`sms:`, `whatsapp:`) by the conversation's channel, and on messaging channels tells staff
+about a handoff (a voice handoff dials them instead).
+
+Semantics worth knowing (see also the README):
+- `start` (or any conversational event after the conversation ended) starts afresh from
+  the flow's start state, same session id; the opening text itself is not an answer.
+  `hangup`, `timeout`, `dial`, `recording`, `empty` and `reaction` after the end are
+  recorded and ignored (a late recording is still saved).
+- At an ask: global intents first, then the typed answer. `max_retries` failed answers
+  are re-asked; the next failure takes `on.fail` (no route: end with outcome `failed`).
+- `timeout`: the first reminds and re-asks, the second takes `on.timeout` or ends as
+  `abandoned`. `hangup` ends as `hung_up`, unless `on_hangup: text_back` and the caller was
+  being asked something: then the conversation moves to SMS and the question is re-sent.
+- Anything that cannot go on (loop of automatic states, missing route, a template that
+  fails) ends the conversation politely with outcome `error` and a log line: never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Template
+from .connectors import CallContext, ConnectorRegistry, ConnectorResult
+from .errors import FlowRuntimeError
+from .inputs import match_intent, parse_input
+from .logs import redact_phone
+from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+
+log = logging.getLogger("orchestrator.engine")
+
+VOICE_CHANNELS = frozenset({"voice"})
+TEXT_BACK_CHANNEL = "sms"
+# Events that carry something the contact said or did: they update the session's channel
+# and, after the end, start a new conversation.
+CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
+ANSWERS = frozenset({"text", "speech", "digits", "choice", "media", "location"})
+DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "canceled", "cancelled"})
+SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
+SORRY_FAILED = "Sorry, I'm having trouble understanding. Please try again later."
+NOT_HEARD = "Sorry, I didn't hear anything."
+NOT_UNDERSTOOD = "Sorry, I didn't understand that."
+LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
+TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
+CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
+
+
+class Engine:
+    """Runs conversations of one compiled flow revision."""
+
+    def __init__(self, compiled: CompiledFlow, connectors: ConnectorRegistry) -> None:
+        self.compiled = compiled
+        self.connectors = connectors
+
+    def new_session(
+        self,
+        session_id: str,
+        *,
+        business: str,
+        contact: str,
+        channel: str,
+        now: float,
+        vars: Mapping[str, Any] | None = None,
+        contact_name: str | None = None,
+        known: bool = False,
+    ) -> Session:
+        """A fresh conversation at the start state (nothing run yet: send it a `start` event)."""
+        flow = self.compiled.flow
+        return Session(
+            id=session_id, flow=flow.flow, revision=self.compiled.revision, state=flow.start,
+            business=business, contact=contact, channel=channel,
+            vars={**flow.vars, **(vars or {}), CONTACT_KEY: {"name": contact_name, "known": known}},
+            started_at=now, updated_at=now,
+        )
+
+    async def turn(self, session: Session, event: Event, now: float) -> TurnResult:
+        """Apply one event. The session passed in is not modified; the result holds the new one."""
+        turn = _Turn(self, session, event, now)
+        try:
+            await turn.run()
+        except FlowRuntimeError as exc:
+            log.error("flow %s state %s: %s", self.compiled.id, turn.session.state, exc)
+            turn.note(f"error: {exc}")
+            turn.finish("error", SORRY_ERROR)
+        return turn.result()
+
+
+def _copy(session: Session) -> Session:
+    return msgspec.structs.replace(session, vars=dict(session.vars), path=list(session.path))
+
+
+class _Turn:
+    """One turn's working state: the session copy, the messages and transcript produced."""
+
+    __slots__ = ("_ctx", "compiled", "engine", "event", "messages", "now", "session", "steps", "summary",
+                 "transcript")
+
+    def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
+        self.engine = engine
+        self.compiled = engine.compiled
+        self.session = _copy(session)
+        self.event = event
+        self.now = now
+        self.messages: list[Outbound] = []
+        self.transcript: list[TranscriptEntry] = []
+        self.steps = 0
+        self.summary: dict[str, Any] | None = None
+        self._ctx: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ dispatch
+    async def run(self) -> None:
+        s, ev = self.session, self.event
+        s.turns += 1
+        s.updated_at = self.now
+        if ev.kind in CONVERSATIONAL:
+            s.channel = ev.channel
+            s.last_inbound_at = self.now
+        if ev.profile_name:
+            contact = s.vars.get(CONTACT_KEY) or {}
+            if not contact.get("name"):
+                s.vars[CONTACT_KEY] = {**contact, "name": ev.profile_name}
+        self._log_inbound()
+        if s.status == "ended":
+            if ev.kind in CONVERSATIONAL:
+                self._restart()
+                await self._begin()
+            else:
+                self._after_end()
+            return
+        if ev.kind == "start":
+            if s.turns > 1:
+                self._restart()
+            await self._begin()
+            return
+        state = self.compiled.states.get(s.state)
+        if state is None:
+            raise FlowRuntimeError(
+                f"session is at state {s.state!r}, which revision {self.compiled.revision} does not have"
+            )
+        if ev.kind == "hangup":
+            self._hangup(state)
+        elif ev.kind == "timeout":
+            await self._timeout(state)
+        elif ev.kind == "dial":
+            await self._dial(state)
+        elif ev.kind == "recording" or (state.kind == "record" and ev.kind in ANSWERS):
+            await self._recorded(state)
+        elif state.kind == "ask" and (ev.kind in ANSWERS or ev.kind == "empty"):
+            await self._answer(state)
+        else:
+            self.note(f"ignored {ev.kind} event at state {s.state!r}")
+
+    def _restart(self) -> None:
+        """A new conversation in the same session: same id, contact and version, fresh data."""
+        s, flow = self.session, self.compiled.flow
+        s.vars = {**flow.vars, CONTACT_KEY: s.vars.get(CONTACT_KEY) or {"name": None, "known": False}}
+        s.state, s.status, s.outcome = flow.start, "active", None
+        s.retries = s.reminders = 0
+        s.started_at, s.turns, s.path = self.now, 1, []
+        self._ctx = None
+        self.note("new conversation")
+
+    async def _begin(self) -> None:
+        settings = self.compiled.settings
+        if settings.recording and self.session.channel in VOICE_CHANNELS:
+            self._emit(Outbound(kind="say", text=self._render(self.compiled.consent_notice, "consent")))
+        await self._enter(self.compiled.start)
+
+    def _after_end(self) -> None:
+        ev, s = self.event, self.session
+        if ev.kind == "recording":
+            state = self.compiled.states.get(s.state)
+            if state is not None and state.kind == "record" and state.save:
+                self._save(state.save, self._recording_value())
+        self.note(f"ignored {ev.kind} event: the conversation already ended ({s.outcome})")
+
+    # ------------------------------------------------------------------ automatic states
+    async def _enter(self, name: str) -> None:
+        """Enter `name` and run automatic states until one waits for the contact or ends."""
+        limit = self.compiled.settings.max_auto_steps
+        while True:
+            self.steps += 1
+            if self.steps > limit:
+                raise FlowRuntimeError(
+                    f"more than {limit} automatic states in one turn (last: {name!r}); a loop without "
+                    "a question? add an `ask` to the loop or raise settings.max_auto_steps"
+                )
+            state = self.compiled.states[name]
+            s = self.session
+            s.state, s.retries, s.reminders = name, 0, 0
+            s.path.append(name)
+            self.transcript.append(TranscriptEntry(at=self.now, dir="state", text=name))
+            kind = state.kind
+            next_name: str | None
+            if kind == "ask":
+                self._ask(state)
+                return
+            if kind == "say":
+                self._say(state)
+                if state.end:
+                    self.finish(state.end)
+                    return
+                next_name = self._route(state, "next")
+            elif kind == "branch":
+                next_name = self._branch(state)
+            elif kind == "call":
+                next_name = await self._call(state)
+            elif kind == "handoff":
+                next_name = self._handoff(state)
+            elif kind == "record":
+                self._emit(Outbound(kind="record", text=self._text(state), state=name,
+                                    max_seconds=state.max_seconds))
+                return
+            else:  # end
+                self._say(state)
+                self.finish(state.end or "ended")
+                return
+            if next_name is None:
+                return
+            name = next_name
+
+    def _route(self, state: CompiledState, trigger: str) -> str:
+        if trigger not in state.routes:
+            raise FlowRuntimeError(f"state {state.name!r} has no route {trigger!r}; add `{trigger}:` to it")
+        return self.compiled.fire(state.name, trigger)
+
+    def _say(self, state: CompiledState) -> None:
+        text = self._text(state)
+        media = self._render(state.media, state.name) if state.media is not None else None
+        if text or media:
+            self._emit(Outbound(kind="say", text=text, state=state.name, media_url=media or None))
+
+    def _branch(self, state: CompiledState) -> str:
+        ctx = self.ctx()
+        for expr, trigger in state.branch:
+            try:
+                taken = expr is None or bool(expr.evaluate(ctx))
+            except Exception as exc:
+                raise FlowRuntimeError(f"state {state.name!r}: branch condition failed: {exc}") from exc
+            if taken:
+                return self._route(state, trigger)
+        raise FlowRuntimeError(f"state {state.name!r}: no branch matched; add a last case without `when`")
+
+    async def _call(self, state: CompiledState) -> str | None:
+        s, settings = self.session, self.compiled.settings
+        assert state.args is not None
+        started = time.perf_counter()
+        try:
+            args = state.args.render(self.ctx())
+        except Exception as exc:
+            result = ConnectorResult(outcome="error", detail=f"arguments failed to render: {exc}")
+        else:
+            ctx = CallContext(
+                session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
+                language=settings.language, now=self.now, settings=settings, vars=s.vars,
+            )
+            result = await self.engine.connectors.call(state.action, args, ctx, state.timeout_seconds)
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        self.transcript.append(TranscriptEntry(
+            at=self.now, dir="call", text=state.action,
+            data={"outcome": result.outcome, "ms": ms, **({"detail": result.detail} if result.detail else {})},
+        ))
+        if result.outcome in ("ok", "empty") and state.save:
+            self._save(state.save, result.value)
+        trigger = result.outcome
+        if trigger not in state.routes:
+            trigger = "error"
+        if trigger not in state.routes:
+            log.error("flow %s state %s: %s outcome %s has no route", self.compiled.id, state.name,
+                      state.action, result.outcome)
+            self.finish("error", SORRY_ERROR)
+            return None
+        return self._route(state, trigger)
+
+    def _handoff(self, state: CompiledState) -> str | None:
+        s = self.session
+        assert state.target is not None
+        target = self._render(state.target, state.name)
+        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target))
+        if s.channel in VOICE_CHANNELS:
+            if "no_answer" in state.routes:
+                return None  # the call is being transferred: wait for the `dial` event
+        else:
+            staff = self.compiled.settings.staff_notify or target
+            self._emit(Outbound(kind="notify", text=self._staff_text(), state=state.name, target=staff))
+        return self._after_handoff(state)
+
+    def _after_handoff(self, state: CompiledState) -> str | None:
+        if state.end or "next" not in state.routes:
+            self.finish(state.end or "handed_off")
+            return None
+        return self._route(state, "next")
+
+    # ------------------------------------------------------------------ waiting states
+    def _ask(self, state: CompiledState, *, reprompt: str | None = None) -> None:
+        choices, _ = self._choices(state)
+        text = self._text(state)
+        if reprompt is not None:
+            text = reprompt
+        self._emit(Outbound(
+            kind="ask", text=text, state=state.name, choices=choices, input=state.input,
+            reprompt=reprompt is not None,
+        ))
+
+    def _reask(self, state: CompiledState, hint: str | None) -> None:
+        own = state.reprompt.get(self.session.channel)
+        if own is not None:
+            text = self._render(own, state.name)
+        else:
+            text = f"{hint or NOT_UNDERSTOOD} {self._text(state)}".strip()
+        self._ask(state, reprompt=text)
+
+    def _choices(self, state: CompiledState) -> tuple[list[OutChoice], dict[str, Any]]:
+        """The ask's choices now: items of `choices_from` (numbered 1..n), then static ones."""
+        if not state.choices_from:
+            return state.choices, {}
+        items = self.session.vars.get(state.choices_from)
+        out: list[OutChoice] = []
+        values: dict[str, Any] = {}
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, Mapping):
+                cid = str(item.get("id") or f"{state.choices_from}_{i + 1}")
+                label = str(item.get("label") or item.get("id") or i + 1)
+            else:
+                cid, label = f"{state.choices_from}_{i + 1}", str(item)
+            out.append(OutChoice(id=cid, label=label, dtmf=str(i + 1)))
+            values[cid] = item
+        used: set[str | None] = {c.dtmf for c in out}
+        for choice in state.choices:
+            digit: str | None = choice.dtmf or str(len(out) + 1)
+            if digit in used:
+                digit = None
+            out.append(msgspec.structs.replace(choice, dtmf=digit) if digit != choice.dtmf else choice)
+            used.add(digit)
+        return out, values
+
+    async def _answer(self, state: CompiledState) -> None:
+        ev, settings = self.event, self.compiled.settings
+        if ev.kind == "empty":
+            await self._failed(state, NOT_HEARD)
+            return
+        text = ev.text or ""
+        if not text and ev.media:
+            text = ev.media[0].caption or ""
+        choices, values = self._choices(state)
+        ids = {c.id for c in choices}
+        picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
+        if picked is None and self.compiled.intents and text:
+            intent = match_intent(text, self.compiled.intents, digits=text if ev.kind == "digits" else None)
+            if intent is not None:
+                self.note(f"intent {intent}")
+                await self._enter(self._route(state, INTENT_PREFIX + intent))
+                return
+        if picked is None and ev.kind == "speech" and ev.confidence is not None \
+                and ev.confidence < settings.speech_confidence:
+            await self._failed(state, LOW_CONFIDENCE)
+            return
+        if picked is not None:
+            ok, value, choice_id, hint = True, picked, picked, None
+        else:
+            result = parse_input(
+                state.input, text, choices=choices, settings=settings, now=self._now_dt(),
+                pattern=state.pattern, confidence=ev.confidence,
+            )
+            ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
+        if not ok:
+            await self._failed(state, hint)
+            return
+        if choice_id is not None and choice_id in values:
+            value = values[choice_id]
+        if state.save:
+            self._save(state.save, value)
+        trigger = choice_id if choice_id is not None and choice_id in state.routes else "next"
+        await self._enter(self._route(state, trigger))
+
+    async def _failed(self, state: CompiledState, hint: str | None) -> None:
+        s = self.session
+        s.retries += 1
+        self.note(f"not understood at {state.name} (try {s.retries})")
+        if s.retries <= state.max_retries:
+            self._reask(state, hint)
+        elif "fail" in state.routes:
+            await self._enter(self._route(state, "fail"))
+        else:
+            self.finish("failed", SORRY_FAILED)
+
+    async def _timeout(self, state: CompiledState) -> None:
+        s = self.session
+        if not state.waits:
+            self.note(f"ignored timeout at state {s.state!r}")
+            return
+        if s.reminders == 0:
+            s.reminders = 1
+            self._emit(Outbound(kind="say", text=self._render(self.compiled.reminder, "reminder"),
+                                state=state.name))
+            if state.kind == "ask":
+                self._ask(state, reprompt=self._text(state))
+            return
+        if "timeout" in state.routes:
+            await self._enter(self._route(state, "timeout"))
+        else:
+            self.finish("abandoned")
+
+    def _hangup(self, state: CompiledState) -> None:
+        s = self.session
+        if self.compiled.settings.on_hangup == "text_back" and state.kind == "ask" and s.contact:
+            s.channel = TEXT_BACK_CHANNEL
+            self.note(f"call ended mid-flow: continuing by {TEXT_BACK_CHANNEL}")
+            self._emit(Outbound(kind="say", text=TEXT_BACK_NOTE, state=state.name))
+            self._ask(state)
+            return
+        self.finish("hung_up")
+
+    async def _dial(self, state: CompiledState) -> None:
+        status = (self.event.text or "").strip().lower()
+        if state.kind != "handoff":
+            self.note(f"ignored dial status {status!r} at state {state.name!r}")
+            return
+        if status in DIAL_NOT_CONNECTED and "no_answer" in state.routes:
+            await self._enter(self._route(state, "no_answer"))
+            return
+        next_name = self._after_handoff(state)
+        if next_name is not None:
+            await self._enter(next_name)
+
+    async def _recorded(self, state: CompiledState) -> None:
+        if state.kind != "record":
+            self.note(f"ignored {self.event.kind} event at state {state.name!r}")
+            return
+        if state.save:
+            self._save(state.save, self._recording_value())
+        if state.end:
+            self.finish(state.end)
+        else:
+            await self._enter(self._route(state, "next"))
+
+    def _recording_value(self) -> dict[str, Any]:
+        ev = self.event
+        url = ev.recording_url or (ev.media[0].url if ev.media else None)
+        return {"url": url, "duration": ev.duration_seconds, "transcription": ev.text}
+
+    # ------------------------------------------------------------------ output and record
+    def finish(self, outcome: str, text: str | None = None) -> None:
+        s = self.session
+        if text:
+            self._emit(Outbound(kind="say", text=text, state=s.state))
+        self._emit(Outbound(kind="end", state=s.state, outcome=outcome))
+        s.status, s.outcome = "ended", outcome
+        self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=f"outcome {outcome}",
+                                               data={"outcome": outcome}))
+        self.summary = self._summary()
+
+    def note(self, text: str) -> None:
+        self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=text))
+
+    def _emit(self, message: Outbound) -> None:
+        if message.language is None:
+            message.language = self.compiled.settings.language
+        self.messages.append(message)
+        self.transcript.append(TranscriptEntry(
+            at=self.now, dir="out", text=message.text,
+            data={"kind": message.kind, "state": message.state},
+        ))
+
+    def _save(self, name: str, value: Any) -> None:
+        self.session.vars[name] = value
+        self._ctx = None
+        self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=name, data=value))
+
+    def _log_inbound(self) -> None:
+        ev = self.event
+        data: dict[str, Any] = {"kind": ev.kind, "channel": ev.channel}
+        if ev.confidence is not None:
+            data["confidence"] = ev.confidence
+        if ev.choice_id:
+            data["choice_id"] = ev.choice_id
+        self.transcript.append(TranscriptEntry(at=self.now, dir="in", text=ev.text or "", data=data))
+
+    def _text(self, state: CompiledState) -> str:
+        template = state.text.get(self.session.channel)
+        return self._render(template, state.name) if template is not None else ""
+
+    def _render(self, template: Template | None, where: str) -> str:
+        if template is None:
+            return ""
+        try:
+            return template.render(self.ctx())
+        except Exception as exc:
+            raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
+
+    def _now_dt(self) -> datetime:
+        return datetime.fromtimestamp(self.now, self.compiled.timezone)
+
+    def ctx(self) -> dict[str, Any]:
+        """Template context: the flow's variables plus the builtins (ARCHITECTURE.md)."""
+        if self._ctx is None:
+            s = self.session
+            contact = s.vars.get(CONTACT_KEY) or {}
+            name_var = self.compiled.summary_vars.name
+            ctx = {k: v for k, v in s.vars.items() if k != CONTACT_KEY}
+            ctx.update(
+                contact={"phone": s.contact, "name": (s.vars.get(name_var) if name_var else None)
+                         or contact.get("name"), "known": bool(contact.get("known"))},
+                channel=s.channel, business=s.business,
+                now=self._now_dt().isoformat(timespec="seconds"),
+                flow_title=self.compiled.title, last_input=self.event.text or "",
+            )
+            self._ctx = ctx
+        return self._ctx
+
+    def _summary(self) -> dict[str, Any]:
+        s, names = self.session, self.compiled.summary_vars
+        contact = s.vars.get(CONTACT_KEY) or {}
+
+        def var(name: str | None) -> Any:
+            return s.vars.get(name) if name else None
+
+        return {
+            "flow": s.flow, "contact": s.contact, "channel": s.channel,
+            "name": var(names.name) or contact.get("name"), "reason": var(names.reason),
+            "wanted": var(names.wanted), "booking": var(names.booking), "outcome": s.outcome,
+            "turns": s.turns, "duration": round(self.now - s.started_at, 3),
+        }
+
+    def _staff_text(self) -> str:
+        summary = self._summary()
+        who = summary["name"] or "A contact"
+        parts = [f"{self.compiled.title}: {who} ({summary['contact'] or 'unknown number'}) "
+                 f"needs a follow-up via {summary['channel']}."]
+        if summary["reason"]:
+            parts.append(f"Reason: {summary['reason']}.")
+        if summary["wanted"]:
+            parts.append(f"Preferred time: {summary['wanted']}.")
+        booking = summary["booking"]
+        if isinstance(booking, Mapping) and booking.get("label"):
+            parts.append(f"Booked: {booking['label']}.")
+        return " ".join(parts)
+
+    def result(self) -> TurnResult:
+        s = self.session
+        timer = None
+        no_reply = self.compiled.no_reply_seconds
+        if (s.status == "active" and no_reply and s.channel not in VOICE_CHANNELS
+                and self.compiled.states[s.state].waits):
+            timer = Timer(session_id=s.id, due=self.now + no_reply, turns=s.turns)
+        if self.summary is not None:
+            log.info("conversation %s ended: %s", redact_phone(s.id), s.outcome)
+        return TurnResult(
+            session=s, messages=self.messages, transcript=self.transcript, timer=timer,
+            ended=s.status == "ended", summary=self.summary,
+        )

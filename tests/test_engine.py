@@ -1,0 +1,488 @@
+"""The engine: every state kind, answers, retries, intents, timers, hangups, connectors."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import msgspec
+import pytest
+import transitions
+from conftest import FIXED_NOW, FLOWS_DIR, load_test_flow
+
+
+def _fallback_inputs() -> types.ModuleType:  # until orchestrator.inputs lands (tests only)
+    import re
+    from datetime import timedelta
+
+    mod = types.ModuleType("orchestrator.inputs")
+
+    class InputResult(msgspec.Struct):
+        ok: bool
+        value: Any = None
+        choice_id: str | None = None
+        reprompt: str | None = None
+
+    def parse_input(kind, text, *, choices=(), settings=None, now=None, pattern=None, confidence=None):  # type: ignore[no-untyped-def]
+        t = text.strip().lower()
+        if kind == "choice":
+            for i, c in enumerate(choices):
+                if t in {c.dtmf, str(i + 1), c.label.lower(), c.id} or any(w in t for w in c.match):
+                    return InputResult(True, c.id, c.id)
+            return InputResult(False, reprompt="Please pick one of the options.")
+        if kind == "name":
+            ok = bool(re.fullmatch(r"[a-z][a-z' -]{0,40}", t))
+            return InputResult(ok, text.strip().title() if ok else None)
+        if kind == "datetime":
+            if "tomorrow" in t:
+                day = (now + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+                return InputResult(True, day.isoformat())
+            return InputResult(False, reprompt="Please give a day and a time.")
+        return InputResult(bool(t), text.strip())
+
+    def match_intent(text, intents, digits=None):  # type: ignore[no-untyped-def]
+        t = text.strip().lower()
+        for name, intent in intents.items():
+            if (digits and intent.dtmf == digits) or any(re.search(rf"\b{re.escape(w)}\b", t) for w in intent.match):
+                return name
+        return None
+
+    mod.InputResult = InputResult  # type: ignore[attr-defined]
+    mod.parse_input = parse_input  # type: ignore[attr-defined]
+    mod.match_intent = match_intent  # type: ignore[attr-defined]
+    return mod
+
+
+try:
+    import orchestrator.inputs  # noqa: F401
+except ImportError:
+    sys.modules["orchestrator.inputs"] = _fallback_inputs()
+
+from orchestrator import compiler  # noqa: E402
+from orchestrator.compiler import compile_flow  # noqa: E402
+from orchestrator.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult  # noqa: E402
+from orchestrator.engine import Engine  # noqa: E402
+from orchestrator.model import Event, Session, TurnResult  # noqa: E402
+
+CONTACT = "+15555550123"
+
+
+class FindArgs(msgspec.Struct, kw_only=True):
+    around: str | None = None
+    duration: str | None = None
+    count: int = 3
+
+
+class BookArgs(msgspec.Struct, kw_only=True):
+    slot: Any
+    title: str = ""
+    name: str | None = None
+    reason: str | None = None
+
+
+class FakeCalendar:
+    """A scripted calendar: outcomes are queued per action; records every call."""
+
+    name = "calendar"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.script: dict[str, list[str]] = {"find_slots": [], "book": []}
+        self.actions = {"find_slots": Action(FindArgs, self.find_slots), "book": Action(BookArgs, self.book)}
+
+    def _next(self, action: str) -> str:
+        return self.script[action].pop(0) if self.script[action] else "ok"
+
+    async def find_slots(self, args: FindArgs, ctx: CallContext) -> ConnectorResult:
+        self.calls.append(("find_slots", args))
+        outcome = self._next("find_slots")
+        if outcome == "ok":
+            slots = [{"start": f"2026-11-26T{h}:00:00-05:00", "end": f"2026-11-26T{h}:30:00-05:00",
+                      "label": f"Thu 26 Nov, {h}:00 AM"} for h in (10, 11)]
+            return ConnectorResult(outcome="ok", value=slots)
+        if outcome == "raise":
+            raise RuntimeError("calendar exploded")
+        return ConnectorResult(outcome=outcome, value=[] if outcome == "empty" else None)  # type: ignore[arg-type]
+
+    async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
+        self.calls.append(("book", args))
+        outcome = self._next("book")
+        if outcome == "ok":
+            return ConnectorResult(outcome="ok", value={**args.slot, "id": "bk1", "calendar": "fake"})
+        return ConnectorResult(outcome=outcome)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def calendar() -> FakeCalendar:
+    return FakeCalendar()
+
+
+def make_engine(source: Any, calendar: FakeCalendar | None = None) -> Engine:
+    registry = ConnectorRegistry()
+    if calendar is not None:
+        registry.register(calendar)
+    loaded = load_test_flow(source) if not isinstance(source, str) else load_test_flow(source, "t.yaml")
+    return Engine(compile_flow(loaded), registry)
+
+
+@pytest.fixture
+def dental(calendar: FakeCalendar) -> Engine:
+    return make_engine(FLOWS_DIR / "dental_booking.yaml", calendar)
+
+
+class Talk:
+    """Drives one conversation through an engine, keeping the session and the clock."""
+
+    def __init__(self, engine: Engine, channel: str = "sms") -> None:
+        self.engine, self.channel, self.now = engine, channel, FIXED_NOW
+        self.session: Session = engine.new_session(f"biz:{CONTACT}", business="biz", contact=CONTACT,
+                                                   channel=channel, now=self.now)
+        self.results: list[TurnResult] = []
+
+    async def send(self, kind: str = "text", text: str | None = None, **kw: Any) -> TurnResult:
+        self.now += 5
+        kw.setdefault("channel", self.channel)
+        result = await self.engine.turn(self.session, Event(kind=kind, text=text, **kw), self.now)  # type: ignore[arg-type]
+        self.session = result.session
+        self.results.append(result)
+        return result
+
+    async def say(self, *lines: str) -> TurnResult:
+        result = None
+        for line in lines:
+            result = await self.send("text", line)
+        assert result is not None
+        return result
+
+    @property
+    def state(self) -> str:
+        return self.session.state
+
+
+def kinds(result: TurnResult) -> list[str]:
+    return [m.kind for m in result.messages]
+
+
+async def test_sms_booking_end_to_end(dental: Engine, calendar: FakeCalendar) -> None:
+    talk = Talk(dental)
+    first = await talk.send("start")
+    assert kinds(first) == ["say", "ask"]
+    assert first.messages[0].text == "Hi! Thanks for contacting Bright Smile Dental."
+    menu = first.messages[1]
+    assert [c.id for c in menu.choices] == ["book", "hours", "talk"] and menu.input == "choice"
+    assert first.timer is not None and first.timer.due == talk.now + 600 and first.timer.turns == 1
+    await talk.say("1", "Alex Morgan")
+    assert talk.state == "ask_reason"
+    offer = await talk.say("cleaning", "tomorrow at 10am")
+    assert talk.state == "offer"
+    assert [c.label for c in offer.messages[-1].choices] == ["Thu 26 Nov, 10:00 AM", "Thu 26 Nov, 11:00 AM",
+                                                             "None of these"]
+    assert [c.dtmf for c in offer.messages[-1].choices] == ["1", "2", "3"]
+    done = await talk.say("2")
+    assert done.ended and talk.session.outcome == "booked" and talk.session.status == "ended"
+    assert kinds(done) == ["say", "end"]
+    assert "Thu 26 Nov, 11:00 AM" in done.messages[0].text and "Alex Morgan" in done.messages[0].text
+    assert done.timer is None
+    book_args = calendar.calls[-1][1]
+    assert book_args.slot["label"] == "Thu 26 Nov, 11:00 AM"
+    assert book_args.title == "Cleaning - Alex Morgan" and book_args.reason == "cleaning"
+    summary = done.summary
+    assert summary is not None
+    assert summary["name"] == "Alex Morgan" and summary["reason"] == "cleaning"
+    assert summary["wanted"].startswith("2026-11-26T10:00") and summary["booking"]["id"] == "bk1"
+    assert summary["outcome"] == "booked" and summary["turns"] == 6 and summary["contact"] == CONTACT
+    assert summary["duration"] == 30.0  # from new_session to the last turn
+    path = talk.session.path
+    assert path[:3] == ["greet", "menu", "ask_name"] and path[-2:] == ["book", "confirm"]
+    entries = [e for r in talk.results for e in r.transcript]
+    dirs = {e.dir for e in entries}
+    assert {"in", "out", "state", "var", "call", "note"} <= dirs
+    calls = [e for e in entries if e.dir == "call"]
+    assert [c.text for c in calls] == ["calendar.find_slots", "calendar.book"]
+    assert all(c.data["outcome"] == "ok" and c.data["ms"] >= 0 for c in calls)
+    saved = {e.text: e.data for e in entries if e.dir == "var"}
+    assert saved["patient_name"] == "Alex Morgan" and saved["slot"]["label"] == "Thu 26 Nov, 11:00 AM"
+    assert entries[-1].data == {"outcome": "booked"}
+
+
+async def test_input_session_is_not_mutated(dental: Engine) -> None:
+    talk = Talk(dental)
+    before = msgspec.structs.replace(talk.session)
+    await talk.send("start")
+    assert talk.session is not before and before.path == [] and before.turns == 0
+
+
+async def test_voice_override_dtmf_and_consent_notice(calendar: FakeCalendar) -> None:
+    source = (FLOWS_DIR / "dental_booking.yaml").read_text().replace("recording: false", "recording: true")
+    engine = make_engine(source, calendar)
+    talk = Talk(engine, "voice")
+    first = await talk.send("start")
+    assert [m.text for m in first.messages[:2]] == [
+        "This call may be recorded for quality and training purposes.", "Thanks for calling Bright Smile Dental."]
+    assert first.timer is None  # no no-reply timer on a call
+    await talk.send("digits", "1")
+    assert talk.state == "ask_name"
+    sms = Talk(engine, "sms")
+    assert "recorded" not in (await sms.send("start")).messages[0].text
+
+
+async def test_retries_then_fail_route_and_staff_notify(dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    for attempt in (1, 2):
+        again = await talk.say("banana")
+        assert talk.state == "menu" and talk.session.retries == attempt
+        assert kinds(again) == ["ask"] and again.messages[0].reprompt
+    done = await talk.say("banana")
+    assert done.ended and talk.session.outcome == "handed_off"
+    handoff, notify = done.messages[0], done.messages[1]
+    assert handoff.kind == "handoff" and handoff.target == "+15555550199"
+    assert notify.kind == "notify" and notify.target == "+15555550199" and CONTACT in notify.text
+
+
+async def test_own_reprompt_and_empty_and_low_confidence(dental: Engine) -> None:
+    talk = Talk(dental, "voice")
+    await talk.send("start")
+    await talk.send("digits", "1")
+    quiet = await talk.send("empty")
+    assert quiet.messages[0].reprompt
+    assert quiet.messages[0].text == "Sorry, I didn't catch that. What name should I put the booking under?"
+    unsure = await talk.send("speech", "alex morgan", confidence=0.1)
+    assert talk.state == "ask_name" and talk.session.retries == 2 and unsure.messages[0].reprompt
+    await talk.send("speech", "alex morgan", confidence=0.9)
+    assert talk.state == "ask_reason" and talk.session.retries == 0
+
+
+async def test_global_intent_interrupts_an_ask(dental: Engine) -> None:
+    talk = Talk(dental, "voice")
+    await talk.send("start")
+    await talk.send("digits", "1")
+    result = await talk.send("speech", "can I talk to a receptionist", confidence=0.9)
+    assert talk.state == "handoff" and not result.ended  # voice waits for the dial result
+    assert kinds(result) == ["handoff"]
+    assert result.messages[0].text == "Please hold while I connect you to our front desk."
+    dtmf = Talk(dental, "voice")
+    await dtmf.send("start")
+    await dtmf.send("digits", "0")
+    assert dtmf.state == "handoff"
+
+
+async def test_dial_no_answer_takes_a_voicemail(dental: Engine) -> None:
+    talk = Talk(dental, "voice")
+    await talk.send("start")
+    await talk.send("digits", "3")
+    record = await talk.send("dial", "no-answer")
+    assert talk.state == "take_message" and kinds(record) == ["record"]
+    assert record.messages[0].max_seconds == 120
+    done = await talk.send("recording", "please call me", recording_url="https://rec/1", duration_seconds=12.0)
+    assert done.ended and talk.session.outcome == "message_taken"
+    assert talk.session.vars["voicemail"] == {"url": "https://rec/1", "duration": 12.0,
+                                              "transcription": "please call me"}
+    answered = Talk(dental, "voice")
+    await answered.send("start")
+    await answered.send("digits", "3")
+    assert (await answered.send("dial", "completed")).ended and answered.session.outcome == "handed_off"
+
+
+async def test_timeout_reminds_then_abandons(dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    first = await talk.send("timeout")
+    assert kinds(first) == ["say", "ask"] and first.messages[0].text.startswith("Are you still there?")
+    assert talk.session.reminders == 1 and first.timer is not None and first.timer.turns == talk.session.turns
+    second = await talk.send("timeout")
+    assert second.ended and talk.session.outcome == "abandoned" and second.timer is None
+
+
+async def test_timeout_route_when_the_ask_defines_one() -> None:
+    engine = make_engine("""
+flow: t
+start: q
+states:
+  q: {ask: Name?, input: name, save: n, next: bye, on: {timeout: late}}
+  late: {say: Too late, end: late}
+  bye: {end: ok}
+settings: {no_reply_timeout: 1m}
+""")
+    talk = Talk(engine)
+    await talk.send("start")
+    await talk.send("timeout")
+    result = await talk.send("timeout")
+    assert result.ended and talk.session.outcome == "late" and result.messages[0].text == "Too late"
+
+
+async def test_hangup_text_back_continues_by_sms(dental: Engine) -> None:
+    talk = Talk(dental, "voice")
+    await talk.send("start")
+    await talk.send("digits", "1")
+    result = await talk.send("hangup")
+    assert not result.ended and talk.session.status == "active" and talk.session.channel == "sms"
+    assert kinds(result) == ["say", "ask"] and result.messages[1].state == "ask_name"
+    assert result.timer is not None  # now a messaging conversation
+    await talk.send("text", "Alex Morgan", channel="sms")
+    assert talk.state == "ask_reason"
+
+
+async def test_hangup_ends_when_not_texting_back() -> None:
+    engine = make_engine("""
+flow: t
+start: q
+states:
+  q: {ask: Name?, input: name, save: n, next: bye}
+  bye: {end: ok}
+""")
+    talk = Talk(engine, "voice")
+    await talk.send("start")
+    result = await talk.send("hangup")
+    assert result.ended and talk.session.outcome == "hung_up" and result.summary is not None
+
+
+async def test_loop_guard_ends_with_error_instead_of_hanging() -> None:
+    engine = make_engine("""
+flow: loop
+start: a
+states:
+  a: {say: A, next: b}
+  b:
+    branch:
+      - {when: "true", goto: a}
+settings: {max_auto_steps: 10}
+""")
+    talk = Talk(engine)
+    result = await talk.send("start")
+    assert result.ended and talk.session.outcome == "error"
+    assert kinds(result)[-2:] == ["say", "end"] and "went wrong" in result.messages[-2].text
+    assert len(talk.session.path) == 10
+
+
+async def test_connector_outcomes_route(dental: Engine, calendar: FakeCalendar) -> None:
+    calendar.script["find_slots"] = ["empty", "raise"]
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("book", "Alex Morgan", "checkup")
+    nothing = await talk.say("tomorrow at 10am")
+    assert talk.state == "ask_time" and nothing.messages[0].text == "Sorry, we have nothing free around then."
+    broken = await talk.say("tomorrow at 10am")
+    assert broken.ended and talk.session.outcome == "handed_off"
+    assert "can't reach our calendar" in broken.messages[0].text
+    call = next(e for e in broken.transcript if e.dir == "call")
+    assert call.data["outcome"] == "error" and "exploded" in call.data["detail"]
+
+
+async def test_conflict_finds_slots_again(dental: Engine, calendar: FakeCalendar) -> None:
+    calendar.script["book"] = ["conflict"]
+    talk = Talk(dental)
+    await talk.send("start")
+    result = await talk.say("book", "Alex Morgan", "cleaning", "tomorrow at 10am", "1")
+    assert talk.state == "offer"
+    assert result.messages[0].text == "Sorry, that slot was just taken. Let me look again."
+    assert [c[0] for c in calendar.calls] == ["find_slots", "book", "find_slots"]
+    assert (await talk.say("1")).ended and talk.session.outcome == "booked"
+
+
+async def test_missing_error_route_ends_politely(calendar: FakeCalendar) -> None:
+    calendar.script["find_slots"] = ["conflict"]
+    engine = make_engine("""
+flow: t
+start: c
+states:
+  c: {call: calendar.find_slots, next: bye}
+  bye: {end: ok}
+""", calendar)
+    talk = Talk(engine)
+    result = await talk.send("start")
+    assert result.ended and talk.session.outcome == "error" and "went wrong" in result.messages[0].text
+
+
+async def test_branch_and_builtins() -> None:
+    engine = make_engine("""
+flow: t
+title: Shop
+start: route
+vars: {vip: false}
+states:
+  route:
+    branch:
+      - {when: "vip", goto: vip}
+      - {when: "channel == 'whatsapp'", goto: wa}
+      - {goto: plain}
+  vip: {say: VIP, end: vip}
+  wa: {say: "{{ flow_title }} on {{ channel }} for {{ contact.phone }}", end: wa}
+  plain: {say: "Plain {{ now[:10] }}", end: plain}
+""")
+    wa = Talk(engine, "whatsapp")
+    result = await wa.send("start")
+    assert result.messages[0].text == f"Shop on whatsapp for {CONTACT}" and wa.session.outcome == "wa"
+    plain = Talk(engine, "sms")
+    assert (await plain.send("start")).messages[0].text == "Plain 2026-11-25"
+
+
+async def test_whatsapp_button_reply_picks_the_choice(dental: Engine) -> None:
+    talk = Talk(dental, "whatsapp")
+    await talk.send("start")
+    await talk.send("choice", "Opening hours", choice_id="hours")
+    assert talk.state == "anything_else"
+    assert talk.results[-1].messages[0].text.startswith("We're open Monday to Friday")
+
+
+async def test_after_the_end_a_message_starts_afresh_and_late_events_are_ignored(dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("2", "No, thanks")
+    assert talk.session.outcome == "info_given"
+    ignored = await talk.send("timeout")
+    assert ignored.messages == [] and ignored.summary is None and talk.session.status == "ended"
+    again = await talk.say("hello")
+    assert talk.session.status == "active" and talk.state == "menu" and talk.session.turns == 1
+    assert kinds(again) == ["say", "ask"] and talk.session.path == ["greet", "menu"]
+
+
+async def test_hours_then_cancel_intent(dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("book", "Alex Morgan")
+    result = await talk.say("never mind")
+    assert result.ended and talk.session.outcome == "cancelled"
+
+
+async def test_missed_call_textback_takes_a_message() -> None:
+    engine = make_engine(FLOWS_DIR / "missed_call_textback.yaml")
+    talk = Talk(engine)
+    first = await talk.send("start")
+    assert first.messages[0].text.startswith("Sorry we missed your call at Bright Smile Dental!")
+    result = await talk.say("Dana Scully", "My crown came loose", "tomorrow at 10am")
+    assert result.ended and talk.session.outcome == "message_taken"
+    notify = next(m for m in result.messages if m.kind == "notify")
+    assert "Dana Scully" in notify.text and "crown came loose" in notify.text and CONTACT in notify.text
+    assert result.summary is not None and result.summary["reason"] == "My crown came loose"
+
+
+async def test_hundred_turns_build_no_machine_and_add_no_model(
+    monkeypatch: pytest.MonkeyPatch, calendar: FakeCalendar
+) -> None:
+    counts = {"machines": 0, "add_model": 0}
+    init, add_model = transitions.Machine.__init__, transitions.Machine.add_model
+
+    def counting_init(self, *a, **kw):  # type: ignore[no-untyped-def]
+        counts["machines"] += 1
+        init(self, *a, **kw)
+
+    def counting_add_model(self, *a, **kw):  # type: ignore[no-untyped-def]
+        counts["add_model"] += 1
+        return add_model(self, *a, **kw)
+
+    monkeypatch.setattr(transitions.Machine, "__init__", counting_init)
+    monkeypatch.setattr(transitions.Machine, "add_model", counting_add_model)
+    engine = make_engine(FLOWS_DIR / "dental_booking.yaml", calendar)
+    assert counts == {"machines": 1, "add_model": 0}
+    turns = 0
+    while turns < 100:
+        talk = Talk(engine)
+        for step in (("start", None), ("text", "1"), ("text", "Alex"), ("text", "cleaning"),
+                     ("text", "tomorrow at 10am"), ("text", "1")):
+            await talk.send(*step)
+            turns += 1
+        assert talk.session.outcome == "booked"
+    assert counts == {"machines": 1, "add_model": 0}
+    assert compiler.Machine is transitions.Machine
