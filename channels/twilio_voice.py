@@ -1,0 +1,212 @@
+"""Twilio Voice: an incoming call is a conversation; each answer is a webhook.
+
+Routes (all POST, all signed with X-Twilio-Signature):
+- `/webhooks/twilio/voice`            incoming call -> `start` (provider id: CallSid)
+- `/webhooks/twilio/voice/gather`     `<Gather>` action -> speech | digits | empty
+- `/webhooks/twilio/voice/record`     `<Record>` action -> recording
+- `/webhooks/twilio/voice/recording`  recordingStatusCallback -> the same recording (deduped)
+- `/webhooks/twilio/voice/dial`       `<Dial>` action -> dial (text = DialCallStatus)
+- `/webhooks/twilio/voice/status`     call status -> hangup (text = CallStatus) when terminal
+
+Action URLs carry `?step=<nonce>` so that CallSid + step is a stable dedupe id for one
+answer: Twilio's retries repeat the URL, a new question gets a new step.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.errors import BadRequest, SendError
+from orchestrator.model import Event, Outbound
+from orchestrator.render import present
+
+from ._twilio import (
+    TWIML_MEDIA_TYPE,
+    TwilioSignatureVerifier,
+    action_url,
+    element,
+    form_of,
+    response,
+)
+
+BASE = "/webhooks/twilio/voice"
+TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+DIAL_TIMEOUT_SECONDS = 20
+_MAX_HINTS = 50  # Twilio accepts up to 500 hint phrases; a menu needs far fewer
+
+
+def _step() -> str:
+    return secrets.token_hex(4)
+
+
+class TwilioVoiceChannel:
+    name = "twilio_voice"
+    capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096)
+    routes: tuple[tuple[str, str], ...] = (
+        ("POST", BASE),
+        ("POST", f"{BASE}/gather"),
+        ("POST", f"{BASE}/record"),
+        ("POST", f"{BASE}/recording"),
+        ("POST", f"{BASE}/dial"),
+        ("POST", f"{BASE}/status"),
+    )
+
+    def __init__(
+        self, settings: Any = None, *, auth_token: str | None = None, public_url: str | None = None
+    ) -> None:
+        token = auth_token if auth_token is not None else getattr(settings, "twilio_auth_token", None)
+        self._verifier = TwilioSignatureVerifier(token or "")
+        self.public_url = (public_url if public_url is not None else getattr(settings, "public_url", None)) or ""
+
+    @staticmethod
+    def is_configured(settings: Any) -> bool:
+        return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+
+    # ---- inbound ----------------------------------------------------------------------------
+
+    def verify(self, request: InboundRequest) -> None:
+        self._verifier.verify(request)
+
+    def parse(self, request: InboundRequest) -> list[Inbound]:
+        form = form_of(request)
+        call_sid = form.first("CallSid")
+        if not call_sid:
+            raise BadRequest(f"{request.path}: no CallSid in the form; not a Twilio Voice webhook")
+        inbound_dir = not form.first("Direction", "inbound").startswith("outbound")
+        caller, called = form.first("From"), form.first("To")
+        business, contact = (called, caller) if inbound_dir else (caller, called)
+        address = Address(business=business, contact=contact)
+        step = request.query.get("step", "")
+        sub = request.path.rstrip("/").rsplit("/", 1)[-1]
+
+        def event(kind: str, provider_id: str, **fields: Any) -> list[Inbound]:
+            ev = Event(kind=kind, channel="voice", provider_id=provider_id, **fields)  # type: ignore[arg-type]
+            return [Inbound(kind="event", address=address, event=ev, route_key=business)]
+
+        if sub == "gather":
+            speech = form.first("SpeechResult").strip()
+            digits = form.first("Digits").strip()
+            pid = f"{call_sid}:gather:{step}"
+            if speech:
+                confidence = _float(form.first("Confidence"))
+                return event("speech", pid, text=speech, confidence=confidence)
+            if digits:
+                return event("digits", pid, text=digits)
+            return event("empty", pid)
+        if sub in ("record", "recording"):
+            recording_sid = form.first("RecordingSid")
+            if sub == "recording" and form.first("RecordingStatus", "completed") != "completed":
+                return [Inbound(kind="ignore", address=address, route_key=business)]
+            if not recording_sid:
+                return event("empty", f"{call_sid}:record:{step}")
+            url = form.first("RecordingUrl")
+            return event(
+                "recording",
+                f"{call_sid}:recording:{recording_sid}",  # action and callback dedupe to one event
+                recording_url=url or None,
+                duration_seconds=_float(form.first("RecordingDuration")),
+            )
+        if sub == "dial":
+            status = form.first("DialCallStatus") or "failed"
+            return event("dial", f"{call_sid}:dial:{step}", text=status,
+                         duration_seconds=_float(form.first("DialCallDuration")))
+        if sub == "status":
+            status = form.first("CallStatus")
+            if status not in TERMINAL_CALL_STATUSES:
+                return [Inbound(kind="ignore", address=address, route_key=business)]
+            return event("hangup", f"{call_sid}:status:{status}", text=status,
+                         duration_seconds=_float(form.first("CallDuration")))
+        # the incoming call itself (also a plain <Redirect> to the base URL)
+        return event("start", call_sid, profile_name=form.first("CallerName") or None)
+
+    # ---- outbound ---------------------------------------------------------------------------
+
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
+        settings = ctx.settings
+        base = ctx.public_url or self.public_url
+        voice = getattr(settings, "voice", None) or "Polly.Joanna"
+        flow_language = getattr(settings, "language", None) or "en-US"
+        verbs: list[str] = []
+
+        def say(text: str, message: Outbound | None = None) -> str:
+            return element(
+                "Say", text, voice=(message and message.voice) or voice,
+                language=(message and message.language) or flow_language,
+            )
+
+        if getattr(settings, "recording", False) and ctx.event_kind == "start":
+            verbs.append(say(getattr(settings, "consent_notice", "") or "This call may be recorded."))
+        for message in messages:
+            if message.kind == "notify":
+                continue  # a message to staff, sent by the runtime; not said to the caller
+            if message.kind == "say":
+                if message.text:
+                    verbs.append(say(message.text, message))
+                if message.media_url:
+                    verbs.append(element("Play", message.media_url))
+            elif message.kind == "ask":
+                verbs.append(self._gather(message, base, say, message.language or flow_language))
+            elif message.kind == "record":
+                if message.text:
+                    verbs.append(say(message.text, message))
+                verbs.append(element(
+                    "Record",
+                    action=action_url(base, f"{BASE}/record", step=_step()),
+                    maxLength=int(message.max_seconds or 120),
+                    recordingStatusCallback=action_url(base, f"{BASE}/recording"),
+                    transcribe=True if getattr(settings, "transcription", False) else None,
+                ))
+            elif message.kind == "handoff":
+                if message.text:
+                    verbs.append(say(message.text, message))
+                if message.target:
+                    verbs.append(element(
+                        "Dial", children=[element("Number", message.target)],
+                        action=action_url(base, f"{BASE}/dial", step=_step()),
+                        timeout=DIAL_TIMEOUT_SECONDS,
+                    ))
+            elif message.kind == "end":
+                if message.text:
+                    verbs.append(say(message.text, message))
+                verbs.append(element("Hangup"))
+        return Rendered(body=response(verbs), media_type=TWIML_MEDIA_TYPE)
+
+    def _gather(self, message: Outbound, base: str, say: Any, language: str) -> str:
+        shown = present(message, self.capabilities)
+        choices = message.choices
+        hints: list[str] = []
+        for choice in choices:
+            for phrase in (choice.label, *choice.match):
+                if phrase and phrase not in hints and "," not in phrase:
+                    hints.append(phrase)
+        digits = [c.dtmf or str(i + 1) for i, c in enumerate(choices)]
+        single_digit = bool(choices) and all(len(d) == 1 for d in digits)
+        numeric = message.input in ("number", "phone")
+        return element(
+            "Gather",
+            children=[say(shown.text, message)] if shown.text else [],
+            action=action_url(base, f"{BASE}/gather", step=_step()),
+            actionOnEmptyResult=True,
+            hints=", ".join(hints[:_MAX_HINTS]) or None,
+            input="speech dtmf",
+            language=language,
+            method="POST",
+            numDigits=1 if single_digit else None,
+            finishOnKey="#" if numeric else None,
+            speechTimeout="auto",
+        )
+
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        raise SendError(
+            f"channel {self.name}: a call cannot be messaged proactively; "
+            "send through twilio_sms (on_hangup: text_back) instead"
+        )
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

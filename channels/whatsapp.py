@@ -1,0 +1,377 @@
+"""WhatsApp Cloud API (Meta): verify handshake, signed event batches, replies via heyoo.
+
+Routes: `GET /webhooks/whatsapp` (the subscription handshake: `hub.mode=subscribe`,
+`hub.verify_token`, `hub.challenge` -> the challenge, else 403) and `POST /webhooks/whatsapp`
+(events, signed `X-Hub-Signature-256: sha256=<HMAC-SHA256(app secret, raw body)>`).
+
+Every entry, change, message and status of a batch is parsed (heyoo's getters read only
+the first). Replies are not part of the webhook answer (`sync_reply=False`): the runtime
+puts them in the outbox and calls `send`, which drives heyoo in a thread with a timeout,
+a current Graph version, and errors raised instead of returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import types
+from typing import Any
+
+from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
+from orchestrator.model import Event, Location, Media, Outbound
+from orchestrator.render import present, shorten
+
+log = logging.getLogger("channels.whatsapp")
+PATH = "/webhooks/whatsapp"
+GRAPH_BASE = "https://graph.facebook.com"
+GRAPH_VERSION = "v26.0"  # each Graph version lives >= 2 years; heyoo's v14/v15 are long gone
+MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+BODY_LIMIT = 1024  # interactive body
+LIST_BUTTON = "Choose"
+
+
+class WhatsAppChannel:
+    name = "whatsapp"
+    capabilities = Capabilities(
+        idiom="whatsapp", max_buttons=3, button_title_len=20, max_list_rows=10, row_title_len=24,
+        max_text_len=4096, sync_reply=False,
+    )
+    routes: tuple[tuple[str, str], ...] = (("GET", PATH), ("POST", PATH))
+
+    def __init__(
+        self,
+        settings: Any = None,
+        *,
+        app_secret: str | None = None,
+        verify_token: str | None = None,
+        token: str | None = None,
+        phone_number_id: str | None = None,
+        api_base: str | None = None,
+        graph_version: str = GRAPH_VERSION,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        def pick(value: str | None, field: str) -> str:
+            return (value if value is not None else getattr(settings, field, None)) or ""
+
+        self._app_secret = pick(app_secret, "whatsapp_app_secret").encode()
+        self._verify_token = pick(verify_token, "whatsapp_verify_token")
+        self._token = pick(token, "whatsapp_token")
+        self.phone_number_id = pick(phone_number_id, "whatsapp_phone_number_id")
+        for key, value in (("WHATSAPP_APP_SECRET", self._app_secret), ("WHATSAPP_VERIFY_TOKEN", self._verify_token)):
+            if not value:
+                raise ConfigError(f"{key} is not set: the WhatsApp channel cannot verify Meta's webhooks without it")
+        self.api_base = (pick(api_base, "whatsapp_api_base") or GRAPH_BASE).rstrip("/")
+        self.graph_version = graph_version
+        self.timeout_seconds = timeout_seconds
+        self._clients: dict[str, Any] = {}
+
+    @staticmethod
+    def is_configured(settings: Any) -> bool:
+        return any(getattr(settings, f, None) for f in (
+            "whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token", "whatsapp_phone_number_id"))
+
+    # ---- inbound ----------------------------------------------------------------------------
+
+    def handshake(self, request: InboundRequest) -> Rendered:
+        """GET: Meta's subscription check. 200 + the challenge, or SignatureError (403)."""
+        q = request.query
+        token = q.get("hub.verify_token", "")
+        if q.get("hub.mode") != "subscribe" or not hmac.compare_digest(token.encode(), self._verify_token.encode()):
+            raise SignatureError(f"{request.path}: verify handshake refused (mode or hub.verify_token wrong)")
+        return Rendered(body=q.get("hub.challenge", "").encode(), media_type="text/plain")
+
+    def verify(self, request: InboundRequest) -> None:
+        header = request.headers.get("x-hub-signature-256", "")
+        if not header.startswith("sha256="):
+            raise SignatureError(f"{request.path}: no 'X-Hub-Signature-256: sha256=...' header; request refused")
+        expected = hmac.new(self._app_secret, request.body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(header[7:].strip().lower(), expected):
+            raise SignatureError(
+                f"{request.path}: X-Hub-Signature-256 does not match the body; check WHATSAPP_APP_SECRET"
+            )
+
+    def parse(self, request: InboundRequest) -> list[Inbound]:
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"{request.path}: body is not JSON ({exc})") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+            raise BadRequest(f"{request.path}: no 'entry' list; not a WhatsApp Business webhook")
+        items: list[Inbound] = []
+        for entry in payload["entry"]:
+            for change in _dicts(_get(entry, "changes")):
+                value = change.get("value")
+                if change.get("field", "messages") != "messages" or not isinstance(value, dict):
+                    continue
+                business = str(_get(value, "metadata", "phone_number_id") or self.phone_number_id)
+                names = {
+                    c.get("wa_id") or c.get("user_id"): _get(c, "profile", "name")
+                    for c in _dicts(value.get("contacts"))
+                }
+                for message in _dicts(value.get("messages")):
+                    items.append(_message(message, business, names))
+                for status in _dicts(value.get("statuses")):
+                    items.append(_status(status, business))
+        return items
+
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
+        return Rendered(body=b"", status_code=200)  # replies go out through send()
+
+    # ---- outbound ---------------------------------------------------------------------------
+
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        return await asyncio.to_thread(self._send_sync, to, messages, ctx)
+
+    def _send_sync(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        wa = self._client(to.business)
+        recipient = to.contact.lstrip("+")
+        ids: list[str] = []
+        if not ctx.within_window:
+            template = getattr(ctx.settings, "whatsapp_template", None)
+            if not template:
+                raise SendError(
+                    f"{self.name}: {_mask(recipient)} is outside the 24 h window and the flow sets no "
+                    "settings.whatsapp_template; add an approved template to reach them", retryable=False,
+                )
+            text = " ".join(m.text for m in messages if m.text)[:BODY_LIMIT]
+            components = [{"type": "body", "parameters": [{"type": "text", "text": text}]}] if text else []
+            lang = getattr(ctx.settings, "whatsapp_template_language", "en_US")
+            return [_message_id(wa.send_template(template, recipient, components, lang=lang))]
+        for message in messages:
+            if message.kind == "end" and not message.text:
+                continue
+            shown = present(message, self.capabilities)
+            if shown.mode == "buttons":
+                interactive = {
+                    "type": "button",
+                    "body": {"text": _body(shown.text)},
+                    "action": {"buttons": [
+                        {"type": "reply", "reply": {"id": c.id[:256], "title": c.label}} for c in shown.choices
+                    ]},
+                }
+                ids.append(_message_id(wa.send_reply_button(interactive, recipient)))
+            elif shown.mode == "list":
+                rows = []
+                for c in shown.choices:
+                    row = {"id": c.id[:200], "title": c.label}
+                    if c.description:
+                        row["description"] = shorten(c.description, 72)
+                    rows.append(row)
+                interactive = {
+                    "type": "list",
+                    "body": {"text": _body(shown.text)},
+                    "action": {"button": LIST_BUTTON, "sections": [{"title": shorten("Options", 24), "rows": rows}]},
+                }
+                ids.append(_message_id(wa.send_reply_button(interactive, recipient)))
+            else:
+                if shown.text:
+                    ids.append(_message_id(wa.send_message(shown.text[:4096], recipient, preview_url=False)))
+                if message.media_url:
+                    ids.append(_message_id(wa.send_image(message.media_url, recipient, link=True)))
+        return ids
+
+    def _client(self, business: str) -> Any:
+        phone_id = business if business and business.isdigit() else self.phone_number_id
+        if not self._token:
+            raise ConfigError("WHATSAPP_TOKEN is not set: the WhatsApp channel cannot send without it")
+        if not phone_id:
+            raise ConfigError("WHATSAPP_PHONE_NUMBER_ID is not set: no WhatsApp number to send from")
+        client = self._clients.get(phone_id)
+        if client is None:
+            client = self._clients[phone_id] = heyoo_client(
+                self._token, phone_id, self.api_base, self.graph_version, self.timeout_seconds
+            )
+        return client
+
+
+# ---- heyoo, made safe ------------------------------------------------------------------------
+
+
+class _GraphHttp:
+    """Stands in for the `requests` module inside heyoo's methods: one pooled Session, a
+    timeout on every call, and HTTP errors raised as SendError instead of returned."""
+
+    def __init__(self, timeout: float) -> None:
+        import requests
+
+        self._requests = requests
+        self._session = requests.Session()
+        self._timeout = timeout
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        try:
+            response = self._session.request(method, url, **kwargs)
+        except self._requests.RequestException as exc:
+            raise SendError(f"WhatsApp Graph API unreachable: {type(exc).__name__}", retryable=True) from exc
+        if response.status_code >= 400:
+            raise graph_error(response.status_code, response.text)
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self._call("POST", url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self._call("GET", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> Any:
+        return self._call("DELETE", url, **kwargs)
+
+
+def graph_error(status: int, text: str) -> SendError:
+    """A Graph error body `{"error": {message, type, code, ...}}` -> SendError."""
+    code: str | None = None
+    message = text[:200]
+    try:
+        error = json.loads(text).get("error") or {}
+        code = str(error.get("code")) if error.get("code") is not None else None
+        message = str(error.get("message") or message)
+    except (ValueError, AttributeError):
+        pass
+    retryable = status >= 500 or status == 429 or code in ("4", "80007", "130429", "131048", "131056")
+    return SendError(f"WhatsApp Graph API answered {status} (code {code}): {message}",
+                     retryable=retryable, status=status, code=code)
+
+
+def heyoo_client(token: str, phone_number_id: str, api_base: str, graph_version: str, timeout: float) -> Any:
+    """A `heyoo.WhatsApp` pointed at `api_base`/`graph_version`, whose HTTP calls go through
+    a `_GraphHttp` (timeout, errors raised) and whose logging goes to the `heyoo` logger at
+    debug level instead of the root logger. heyoo looks `requests` up in its module globals,
+    so each method is rebound to a copy of those globals: heyoo itself is left untouched."""
+    import heyoo
+
+    wa = heyoo.WhatsApp(token=token, phone_number_id=phone_number_id)
+    base = api_base.rstrip("/")
+    if not base.rsplit("/", 1)[-1].startswith("v"):
+        base = f"{base}/{graph_version}"
+    wa.base_url = base
+    wa.v15_base_url = base
+    wa.url = f"{base}/{phone_number_id}/messages"
+    namespace = dict(vars(heyoo))
+    namespace["requests"] = _GraphHttp(timeout)
+    namespace["logging"] = _QuietLog(logging.getLogger("heyoo"))
+    for name, func in vars(heyoo.WhatsApp).items():
+        if isinstance(func, types.FunctionType) and name != "__init__":
+            rebound = types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__)
+            rebound.__kwdefaults__ = func.__kwdefaults__
+            setattr(wa, name, types.MethodType(rebound, wa))
+    return wa
+
+
+class _QuietLog:
+    """heyoo logs every recipient at info (root logger); keep it at debug on its own logger."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+
+    def info(self, msg: str, *args: Any) -> None:
+        self._log.debug(msg, *args)
+
+    error = warning = debug = info
+
+
+# ---- parsing helpers ---------------------------------------------------------------------------
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _contact(raw: Any) -> str:
+    text = str(raw or "")
+    return f"+{text}" if text.isdigit() else text
+
+
+def _message(message: dict[str, Any], business: str, names: dict[Any, Any]) -> Inbound:
+    sender = message.get("from") or message.get("from_user_id")
+    wamid = message.get("id")
+    if not sender or not wamid:
+        raise BadRequest("WhatsApp message without 'from'/'from_user_id' or 'id'")
+    address = Address(business=business, contact=_contact(sender))
+    kind = message.get("type")
+    common: dict[str, Any] = {"channel": "whatsapp", "provider_id": str(wamid),
+                              "profile_name": names.get(sender) or None}
+
+    def event(ev_kind: str, **fields: Any) -> Inbound:
+        return Inbound(kind="event", address=address, event=Event(kind=ev_kind, **common, **fields),  # type: ignore[arg-type]
+                       route_key=business)
+
+    if kind == "text":
+        return event("text", text=str(_get(message, "text", "body") or ""))
+    if kind == "interactive":
+        reply = _get(message, "interactive", "button_reply") or _get(message, "interactive", "list_reply")
+        if isinstance(reply, dict) and reply.get("id"):
+            return event("choice", choice_id=str(reply["id"]), text=reply.get("title"))
+        nfm = _get(message, "interactive", "nfm_reply")
+        if isinstance(nfm, dict):
+            return event("text", text=str(nfm.get("body") or nfm.get("response_json") or ""))
+    if kind == "button":  # a template's quick-reply button
+        return event("choice", choice_id=str(_get(message, "button", "payload") or ""),
+                     text=_get(message, "button", "text"))
+    if kind == "location":
+        loc = message.get("location") or {}
+        try:
+            location = Location(latitude=float(loc["latitude"]), longitude=float(loc["longitude"]),
+                                name=loc.get("name"), address=loc.get("address"))
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest("WhatsApp location without numeric latitude/longitude") from None
+        return event("location", location=location)
+    if kind in MEDIA_TYPES:
+        body = message.get(kind) or {}
+        caption = body.get("caption")
+        media = Media(id=body.get("id"), content_type=body.get("mime_type"), caption=caption, url=body.get("url"))
+        return event("text" if caption else "media", text=caption, media=[media])
+    if kind == "reaction":
+        emoji = _get(message, "reaction", "emoji")
+        if not emoji:
+            return Inbound(kind="ignore", address=address, message_id=str(wamid), route_key=business)
+        return event("reaction", text=str(emoji))
+    if kind == "request_welcome":
+        return event("start")
+    if kind == "system":
+        return Inbound(kind="ignore", address=address, message_id=str(wamid), route_key=business)
+    # unsupported / unknown / contacts / order: an answer the flow cannot read; the engine
+    # treats it like an unreadable reply and asks again politely
+    return event("media", media=[Media(content_type=f"application/x-whatsapp-{kind or 'unknown'}")])
+
+
+def _status(status: dict[str, Any], business: str) -> Inbound:
+    errors = _dicts(status.get("errors"))
+    code = errors[0].get("code") if errors else None
+    recipient = status.get("recipient_id") or status.get("recipient_user_id")
+    return Inbound(
+        kind="status",
+        address=Address(business=business, contact=_contact(recipient)) if recipient else None,
+        message_id=str(status.get("id") or ""),
+        status=str(status.get("status") or ""),
+        error_code=str(code) if code is not None else None,
+        route_key=business,
+    )
+
+
+def _message_id(result: Any) -> str:
+    try:
+        return str(result["messages"][0]["id"])
+    except (KeyError, IndexError, TypeError):
+        raise SendError(f"WhatsApp Graph API answered without a message id: {str(result)[:200]}") from None
+
+
+def _body(text: str) -> str:
+    text = text or "Please choose:"
+    return text if len(text) <= BODY_LIMIT else text[: BODY_LIMIT - 1] + "…"
+
+
+def _mask(recipient: str) -> str:
+    return "*" * max(0, len(recipient) - 2) + recipient[-2:]
