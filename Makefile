@@ -13,7 +13,7 @@ $(BIN)/orchestrator: pyproject.toml
 install: $(BIN)/orchestrator
 
 demo: install
-	printf 'hi\n1\nAlex Morgan\ncleaning\ntomorrow at 10am\n1\n' | $(BIN)/orchestrator chat flows/dental_booking.yaml --channel sms
+	printf '1\nAlex Morgan\ncleaning\ntomorrow at 10am\n1\n' | $(BIN)/orchestrator chat flows/dental_booking.yaml --channel sms --now 2026-11-25T12:00-05:00
 
 test: install
 	$(BIN)/ruff check .
