@@ -19,7 +19,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -35,6 +35,10 @@ CHANNEL_KEYS: tuple[str, ...] = schema.CHANNELS  # per-channel overrides: voice,
 INTENT_PREFIX = "intent:"
 
 
+class Prompt(Protocol):
+    def render(self, ctx: Mapping[str, Any]) -> str: ...
+
+
 class _Cursor:
     """The only object the machine ever sees: a conversation's state name, for one firing."""
 
@@ -48,10 +52,10 @@ class _Cursor:
 class Texts:
     """A prompt with its per-channel overrides, compiled; `get(channel)` picks one."""
 
-    default: Template | None
-    by_channel: dict[str, Template] = field(default_factory=dict)
+    default: Prompt | None
+    by_channel: dict[str, Prompt] = field(default_factory=dict)
 
-    def get(self, channel: str) -> Template | None:
+    def get(self, channel: str) -> Prompt | None:
         return self.by_channel.get(channel, self.default)
 
 
@@ -63,8 +67,8 @@ class CompiledState:
     routes: dict[str, str]  # trigger -> destination state
     text: Texts  # say / ask / handoff message / record prompt / end message
     reprompt: Texts
-    media: Template | None = None
-    target: Template | None = None  # handoff: staff number
+    media: Prompt | None = None
+    target: Prompt | None = None  # handoff: staff number
     args: CompiledArgs | None = None  # call
     action: str = ""  # call: connector.action
     timeout_seconds: float = 0.0  # call
@@ -103,8 +107,8 @@ class CompiledFlow:
     no_reply_seconds: float | None
     intents: dict[str, schema.Intent]
     summary_vars: SummaryVars
-    reminder: Template
-    consent_notice: Template
+    reminder: Prompt
+    consent_notice: Prompt
     filename: str = "<flow>"
 
     @property
@@ -145,10 +149,69 @@ def _revision_of(flow: schema.Flow) -> str:
     return hashlib.sha256(msgspec.json.encode(flow)).hexdigest()[:12]
 
 
+_SUBSTITUTION = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)\s*\}\}")
+_DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
+_MISSING: Any = object()
+
+
+class SubstitutionTemplate:
+    """A prompt that only substitutes variables (`"Thanks, {{ name }}! {{ booking.label }}"`).
+
+    Most prompts are like this; jinja compiles each in ~1 ms, which dominates compiling a
+    large flow. This renders them directly with jinja's output rules (None -> "", a mapping
+    with a `label` -> its label), and hands anything unusual (a missing variable, a
+    non-mapping in a dotted path, a name shadowing a dict method) to the real sandboxed
+    template, compiled on that first need, so errors and edge cases are jinja's own."""
+
+    __slots__ = ("_engine", "_jinja", "_paths", "_texts", "constant", "source")
+
+    def __init__(self, engine: TemplateEngine, source: str, texts: list[str], names: list[str]) -> None:
+        self.source = source
+        self.constant = False
+        self._engine = engine
+        self._texts = texts
+        self._paths = [tuple(name.split(".")) for name in names]
+        self._jinja: Template | None = None
+
+    def render(self, ctx: Mapping[str, Any]) -> str:
+        texts = self._texts
+        out = [texts[0]]
+        for i, path in enumerate(self._paths):
+            value = ctx.get(path[0], _MISSING)
+            for key in path[1:]:
+                if not isinstance(value, dict) or key in _DICT_METHODS:
+                    return self._slow(ctx)
+                value = value.get(key, _MISSING)
+            if value is _MISSING:
+                return self._slow(ctx)
+            if value is None:
+                value = ""
+            elif isinstance(value, dict) and "label" in value:
+                value = value["label"]
+            out.append(value if isinstance(value, str) else str(value))
+            out.append(texts[i + 1])
+        return "".join(out)
+
+    def _slow(self, ctx: Mapping[str, Any]) -> str:
+        if self._jinja is None:
+            self._jinja = self._engine.compile(self.source)
+        return self._jinja.render(ctx)
+
+
+def compile_text(engine: TemplateEngine, source: str) -> Template | SubstitutionTemplate:
+    """A prompt template: plain substitutions fast, anything else through jinja."""
+    if "{%" not in source and "{#" not in source:
+        parts = _SUBSTITUTION.split(source)
+        texts, names = parts[0::2], parts[1::2]
+        if names and not any("{{" in t or "}}" in t for t in texts):
+            return SubstitutionTemplate(engine, source, texts, names)
+    return engine.compile(source)
+
+
 def _texts(
     engine: TemplateEngine, default: str | None, state: schema.State, attr: str, fallback: str | None = None
 ) -> Texts:
-    by_channel: dict[str, Template] = {}
+    by_channel: dict[str, Prompt] = {}
     for channel in CHANNEL_KEYS:
         override = getattr(state, channel, None)
         if override is None:
@@ -157,8 +220,8 @@ def _texts(
         if src is None and fallback is not None:
             src = getattr(override, fallback, None)
         if src is not None:
-            by_channel[channel] = engine.compile(src)
-    return Texts(engine.compile(default) if default is not None else None, by_channel)
+            by_channel[channel] = compile_text(engine, src)
+    return Texts(compile_text(engine, default) if default is not None else None, by_channel)
 
 
 def _static_choices(state: schema.AskState) -> list[OutChoice]:
@@ -216,7 +279,7 @@ def _compile_state(
     if isinstance(state, schema.SayState):
         return CompiledState(
             name, "say", state, routes, _texts(engine, state.say, state, "say"), empty,
-            media=engine.compile(state.media) if state.media else None, end=state.end,
+            media=compile_text(engine, state.media) if state.media else None, end=state.end,
         )
     if isinstance(state, schema.AskState):
         kind = state.input or ("choice" if state.choices or state.choices_from else "text")
@@ -247,7 +310,7 @@ def _compile_state(
     if isinstance(state, schema.HandoffState):
         return CompiledState(
             name, "handoff", state, routes, _texts(engine, state.say, state, "say", "handoff"), empty,
-            target=engine.compile(state.handoff), end=state.end,
+            target=compile_text(engine, state.handoff), end=state.end,
         )
     if isinstance(state, schema.RecordState):
         return CompiledState(
@@ -311,7 +374,8 @@ def compile_flow(
         templates=engine, timezone=ZoneInfo(settings.timezone), title=flow.title or flow.flow,
         no_reply_seconds=schema.parse_duration(settings.no_reply_timeout) if settings.no_reply_timeout else None,
         intents=dict(flow.intents), summary_vars=_summary_vars(flow),
-        reminder=engine.compile(settings.reminder), consent_notice=engine.compile(settings.consent_notice),
+        reminder=compile_text(engine, settings.reminder),
+        consent_notice=compile_text(engine, settings.consent_notice),
         filename=where,
     )
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Template
+from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from .connectors import CallContext, ConnectorRegistry, ConnectorResult
 from .errors import FlowRuntimeError
 from .inputs import match_intent, parse_input
@@ -490,7 +490,7 @@ class _Turn:
         template = state.text.get(self.session.channel)
         return self._render(template, state.name) if template is not None else ""
 
-    def _render(self, template: Template | None, where: str) -> str:
+    def _render(self, template: Prompt | None, where: str) -> str:
         if template is None:
             return ""
         try:

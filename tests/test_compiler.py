@@ -163,3 +163,35 @@ def test_machine_is_built_once_per_revision_and_never_gets_models(monkeypatch: p
             state = flow.fire(state, trigger)
         assert state == "bye"
     assert counts == {"machines": 1, "add_model": 0}
+
+
+@pytest.mark.parametrize(
+    ("source", "ctx"),
+    [
+        ("Hi {{ name }}!", {"name": "Ann"}),
+        ("{{ n }} and {{ none }}", {"n": 3, "none": None}),
+        ("At {{ booking }} / {{ booking.label }}", {"booking": {"label": "Thu 10 AM", "id": "b1"}}),
+        ("{{ a.b.c }}", {"a": {"b": {"c": True}}}),
+        ("{{ a.items }}", {"a": {"items": "x"}}),  # shadows a dict method: jinja decides
+        ("{{ s.upper }}", {"s": "text"}),  # not a mapping: jinja decides
+        ("Price {{x}}{{ y }}", {"x": 1.5, "y": [1, 2]}),
+    ],
+)
+def test_substitution_prompts_render_exactly_like_jinja(source: str, ctx: dict[str, object]) -> None:
+    from orchestrator.templates import TemplateEngine
+
+    engine = TemplateEngine("UTC", "en-US")
+    fast = compiler.compile_text(engine, source)
+    assert isinstance(fast, compiler.SubstitutionTemplate)
+    assert fast.render(ctx) == engine.compile(source).render(ctx)
+
+
+def test_substitution_prompt_missing_variable_raises_the_template_error() -> None:
+    from orchestrator.templates import TemplateEngine, TemplateError
+
+    engine = TemplateEngine("UTC", "en-US")
+    fast = compiler.compile_text(engine, "Hi {{ nme }}")
+    with pytest.raises(TemplateError, match="nme"):
+        fast.render({"name": "Ann"})
+    assert not isinstance(compiler.compile_text(engine, "{{ name | upper }}"), compiler.SubstitutionTemplate)
+    assert not isinstance(compiler.compile_text(engine, "{% if x %}y{% endif %}"), compiler.SubstitutionTemplate)
