@@ -1,0 +1,454 @@
+"""YAML flow files -> `schema.Flow`, remembering where every node sits in the source.
+
+msgspec decodes plain data and reports a bad value by its path (`$.states[...].on`); it
+knows no line numbers and hides mapping keys as `[...]`. So the loader composes the YAML
+node tree once (libyaml when available), builds the plain data and a `$.path -> (line,
+col)` map in the same walk, and turns a msgspec error back into a `Diagnostic` at the
+right line: `[...]` is resolved by re-decoding one mapping entry at a time.
+
+Numbers and booleans written where the schema wants text (`dtmf: 1`, `match: [yes, no]`)
+are accepted as the text the author wrote: YAML 1.1 reads `yes` as true and `01` as 1,
+which no admin means.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from . import schema
+from .errors import Diagnostic, FlowError
+
+Position = tuple[int, int]
+PathKey = tuple[str | int, ...]  # concrete path: mapping keys and list indexes
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_TEXT_FIXES = 1000
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+_PATH_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+|\.\.\.)\]")
+_TYPE_WORDS = {
+    "str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+    "null": "nothing", "object": "a mapping (key: value lines)", "array": "a list",
+}
+
+
+@dataclass(slots=True)
+class LoadedFlow:
+    """A decoded flow with its source and the position of every YAML node."""
+
+    flow: schema.Flow
+    source: str
+    revision: str  # sha256 of the source, first 12 hex
+    filename: str
+    positions: dict[str, Position] = field(default_factory=dict)  # `$.states.book` -> value node
+    key_positions: dict[str, Position] = field(default_factory=dict)  # `$.states.book` -> its key
+
+    def position(self, path: str, *, key: bool = False) -> Position:
+        """The line:col of `path`, or of its nearest known ancestor."""
+        return position_of(self.positions, self.key_positions, path, key=key)
+
+    def diagnostic(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> Diagnostic:
+        line, col = self.position(path, key=key)
+        return Diagnostic(file=self.filename, line=line, col=col, message=message, hint=hint, path=path)
+
+
+def revision_of(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:12]
+
+
+def path_str(parts: PathKey) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def parent_path(path: str) -> str | None:
+    if path == "$":
+        return None
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 0 else "$"
+
+
+def position_of(
+    positions: dict[str, Position], key_positions: dict[str, Position], path: str, *, key: bool = False
+) -> Position:
+    current: str | None = path
+    while current is not None:
+        if key and current in key_positions:
+            return key_positions[current]
+        if current in positions:
+            return positions[current]
+        current = parent_path(current)
+    return (1, 1)
+
+
+def closest(word: str, options: Any, *, cutoff: float = 0.6) -> str | None:
+    """The option closest to `word` (difflib), or None."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, options: Any, *, cutoff: float = 0.6) -> str | None:
+    """`"did you mean 'offer'?"` for the closest of `options`, or None."""
+    close = closest(word, options, cutoff=cutoff)
+    return f"did you mean '{close}'?" if close else None
+
+
+# -- YAML -> plain data + positions ---------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.positions: dict[str, Position] = {}
+        self.key_positions: dict[str, Position] = {}
+        self.scalar_text: dict[PathKey, str] = {}  # what the author wrote, for non-string scalars
+        self.problems: list[Diagnostic] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, parts: PathKey) -> Any:
+        self.positions[path_str(parts)] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, parts)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*parts, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, parts)
+
+    def _scalar(self, node: yaml.Node, parts: PathKey) -> Any:
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            return node.value  # ISO text; the schema wants strings for dates
+        value = self._constructor.construct_object(node)
+        if not isinstance(value, str) and value is not None:
+            self.scalar_text[parts] = node.value
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, parts: PathKey) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        seen: dict[Any, Position] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                for source in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                    if isinstance(source, yaml.MappingNode):
+                        for k, v in self._mapping(source, parts).items():
+                            merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                message = "a mapping key must be plain text, not a list or mapping"
+                self.problems.append(self._diag(key_node, parts, message))
+                continue
+            key = key_node.value if key_node.tag != "tag:yaml.org,2002:null" else "null"
+            if key in seen:
+                line, col = seen[key]
+                self.problems.append(self._diag(
+                    key_node, parts,
+                    f"duplicate key '{key}' in {describe(path_str(parts))} (first at line {line}:{col})",
+                    "YAML would silently keep only the last one; merge them or rename one",
+                ))
+                continue
+            seen[key] = _mark(key_node)
+            child = (*parts, key)
+            self.key_positions[path_str(child)] = _mark(key_node)
+            result[key] = self.build(value_node, child)
+        for k, v in merged.items():
+            result.setdefault(k, v)
+        return result
+
+    def _diag(self, node: yaml.Node, parts: PathKey, message: str, hint: str | None = None) -> Diagnostic:
+        line, col = _mark(node)
+        return Diagnostic(file=self.filename, line=line, col=col, message=message, hint=hint, path=path_str(parts))
+
+
+def _mark(node: yaml.Node) -> Position:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _syntax_diagnostic(exc: yaml.YAMLError, filename: str, text: str) -> Diagnostic:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+    hint = None
+    lines = text.splitlines()
+    bad_char = lines[line - 1][col - 1 : col] if 0 < line <= len(lines) else ""
+    if bad_char == "\t" or "\\t" in problem:
+        hint = "indent with spaces, not tabs"
+    elif "mapping values are not allowed" in problem:
+        hint = "put text containing ': ' in quotes"
+    elif "expected a single document" in problem or "but found another document" in problem:
+        hint = "a flow file holds one document; remove the extra '---'"
+    elif "found undefined alias" in problem:
+        hint = "define the anchor (&name) before using *name"
+    elif "could not find expected ':'" in problem or "could not find expected" in problem:
+        hint = "check the indentation and that every key ends with ':'"
+    return Diagnostic(file=filename, line=line, col=col, message=message, hint=hint)
+
+
+# -- plain data -> Flow ---------------------------------------------------------------------
+
+
+def describe(path: str) -> str:
+    """`$.states.book.on.ok` -> `state 'book' key 'on.ok'`: how an admin names the place."""
+    parts = [m.group(1) if m.group(1) is not None else f"[{m.group(2)}]" for m in _PATH_SEGMENT.finditer(path)]
+    if not parts:
+        return "the flow file"
+    head = {"states": "state", "intents": "intent"}.get(parts[0])
+    if head and len(parts) >= 2:
+        where = f"{head} '{parts[1]}'"
+        rest = _join(parts[2:])
+        return f"{where} key '{rest}'" if rest else where
+    return f"'{_join(parts)}'"
+
+
+def _join(parts: list[str]) -> str:
+    text = ""
+    for p in parts:
+        text += p if p.startswith("[") or not text else f".{p}"
+    return text
+
+
+def _parse_error(exc: msgspec.ValidationError) -> tuple[str, list[str]]:
+    match = _MSGSPEC_ERROR.match(str(exc))
+    assert match is not None  # the pattern accepts every string
+    raw_path = match.group("path") or "$"
+    segments = [m.group(1) if m.group(1) is not None else f"[{m.group(2)}]" for m in _PATH_SEGMENT.finditer(raw_path)]
+    return match.group("msg"), segments
+
+
+def _get(data: Any, parts: PathKey) -> Any:
+    for p in parts:
+        data = data[p]
+    return data
+
+
+def _replace(data: Any, parts: PathKey, value: Any) -> Any:
+    """A copy of `data` with the node at `parts` replaced (copying only along the path)."""
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    copy: Any = dict(data) if isinstance(data, dict) else list(data)
+    copy[head] = _replace(data[head], rest, value)
+    return copy
+
+
+def _try(raw: Any) -> str | None:
+    try:
+        schema.decode_flow(raw)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    return None
+
+
+def _resolve(raw: dict[str, Any], exc: msgspec.ValidationError) -> tuple[str, PathKey]:
+    """msgspec's message and the concrete path it speaks of (`[...]` -> the real key)."""
+    message, segments = _parse_error(exc)
+    full = str(exc)
+    parts: list[str | int] = []
+    data: Any = raw
+    for seg in segments:
+        if seg == "[...]":
+            found: Any = None
+            if isinstance(data, dict):
+                for key in data:
+                    if _try(_replace(raw, tuple(parts), {key: data[key]})) == full:
+                        found = key
+                        break
+            if found is None:
+                break
+            parts.append(found)
+            data = data[found]
+        elif seg.startswith("["):
+            index = int(seg[1:-1])
+            if not isinstance(data, list) or index >= len(data):
+                break
+            parts.append(index)
+            data = data[index]
+        else:
+            if not isinstance(data, dict) or seg not in data:
+                # msgspec names fields by their YAML name, so a miss means a missing field
+                break
+            parts.append(seg)
+            data = data[seg]
+    return message, tuple(parts)
+
+
+def _struct_at(raw: Any, parts: PathKey) -> type[msgspec.Struct] | None:
+    """The Struct class that decodes the node at `parts`, if any."""
+    info: Any = msgspec.inspect.type_info(schema.Flow)
+    data: Any = raw
+    for p in (*parts, None):
+        info = _unwrap(info, data)
+        if p is None:
+            break
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == p), None)
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        elif isinstance(info, msgspec.inspect.ListType):
+            info = info.item_type
+        else:
+            return None
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            data = None
+    return info.cls if isinstance(info, msgspec.inspect.StructType) else None
+
+
+def _unwrap(info: Any, data: Any) -> Any:
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+        if isinstance(data, dict) and structs:
+            kind = data.get("kind") or schema.infer_kind(data)
+            for s in structs:
+                if s.tag == kind or len(structs) == 1:
+                    return s
+        others = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        return others[0] if others else info
+    return info
+
+
+def _literal_values(raw: Any, parts: PathKey) -> list[str]:
+    if not parts:
+        return []
+    info: Any = msgspec.inspect.type_info(_struct_at(raw, parts[:-1]) or schema.Flow)
+    if isinstance(info, msgspec.inspect.StructType):
+        for f in info.fields:
+            if f.encode_name == parts[-1]:
+                t = f.type
+                if isinstance(t, msgspec.inspect.UnionType):
+                    t = next((x for x in t.types if isinstance(x, msgspec.inspect.LiteralType)), t)
+                if isinstance(t, msgspec.inspect.LiteralType):
+                    return [str(v) for v in t.values]
+    return []
+
+
+def _type_words(text: str) -> str:
+    names = [n.strip() for n in text.split("|")]
+    return " or ".join(_TYPE_WORDS.get(n, n) for n in names if n != "null") or "nothing"
+
+
+def _field_names(cls: type[msgspec.Struct]) -> list[str]:
+    return [f.encode_name for f in msgspec.structs.fields(cls)]
+
+
+def _diagnose(raw: dict[str, Any], exc: msgspec.ValidationError, b: _Builder) -> Diagnostic:
+    message, parts = _resolve(raw, exc)
+    path = path_str(parts)
+    where = describe(path)
+
+    def at(p: str, msg: str, hint: str | None = None, *, key: bool = False) -> Diagnostic:
+        line, col = position_of(b.positions, b.key_positions, p, key=key)
+        return Diagnostic(file=b.filename, line=line, col=col, message=msg, hint=hint, path=p)
+
+    if m := re.match(r"Object contains unknown field `(.+)`", message):
+        name = m.group(1)
+        cls = _struct_at(raw, parts)
+        allowed = [n for n in _field_names(cls) if n != "kind"] if cls else []
+        hint = did_you_mean(name, allowed) or (f"allowed here: {', '.join(allowed)}" if allowed else None)
+        return at(f"{path}.{name}", f"unknown key '{name}' in {where}", hint, key=True)
+    if m := re.match(r"Object missing required field `(.+)`", message):
+        name = m.group(1)
+        if name == "kind" and len(parts) == 2 and parts[0] == "states":
+            body = _get(raw, parts)
+            kinds = ", ".join(schema.STATE_KINDS)
+            hint = next(filter(None, (did_you_mean(k, schema.STATE_KINDS, cutoff=0.5) for k in body)), None)
+            return at(path, f"{where} has no kind: give it one of the keys {kinds}", hint, key=True)
+        return at(path, f"{where} is missing the required key '{name}'", f"add '{name}:'", key=True)
+    if m := re.match(r"Invalid enum value '?(.*?)'?$", message):
+        value = m.group(1)
+        options = _literal_values(raw, parts)
+        hint = did_you_mean(value, options) or (f"use one of: {', '.join(options)}" if options else None)
+        return at(path, f"{where}: '{value}' is not allowed", hint)
+    if "matching regex" in message:
+        value = _get(raw, parts)
+        if parts == ("flow",):
+            return at(path, f"flow id '{value}' may only hold lowercase letters, digits and _",
+                      f"e.g. {re.sub(r'[^a-z0-9_]+', '_', str(value).lower()).strip('_') or 'my_flow'}")
+        return at(path, f"{where}: bad duration '{value}'", "write a number and a unit, e.g. 30s, 10m, 2h, 1d")
+    if m := re.match(r"Expected `(.+?)`, got `(.+?)`", message):
+        wanted, got = _type_words(m.group(1)), _TYPE_WORDS.get(m.group(2), m.group(2))
+        return at(path, f"{where} should be {wanted}, found {got}")
+    return at(path, f"{where}: {message}")
+
+
+def _decode(raw: dict[str, Any], b: _Builder) -> schema.Flow:
+    for _ in range(_MAX_TEXT_FIXES):
+        try:
+            return schema.decode_flow(raw)
+        except msgspec.ValidationError as exc:
+            message, parts = _resolve(raw, exc)
+            if (
+                message.startswith("Expected `str")
+                and parts in b.scalar_text
+                and not isinstance(_get(raw, parts), (dict, list))
+            ):
+                raw = _replace(raw, parts, b.scalar_text[parts])  # `dtmf: 1` means "1"
+                continue
+            raise FlowError([_diagnose(raw, exc, b)]) from None
+    raise FlowError([Diagnostic(file=b.filename, line=1, col=1, message="too many values need quoting")])
+
+
+def yaml_data(text: str, filename: str = "<yaml>") -> Any:
+    """Plain data of a YAML text as the loader sees it: keys stay text (`on:` is not True,
+    unlike `yaml.safe_load`), dates stay ISO text, duplicate keys are refused."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise FlowError([_syntax_diagnostic(exc, filename, text)]) from None
+    if node is None:
+        return None
+    b = _Builder(filename)
+    data = b.build(node, ())
+    if b.problems:
+        raise FlowError(b.problems)
+    return data
+
+
+def load_flow_text(text: str, filename: str = "<flow>") -> LoadedFlow:
+    """YAML text -> LoadedFlow. Raises FlowError with positioned diagnostics."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise FlowError([_syntax_diagnostic(exc, filename, text)]) from None
+    b = _Builder(filename)
+    if node is None:
+        raise FlowError([Diagnostic(file=filename, line=1, col=1, message="the flow file is empty",
+                                    hint="start with 'flow:', 'start:' and 'states:'")])
+    raw = b.build(node, ())
+    if b.problems:
+        raise FlowError(b.problems)
+    if not isinstance(raw, dict):
+        found = "a list" if isinstance(raw, list) else f"the value {raw!r}"
+        line, col = _mark(node)
+        raise FlowError([Diagnostic(
+            file=filename, line=line, col=col,
+            message=f"a flow file must be a mapping at the top, found {found}",
+            hint="start with 'flow: my_flow', 'start: first_state' and 'states:'",
+        )])
+    flow = _decode(raw, b)
+    return LoadedFlow(flow=flow, source=text, revision=revision_of(text), filename=filename,
+                      positions=b.positions, key_positions=b.key_positions)
+
+
+def load_flow(path: str | Path) -> LoadedFlow:
+    """Read and load a flow file; the diagnostics carry the path as given."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FlowError([Diagnostic(file=str(path), line=1, col=1,
+                                    message=f"cannot read the flow file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise FlowError([Diagnostic(file=str(path), line=1, col=1,
+                                    message=f"the flow file is not UTF-8 text ({exc.reason})",
+                                    hint="save it as UTF-8")]) from None
+    return load_flow_text(text, str(path))

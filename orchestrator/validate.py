@@ -1,0 +1,474 @@
+"""Semantic checks of a loaded flow: everything the schema alone cannot say.
+
+Each problem is a `Diagnostic` at the YAML line:col of the value at fault, naming the
+value and the fix (`flows/dental.yaml:42:11: state 'find_slots' goes to unknown state
+'ofer' (hint: did you mean 'offer'?)`).
+
+Rules worth knowing:
+- Every state must have a way out. `say`/`record`/`handoff` need `next` or `end`; a `call`
+  needs `next` or `on.ok`; a `branch` needs a last case without `when` (exactly one).
+- An `ask` goes forward by `next` or by an `on` route for every static choice.
+- An `ask` that can fail to understand (it has choices, a `pattern`, or an input other
+  than `text`) must route `on.fail`: after `max_retries` misunderstood answers the engine
+  takes `on.fail`, and without it the conversation would just end.
+- `choices` and `choices_from` may be combined: the static choices follow the list's items
+  (e.g. "None of these"). An `on` key may name a static choice, `fail`, `timeout`, or a
+  list item by position (`slots_1`).
+- Reachability follows every edge from `start`; global intents are edges from every ask.
+- Template variables must be set by something: `vars:`, a `save:` target, or a builtin
+  (`contact`, `channel`, `business`, `now`, `flow_title`, `last_input`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sys
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import jinja2
+import jinja2.nodes
+
+from . import schema, templates
+from .connectors import ConnectorRegistry
+from .errors import Diagnostic, FlowError
+from .graph import depths, state_edges, state_kind
+from .loader import LoadedFlow, closest, did_you_mean, load_flow
+
+BUILTINS: frozenset[str] = frozenset({"contact", "channel", "business", "now", "flow_title", "last_input"})
+CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
+HANDOFF_ROUTES: tuple[str, ...] = ("no_answer",)
+ASK_ROUTES: tuple[str, ...] = ("fail", "timeout")
+_DTMF = re.compile(r"^[0-9*#]+$")
+_LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
+_HOURS_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNKNOWN_FILTER = re.compile(r"^No filter named '([^']+)'")
+_TEXT_FIELDS = ("say", "ask", "reprompt", "handoff", "record", "media")
+
+
+class _Checker:
+    def __init__(self, loaded: LoadedFlow, connectors: ConnectorRegistry | None) -> None:
+        self.loaded = loaded
+        self.flow = loaded.flow
+        self.connectors = connectors
+        self.out: list[Diagnostic] = []
+        self.states = self.flow.states
+
+    def add(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.out.append(self.loaded.diagnostic(path, message, hint, key=key))
+
+    def state_hint(self, name: str) -> str | None:
+        return did_you_mean(name, self.states) or (
+            f"states are: {', '.join(self.states)}" if len(self.states) <= 12 else None
+        )
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def check_structure(self) -> None:
+        if not self.states:
+            self.add("$.states", "the flow has no states", "add at least the start state under 'states:'")
+            return
+        if self.flow.start not in self.states:
+            self.add("$.start", f"start state '{self.flow.start}' does not exist", self.state_hint(self.flow.start))
+        for name, state in self.states.items():
+            for edge in state_edges(name, state):
+                if edge.target not in self.states:
+                    self.add(edge.path, f"state '{name}' goes to unknown state '{edge.target}'",
+                             self.state_hint(edge.target))
+        for iname, intent in self.flow.intents.items():
+            if intent.goto not in self.states:
+                self.add(f"$.intents.{iname}.goto", f"intent '{iname}' goes to unknown state '{intent.goto}'",
+                         self.state_hint(intent.goto))
+        for name, state in self.states.items():
+            self.check_routes(name, state)
+            self.check_way_out(name, state)
+
+    def check_routes(self, name: str, state: schema.State) -> None:
+        on: dict[str, str] = getattr(state, "on", None) or {}
+        kind = state_kind(state)
+        if isinstance(state, schema.AskState):
+            allowed = [*(state.choices or {}), *ASK_ROUTES]
+            listed = re.compile(rf"^{re.escape(state.choices_from)}_\d+$") if state.choices_from else None
+        else:
+            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES)
+            listed = None
+        for key in on:
+            if key in allowed or (listed and listed.match(key)):
+                continue
+            hint = did_you_mean(key, allowed) or f"routes of this {kind} state: {', '.join(allowed)}"
+            self.add(f"$.states.{name}.on.{key}", f"state '{name}' has no outcome '{key}' to route", hint, key=True)
+
+    def check_way_out(self, name: str, state: schema.State) -> None:
+        base = f"$.states.{name}"
+        if isinstance(state, schema.SayState | schema.RecordState | schema.HandoffState):
+            if not state.next and not state.end:
+                self.add(base, f"state '{name}' is a dead end: it has neither 'next' nor 'end'",
+                         "add 'next: <state>' to go on, or 'end: <outcome>' to finish", key=True)
+            elif state.next and state.end:
+                self.add(f"{base}.end", f"state '{name}' has both 'next' and 'end'",
+                         "keep 'next' to go on, or 'end' to finish", key=True)
+        elif isinstance(state, schema.CallState):
+            if not state.next and "ok" not in state.on:
+                self.add(base, f"state '{name}' is a dead end: it has neither 'next' nor 'on: {{ok: ...}}'",
+                         "add 'next: <state>' for when the call succeeds", key=True)
+        elif isinstance(state, schema.BranchState):
+            self.check_branch(name, state)
+        elif isinstance(state, schema.AskState):
+            self.check_ask(name, state)
+
+    def check_branch(self, name: str, state: schema.BranchState) -> None:
+        base = f"$.states.{name}.branch"
+        defaults = [i for i, case in enumerate(state.branch) if not case.when]
+        if not state.branch:
+            self.add(base, f"state '{name}' has an empty branch", "add cases like '- {when: ..., goto: ...}'")
+        elif not defaults:
+            self.add(base, f"state '{name}': no branch case without 'when', so nothing matches when all are false",
+                     "add a last case '- {goto: <state>}' as the otherwise")
+        elif len(defaults) > 1:
+            self.add(f"{base}[{defaults[1]}]", f"state '{name}' has more than one branch case without 'when'",
+                     "only the last case may omit 'when'")
+        elif defaults[0] != len(state.branch) - 1:
+            self.add(f"{base}[{defaults[0]}]",
+                     f"state '{name}': the case without 'when' is not last, so the cases after it never run",
+                     "move it to the end")
+        for i, case in enumerate(state.branch):
+            if case.when is None:
+                continue
+            try:
+                used = templates.expression_variables(case.when)
+            except jinja2.TemplateSyntaxError as exc:
+                self.add(f"{base}[{i}].when", f"state '{name}': the condition '{case.when}' does not compile: "
+                         f"{exc.message}", "write a jinja2 expression such as 'contact.known' or "
+                         "\"reason == 'cleaning'\"")
+                continue
+            self.check_variables(f"{base}[{i}].when", f"state '{name}'", used)
+
+    def check_ask(self, name: str, state: schema.AskState) -> None:
+        base = f"$.states.{name}"
+        choices = state.choices or {}
+        kind = state.input or ("choice" if choices or state.choices_from else "text")
+        if state.input == "choice" and not choices and not state.choices_from:
+            self.add(f"{base}.input", f"state '{name}' asks for a choice but lists no choices",
+                     "add 'choices:' (or 'choices_from: <list variable>'), or use another input")
+        elif (choices or state.choices_from) and state.input not in (None, "choice"):
+            self.add(f"{base}.input", f"state '{name}' has choices but 'input: {state.input}'",
+                     "remove 'input:' (choices imply input: choice)")
+        if state.choices_from and state.choices_from not in self.settable:
+            self.add(f"{base}.choices_from", f"state '{name}' takes its choices from '{state.choices_from}', "
+                     "which nothing sets", did_you_mean(state.choices_from, self.settable)
+                     or "save: a list into it in an earlier state, or define it under vars:")
+        unrouted = [c for c in choices if c not in state.on]
+        if not state.next and (unrouted or not choices):
+            what = f"choice '{unrouted[0]}' has no route" if unrouted and choices else "it has no 'next'"
+            self.add(base, f"state '{name}' is a dead end: {what}",
+                     "add 'next: <state>', or an 'on:' entry for every choice", key=True)
+        can_fail = kind != "text" or state.pattern is not None
+        if can_fail and "fail" not in state.on:
+            self.add(base, f"state '{name}' has no 'on: {{fail: ...}}': after too many answers it cannot "
+                     "understand, the conversation would just end", "route 'fail' to a handoff or another "
+                     "question", key=True)
+        if state.pattern is not None:
+            try:
+                re.compile(state.pattern)
+            except re.error as exc:
+                self.add(f"{base}.pattern", f"state '{name}': bad pattern '{state.pattern}': {exc}",
+                         "write a Python regular expression, e.g. '^[0-9]{5}$'")
+        if state.max_retries is not None and state.max_retries < 0:
+            self.add(f"{base}.max_retries", f"state '{name}': max_retries must be 0 or more, found {state.max_retries}")
+        self.check_dtmf(name, state)
+
+    def check_dtmf(self, name: str, state: schema.AskState) -> None:
+        base = f"$.states.{name}.choices"
+        owners: dict[str, str] = {}
+        intent_digits = {i.dtmf: n for n, i in self.flow.intents.items() if i.dtmf}
+        for cid, choice in (state.choices or {}).items():
+            if choice.dtmf is None:
+                continue
+            path = f"{base}.{cid}.dtmf"
+            if not _DTMF.match(choice.dtmf):
+                self.add(path, f"state '{name}' choice '{cid}': keypad key '{choice.dtmf}' is not a phone key",
+                         "use digits 0-9, * or #")
+            elif choice.dtmf in owners:
+                self.add(path, f"state '{name}': keypad key '{choice.dtmf}' is used by both choice "
+                         f"'{owners[choice.dtmf]}' and choice '{cid}'", "give each choice its own key")
+            elif choice.dtmf in intent_digits:
+                self.add(path, f"state '{name}' choice '{cid}': keypad key '{choice.dtmf}' is already the key of "
+                         f"the global intent '{intent_digits[choice.dtmf]}'",
+                         "pick another key: intents answer on every question")
+            owners.setdefault(choice.dtmf, cid)
+
+    def check_intents(self) -> None:
+        owners: dict[str, str] = {}
+        for iname, intent in self.flow.intents.items():
+            if intent.dtmf is None:
+                continue
+            path = f"$.intents.{iname}.dtmf"
+            if not _DTMF.match(intent.dtmf):
+                self.add(path, f"intent '{iname}': keypad key '{intent.dtmf}' is not a phone key",
+                         "use digits 0-9, * or #")
+            elif intent.dtmf in owners:
+                self.add(path, f"intent '{iname}': keypad key '{intent.dtmf}' is already the key of intent "
+                         f"'{owners[intent.dtmf]}'", "give each intent its own key")
+            owners.setdefault(intent.dtmf, iname)
+
+    def check_reachable(self) -> None:
+        if self.flow.start not in self.states:
+            return
+        reached = depths(self.flow)
+        for name in self.states:
+            if name not in reached:
+                self.add(f"$.states.{name}", f"state '{name}' is never reached from the start state "
+                         f"'{self.flow.start}'", "route to it with next/on/goto from another state, or delete it",
+                         key=True)
+
+    # -- connectors ----------------------------------------------------------------------------
+
+    def check_connectors(self) -> None:
+        for name, state in self.states.items():
+            if not isinstance(state, schema.CallState):
+                continue
+            path = f"$.states.{name}.call"
+            connector, dot, action = state.call.partition(".")
+            if not dot or not connector or not action:
+                self.add(path, f"state '{name}' calls '{state.call}', which is not 'connector.action'",
+                         "write it like 'calendar.find_slots'")
+                continue
+            if self.connectors is None:
+                continue
+            names = self.connectors.names()
+            if connector not in names:
+                self.add(path, f"state '{name}' calls unknown connector '{connector}'",
+                         did_you_mean(connector, names) or f"installed connectors: {', '.join(names) or 'none'}")
+                continue
+            actions = sorted(self.connectors.get(connector).actions)
+            if action not in actions:
+                close = closest(action, actions)
+                hint = f"did you mean '{connector}.{close}'?" if close else None
+                self.add(path, f"state '{name}' calls unknown action '{state.call}'",
+                         hint or f"'{connector}' has: {', '.join(actions) or 'no actions'}")
+
+    # -- templates and variables ---------------------------------------------------------------
+
+    @property
+    def settable(self) -> set[str]:
+        names = set(self.flow.vars) | BUILTINS
+        for state in self.states.values():
+            save = getattr(state, "save", None)
+            if save:
+                names.add(save)
+        return names
+
+    def check_saves(self) -> None:
+        for name, state in self.states.items():
+            save = getattr(state, "save", None)
+            if save and not _VARIABLE.match(save):
+                self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', which is not a variable name",
+                         "use letters, digits and _ only, e.g. " + (re.sub(r"\W+", "_", save).strip("_") or "answer"))
+            elif save in BUILTINS:
+                self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', a builtin variable",
+                         "pick another name")
+
+    def check_variables(self, path: str, where: str, used: set[str]) -> None:
+        known = self.settable
+        for var in sorted(used - known):
+            hint = did_you_mean(var, known)
+            self.add(path, f"{where} uses variable '{var}', which nothing sets",
+                     hint or "define it under vars:, or save: it in an earlier state")
+
+    def check_templates(self) -> None:
+        for path, where, source in self._template_fields():
+            try:
+                used = templates.template_variables(source)
+                tree = _parse(source)
+            except jinja2.TemplateSyntaxError as exc:
+                unknown = _UNKNOWN_FILTER.match(exc.message or "")
+                if unknown:
+                    name = unknown.group(1)
+                    self.add(path, f"{where} uses unknown filter '{name}'",
+                             did_you_mean(name, _filters()) or f"filters: {', '.join(sorted(_filters()))}")
+                    continue
+                line, col = self.loaded.position(path)
+                line += (exc.lineno or 1) - 1 + (1 if self._block_scalar(line, col) else 0)
+                self.out.append(Diagnostic(
+                    file=self.loaded.filename, line=line, col=col if (exc.lineno or 1) == 1 else 1, path=path,
+                    message=f"{where}: template error: {exc.message}",
+                    hint="write values as '{{ name }}' and logic as '{% if ... %}...{% endif %}'",
+                ))
+                continue
+            self.check_variables(path, where, used)
+            for node in tree.find_all(jinja2.nodes.Filter):
+                if node.name not in _filters():
+                    self.add(path, f"{where} uses unknown filter '{node.name}'",
+                             did_you_mean(node.name, _filters()) or f"filters: {', '.join(sorted(_filters()))}")
+
+    def _block_scalar(self, line: int, col: int) -> bool:
+        lines = self.loaded.source.splitlines()
+        return 0 < line <= len(lines) and lines[line - 1][col - 1 : col] in ("|", ">")
+
+    def _template_fields(self) -> Iterator[tuple[str, str, str]]:
+        for name, state in self.states.items():
+            base = f"$.states.{name}"
+            where = f"state '{name}'"
+            for field in _TEXT_FIELDS:
+                value = getattr(state, field, None)
+                if isinstance(value, str):
+                    yield f"{base}.{field}", where, value
+            for channel in schema.CHANNELS:
+                override = getattr(state, channel, None)
+                if override is None:
+                    continue
+                for field in _TEXT_FIELDS:
+                    value = getattr(override, field, None)
+                    if isinstance(value, str):
+                        yield f"{base}.{channel}.{field}", f"{where} ({channel})", value
+            if isinstance(state, schema.CallState):
+                yield from _strings(state.args, f"{base}.args", where)
+
+    # -- settings ------------------------------------------------------------------------------
+
+    def check_settings(self) -> None:
+        s = self.flow.settings
+        try:
+            ZoneInfo(s.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.add("$.settings.timezone", f"unknown timezone '{s.timezone}'",
+                     did_you_mean(s.timezone, _zones()) or "use an IANA name like America/New_York or Europe/London")
+        if not _LANGUAGE.match(s.language):
+            fixed = s.language.replace("_", "-")
+            self.add("$.settings.language", f"bad language tag '{s.language}'",
+                     f"did you mean '{fixed}'?" if _LANGUAGE.match(fixed) else "use a tag like en-US, es-MX or fr")
+        if s.max_retries < 0:
+            self.add("$.settings.max_retries", f"settings.max_retries must be 0 or more, found {s.max_retries}")
+        if not 0.0 <= s.speech_confidence <= 1.0:
+            self.add("$.settings.speech_confidence",
+                     f"settings.speech_confidence must be between 0 and 1, found {s.speech_confidence}")
+        for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+            value = getattr(s.business_hours, day)
+            if value is not None and _hours_problem(value):
+                self.add(f"$.settings.business_hours.{day}",
+                         f"bad opening hours for {day}: '{value}' ({_hours_problem(value)})",
+                         'write ranges like "09:00-17:00", several comma-separated, or "closed"')
+        for i, text in enumerate(s.closed_dates):
+            if not _ISO_DATE.match(text) or _iso_date(text) is None:
+                self.add(f"$.settings.closed_dates[{i}]", f"closed date '{text}' is not a date",
+                         'write it as YYYY-MM-DD, e.g. "2026-12-25"')
+
+    def run(self) -> list[Diagnostic]:
+        self.check_structure()
+        self.check_intents()
+        self.check_reachable()
+        self.check_connectors()
+        self.check_saves()
+        self.check_templates()
+        self.check_settings()
+        unique = {(d.line, d.col, d.message): d for d in self.out}
+        return sorted(unique.values(), key=lambda d: (d.line, d.col, d.message))
+
+
+def _strings(value: Any, path: str, where: str) -> Iterator[tuple[str, str, str]]:
+    if isinstance(value, str):
+        yield path, where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}", where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]", where)
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return templates.TemplateEngine().env
+
+
+def _filters() -> set[str]:
+    return set(_env().filters)
+
+
+def _parse(source: str) -> jinja2.nodes.Template:
+    return _env().parse(source)
+
+
+def _iso_date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _hours_problem(value: str) -> str | None:
+    if value.strip().lower() == "closed":
+        return None
+    previous_end = -1
+    for part in value.split(","):
+        m = _HOURS_RANGE.match(part.strip())
+        if not m:
+            return f"'{part.strip()}' is not HH:MM-HH:MM"
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59 or h1 * 60 + m1 > 1440 or h2 * 60 + m2 > 1440:
+            return f"'{part.strip()}' is not a time of day"
+        start, end = h1 * 60 + m1, h2 * 60 + m2
+        if end <= start:
+            return f"'{part.strip()}' ends before it starts"
+        if start < previous_end:
+            return f"'{part.strip()}' overlaps the range before it"
+        previous_end = end
+    return None
+
+
+def validate(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> list[Diagnostic]:
+    """Every semantic problem of a loaded flow, sorted by position. Empty when valid.
+
+    `connectors=None` skips the check that `call:` actions exist."""
+    return _Checker(loaded, connectors).run()
+
+
+def check(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> LoadedFlow:
+    """`validate`, raising FlowError with every diagnostic when there is any."""
+    problems = validate(loaded, connectors)
+    if problems:
+        raise FlowError(problems)
+    return loaded
+
+
+def default_connectors() -> ConnectorRegistry | None:
+    """The installed connectors (entry points), or None when none could be loaded."""
+    registry = ConnectorRegistry()
+    registry.load_entry_points()
+    return registry if registry.names() else None
+
+
+def main_validate(paths: list[str]) -> int:
+    """`orchestrator validate FILE...`: print `file:line:col: message (hint: ...)`, exit 0 / 1."""
+    connectors = default_connectors()
+    bad_files = problems = 0
+    for path in paths:
+        try:
+            found = validate(load_flow(path), connectors)
+        except FlowError as exc:
+            found = exc.diagnostics
+        for d in found:
+            print(d.format())
+        if found:
+            bad_files += 1
+            problems += len(found)
+    files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
+    if bad_files:
+        print(f"{files} checked: {bad_files} invalid, {problems} problem{'s' if problems != 1 else ''}")
+        return 1
+    print(f"{files} checked: all valid")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_validate(sys.argv[1:]))
