@@ -84,7 +84,7 @@ class CalendarConnector:
     name = "calendar"
 
     def __init__(self) -> None:
-        self.actions: dict[str, Action] = {
+        self.actions: Mapping[str, Action] = {
             "find_slots": Action(FindSlotsArgs, self.find_slots, "free slots around a wanted time"),
             "book": Action(BookArgs, self.book, "book a slot (atomic, idempotent per conversation)"),
             "cancel": Action(CancelArgs, self.cancel, "cancel a booking of this contact"),

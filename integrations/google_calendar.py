@@ -1,0 +1,450 @@
+"""Google Calendar as the `calendar` connector (same actions as the embedded one).
+
+Availability comes from `freebusy.query`; slot arithmetic is `integrations.slots`.
+Bookings are events carrying the contact, name and reason in the description and in
+`extendedProperties.private` (so `list_bookings` finds them by phone).
+
+Never a double booking. Google accepts overlapping events, so "check freebusy, then
+insert" alone lets two conversations that both saw the slot free both book it. The event
+id is therefore derived from (calendar, slot start, generation): ids are unique per
+calendar, so of two racing inserts Google accepts exactly one and answers the other 409
+`duplicate`. On a 409 we read the event: if it carries our session id it is our own
+earlier booking (a retry: `ok`, idempotent); if it is live and someone else's, `conflict`;
+if it was cancelled (a deleted event keeps its id for ever), the next generation's id is
+the slot's new lock and the race starts again on it. freebusy still guards against
+events entered by people, which no id can see.
+
+    calendar = calendar_from_env(os.environ)   # Google when configured, else embedded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import httplib2
+
+from orchestrator.connectors import CallContext, Connector, ConnectorResult
+from orchestrator.errors import ConfigError, ConnectorError
+
+from .calendar_base import (
+    BookArgs,
+    CalendarConnector,
+    CancelArgs,
+    FindSlotsArgs,
+    ListArgs,
+    RescheduleArgs,
+    bad_args,
+    booking_id_of,
+    now_of,
+    rules_for,
+)
+from .slots import (
+    Interval,
+    SlotError,
+    coerce_slot,
+    find_free,
+    is_bookable,
+    label,
+    parse_around,
+    search_window,
+    slot_value,
+)
+
+log = logging.getLogger("integrations.google_calendar")
+
+SCOPES = ["https://www.googleapis.com/auth/calendar"]
+DEFAULT_API_BASE = "https://www.googleapis.com/calendar/v3/"
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+MAX_GENERATIONS = 50  # re-bookings of one slot after cancellations
+T = TypeVar("T")
+
+
+class GoogleCalendarError(ConnectorError):
+    """A Google Calendar call failed after retries; the flow takes its `error` route."""
+
+
+def event_id(*parts: str) -> str:
+    """A deterministic event id in Google's alphabet (base32hex a-v0-9, 5-1024 chars)."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return base64.b32hexencode(digest).decode().rstrip("=").lower()
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_event_time(value: Mapping[str, Any]) -> datetime:
+    text = value.get("dateTime") or value.get("date") or ""
+    parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class GoogleCalendar(CalendarConnector):
+    name = "calendar"
+
+    def __init__(
+        self,
+        calendar_id: str,
+        credentials_file: str | None = None,
+        *,
+        credentials: Any = None,
+        api_base: str | None = None,
+        timeout_seconds: float = 8.0,
+        retries: int = 3,
+        retry_base_seconds: float = 0.5,
+        send_updates: str = "none",
+    ) -> None:
+        super().__init__()
+        if not calendar_id:
+            raise ConfigError("GOOGLE_CALENDAR_ID is empty; set it to the calendar's id (e.g. its email address)")
+        self.calendar_id = calendar_id
+        self._credentials_file = credentials_file
+        self._credentials = credentials
+        self.api_base = (api_base or DEFAULT_API_BASE).rstrip("/") + "/"
+        if not self.api_base.endswith("/calendar/v3/"):
+            self.api_base += "calendar/v3/"
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.retry_base_seconds = retry_base_seconds
+        self.send_updates = send_updates
+        self._service: Any = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _creds(self) -> Any:
+        if self._credentials is None:
+            from google.oauth2 import service_account
+
+            if not self._credentials_file:
+                raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS is not set; point it at a service-account JSON file")
+            self._credentials = service_account.Credentials.from_service_account_file(
+                self._credentials_file, scopes=SCOPES
+            )
+        return self._credentials
+
+    def _http(self) -> Any:
+        """A fresh authorised Http per call: httplib2 objects are not thread-safe."""
+        import google_auth_httplib2
+
+        return google_auth_httplib2.AuthorizedHttp(self._creds(), http=httplib2.Http(timeout=self.timeout_seconds))
+
+    def _api(self) -> Any:
+        if self._service is None:
+            from googleapiclient.discovery import build
+
+            self._service = build(
+                "calendar", "v3", http=self._http(), static_discovery=True, cache_discovery=False,
+                client_options={"api_endpoint": self.api_base},
+            )
+        return self._service
+
+    def _execute(self, op: str, make: Callable[[Any], Any]) -> Any:
+        """Run one request with backoff on 429, 5xx and 403 rate limits; raise GoogleCalendarError."""
+        from googleapiclient.errors import HttpError
+
+        for attempt in range(self.retries + 1):
+            try:
+                return make(self._api()).execute(http=self._http(), num_retries=0)
+            except HttpError as exc:
+                status = exc.status_code or 0
+                reasons = {str(d.get("reason")) for d in (exc.error_details or []) if isinstance(d, dict)}
+                retryable = status in RETRYABLE_STATUS or (status == 403 and reasons & RATE_LIMIT_REASONS)
+                if not retryable or attempt == self.retries:
+                    raise
+                delay = self._retry_after(exc.resp) or self.retry_base_seconds * 2**attempt * (0.5 + random.random())
+                log.warning("google calendar %s: HTTP %s, retry %d in %.2fs", op, status, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _retry_after(resp: Any) -> float | None:
+        try:
+            return min(float(resp.get("retry-after")), 30.0)
+        except (TypeError, ValueError, AttributeError):
+            return None
+
+    async def _run(self, op: str, fn: Callable[[], T]) -> T:
+        """`fn` in a worker thread; every failure becomes GoogleCalendarError with a log line."""
+        from googleapiclient.errors import HttpError
+
+        try:
+            return await asyncio.to_thread(fn)
+        except HttpError as exc:
+            log.error("google calendar %s failed: HTTP %s %s", op, exc.status_code, exc.reason)
+            raise GoogleCalendarError(f"google calendar {op} failed: HTTP {exc.status_code} {exc.reason}") from None
+        except TimeoutError as exc:
+            log.error("google calendar %s timed out after %.1fs", op, self.timeout_seconds)
+            raise GoogleCalendarError(f"google calendar {op} timed out after {self.timeout_seconds:g}s") from exc
+        except (OSError, httplib2.HttpLib2Error) as exc:
+            log.error("google calendar %s: connection failed: %s", op, type(exc).__name__)
+            raise GoogleCalendarError(f"google calendar {op}: cannot reach the API ({type(exc).__name__})") from exc
+        except Exception as exc:  # google.auth RefreshError and friends: never leak the key
+            if type(exc).__module__.startswith("google"):
+                log.error("google calendar %s: auth failed: %s", op, type(exc).__name__)
+                detail = f"google calendar {op}: authorisation failed ({type(exc).__name__})"
+                raise GoogleCalendarError(detail) from None
+            raise
+
+    async def _guarded(self, op: str, fn: Callable[[], ConnectorResult]) -> ConnectorResult:
+        try:
+            return await self._run(op, fn)
+        except GoogleCalendarError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+
+    # -- Google calls (blocking; run through _run) -----------------------------------------
+    def _busy_sync(self, window: Interval) -> list[Interval]:
+        body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": self.calendar_id}]}
+        result = self._execute("freebusy", lambda api: api.freebusy().query(body=body))
+        cal = (result.get("calendars") or {}).get(self.calendar_id) or {}
+        if cal.get("errors"):
+            reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
+            raise GoogleCalendarError(f"google calendar freebusy: calendar {self.calendar_id!r} answered {reasons}")
+        return [(_parse_event_time({"dateTime": b["start"]}), _parse_event_time({"dateTime": b["end"]}))
+                for b in cal.get("busy", [])]
+
+    def _get_sync(self, eid: str) -> dict[str, Any] | None:
+        from googleapiclient.errors import HttpError
+
+        try:
+            event: dict[str, Any] = self._execute(
+                "events.get", lambda api: api.events().get(calendarId=self.calendar_id, eventId=eid)
+            )
+        except HttpError as exc:
+            if exc.status_code in (404, 410):
+                return None
+            raise
+        return event
+
+    def _book_sync(
+        self, slot: Interval, buffer_pad: Interval, body: dict[str, Any], session: str, ignore: Interval | None = None
+    ) -> ConnectorResult:
+        """Claim the slot's deterministic id (see the module docstring). `ignore`: a busy span
+        that does not count (the event being rescheduled)."""
+        from googleapiclient.errors import HttpError
+
+        start_key = _rfc3339(slot[0])
+        checked_freebusy = False
+        for generation in range(MAX_GENERATIONS):
+            eid = event_id("slot", self.calendar_id, start_key, str(generation))
+            existing = self._get_sync(eid)
+            if existing is not None and existing.get("status") == "cancelled":
+                continue  # a cancelled booking keeps its id: the next generation is the lock
+            if existing is not None:
+                return self._claimed(existing, session)
+            if not checked_freebusy:  # people's own events (and other durations) are only visible here
+                if [b for b in self._busy_sync(buffer_pad) if b != ignore]:
+                    return ConnectorResult(outcome="conflict", detail="the slot is busy")
+                checked_freebusy = True
+            try:
+                event = self._insert_sync({**body, "id": eid})
+            except HttpError as exc:
+                if exc.status_code != 409:
+                    raise
+                raced = self._get_sync(eid)  # 409 duplicate: someone (maybe us, earlier) holds this id
+                if raced is None or raced.get("status") == "cancelled":
+                    continue
+                return self._claimed(raced, session)
+            return ConnectorResult(outcome="ok", value=self._value(event))
+        raise GoogleCalendarError(f"google calendar book: slot {start_key} was re-booked {MAX_GENERATIONS} times")
+
+    def _insert_sync(self, body: dict[str, Any]) -> dict[str, Any]:
+        event: dict[str, Any] = self._execute(
+            "events.insert",
+            lambda api: api.events().insert(calendarId=self.calendar_id, body=body, sendUpdates=self.send_updates),
+        )
+        return event
+
+    def _claimed(self, event: Mapping[str, Any], session: str) -> ConnectorResult:
+        private = (event.get("extendedProperties") or {}).get("private") or {}
+        if private.get("session") == session:
+            return ConnectorResult(outcome="ok", value=self._value(event), detail="already booked")
+        return ConnectorResult(outcome="conflict", detail="the slot was just taken")
+
+    def _value(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        tz = ZoneInfo(str((event.get("start") or {}).get("timeZone") or "UTC"))
+        start = _parse_event_time(event["start"])
+        end = _parse_event_time(event["end"])
+        return {
+            "id": event["id"],
+            "start": start.astimezone(tz).isoformat(),
+            "end": end.astimezone(tz).isoformat(),
+            "label": label(start, tz),
+            "calendar": self.calendar_id,
+            "title": event.get("summary", ""),
+        }
+
+    def _event_body(self, args: BookArgs, ctx: CallContext, slot: Interval, tz: ZoneInfo) -> dict[str, Any]:
+        phone = args.phone or ctx.contact
+        private = {"orchestrator": "1", "session": ctx.session_id, "phone": phone, "flow": ctx.flow}
+        if args.name:
+            private["name"] = args.name
+        if args.reason:
+            private["reason"] = args.reason
+        lines = [f"Contact: {phone}"] + [f"{k.title()}: {v}" for k, v in (("name", args.name), ("reason", args.reason))
+                                          if v]
+        return {
+            "summary": args.title or "Appointment",
+            "description": "\n".join([*lines, f"Booked by the {ctx.flow} flow."]),
+            "start": {"dateTime": slot[0].astimezone(tz).isoformat(), "timeZone": tz.key},
+            "end": {"dateTime": slot[1].astimezone(tz).isoformat(), "timeZone": tz.key},
+            "extendedProperties": {"private": private},
+        }
+
+    def _owned_sync(self, booking_id: str, contact: str) -> dict[str, Any] | None:
+        event = self._get_sync(booking_id)
+        if event is None or event.get("status") == "cancelled":
+            return None
+        phone = ((event.get("extendedProperties") or {}).get("private") or {}).get("phone")
+        if phone and contact and phone != contact:
+            return None
+        return event
+
+    def _delete_sync(self, booking_id: str) -> None:
+        from googleapiclient.errors import HttpError
+
+        try:
+            self._execute(
+                "events.delete",
+                lambda api: api.events().delete(
+                    calendarId=self.calendar_id, eventId=booking_id, sendUpdates=self.send_updates
+                ),
+            )
+        except HttpError as exc:
+            if exc.status_code not in (404, 410):  # already gone: the cancel is done
+                raise
+
+    # -- actions -----------------------------------------------------------------------------
+    async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            rules = rules_for(ctx, args.duration)
+            around = parse_around(args.around, rules.tz)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        now = now_of(ctx)
+        window = search_window(rules, now, around)
+        pad = rules.buffer + rules.duration
+        try:
+            busy = await self._run("freebusy", lambda: self._busy_sync((window[0] - pad, window[1] + pad)))
+        except GoogleCalendarError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        slots = find_free(rules, busy, now, around, args.count)
+        if not slots:
+            return ConnectorResult(outcome="empty", detail=f"no free slot within {rules.horizon.days} days")
+        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
+
+    async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            rules = rules_for(ctx, args.duration)
+            slot = coerce_slot(args.slot, rules.tz, rules.duration)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        why_not = is_bookable(rules, slot, now_of(ctx))
+        if why_not:
+            return ConnectorResult(outcome="conflict", detail=why_not)
+        body = self._event_body(args, ctx, slot, rules.tz)
+        pad = (slot[0] - rules.buffer, slot[1] + rules.buffer)
+        try:
+            result = await self._run("book", lambda: self._book_sync(slot, pad, body, ctx.session_id))
+        except GoogleCalendarError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        if result.outcome == "ok":
+            log.info("google calendar: booked %s at %s", result.value["id"], slot[0].isoformat())
+        return result
+
+    async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            booking_id = booking_id_of(args.booking_id)
+        except SlotError as exc:
+            return bad_args(exc)
+
+        def run() -> ConnectorResult:
+            event = self._owned_sync(booking_id, ctx.contact)
+            if event is None:
+                return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+            self._delete_sync(booking_id)
+            return ConnectorResult(outcome="ok", value={**self._value(event), "status": "cancelled"})
+
+        return await self._guarded("cancel", run)
+
+    async def reschedule(self, args: RescheduleArgs, ctx: CallContext) -> ConnectorResult:
+        """Book the new slot (guarded like any booking), then delete the old event.
+
+        The booking id changes: ids are tied to the slot they lock."""
+        try:
+            booking_id = booking_id_of(args.booking_id)
+            rules = rules_for(ctx)
+            slot = coerce_slot(args.slot, rules.tz, rules.duration)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        why_not = is_bookable(rules, slot, now_of(ctx))
+        if why_not:
+            return ConnectorResult(outcome="conflict", detail=why_not)
+
+        def run() -> ConnectorResult:
+            old = self._owned_sync(booking_id, ctx.contact)
+            if old is None:
+                return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+            private = (old.get("extendedProperties") or {}).get("private") or {}
+            kept: dict[str, Any] = {k: old[k] for k in ("summary", "description") if k in old}
+            body = {
+                **kept,
+                "start": {"dateTime": slot[0].astimezone(rules.tz).isoformat(), "timeZone": rules.tz.key},
+                "end": {"dateTime": slot[1].astimezone(rules.tz).isoformat(), "timeZone": rules.tz.key},
+                "extendedProperties": {"private": {**private, "session": ctx.session_id}},
+            }
+            # our own old event must not count as busy when the new slot overlaps it
+            pad = (slot[0] - rules.buffer, slot[1] + rules.buffer)
+            old_span = (_parse_event_time(old["start"]), _parse_event_time(old["end"]))
+            result = self._book_sync(slot, pad, body, ctx.session_id, ignore=old_span)
+            if result.outcome == "ok" and result.value["id"] != booking_id:
+                self._delete_sync(booking_id)
+            return result
+
+        return await self._guarded("reschedule", run)
+
+    async def list_bookings(self, args: ListArgs, ctx: CallContext) -> ConnectorResult:
+        phone = args.phone or ctx.contact
+
+        def run() -> list[dict[str, Any]]:
+            result = self._execute(
+                "events.list",
+                lambda api: api.events().list(
+                    calendarId=self.calendar_id, privateExtendedProperty=f"phone={phone}",
+                    timeMin=_rfc3339(now_of(ctx)), singleEvents=True, orderBy="startTime", maxResults=50,
+                ),
+            )
+            return [e for e in result.get("items", []) if e.get("status") != "cancelled"]
+
+        try:
+            events = await self._run("list_bookings", run)
+        except GoogleCalendarError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        if not events:
+            return ConnectorResult(outcome="empty", detail="no upcoming booking")
+        return ConnectorResult(outcome="ok", value=[self._value(e) for e in events])
+
+
+def calendar_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:
+    """Google Calendar when GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_CALENDAR_ID are set, else embedded."""
+    creds = env.get("GOOGLE_APPLICATION_CREDENTIALS")
+    calendar_id = env.get("GOOGLE_CALENDAR_ID")
+    if creds and calendar_id:
+        timeout = float(env.get("GOOGLE_TIMEOUT_SECONDS") or 8.0)
+        return GoogleCalendar(calendar_id, creds, api_base=env.get("GOOGLE_API_BASE"), timeout_seconds=timeout,
+                              **kwargs)
+    if creds or calendar_id:
+        missing = "GOOGLE_CALENDAR_ID" if creds else "GOOGLE_APPLICATION_CREDENTIALS"
+        raise ConfigError(f"Google Calendar is half configured: {missing} is not set; set both, or neither "
+                          "for the embedded calendar")
+    from .embedded_calendar import EmbeddedCalendar
+
+    return EmbeddedCalendar(path=env.get("ORCHESTRATOR_CALENDAR_DB") or None)
