@@ -1,0 +1,429 @@
+"""The turn pipeline: dedupe -> lock -> load -> advance -> save (with outbox) -> answer.
+
+    runtime = await Runtime.create(settings, connectors, channels)
+    reply = await runtime.handle("twilio_sms", inbound)      # one parsed webhook item
+    await runtime.start_outbound(address, "twilio_sms", "missed_call_textback", {})
+    await runtime.run_background()                           # timers + outbox sender
+
+A duplicate delivery gets the stored reply of the first (no second advance). A turn that
+fails before its save leaves the stored conversation as it was. Opted-out contacts get
+nothing sent. See RELIABILITY in the team notes for the failure cases this answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from . import metrics
+from .catalog import FlowCatalog
+from .channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
+from .compiler import CompiledFlow
+from .connectors import ConnectorRegistry
+from .engine import Engine
+from .errors import FlowError, OptedOut, SendError
+from .logs import correlation, redact_phone
+from .model import Event, Outbound, Session, TurnResult
+from .schema import parse_duration
+from .settings import AppSettings
+from .store import Commit, OutboxPut, SessionStore, TimerSet, open_store, parse_timer_member, timer_member
+
+log = logging.getLogger("orchestrator.runtime")
+WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
+CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
+OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
+OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
+_session_decoder = msgspec.msgpack.Decoder(Session)
+_encoder = msgspec.msgpack.Encoder()
+
+
+class TurnReply(msgspec.Struct, kw_only=True):
+    messages: list[Outbound] = []
+    duplicate: bool = False
+    session_id: str | None = None
+    context: ReplyContext = msgspec.field(default_factory=ReplyContext)
+    opted_out: bool = False
+
+
+class StoredReply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What is kept under a delivery's id to answer its duplicates identically."""
+
+    messages: list[Outbound] = []
+    session_id: str | None = None
+    revision: str | None = None
+    event_kind: str | None = None
+    within_window: bool = True
+    opted_out: bool = False
+
+
+class OutboxItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str  # "<session id>|<unique>": the idempotency key of this send
+    adapter: str
+    business: str
+    contact: str
+    messages: list[Outbound]
+    revision: str | None = None
+    within_window: bool = True
+    attempts: int = 0
+    created_at: float = 0.0
+
+
+_reply_decoder = msgspec.msgpack.Decoder(StoredReply)
+_outbox_decoder = msgspec.msgpack.Decoder(OutboxItem)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: AppSettings,
+        store: SessionStore,
+        catalog: FlowCatalog,
+        connectors: ConnectorRegistry,
+        channels: ChannelRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.connectors = connectors
+        self.channels = channels
+        self.clock = clock
+        self.fault = os.environ.get("ORCHESTRATOR_FAULT", "")  # test-only: before_save | after_save
+        self._engines: dict[str, Engine] = {}
+        self._wake = asyncio.Event()
+
+    @classmethod
+    async def create(
+        cls, settings: AppSettings, connectors: ConnectorRegistry, channels: ChannelRegistry,
+        *, store: SessionStore | None = None, clock: Callable[[], float] = time.time,
+    ) -> Runtime:
+        store = store or await open_store(
+            settings.redis_url, settings.key_prefix, timeout_seconds=settings.redis_timeout_seconds
+        )
+        catalog = FlowCatalog(
+            store, connectors, flows_dir=settings.flows_dir, routes=settings.routes(),
+            default_flow=settings.default_flow,
+        )
+        for path, problem in (await catalog.reload()).items():
+            log.error("flow file %s is invalid and was skipped:\n%s", path, problem)
+        return cls(settings, store, catalog, connectors, channels, clock=clock)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # ------------------------------------------------------------------ helpers
+    def engine(self, compiled: CompiledFlow) -> Engine:
+        engine = self._engines.get(compiled.revision)
+        if engine is None or engine.compiled is not compiled:
+            engine = self._engines[compiled.revision] = Engine(compiled, self.connectors)
+        return engine
+
+    def _context(
+        self, compiled: CompiledFlow | None, session_id: str | None, *, within_window: bool = True,
+        event_kind: str | None = None, idempotency_key: str | None = None,
+    ) -> ReplyContext:
+        return ReplyContext(
+            settings=compiled.settings if compiled else None, public_url=self.settings.public_url or "",
+            session_id=session_id, within_window=within_window, event_kind=event_kind,
+            idempotency_key=idempotency_key,
+        )
+
+    def _adapter_for_idiom(self, idiom: str, preferred: str | None = None) -> str | None:
+        if preferred:
+            with contextlib.suppress(LookupError):
+                if self.channels.get(preferred).capabilities.idiom == idiom:
+                    return preferred
+        for name in self.channels.names():
+            if self.channels.get(name).capabilities.idiom == idiom:
+                return name
+        return None
+
+    def _fault_point(self, name: str) -> None:
+        if self.fault == name:  # test-only: simulate kill -9 at this point of a turn
+            os._exit(137)
+
+    async def _compiled_for(self, session: Session) -> CompiledFlow | None:
+        try:
+            return await self.catalog.for_revision(session.revision)
+        except FlowError as exc:
+            log.error("session %s: revision %s unavailable, starting over: %s",
+                      redact_phone(session.id), session.revision, exc)
+            return None
+
+    # ------------------------------------------------------------------ inbound
+    async def handle(self, channel: str, inbound: Inbound) -> TurnReply:
+        """One parsed webhook item -> the reply to give (sync channels) or nothing (outbox)."""
+        if inbound.kind == "status":
+            if inbound.message_id and inbound.status:
+                await self.store.record_status(inbound.message_id, inbound.status, inbound.error_code)
+            return TurnReply()
+        if inbound.kind == "ignore" or inbound.address is None:
+            return TurnReply()
+        addr = inbound.address
+        sid = f"{addr.business}:{addr.contact}"
+        if inbound.kind == "opt_out":
+            await self.store.set_opt_out(addr.contact, True)  # recorded before anything else
+            log.info("contact opted out", extra={"session": redact_phone(sid), "channel": channel})
+            return TurnReply(messages=[Outbound(kind="say", text=OPT_OUT_TEXT)], session_id=sid, opted_out=True)
+        if inbound.kind == "opt_in":
+            await self.store.set_opt_out(addr.contact, False)
+            return TurnReply(messages=[Outbound(kind="say", text=OPT_IN_TEXT)], session_id=sid)
+        if inbound.kind == "help":
+            text = self.settings.help_text
+            with contextlib.suppress(Exception):
+                text = (await self.catalog.latest(self.catalog.route(inbound.route_key or addr.business))) \
+                    .settings.help_text
+            return TurnReply(messages=[Outbound(kind="say", text=text)], session_id=sid)
+        if inbound.event is None:
+            return TurnReply()
+        with correlation(inbound.event.provider_id or None):
+            return await self._turn(channel, addr, sid, inbound.event, inbound.route_key)
+
+    async def _turn(
+        self, channel: str, addr: Address, sid: str, event: Event, route_key: str | None,
+        *, flow_id: str | None = None, vars: dict[str, Any] | None = None, outbound: bool = False,
+        timer_turns: int | None = None,
+    ) -> TurnReply:
+        started = time.perf_counter()
+        adapter = self.channels.get(channel)
+        s = self.settings
+        dedupe_id = event.provider_id
+        b = await self.store.begin(
+            sid, dedupe_id, lock_ttl_seconds=s.lock_ttl_seconds, wait_seconds=s.lock_wait_seconds,
+            contact=addr.contact,
+        )
+        if b.duplicate_reply is not None:
+            return await self._duplicate(channel, b.duplicate_reply)
+        try:
+            if outbound and b.opted_out:
+                raise OptedOut(f"contact {redact_phone(addr.contact)} opted out (STOP); nothing may be sent")
+            if b.opted_out and (adapter.capabilities.idiom != "voice" or timer_turns is not None):
+                await self.store.release(sid, b.token)
+                return TurnReply(session_id=sid, opted_out=True)
+            now = self.clock()
+            session = _session_decoder.decode(b.session) if b.session else None
+            compiled = await self._compiled_for(session) if session else None
+            if timer_turns is not None and (
+                session is None or compiled is None or session.status == "ended" or session.turns != timer_turns
+            ):
+                await self.store.release(sid, b.token)  # the conversation moved on: a stale timer
+                return TurnReply(session_id=sid)
+            fresh = outbound or session is None or compiled is None or (
+                session.status == "ended" and event.kind in CONVERSATIONAL
+            )
+            if fresh:
+                if event.kind not in CONVERSATIONAL:
+                    await self.store.release(sid, b.token)  # e.g. a late status for an unknown call
+                    return TurnReply(session_id=sid)
+                compiled = await self.catalog.latest(flow_id or self.catalog.route(route_key or addr.business))
+                new = self.engine(compiled).new_session(
+                    sid, business=addr.business, contact=addr.contact, channel=event.channel, now=now,
+                    vars=vars, contact_name=event.profile_name,
+                )
+                if session is not None:
+                    new.version = session.version
+                session = new
+                event = msgspec.structs.replace(event, kind="start")
+                metrics.CONVERSATIONS_STARTED.labels(compiled.id, event.channel).inc()
+            assert session is not None and compiled is not None
+            result = await self.engine(compiled).turn(session, event, now)
+            reply = await self._save(adapter, sid, b.token, b.version, dedupe_id, event, compiled, result, now,
+                                     proactive=outbound or timer_turns is not None)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.store.release(sid, b.token)
+            raise
+        metrics.TURNS.labels(event.channel).inc()
+        metrics.TURN_SECONDS.labels(event.channel).observe(time.perf_counter() - started)
+        log.info("turn", extra={
+            "session": redact_phone(sid), "flow": compiled.id, "revision": compiled.revision,
+            "event": event.kind, "channel": channel, "state": result.session.state,
+            "ended": result.ended, "ms": round((time.perf_counter() - started) * 1000, 2),
+        })
+        return reply
+
+    async def _save(
+        self, adapter: ChannelAdapter, sid: str, token: str, version: int, dedupe_id: str | None, event: Event,
+        compiled: CompiledFlow, result: TurnResult, now: float, *, proactive: bool,
+    ) -> TurnReply:
+        session = result.session
+        session.version = version + 1
+        within = now - (session.last_inbound_at or 0) < WINDOW_SECONDS
+        # Messages answer in the webhook when the channel can and the conversation is still on
+        # it; otherwise (WhatsApp, a call moved to SMS, timers, outbound starts) they go out
+        # through the outbox, saved in the same atomic commit.
+        sync = (not proactive and adapter.capabilities.sync_reply
+                and session.channel == adapter.capabilities.idiom)
+        outbox: list[OutboxPut] = []
+        if result.messages and not sync:
+            target = self._adapter_for_idiom(session.channel, adapter.name)
+            if target is None:
+                log.error("session %s: no channel adapter for %r; messages dropped",
+                          redact_phone(sid), session.channel)
+            else:
+                item_id = f"{sid}|{uuid.uuid4().hex[:16]}"
+                item = OutboxItem(id=item_id, adapter=target, business=session.business,
+                                  contact=session.contact, messages=result.messages,
+                                  revision=compiled.revision, within_window=within, created_at=now)
+                outbox.append(OutboxPut(item_id, _encoder.encode(item)))
+        reply_messages = result.messages if sync else []
+        stored = StoredReply(messages=reply_messages, session_id=sid, revision=compiled.revision,
+                             event_kind=event.kind, within_window=within)
+        ttl = int(parse_duration(compiled.settings.session_ttl))
+        retention = self.settings.retention_seconds
+        timer = None
+        if result.timer is not None and not result.ended:
+            timer = TimerSet(result.timer.due, timer_member(sid, result.timer.turns))
+        commit = Commit(
+            session=_encoder.encode(session), version=session.version, expect_version=version,
+            ttl_seconds=max(ttl, retention) if result.ended else ttl,
+            dedupe_id=dedupe_id, reply=_encoder.encode(stored), dedupe_ttl_seconds=self.settings.dedupe_ttl_seconds,
+            transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
+            outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
+        )
+        self._fault_point("before_save")
+        await self.store.commit(sid, token, commit)
+        self._fault_point("after_save")
+        if outbox:
+            self._wake.set()
+        if result.ended:
+            metrics.CONVERSATIONS_ENDED.labels(compiled.id, session.outcome or "ended").inc()
+        return TurnReply(
+            messages=reply_messages, session_id=sid,
+            context=self._context(compiled, sid, within_window=within, event_kind=event.kind),
+        )
+
+    async def _duplicate(self, channel: str, raw: bytes) -> TurnReply:
+        stored = _reply_decoder.decode(raw)
+        compiled = None
+        if stored.revision:
+            with contextlib.suppress(FlowError):
+                compiled = await self.catalog.for_revision(stored.revision)
+        metrics.DUPLICATES.labels(channel).inc()
+        return TurnReply(
+            messages=stored.messages, duplicate=True, session_id=stored.session_id, opted_out=stored.opted_out,
+            context=self._context(compiled, stored.session_id, within_window=stored.within_window,
+                                  event_kind=stored.event_kind),
+        )
+
+    # ------------------------------------------------------------------ outbound
+    async def start_outbound(
+        self, address: Address, channel: str, flow_id: str, vars: dict[str, Any] | None = None,
+    ) -> TurnReply:
+        """Start `flow_id` for a contact (admin API, missed-call text-back). The first messages
+        go out through the outbox. OptedOut when the contact said STOP."""
+        if await self.store.is_opted_out(address.contact):
+            raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
+        adapter = self.channels.get(channel)
+        sid = f"{address.business}:{address.contact}"
+        event = Event(kind="start", channel=adapter.capabilities.idiom,
+                      provider_id=f"outbound:{uuid.uuid4().hex[:16]}")
+        with correlation(event.provider_id):
+            reply = await self._turn(channel, address, sid, event, None, flow_id=flow_id, vars=vars,
+                                     outbound=True)
+        return reply
+
+    # ------------------------------------------------------------------ background
+    async def run_background(self) -> None:
+        """Timer poller and outbox sender until cancelled; safe with several processes."""
+        await asyncio.gather(self._timer_loop(), self._outbox_loop())
+
+    async def _timer_loop(self) -> None:
+        while True:
+            try:
+                await self.fire_due_timers()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("timer poller: %s", exc)
+            await asyncio.sleep(self.settings.timer_poll_seconds)
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            try:
+                await self.send_outbox()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox sender: %s", exc)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.timer_poll_seconds)
+            self._wake.clear()
+
+    async def fire_due_timers(self, limit: int = 100) -> int:
+        """Fire every due no-reply timer once (across processes); returns how many turned."""
+        fired = 0
+        for member in await self.store.claim_due_timers(self.clock(), limit):
+            sid, turns = parse_timer_member(member)
+            raw = await self.store.load(sid)
+            if raw is None:
+                continue
+            session = _session_decoder.decode(raw)
+            adapter = self._adapter_for_idiom(session.channel)
+            if adapter is None:
+                continue
+            event = Event(kind="timeout", channel=session.channel, provider_id=f"timer:{turns}")
+            addr = Address(business=session.business, contact=session.contact)
+            with correlation(f"timer-{uuid.uuid4().hex[:8]}"):
+                try:
+                    reply = await self._turn(adapter, addr, sid, event, None, timer_turns=turns)
+                    fired += reply.context.event_kind == "timeout"  # not stale, not opted out
+                except Exception as exc:
+                    log.warning("timer for %s failed: %s", redact_phone(sid), exc)
+        if fired:
+            await self.send_outbox()
+        return fired
+
+    async def send_outbox(self, limit: int = 50) -> int:
+        """Send ready outbox items once each (leased); failures retry with backoff, keeping
+        the item id as the idempotency key; a permanent (4xx) failure is recorded. Returns sends."""
+        sent = 0
+        now = self.clock()
+        for claim in await self.store.claim_outbox(now, limit, self.settings.outbox_lease_seconds):
+            item = _outbox_decoder.decode(claim.payload)
+            if await self.store.is_opted_out(item.contact):
+                await self.store.record_status(item.id, "canceled", "opted_out")
+                await self.store.ack_outbox(item.id)
+                continue
+            compiled = None
+            if item.revision:
+                with contextlib.suppress(FlowError):
+                    compiled = await self.catalog.for_revision(item.revision)
+            ctx = self._context(compiled, item.id.rpartition("|")[0], within_window=item.within_window,
+                                idempotency_key=item.id)
+            try:
+                adapter = self.channels.get(item.adapter)
+                ids = await adapter.send(Address(business=item.business, contact=item.contact),
+                                         item.messages, ctx)
+            except Exception as exc:
+                retryable = exc.retryable if isinstance(exc, SendError) else not isinstance(exc, LookupError)
+                attempts = item.attempts + 1
+                if retryable and attempts < self.settings.outbox_max_attempts:
+                    delay = min(2.0 ** attempts, 300.0)
+                    item.attempts = attempts
+                    await self.store.retry_outbox(item.id, _encoder.encode(item), now + delay)
+                    log.warning("send %s failed (attempt %d), retrying in %.0f s: %s",
+                                item.id, attempts, delay, exc)
+                else:
+                    code = getattr(exc, "code", None) or getattr(exc, "status", None)
+                    await self.store.record_status(item.id, "failed", str(code) if code else type(exc).__name__)
+                    await self.store.ack_outbox(item.id)
+                    log.error("send %s failed permanently after %d attempt(s): %s", item.id, attempts, exc)
+                metrics.SENDS.labels(item.adapter, "failed").inc()
+                continue
+            await self.store.ack_outbox(item.id)
+            await self.store.record_status(item.id, "sent")
+            for message_id in ids:
+                await self.store.record_status(message_id, "sent")
+            metrics.SENDS.labels(item.adapter, "sent").inc()
+            sent += 1
+        return sent

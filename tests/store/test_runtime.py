@@ -1,0 +1,249 @@
+"""The turn pipeline end to end on both stores: dedupe, revisions, outbox, timers, opt-outs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
+from orchestrator.connectors import ConnectorRegistry
+from orchestrator.errors import OptedOut, SendError
+from orchestrator.model import Event, Session, TranscriptEntry
+from orchestrator.runtime import Runtime
+from orchestrator.settings import AppSettings
+from orchestrator.store import SessionStore
+
+FLOW = """\
+flow: intake
+title: Test Clinic
+start: greet
+settings: {{no_reply_timeout: 10m}}
+states:
+  greet:
+    say: "Hi from {tag}"
+    next: ask_name
+  ask_name:
+    ask: "Your name?"
+    input: text
+    save: name
+    next: ask_color
+  ask_color:
+    ask: "Favourite colour, {{{{ name }}}}?"
+    input: text
+    save: color
+    next: done
+  done:
+    say: "Thanks {{{{ name }}}} ({tag})"
+    end: finished
+"""
+BIZ, WHO = "+15551230000", "+15557654321"
+SID = f"{BIZ}:{WHO}"
+
+
+class FakeChannel:
+    def __init__(self, name: str, idiom: str, sync: bool) -> None:
+        self.name = name
+        self.capabilities = Capabilities(idiom=idiom, sync_reply=sync)  # type: ignore[arg-type]
+        self.sent: list[tuple[str, list[str], str | None]] = []
+        self.failures: list[Exception] = []
+
+    def verify(self, request: object) -> None: ...
+    def parse(self, request: object) -> list[Inbound]: return []
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> object: return None
+
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((to.contact, [m.text for m in messages if m.text], ctx.idempotency_key))
+        return [f"M{len(self.sent)}"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def inbound(text: str, mid: str, channel: str = "sms", kind: str = "text") -> Inbound:
+    return Inbound(kind="event", address=Address(business=BIZ, contact=WHO), route_key=BIZ,
+                   event=Event(kind=kind, channel=channel, text=text, provider_id=mid))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def flows(tmp_path: Path) -> Path:
+    (tmp_path / "intake.yaml").write_text(FLOW.format(tag="v1"))
+    return tmp_path
+
+
+@pytest.fixture
+def sms() -> FakeChannel:
+    return FakeChannel("fake_sms", "sms", True)
+
+
+@pytest.fixture
+def wa() -> FakeChannel:
+    return FakeChannel("fake_wa", "whatsapp", False)
+
+
+@pytest.fixture
+async def runtime(store: SessionStore, flows: Path, sms: FakeChannel, wa: FakeChannel) -> AsyncIterator[Runtime]:
+    channels = ChannelRegistry()
+    channels.register(sms)  # type: ignore[arg-type]
+    channels.register(wa)  # type: ignore[arg-type]
+    settings = AppSettings(flows_dir=str(flows), outbox_max_attempts=3)
+    rt = await Runtime.create(settings, ConnectorRegistry(), channels, store=store, clock=Clock())
+    yield rt
+
+
+def texts(reply: object) -> list[str]:
+    return [m.text for m in reply.messages]  # type: ignore[attr-defined]
+
+
+async def session_of(rt: Runtime) -> Session:
+    raw = await rt.store.load(SID)
+    assert raw is not None
+    return msgspec.msgpack.decode(raw, type=Session)
+
+
+async def test_a_conversation_end_to_end(runtime: Runtime) -> None:
+    r1 = await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    assert texts(r1) == ["Hi from v1", "Your name?"] and not r1.duplicate
+    assert r1.context.settings.no_reply_timeout == "10m"
+    assert texts(await runtime.handle("fake_sms", inbound("Ann", "SM2"))) == ["Favourite colour, Ann?"]
+    r3 = await runtime.handle("fake_sms", inbound("blue", "SM3"))
+    assert "Thanks Ann (v1)" in texts(r3)
+    s = await session_of(runtime)
+    assert (s.status, s.outcome, s.vars["color"], s.version) == ("ended", "finished", "blue", 3)
+    entries = [msgspec.msgpack.decode(e, type=TranscriptEntry) for e in await runtime.store.get_transcript(SID)]
+    assert [e.text for e in entries if e.dir == "in"] == ["hi", "Ann", "blue"]
+
+
+async def test_same_delivery_three_times_one_advance_identical_replies(runtime: Runtime) -> None:
+    await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    replies = [await runtime.handle("fake_sms", inbound("Ann", "SM2")) for _ in range(3)]
+    assert [texts(r) for r in replies] == [["Favourite colour, Ann?"]] * 3
+    assert [r.duplicate for r in replies] == [False, True, True]
+    assert replies[2].context.settings is not None  # duplicates render with the same flow settings
+    s = await session_of(runtime)
+    assert (s.turns, s.state, s.version) == (2, "ask_color", 2)
+
+
+async def test_revision_pinning(runtime: Runtime, flows: Path, store: SessionStore, sms: FakeChannel,
+                                wa: FakeChannel) -> None:
+    await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    (flows / "intake.yaml").write_text(FLOW.format(tag="v2"))
+    assert await runtime.catalog.reload() == {}
+    await runtime.handle("fake_sms", inbound("Ann", "SM2"))
+    assert "Thanks Ann (v1)" in texts(await runtime.handle("fake_sms", inbound("blue", "SM3")))
+    # a new conversation (another contact) takes the new revision
+    other = Inbound(kind="event", address=Address(business=BIZ, contact="+15550000001"), route_key=BIZ,
+                    event=Event(kind="text", channel="sms", text="hi", provider_id="SMx"))
+    assert texts(await runtime.handle("fake_sms", other))[0] == "Hi from v2"
+    # an invalid edit keeps the last good revision
+    (flows / "intake.yaml").write_text("flow: intake\nstart: nowhere\nstates: {}\n")
+    assert list(await runtime.catalog.reload()) == [str(flows / "intake.yaml")]
+    assert (await runtime.catalog.latest("intake")).revision == (await runtime.store.latest_revision("intake"))
+
+
+async def test_another_process_compiles_the_pinned_revision_from_the_store(
+    runtime: Runtime, store: SessionStore, tmp_path: Path, sms: FakeChannel, wa: FakeChannel,
+) -> None:
+    await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    newer = tmp_path / "other"
+    newer.mkdir()
+    (newer / "intake.yaml").write_text(FLOW.format(tag="v2"))
+    channels = ChannelRegistry()
+    channels.register(sms)  # type: ignore[arg-type]
+    second = await Runtime.create(AppSettings(flows_dir=str(newer)), ConnectorRegistry(), channels,
+                                  store=store, clock=Clock())
+    await second.handle("fake_sms", inbound("Ann", "SM2"))
+    assert "Thanks Ann (v1)" in texts(await second.handle("fake_sms", inbound("blue", "SM3")))
+
+
+async def test_async_channel_sends_through_outbox_with_retries(runtime: Runtime, wa: FakeChannel) -> None:
+    reply = await runtime.handle("fake_wa", inbound("hi", "wamid.1", channel="whatsapp"))
+    assert reply.messages == [] and wa.sent == []  # the webhook answers 200 at once
+    wa.failures = [SendError("503 from provider", retryable=True, status=503)]
+    assert await runtime.send_outbox() == 0  # failed, rescheduled with backoff
+    runtime.clock.now += 5  # type: ignore[attr-defined]
+    assert await runtime.send_outbox() == 1
+    assert len(wa.sent) == 1 and wa.sent[0][1] == ["Hi from v1", "Your name?"]
+    key = wa.sent[0][2]
+    assert key and key.startswith(SID + "|")
+    assert await runtime.store.get_status(key) == ("sent", None)
+    assert await runtime.send_outbox() == 0  # sent once only
+    # a permanent failure is recorded, not retried
+    await runtime.handle("fake_wa", inbound("Ann", "wamid.2", channel="whatsapp"))
+    wa.failures = [SendError("400 bad number", retryable=False, status=400, code="131026")]
+    assert await runtime.send_outbox() == 0
+    runtime.clock.now += 1000  # type: ignore[attr-defined]
+    assert await runtime.send_outbox() == 0 and len(wa.sent) == 1
+
+
+async def test_no_reply_timer_fires_once_and_stale_timer_is_ignored(runtime: Runtime, sms: FakeChannel) -> None:
+    clock = runtime.clock
+    await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    clock.now += 5 * 60  # type: ignore[attr-defined]
+    assert await runtime.fire_due_timers() == 0
+    clock.now += 6 * 60  # type: ignore[attr-defined]
+    assert await runtime.fire_due_timers() == 1
+    assert len(sms.sent) == 1 and "Your name?" in sms.sent[0][1][-1]
+    assert await runtime.fire_due_timers() == 0
+    # the contact answers; a timer armed before must not fire for the new state
+    await runtime.handle("fake_sms", inbound("Ann", "SM2"))
+    s = await session_of(runtime)
+    stale = await runtime._turn("fake_sms", Address(business=BIZ, contact=WHO), SID,
+                                Event(kind="timeout", channel="sms", provider_id="timer:1"), None, timer_turns=1)
+    assert stale.messages == [] and (await session_of(runtime)).version == s.version
+
+
+async def test_stop_blocks_every_send_and_start_reenables(runtime: Runtime, sms: FakeChannel,
+                                                          wa: FakeChannel) -> None:
+    await runtime.handle("fake_wa", inbound("hi", "wamid.1", channel="whatsapp"))  # outbox pending
+    stop = Inbound(kind="opt_out", address=Address(business=BIZ, contact=WHO))
+    assert (await runtime.handle("fake_sms", stop)).opted_out
+    assert await runtime.send_outbox() == 0 and wa.sent == []
+    r = await runtime.handle("fake_sms", inbound("hello?", "SM9"))
+    assert r.opted_out and r.messages == []
+    runtime.clock.now += 3600  # type: ignore[attr-defined]
+    assert await runtime.fire_due_timers() == 0 and sms.sent == []
+    with pytest.raises(OptedOut):
+        await runtime.start_outbound(Address(business=BIZ, contact=WHO), "fake_sms", "intake")
+    await runtime.handle("fake_sms", Inbound(kind="opt_in", address=Address(business=BIZ, contact=WHO)))
+    out = await runtime.start_outbound(Address(business=BIZ, contact=WHO), "fake_sms", "intake", {"x": 1})
+    assert out.messages == []  # proactive: through the outbox
+    assert await runtime.send_outbox() == 1 and sms.sent[-1][1] == ["Hi from v1", "Your name?"]
+
+
+async def test_help_answers_help_text(runtime: Runtime) -> None:
+    r = await runtime.handle("fake_sms", Inbound(kind="help", address=Address(business=BIZ, contact=WHO),
+                                                 route_key=BIZ))
+    assert texts(r) == ["Reply with your answer, or STOP to opt out."]
+
+
+async def test_a_failing_turn_leaves_state_and_releases_the_lock(runtime: Runtime,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    before = await session_of(runtime)
+    engine = runtime.engine(await runtime.catalog.latest("intake"))
+
+    async def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("connector exploded")
+
+    monkeypatch.setattr(engine, "turn", boom)
+    with pytest.raises(RuntimeError):
+        await runtime.handle("fake_sms", inbound("Ann", "SM2"))
+    assert await session_of(runtime) == before
+    monkeypatch.undo()
+    assert texts(await runtime.handle("fake_sms", inbound("Ann", "SM2"))) == ["Favourite colour, Ann?"]
+
+
+async def test_status_callbacks_recorded_monotonically(runtime: Runtime) -> None:
+    for status in ["delivered", "sent", "queued"]:
+        await runtime.handle("fake_sms", Inbound(kind="status", message_id="SM77", status=status))
+    assert await runtime.store.get_status("SM77") == ("delivered", None)
