@@ -28,6 +28,7 @@ from transitions import Machine, MachineError
 from . import schema
 from .connectors import ConnectorRegistry
 from .errors import Diagnostic, FlowError, FlowRuntimeError
+from .inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from .model import OutChoice
 from .templates import CompiledArgs, Expression, Template, TemplateEngine
 
@@ -77,7 +78,8 @@ class CompiledState:
     input: str = "text"  # ask
     choices: list[OutChoice] = field(default_factory=list)  # ask: static choices
     choices_from: str | None = None  # ask: variable holding a list
-    pattern: re.Pattern[str] | None = None
+    matcher: ChoiceMatcher | None = None  # ask: the static choices' matcher, built once
+    pattern: str | None = None  # ask: checked to compile here; `re` keeps it compiled
     max_retries: int = 2
     save: str | None = None
     end: str | None = None  # outcome when the state ends the conversation
@@ -106,6 +108,7 @@ class CompiledFlow:
     title: str
     no_reply_seconds: float | None
     intents: dict[str, schema.Intent]
+    intent_matcher: IntentMatcher | None
     summary_vars: SummaryVars
     reminder: Prompt
     consent_notice: Prompt
@@ -284,15 +287,18 @@ def _compile_state(
     if isinstance(state, schema.AskState):
         kind = state.input or ("choice" if state.choices or state.choices_from else "text")
         try:
-            pattern = re.compile(state.pattern) if state.pattern else None
+            if state.pattern:
+                re.compile(state.pattern)
         except re.error as exc:
             raise FlowError([Diagnostic(file=where, line=1, col=1, path=f"$.states.{name}.pattern",
                                         message=f"state {name!r}: bad pattern {state.pattern!r}: {exc}",
                                         hint="write a Python regular expression")]) from exc
+        choices = _static_choices(state)
         return CompiledState(
             name, "ask", state, routes, _texts(engine, state.ask, state, "ask"),
             _texts(engine, state.reprompt, state, "reprompt"),
-            input=kind, choices=_static_choices(state), choices_from=state.choices_from, pattern=pattern,
+            input=kind, choices=choices, choices_from=state.choices_from, pattern=state.pattern,
+            matcher=choice_matcher(choices) if choices and not state.choices_from else None,
             max_retries=flow.settings.max_retries if state.max_retries is None else state.max_retries,
             save=state.save, waits=True,
         )
@@ -373,7 +379,8 @@ def compile_flow(
         flow=flow, revision=revision, machine=machine, states=states, settings=settings,
         templates=engine, timezone=ZoneInfo(settings.timezone), title=flow.title or flow.flow,
         no_reply_seconds=schema.parse_duration(settings.no_reply_timeout) if settings.no_reply_timeout else None,
-        intents=dict(flow.intents), summary_vars=_summary_vars(flow),
+        intents=dict(flow.intents), intent_matcher=IntentMatcher(flow.intents) if flow.intents else None,
+        summary_vars=_summary_vars(flow),
         reminder=compile_text(engine, settings.reminder),
         consent_notice=compile_text(engine, settings.consent_notice),
         filename=where,

@@ -33,7 +33,7 @@ import msgspec
 from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from .connectors import CallContext, ConnectorRegistry, ConnectorResult
 from .errors import FlowRuntimeError
-from .inputs import match_intent, parse_input
+from .inputs import parse_input
 from .logs import redact_phone
 from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
 
@@ -355,8 +355,9 @@ class _Turn:
         choices, values = self._choices(state)
         ids = {c.id for c in choices}
         picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
-        if picked is None and self.compiled.intents and text:
-            intent = match_intent(text, self.compiled.intents, digits=text if ev.kind == "digits" else None)
+        intents = self.compiled.intent_matcher
+        if picked is None and intents is not None and text:
+            intent = intents.match(text, digits=text if ev.kind == "digits" else None)
             if intent is not None:
                 self.note(f"intent {intent}")
                 await self._enter(self._route(state, INTENT_PREFIX + intent))
@@ -365,11 +366,13 @@ class _Turn:
                 and ev.confidence < settings.speech_confidence:
             await self._failed(state, LOW_CONFIDENCE)
             return
+        choice_id: str | None
+        hint: str | None
         if picked is not None:
             ok, value, choice_id, hint = True, picked, picked, None
         else:
             result = parse_input(
-                state.input, text, choices=choices, settings=settings, now=self._now_dt(),
+                state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
                 pattern=state.pattern, confidence=ev.confidence,
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import msgspec
@@ -11,59 +9,11 @@ import pytest
 import transitions
 from conftest import FIXED_NOW, FLOWS_DIR, load_test_flow
 
-
-def _fallback_inputs() -> types.ModuleType:  # until orchestrator.inputs lands (tests only)
-    import re
-    from datetime import timedelta
-
-    mod = types.ModuleType("orchestrator.inputs")
-
-    class InputResult(msgspec.Struct):
-        ok: bool
-        value: Any = None
-        choice_id: str | None = None
-        reprompt: str | None = None
-
-    def parse_input(kind, text, *, choices=(), settings=None, now=None, pattern=None, confidence=None):  # type: ignore[no-untyped-def]
-        t = text.strip().lower()
-        if kind == "choice":
-            for i, c in enumerate(choices):
-                if t in {c.dtmf, str(i + 1), c.label.lower(), c.id} or any(w in t for w in c.match):
-                    return InputResult(True, c.id, c.id)
-            return InputResult(False, reprompt="Please pick one of the options.")
-        if kind == "name":
-            ok = bool(re.fullmatch(r"[a-z][a-z' -]{0,40}", t))
-            return InputResult(ok, text.strip().title() if ok else None)
-        if kind == "datetime":
-            if "tomorrow" in t:
-                day = (now + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
-                return InputResult(True, day.isoformat())
-            return InputResult(False, reprompt="Please give a day and a time.")
-        return InputResult(bool(t), text.strip())
-
-    def match_intent(text, intents, digits=None):  # type: ignore[no-untyped-def]
-        t = text.strip().lower()
-        for name, intent in intents.items():
-            if (digits and intent.dtmf == digits) or any(re.search(rf"\b{re.escape(w)}\b", t) for w in intent.match):
-                return name
-        return None
-
-    mod.InputResult = InputResult  # type: ignore[attr-defined]
-    mod.parse_input = parse_input  # type: ignore[attr-defined]
-    mod.match_intent = match_intent  # type: ignore[attr-defined]
-    return mod
-
-
-try:
-    import orchestrator.inputs  # noqa: F401
-except ImportError:
-    sys.modules["orchestrator.inputs"] = _fallback_inputs()
-
-from orchestrator import compiler  # noqa: E402
-from orchestrator.compiler import compile_flow  # noqa: E402
-from orchestrator.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult  # noqa: E402
-from orchestrator.engine import Engine  # noqa: E402
-from orchestrator.model import Event, Session, TurnResult  # noqa: E402
+from orchestrator import compiler
+from orchestrator.compiler import compile_flow
+from orchestrator.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult
+from orchestrator.engine import Engine
+from orchestrator.model import Event, Session, TurnResult
 
 CONTACT = "+15555550123"
 
