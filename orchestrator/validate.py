@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import jinja2
+import jinja2.meta
 import jinja2.nodes
 
 from . import schema, templates
@@ -283,8 +284,8 @@ class _Checker:
     def check_templates(self) -> None:
         for path, where, source in self._template_fields():
             try:
-                used = templates.template_variables(source)
                 tree = _parse(source)
+                used = set(jinja2.meta.find_undeclared_variables(tree)) - set(_env().globals)
             except jinja2.TemplateSyntaxError as exc:
                 unknown = _UNKNOWN_FILTER.match(exc.message or "")
                 if unknown:

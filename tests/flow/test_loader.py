@@ -1,0 +1,143 @@
+"""The loader: positions of YAML nodes and keys, revisions, and what it refuses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import schema
+from orchestrator.errors import FlowError
+from orchestrator.loader import load_flow, load_flow_text, revision_of, yaml_data
+
+from .conftest import FLOWS
+
+TEXT = """\
+flow: demo
+start: menu
+states:
+  menu:
+    ask: Book?
+    choices:
+      book: {label: Book, dtmf: "1"}
+    on:
+      book: done
+      fail: done
+  route:
+    branch:
+      - {when: contact.known, goto: done}
+      - goto: done
+  done: {end: booked}
+"""
+
+
+def test_positions_of_values_and_keys() -> None:
+    loaded = load_flow_text(TEXT, "demo.yaml")
+    p = loaded.positions
+    assert p["$"] == (1, 1)
+    assert p["$.states"] == (4, 3)
+    assert p["$.states.menu"] == (5, 5)
+    assert p["$.states.menu.on"] == (9, 7)
+    assert p["$.states.menu.on.book"] == (9, 13)
+    assert p["$.states.menu.choices.book.dtmf"] == (7, 33)
+    assert p["$.states.route.branch[0].goto"] == (13, 37)
+    assert p["$.states.route.branch[1].goto"] == (14, 15)
+    assert loaded.key_positions["$.states.menu"] == (4, 3)
+    assert loaded.key_positions["$.states.menu.on.fail"] == (10, 7)
+    assert loaded.position("$.states.menu.on.nothing") == (9, 7)  # nearest known ancestor
+    assert loaded.position("$.states.menu", key=True) == (4, 3)
+
+
+def test_revision_is_sha256_prefix_and_fields() -> None:
+    loaded = load_flow_text(TEXT, "demo.yaml")
+    assert loaded.revision == revision_of(TEXT) and len(loaded.revision) == 12
+    assert loaded.revision != load_flow_text(TEXT + "# changed\n").revision
+    assert loaded.filename == "demo.yaml" and loaded.source == TEXT
+    assert isinstance(loaded.flow.states["menu"], schema.AskState)
+    assert isinstance(loaded.flow.states["done"], schema.EndState)
+
+
+def test_on_key_stays_text_unlike_safe_load() -> None:
+    # YAML 1.1 reads a bare `on` as true; the loader must keep it as the key "on"
+    data = yaml_data("on: {ok: a}\ndate: 2026-12-25\n")
+    assert data == {"on": {"ok": "a"}, "date": "2026-12-25"}
+
+
+def test_unquoted_dates_are_iso_text() -> None:
+    loaded = load_flow_text("flow: d\nstart: a\nsettings:\n  closed_dates: [2026-12-25]\nstates:\n  a: {end: x}\n")
+    assert loaded.flow.settings.closed_dates == ["2026-12-25"]
+
+
+def test_duplicate_keys_are_refused_everywhere() -> None:
+    with pytest.raises(FlowError) as info:
+        load_flow_text("flow: d\nstart: a\nstates:\n  a:\n    say: hi\n    say: ho\n    end: x\n", "d.yaml")
+    (d,) = info.value.diagnostics
+    assert d.format().startswith("d.yaml:6:5: duplicate key 'say' in state 'a' (first at line 5:5)")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line", "col"),
+    [
+        ("flow: d\nstates:\n\tx: 1\n", "YAML syntax error", 3, 1),
+        ("flow: d\nstart: [a\n", "YAML syntax error", 3, 1),
+        ("flow: d\n---\nflow: e\n", "YAML syntax error", 2, 1),
+        ("just text\n", "a flow file must be a mapping at the top, found the value 'just text'", 1, 1),
+        ("", "the flow file is empty", 1, 1),
+        ("flow: d\nstart: a\nstates: {a: {end: x}}\nvars: {x: *nope}\n", "YAML syntax error", 4, 11),
+    ],
+)
+def test_syntax_and_shape_errors(text: str, fragment: str, line: int, col: int) -> None:
+    with pytest.raises(FlowError) as info:
+        load_flow_text(text, "s.yaml")
+    (d,) = info.value.diagnostics
+    assert fragment in d.message
+    assert (d.line, d.col) == (line, col), d.format()
+
+
+def test_tab_gets_a_hint() -> None:
+    with pytest.raises(FlowError) as info:
+        load_flow_text("flow: d\nstates:\n\tx: 1\n")
+    assert info.value.diagnostics[0].hint == "indent with spaces, not tabs"
+
+
+def test_unknown_key_deep_in_a_choice() -> None:
+    text = (
+        "flow: d\nstart: a\nstates:\n  a:\n    ask: Q\n    choices:\n      x: {lable: X}\n"
+        "    on: {x: b, fail: b}\n  b: {end: z}\n"
+    )
+    with pytest.raises(FlowError) as info:
+        load_flow_text(text, "c.yaml")
+    (d,) = info.value.diagnostics
+    assert d.format() == "c.yaml:7:11: unknown key 'lable' in state 'a' key 'choices.x' (hint: did you mean 'label'?)"
+
+
+def test_wrong_type_inside_the_second_state_is_located() -> None:
+    text = "flow: d\nstart: a\nstates:\n  a: {say: x, next: b}\n  b:\n    say: y\n    end: [1]\n"
+    with pytest.raises(FlowError) as info:
+        load_flow_text(text, "w.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.line, d.col, d.path) == (7, 10, "$.states.b.end")
+    assert d.message == "state 'b' key 'end' should be text, found a list"
+
+
+def test_load_flow_reads_files_and_names_them(tmp_path: Path) -> None:
+    path = tmp_path / "f.yaml"
+    path.write_text(TEXT)
+    assert load_flow(path).filename == str(path)
+    with pytest.raises(FlowError, match="cannot read the flow file"):
+        load_flow(tmp_path / "absent.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"flow: \xff\n")
+    with pytest.raises(FlowError, match="not UTF-8"):
+        load_flow(tmp_path / "bin.yaml")
+
+
+@pytest.mark.parametrize("path", FLOWS, ids=[p.name for p in FLOWS])
+def test_shipped_flows_load_fast(path: Path) -> None:
+    load_flow(path)
+    started = time.perf_counter()
+    for _ in range(10):
+        loaded = load_flow(path)
+    per_load_ms = (time.perf_counter() - started) * 100
+    assert loaded.positions["$.states"] >= (1, 1)
+    assert per_load_ms < 50, f"{per_load_ms:.1f} ms per load"
