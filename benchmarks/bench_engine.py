@@ -91,8 +91,8 @@ async def engine_turns(conversations: int) -> dict[str, Any]:
         "turns_per_s": round(len(samples) / (sum(samples) / 1e6)),
         "median_us": round(statistics.median(samples), 1),
         "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
-        "median_us_per_step": {f"{k}:{t or ''}": round(statistics.median(v), 1)
-                               for (k, t), v in zip(WALK, per_step, strict=True)},
+        "median_us_per_step": {f"{i + 1}.{t or k}": round(statistics.median(v), 1)
+                               for i, ((k, t), v) in enumerate(zip(WALK, per_step, strict=True))},
     }
 
 
