@@ -1,0 +1,182 @@
+"""A generic HTTP/JSON CRM connector (`crm.upsert_contact`, `crm.log_conversation`).
+
+Point it at any CRM (or a Zapier/Make webhook) that takes JSON:
+
+    PUT  {CRM_URL}/contacts/{phone}    the contact (idempotent: PUT by the phone number)
+    POST {CRM_URL}/conversations       a conversation summary, `Idempotency-Key` header set
+
+Configuration (env or a dict): `CRM_URL`, `CRM_AUTH_HEADER` (`"Authorization: Bearer x"`),
+`CRM_FIELD_MAP` (JSON: our field name -> the CRM's, e.g. `{"phone": "mobile"}`),
+`CRM_TIMEOUT_SECONDS`. Timeouts and 5xx/429 answers are retried with backoff; every
+failure is the `error` outcome with a log line naming the status, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msgspec
+
+from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.errors import ConfigError, ConnectorError
+
+log = logging.getLogger("integrations.crm")
+
+
+class CrmError(ConnectorError):
+    """The CRM answered an error or could not be reached after retries."""
+
+
+class UpsertContactArgs(msgspec.Struct, kw_only=True):
+    phone: str | None = None  # default: the conversation's contact
+    name: str | None = None
+    email: str | None = None
+    fields: dict[str, Any] = {}  # anything else, passed through the field map
+
+
+class LogConversationArgs(msgspec.Struct, kw_only=True):
+    name: str | None = None
+    reason: str | None = None
+    preferred_time: str | None = None
+    booking: Any = None  # the booking mapping from calendar.book, or None
+    outcome: str | None = None
+    transcript_url: str | None = None
+    summary: str | None = None
+    phone: str | None = None
+
+
+async def request_with_retries(
+    client: httpx.AsyncClient, method: str, url: str, *, what: str, retries: int = 3,
+    base_delay: float = 0.5, max_delay: float = 30.0, **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP call with backoff on timeouts, connection errors, 429 (Retry-After) and 5xx.
+
+    Returns the final response for a non-retryable status (the caller checks it); raises
+    CrmError once retries are spent."""
+    for attempt in range(retries + 1):
+        delay = base_delay * 2**attempt * (0.5 + random.random())
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            problem = "timed out"
+        except httpx.TransportError as exc:
+            problem = f"connection failed ({type(exc).__name__})"
+        else:
+            if response.status_code != 429 and response.status_code < 500:
+                return response
+            problem = f"HTTP {response.status_code}"
+            retry_after = response.headers.get("Retry-After")
+            if retry_after is not None:
+                try:
+                    delay = float(retry_after)
+                except ValueError:
+                    pass
+        if attempt == retries:
+            log.error("%s failed after %d tries: %s", what, retries + 1, problem)
+            raise CrmError(f"{what} failed: {problem}")
+        log.warning("%s: %s, retry %d in %.2fs", what, problem, attempt + 1, min(delay, max_delay))
+        await asyncio.sleep(min(delay, max_delay))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def summary_fields(args: LogConversationArgs, ctx: CallContext) -> dict[str, Any]:
+    booking = args.booking if isinstance(args.booking, Mapping) else None
+    return {
+        "phone": args.phone or ctx.contact,
+        "name": args.name,
+        "reason": args.reason,
+        "preferred_time": args.preferred_time,
+        "booking": dict(booking) if booking else None,
+        "booking_label": booking.get("label") if booking else None,
+        "outcome": args.outcome,
+        "transcript_url": args.transcript_url,
+        "summary": args.summary,
+        "flow": ctx.flow,
+        "conversation_id": ctx.session_id,
+    }
+
+
+class CrmHttp:
+    name = "crm"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth_header: str | None = None,
+        field_map: Mapping[str, str] | None = None,
+        timeout_seconds: float = 5.0,
+        retries: int = 3,
+        retry_base_seconds: float = 0.5,
+    ) -> None:
+        if not url:
+            raise ConfigError("CRM_URL is empty; set it to the CRM's base URL, e.g. https://crm.example.com/api")
+        self.url = url.rstrip("/")
+        self._headers = {"Content-Type": "application/json"}
+        if auth_header:
+            key, sep, value = auth_header.partition(":")
+            if not sep or not value.strip():
+                raise ConfigError("CRM_AUTH_HEADER must look like 'Authorization: Bearer <token>'")
+            self._headers[key.strip()] = value.strip()
+        self.field_map = dict(field_map or {})
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.retry_base_seconds = retry_base_seconds
+        self.actions: Mapping[str, Action] = {
+            "upsert_contact": Action(UpsertContactArgs, self.upsert_contact, "create or update the contact"),
+            "log_conversation": Action(LogConversationArgs, self.log_conversation, "log a conversation summary"),
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> CrmHttp:
+        raw_map = env.get("CRM_FIELD_MAP") or "{}"
+        try:
+            field_map = json.loads(raw_map)
+        except ValueError:
+            example = '{"phone": "mobile"}'
+            raise ConfigError(f"CRM_FIELD_MAP is not JSON: {raw_map[:60]!r}; write e.g. {example}") from None
+        if not isinstance(field_map, dict):
+            raise ConfigError("CRM_FIELD_MAP must be a JSON object: our field name -> the CRM's")
+        return cls(env.get("CRM_URL", ""), auth_header=env.get("CRM_AUTH_HEADER"), field_map=field_map,
+                   timeout_seconds=float(env.get("CRM_TIMEOUT_SECONDS") or 5.0), **kwargs)
+
+    def _mapped(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {self.field_map.get(k, k): v for k, v in data.items() if v is not None}
+
+    async def _send(self, method: str, path: str, body: dict[str, Any], what: str,
+                    headers: dict[str, str] | None = None) -> ConnectorResult:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_seconds, headers=self._headers) as client:
+                response = await request_with_retries(
+                    client, method, self.url + path, what=what, retries=self.retries,
+                    base_delay=self.retry_base_seconds, json=body, headers=headers or {},
+                )
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        if response.status_code >= 400:
+            log.error("%s: HTTP %s", what, response.status_code)
+            return ConnectorResult(outcome="error", detail=f"{what}: HTTP {response.status_code}")
+        try:
+            value = response.json() if response.content else {}
+        except ValueError:
+            value = {}
+        return ConnectorResult(outcome="ok", value=value)
+
+    async def upsert_contact(self, args: UpsertContactArgs, ctx: CallContext) -> ConnectorResult:
+        phone = args.phone or ctx.contact
+        body = self._mapped({"phone": phone, "name": args.name, "email": args.email, **args.fields})
+        return await self._send("PUT", f"/contacts/{urllib.parse.quote(phone, safe='')}", body, "crm upsert_contact")
+
+    async def log_conversation(self, args: LogConversationArgs, ctx: CallContext) -> ConnectorResult:
+        body = self._mapped(summary_fields(args, ctx))
+        # the same summary of the same conversation is one record, however often it is retried
+        key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return await self._send("POST", "/conversations", body, "crm log_conversation", {"Idempotency-Key": key})

@@ -1,0 +1,145 @@
+"""HubSpot CRM connector (`hubspot.upsert_contact`, `hubspot.log_conversation`).
+
+Uses HubSpot's public CRM v3 API with a private-app token (`HUBSPOT_TOKEN`):
+- upsert: `POST /crm/v3/objects/contacts/search` by phone, then `PATCH
+  /crm/v3/objects/contacts/{id}` or `POST /crm/v3/objects/contacts` (a 409 "Contact already
+  exists. Existing ID: n" on create, e.g. a racing twin, becomes a PATCH of n);
+- a note: `POST /crm/v3/objects/notes` associated with the contact (associationTypeId 202,
+  HUBSPOT_DEFINED = note to contact).
+429 is retried after `Retry-After`; 5xx and timeouts with backoff. `HUBSPOT_API_BASE`
+moves the base URL (tests point it at a local fake).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.errors import ConfigError
+
+from .crm_http import CrmError, LogConversationArgs, UpsertContactArgs, request_with_retries, summary_fields
+
+log = logging.getLogger("integrations.hubspot")
+
+DEFAULT_API_BASE = "https://api.hubapi.com"
+NOTE_TO_CONTACT = 202
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+
+
+def split_name(name: str | None) -> dict[str, str]:
+    parts = (name or "").strip().split(None, 1)
+    if not parts:
+        return {}
+    return {"firstname": parts[0], **({"lastname": parts[1]} if len(parts) > 1 else {})}
+
+
+class HubSpot:
+    name = "hubspot"
+
+    def __init__(self, token: str, *, api_base: str | None = None, timeout_seconds: float = 5.0,
+                 retries: int = 3, retry_base_seconds: float = 0.5) -> None:
+        if not token:
+            raise ConfigError("HUBSPOT_TOKEN is empty; create a private app in HubSpot and set its access token")
+        self._token = token
+        self.api_base = (api_base or DEFAULT_API_BASE).rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.retry_base_seconds = retry_base_seconds
+        self.actions: Mapping[str, Action] = {
+            "upsert_contact": Action(UpsertContactArgs, self.upsert_contact, "find by phone, then create or update"),
+            "log_conversation": Action(LogConversationArgs, self.log_conversation, "a note on the contact"),
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> HubSpot:
+        return cls(env.get("HUBSPOT_TOKEN", ""), api_base=env.get("HUBSPOT_API_BASE"), **kwargs)
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.api_base, timeout=self.timeout_seconds,
+                                 headers={"Authorization": f"Bearer {self._token}"})
+
+    async def _call(self, client: httpx.AsyncClient, method: str, path: str, what: str,
+                    body: dict[str, Any]) -> httpx.Response:
+        return await request_with_retries(client, method, path, what=f"hubspot {what}", retries=self.retries,
+                                          base_delay=self.retry_base_seconds, json=body)
+
+    @staticmethod
+    def _fail(what: str, response: httpx.Response) -> CrmError:
+        category = ""
+        try:
+            category = str(response.json().get("category", ""))
+        except ValueError:
+            pass
+        log.error("hubspot %s: HTTP %s %s", what, response.status_code, category)
+        return CrmError(f"hubspot {what}: HTTP {response.status_code} {category}".rstrip())
+
+    async def _upsert(self, client: httpx.AsyncClient, phone: str, properties: dict[str, Any]) -> str:
+        search = {
+            "filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ", "value": phone}]}],
+            "properties": ["phone", "firstname", "lastname", "email"], "limit": 1,
+        }
+        found = await self._call(client, "POST", "/crm/v3/objects/contacts/search", "search", search)
+        if found.status_code != 200:
+            raise self._fail("contact search", found)
+        results = found.json().get("results") or []
+        contact_id = str(results[0]["id"]) if results else None
+        if contact_id is None:
+            created = await self._call(client, "POST", "/crm/v3/objects/contacts", "create contact",
+                                       {"properties": properties})
+            if created.status_code in (200, 201):
+                return str(created.json()["id"])
+            match = _EXISTING_ID.search(created.text) if created.status_code == 409 else None
+            if not match:
+                raise self._fail("create contact", created)
+            contact_id = match.group(1)  # created meanwhile (search is eventually consistent): update it
+        updated = await self._call(client, "PATCH", f"/crm/v3/objects/contacts/{contact_id}", "update contact",
+                                   {"properties": properties})
+        if updated.status_code != 200:
+            raise self._fail("update contact", updated)
+        return contact_id
+
+    async def upsert_contact(self, args: UpsertContactArgs, ctx: CallContext) -> ConnectorResult:
+        phone = args.phone or ctx.contact
+        properties = {"phone": phone, **split_name(args.name), **({"email": args.email} if args.email else {}),
+                      **{k: v for k, v in args.fields.items() if v is not None}}
+        try:
+            async with self._client() as client:
+                contact_id = await self._upsert(client, phone, properties)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        return ConnectorResult(outcome="ok", value={"id": contact_id})
+
+    async def log_conversation(self, args: LogConversationArgs, ctx: CallContext) -> ConnectorResult:
+        fields = summary_fields(args, ctx)
+        phone = fields["phone"]
+        rows = [
+            ("Contact", phone), ("Name", args.name), ("Reason", args.reason),
+            ("Preferred time", args.preferred_time), ("Booking", fields["booking_label"]),
+            ("Outcome", args.outcome), ("Summary", args.summary), ("Flow", ctx.flow),
+        ]
+        body_html = "<br>".join(f"<b>{k}:</b> {html.escape(str(v))}" for k, v in rows if v)
+        if args.transcript_url:
+            url = html.escape(args.transcript_url, quote=True)
+            body_html += f'<br><a href="{url}">Transcript</a>'
+        try:
+            async with self._client() as client:
+                contact_id = await self._upsert(client, phone, {"phone": phone, **split_name(args.name)})
+                note = {
+                    "properties": {"hs_timestamp": datetime.fromtimestamp(ctx.now, UTC).isoformat(),
+                                   "hs_note_body": body_html},
+                    "associations": [{"to": {"id": contact_id}, "types": [
+                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}],
+                }
+                created = await self._call(client, "POST", "/crm/v3/objects/notes", "create note", note)
+                if created.status_code not in (200, 201):
+                    raise self._fail("create note", created)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        return ConnectorResult(outcome="ok", value={"contact_id": contact_id, "note_id": str(created.json()["id"])})

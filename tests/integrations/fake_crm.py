@@ -1,0 +1,144 @@
+"""Local fakes of a generic JSON CRM and of HubSpot's CRM v3 API (contacts search/create/patch, notes)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FakeServer:
+    """A threaded JSON server; subclasses implement `route`. `script` holds scripted
+    responses `(method, path_prefix, status, body, headers)` consumed first, FIFO."""
+
+    def __init__(self, token: str = "secret-token") -> None:
+        self.token = token
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
+        self.script: list[tuple[str, str, int, Any, dict[str, str]]] = []
+        self.hang_seconds = 0.0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def calls(self, method: str, prefix: str) -> list[dict[str, Any]]:
+        return [body for m, p, body, _ in self.requests if m == method and p.startswith(prefix)]
+
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = json.loads(h.rfile.read(length)) if length else {}
+        path = urllib.parse.urlsplit(h.path).path
+        with self.lock:
+            self.requests.append((h.command, path, body, dict(h.headers)))
+        if self.hang_seconds:
+            time.sleep(self.hang_seconds)
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._send(h, 401, {"status": "error", "category": "INVALID_AUTHENTICATION"})
+        with self.lock:
+            scripted = next((s for s in self.script if s[0] == h.command and path.startswith(s[1])), None)
+            if scripted:
+                self.script.remove(scripted)
+        if scripted:
+            return self._send(h, scripted[2], scripted[3], scripted[4])
+        with self.lock:
+            status, answer = self.route(h.command, path, body, dict(h.headers))
+        self._send(h, status, answer)
+
+    def route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+
+class FakeCrm(FakeServer):
+    """PUT /contacts/{phone} replaces; POST /conversations dedupes on Idempotency-Key."""
+
+    def __init__(self, token: str = "secret-token") -> None:
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.conversations: dict[str, dict[str, Any]] = {}
+        super().__init__(token)
+
+    def route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        if method == "PUT" and path.startswith("/contacts/"):
+            phone = urllib.parse.unquote(path.removeprefix("/contacts/"))
+            created = phone not in self.contacts
+            self.contacts[phone] = body
+            return (201 if created else 200), {"id": phone, **body}
+        if method == "POST" and path == "/conversations":
+            key = headers.get("Idempotency-Key") or str(len(self.conversations))
+            self.conversations.setdefault(key, body)
+            return 201, {"id": key}
+        return 404, {"error": "not found"}
+
+
+class FakeHubSpot(FakeServer):
+    def __init__(self, token: str = "pat-na1-secret") -> None:
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+        self.next_id = 100
+        super().__init__(token)
+
+    def _new_id(self) -> str:
+        self.next_id += 1
+        return str(self.next_id)
+
+    def route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        if method == "POST" and path == "/crm/v3/objects/contacts/search":
+            [flt] = body["filterGroups"][0]["filters"]
+            hits = [{"id": cid, "properties": props} for cid, props in self.contacts.items()
+                    if flt["operator"] == "EQ" and props.get(flt["propertyName"]) == flt["value"]]
+            return 200, {"total": len(hits), "results": hits[: body.get("limit", 10)]}
+        if method == "POST" and path == "/crm/v3/objects/contacts":
+            props = body["properties"]
+            for cid, existing in self.contacts.items():
+                if props.get("email") and existing.get("email") == props["email"]:
+                    return 409, {"status": "error", "category": "CONFLICT",
+                                 "message": f"Contact already exists. Existing ID: {cid}"}
+            cid = self._new_id()
+            self.contacts[cid] = dict(props)
+            return 201, {"id": cid, "properties": props}
+        if method == "PATCH" and path.startswith("/crm/v3/objects/contacts/"):
+            cid = path.rsplit("/", 1)[1]
+            if cid not in self.contacts:
+                return 404, {"status": "error", "category": "OBJECT_NOT_FOUND"}
+            self.contacts[cid].update(body["properties"])
+            return 200, {"id": cid, "properties": self.contacts[cid]}
+        if method == "POST" and path == "/crm/v3/objects/notes":
+            for assoc in body.get("associations", []):
+                if assoc["to"]["id"] not in self.contacts:
+                    return 400, {"status": "error", "category": "VALIDATION_ERROR"}
+            nid = self._new_id()
+            self.notes[nid] = body
+            return 201, {"id": nid, "properties": body["properties"]}
+        return 404, {"status": "error", "category": "OBJECT_NOT_FOUND"}
