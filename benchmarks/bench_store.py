@@ -1,0 +1,152 @@
+"""Store benchmark: Redis round trips per turn, bytes per live conversation, turns/s.
+
+    .venv/bin/python benchmarks/bench_store.py [--redis redis://127.0.0.1:6379/0] [--conversations 200]
+
+Runs the shipped dental_booking flow through the real Runtime (engine + Redis store) with
+an in-process SMS-like channel, and prints a table. Round trips are counted from Redis'
+INFO commandstats (run it on a quiet Redis for exact figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
+from orchestrator.connectors import ConnectorRegistry
+from orchestrator.model import Event
+from orchestrator.runtime import Runtime
+from orchestrator.settings import AppSettings
+from orchestrator.store_redis import RedisStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ["hi", "1", "Alex Morgan", "cleaning", "tomorrow at 10am", "1"]
+BUSINESS = "+15551230000"
+
+
+class BenchChannel:
+    name = "bench_sms"
+    capabilities = Capabilities(idiom="sms", sync_reply=True)
+
+    def verify(self, request: object) -> None: ...
+    def parse(self, request: object) -> list[Inbound]: return []
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> object: return None
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]: return []
+
+
+class RoundTrips:
+    """Counts client round trips of one Redis client: each command, or each pipeline, is one."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.count = 0
+        original = client.execute_command
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(*args, **kwargs)
+
+        client.execute_command = counted  # type: ignore[method-assign]
+        pipeline = client.pipeline
+
+        def counted_pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def run(*a: Any, **k: Any) -> Any:
+                self.count += 1
+                return await execute(*a, **k)
+
+            pipe.execute = run  # type: ignore[method-assign]
+            return pipe
+
+        client.pipeline = counted_pipeline  # type: ignore[method-assign]
+
+
+async def script_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+async def main(url: str, conversations: int) -> None:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(url)
+    store = await RedisStore.connect(url, prefix)
+    connectors = ConnectorRegistry()
+    connectors.load_entry_points()
+    channels = ChannelRegistry()
+    channels.register(BenchChannel())  # type: ignore[arg-type]
+    rt = await Runtime.create(AppSettings(flows_dir=str(ROOT / "flows"), key_prefix=prefix,
+                                          default_flow="dental_booking"), connectors, channels, store=store)
+    try:
+        async def turn(contact: str, text: str, n: int) -> None:
+            await rt.handle("bench_sms", Inbound(
+                kind="event", address=Address(business=BUSINESS, contact=contact), route_key=BUSINESS,
+                event=Event(kind="text", channel="sms", text=text, provider_id=f"SM{contact}{n}")))
+
+        # warm up (scripts loaded, flow compiled, dateparser warmed)
+        for n, text in enumerate(SCRIPT):
+            await turn("+15550000000", text, n)
+
+        # round trips per turn (2 turns mid-conversation, no connector I/O against Redis)
+        await turn("+15550000001", SCRIPT[0], 0)
+        counter = RoundTrips(store._r)
+        scripts_before = await script_calls(client)
+        await turn("+15550000001", SCRIPT[1], 1)
+        await turn("+15550000001", SCRIPT[2], 2)
+        rtt = counter.count / 2
+        scripts = (await script_calls(client) - scripts_before) / 2  # other clients may add to it
+
+        # bytes per live conversation (mid-flow, after 4 turns)
+        for n, text in enumerate(SCRIPT[:4]):
+            await turn("+15550000002", text, n)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:{{{BUSINESS}:+15550000002}}:*")]
+        sizes = {bytes(k).decode().rpartition("}:")[2]: int(await client.memory_usage(k) or 0) for k in keys}
+        memory = sum(sizes.values())
+        session_bytes = len(await store.load(f"{BUSINESS}:+15550000002") or b"")
+
+        # throughput: whole conversations, one process, sequential turns
+        started = time.perf_counter()
+        turns = 0
+        for c in range(conversations):
+            contact = f"+1556{c:07d}"
+            for n, text in enumerate(SCRIPT):
+                await turn(contact, text, n)
+                turns += 1
+        elapsed = time.perf_counter() - started
+
+        rows = [
+            ("Redis round trips per turn (target <= 2-3)", f"{rtt:.1f}"),
+            ("Lua scripts run per turn (INFO commandstats)", f"{scripts:.1f}"),
+            ("live conversation: keys", str(len(keys))),
+            ("live conversation: MEMORY USAGE bytes (target < 2 KB)", str(memory)),
+            ("  of which session / transcript / dedupe replies", f"{sizes.get('s', 0)} / {sizes.get('t', 0)} / "
+             f"{sum(v for k, v in sizes.items() if k.startswith('d:'))}"),
+            ("live conversation: session msgpack bytes", str(session_bytes)),
+            ("turns/s, engine + Redis store, one process", f"{turns / elapsed:,.0f}"),
+            ("mean turn latency ms", f"{elapsed / turns * 1000:.2f}"),
+        ]
+        width = max(len(r[0]) for r in rows)
+        print(f"{'measure'.ljust(width)} | value")
+        print(f"{'-' * width}-|-------")
+        for name, value in rows:
+            print(f"{name.ljust(width)} | {value}")
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i:i + 500])
+        await client.aclose()
+        await rt.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--conversations", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(main(args.redis, args.conversations))
