@@ -436,3 +436,57 @@ async def test_hundred_turns_build_no_machine_and_add_no_model(
         assert talk.session.outcome == "booked"
     assert counts == {"machines": 1, "add_model": 0}
     assert compiler.Machine is transitions.Machine
+
+
+async def test_ask_without_fail_route_ends_as_failed() -> None:
+    engine = make_engine("""
+flow: t
+start: q
+states:
+  q: {ask: "Pick", choices: {a: {label: A}}, next: bye, max_retries: 0}
+  bye: {end: ok}
+""")
+    talk = Talk(engine)
+    await talk.send("start")
+    result = await talk.say("zzz")
+    assert result.ended and talk.session.outcome == "failed" and "trouble understanding" in result.messages[0].text
+
+
+async def test_record_on_messaging_takes_the_typed_message() -> None:
+    engine = make_engine("""
+flow: t
+start: rec
+states:
+  rec: {record: "Leave a message", save: msg, next: bye}
+  bye: {say: "Got it", end: ok}
+settings: {no_reply_timeout: 5m}
+""")
+    talk = Talk(engine)
+    first = await talk.send("start")
+    assert kinds(first) == ["record"] and first.timer is not None
+    result = await talk.say("please call back")
+    assert result.ended and talk.session.vars["msg"] == {"url": None, "duration": None,
+                                                         "transcription": "please call back"}
+
+
+async def test_start_mid_conversation_restarts_with_fresh_vars(dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("1", "Alex Morgan")
+    assert talk.session.vars["patient_name"] == "Alex Morgan"
+    result = await talk.send("start")
+    assert talk.state == "menu" and "patient_name" not in talk.session.vars and talk.session.turns == 1
+    assert kinds(result) == ["say", "ask"]
+
+
+async def test_a_template_failing_at_runtime_ends_politely() -> None:
+    engine = make_engine("""
+flow: t
+start: s
+states:
+  s: {say: "{{ 1 // 0 }}", end: ok}
+""")
+    talk = Talk(engine)
+    result = await talk.send("start")
+    assert result.ended and talk.session.outcome == "error" and "went wrong" in result.messages[0].text
+    assert any("template failed" in e.text for e in result.transcript if e.dir == "note")
