@@ -1,17 +1,15 @@
-"""Shared fixtures. Keep it small and additive: other test modules add their own here too."""
+"""Shared fixtures. Keep it small and additive: other test modules add their own here too.
+
+Plain helpers live in `tests/flowkit.py` (import them with `from flowkit import ...`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
+from flowkit import FIXED_NOW, FLOWS_DIR, ROOT, load_test_flow
 
-ROOT = Path(__file__).resolve().parent.parent
-FLOWS_DIR = ROOT / "flows"
-# Wed 25 Nov 2026, noon in New York: the fixed clock of the shipped flows' tests.
-FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+__all__ = ["FIXED_NOW", "FLOWS_DIR", "ROOT", "load_test_flow"]
 
 
 @pytest.fixture
@@ -22,15 +20,6 @@ def flows_dir() -> Path:
 @pytest.fixture
 def fixed_now() -> float:
     return FIXED_NOW
-
-
-def load_test_flow(source: str | Path, name: str = "<test>") -> object:
-    """A flow file (path) or YAML text -> the loader's LoadedFlow (H1's orchestrator.loader)."""
-    from orchestrator import loader
-
-    if isinstance(source, Path):
-        return loader.load_flow(source)
-    return loader.load_flow_text(source, name)
 
 
 @pytest.fixture

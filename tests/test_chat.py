@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FLOWS_DIR
+from flowkit import FLOWS_DIR
 
 SCRIPT = Path(sys.executable).with_name("orchestrator")
 NOW = "2026-11-25T12:00-05:00"  # a Wednesday noon in New York

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import transitions
-from conftest import FLOWS_DIR, load_test_flow
+from flowkit import FLOWS_DIR, load_test_flow
 
 from orchestrator import compiler
 from orchestrator.compiler import FlowCache, compile_flow

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 import transitions
-from conftest import FIXED_NOW, FLOWS_DIR, load_test_flow
+from flowkit import FIXED_NOW, FLOWS_DIR, load_test_flow
 
 from orchestrator import compiler
 from orchestrator.compiler import compile_flow
