@@ -251,13 +251,15 @@ def _resolve(raw: dict[str, Any], exc: msgspec.ValidationError) -> tuple[str, Pa
     full = str(exc)
     parts: list[str | int] = []
     data: Any = raw
+    narrowed: Any = raw  # raw with every mapping resolved so far cut down to the culprit entry
     for seg in segments:
         if seg == "[...]":
             found: Any = None
             if isinstance(data, dict):
                 for key in data:
-                    if _try(_replace(raw, tuple(parts), {key: data[key]})) == full:
-                        found = key
+                    trial = _replace(narrowed, tuple(parts), {key: data[key]})
+                    if _try(trial) == full:
+                        found, narrowed = key, trial
                         break
             if found is None:
                 break
@@ -380,7 +382,31 @@ def _diagnose(raw: dict[str, Any], exc: msgspec.ValidationError, b: _Builder) ->
     return at(path, f"{where}: {message}")
 
 
+def _as_text(data: Any, info: Any, parts: PathKey, texts: dict[PathKey, str]) -> Any:
+    """Put back the text the author wrote wherever the schema wants a string but YAML
+    produced a number or boolean (`dtmf: 1`, `match: [yes]`). One pass over the data."""
+    info = _unwrap(info, data)
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(data, dict):
+        if isinstance(info, msgspec.inspect.StructType):
+            fields = {f.encode_name: f.type for f in info.fields}
+            return {k: _as_text(v, fields[k], (*parts, k), texts) if k in fields else v for k, v in data.items()}
+        if isinstance(info, msgspec.inspect.DictType):
+            return {k: _as_text(v, info.value_type, (*parts, k), texts) for k, v in data.items()}
+        return data
+    if isinstance(data, list):
+        if isinstance(info, msgspec.inspect.ListType):
+            return [_as_text(v, info.item_type, (*parts, i), texts) for i, v in enumerate(data)]
+        return data
+    if isinstance(info, msgspec.inspect.StrType) and parts in texts:
+        return texts[parts]
+    return data
+
+
 def _decode(raw: dict[str, Any], b: _Builder) -> schema.Flow:
+    if b.scalar_text:
+        raw = _as_text(raw, msgspec.inspect.type_info(schema.Flow), (), b.scalar_text)
     for _ in range(_MAX_TEXT_FIXES):
         try:
             return schema.decode_flow(raw)

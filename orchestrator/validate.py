@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import phonenumbers
 
 from . import schema, templates
 from .connectors import ConnectorRegistry
@@ -329,6 +330,19 @@ class _Checker:
                         yield f"{base}.{channel}.{field}", f"{where} ({channel})", value
             if isinstance(state, schema.CallState):
                 yield from _strings(state.args, f"{base}.args", where)
+        settings = self.flow.settings
+        yield "$.settings.reminder", "settings.reminder", settings.reminder
+        yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice
+
+    def check_phones(self) -> None:
+        targets = [(f"$.states.{n}.handoff", f"state '{n}' hands off to", s.handoff)
+                   for n, s in self.states.items() if isinstance(s, schema.HandoffState)]
+        if self.flow.settings.staff_notify is not None:
+            targets.append(("$.settings.staff_notify", "settings.staff_notify is", self.flow.settings.staff_notify))
+        for path, what, number in targets:
+            if "{" not in number and not _is_e164(number):
+                self.add(path, f"{what} '{number}', which is not a phone number in international form",
+                         'write it as E.164, e.g. "+15555550199" (quoted), or a template like "{{ front_desk }}"')
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -367,6 +381,7 @@ class _Checker:
         self.check_saves()
         self.check_templates()
         self.check_settings()
+        self.check_phones()
         unique = {(d.line, d.col, d.message): d for d in self.out}
         return sorted(unique.values(), key=lambda d: (d.line, d.col, d.message))
 
@@ -398,6 +413,15 @@ def _filters() -> set[str]:
 
 def _parse(source: str) -> jinja2.nodes.Template:
     return _env().parse(source)
+
+
+def _is_e164(text: str) -> bool:
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", text.strip()):
+        return False
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse(text.strip()))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def _iso_date(text: str) -> dt.date | None:

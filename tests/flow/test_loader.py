@@ -141,3 +141,29 @@ def test_shipped_flows_load_fast(path: Path) -> None:
     per_load_ms = (time.perf_counter() - started) * 100
     assert loaded.positions["$.states"] >= (1, 1)
     assert per_load_ms < 50, f"{per_load_ms:.1f} ms per load"
+
+
+def test_numbers_for_text_in_many_states_load_quickly() -> None:
+    lines = ["flow: big", "start: s0", "vars: {count: 3}", "states:"]
+    for i in range(200):
+        lines += [f"  s{i}:", "    ask: Q", "    choices:", "      a: {dtmf: 1, match: [yes, 2]}",
+                  f"    on: {{a: s{(i + 1) % 200}, fail: s0}}"]
+    started = time.perf_counter()
+    loaded = load_flow_text("\n".join(lines))
+    assert time.perf_counter() - started < 1.0
+    choice = loaded.flow.states["s199"].choices["a"]  # type: ignore[union-attr]
+    assert (choice.dtmf, choice.match) == ("1", ["yes", "2"])
+    assert loaded.flow.vars == {"count": 3}  # free-form values keep their YAML type
+
+
+def test_error_in_a_later_state_nested_mapping_is_located() -> None:
+    text = (
+        "flow: d\nstart: a\nstates:\n"
+        "  a:\n    ask: Q\n    choices: {x: {label: X}}\n    on: {x: b, fail: b}\n"
+        "  b:\n    ask: Q\n    choices: {x: {label: X}, y: {label: [1]}}\n    on: {x: a, y: a, fail: a}\n"
+    )
+    with pytest.raises(FlowError) as info:
+        load_flow_text(text, "n.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.line, d.col, d.path) == (10, 41, "$.states.b.choices.y.label")
+    assert d.message == "state 'b' key 'choices.y.label' should be text, found a list"

@@ -484,6 +484,30 @@ CASES: list[tuple[str, str, str, str | None, int, int | None]] = [
             say: Hi
             next: [a, b]
         """, "state 'greet' key 'next' should be text, found a list", None, 6, 11),
+    ("handoff_not_a_phone", """
+        flow: demo
+        start: staff
+        states:
+          staff:
+            handoff: 555-0199
+            end: handed_off
+        """, "state 'staff' hands off to '555-0199', which is not a phone number in international form", "E.164",
+        5, 14),
+    ("staff_notify_not_a_phone", """
+        flow: demo
+        start: greet
+        settings: {staff_notify: "front desk"}
+        states:
+          greet: {say: Hi, end: done}
+        """, "settings.staff_notify is 'front desk', which is not a phone number", "E.164", 3, 26),
+    ("reminder_template", """
+        flow: demo
+        start: greet
+        settings:
+          reminder: "Still there, {{ contact.name }? "
+        states:
+          greet: {say: Hi, end: done}
+        """, "settings.reminder: template error:", None, 4, 13),
     ("save_builtin", """
         flow: demo
         start: ask
