@@ -79,6 +79,8 @@ class TwilioSmsChannel:
         self._auth_token = pick(auth_token, "twilio_auth_token")
         self._verifier = TwilioSignatureVerifier(self._auth_token)
         self.account_sid = pick(account_sid, "twilio_account_sid")
+        if not self.account_sid:
+            raise ConfigError("TWILIO_ACCOUNT_SID is not set: the SMS channel cannot send (text-back, reminders)")
         self.from_number = pick(from_number, "twilio_from_number")
         self.api_base = pick(api_base, "twilio_api_base") or None
         self.public_url = pick(public_url, "public_url")
@@ -114,7 +116,7 @@ class TwilioSmsChannel:
         opt = _OPT_OUT_TYPES.get(form.first("OptOutType").upper()) or keyword_kind(body)
         if opt:
             return [Inbound(kind=opt, address=address, message_id=sid, route_key=route_key)]  # type: ignore[arg-type]
-        return [Inbound(kind="event", address=address, event=_event(form, sid, sender), route_key=route_key)]
+        return [Inbound(kind="event", address=address, event=_event(form, sid), route_key=route_key)]
 
     # ---- outbound ---------------------------------------------------------------------------
 
@@ -203,8 +205,8 @@ def _address(*, business: str, contact: str) -> Address:
     return Address(business=business, contact=_bare(contact))
 
 
-def _event(form: FormParams, sid: str, sender: str) -> Event:
-    channel = "whatsapp" if sender.startswith(WA_PREFIX) else "sms"
+def _event(form: FormParams, sid: str) -> Event:
+    channel = "sms"  # WhatsApp-over-Twilio too: replies are TwiML <Message>s with numbered menus
     body = form.first("Body").strip()
     name = form.first("ProfileName") or None
     payload = form.first("ButtonPayload") or form.first("ListId")

@@ -61,9 +61,13 @@ class WhatsAppChannel:
         self._verify_token = pick(verify_token, "whatsapp_verify_token")
         self._token = pick(token, "whatsapp_token")
         self.phone_number_id = pick(phone_number_id, "whatsapp_phone_number_id")
-        for key, value in (("WHATSAPP_APP_SECRET", self._app_secret), ("WHATSAPP_VERIFY_TOKEN", self._verify_token)):
+        for key, value, need in (
+            ("WHATSAPP_APP_SECRET", self._app_secret, "verify Meta's webhook signatures"),
+            ("WHATSAPP_VERIFY_TOKEN", self._verify_token, "answer Meta's subscription handshake"),
+            ("WHATSAPP_TOKEN", self._token, "send replies (they all go through the Graph API)"),
+        ):
             if not value:
-                raise ConfigError(f"{key} is not set: the WhatsApp channel cannot verify Meta's webhooks without it")
+                raise ConfigError(f"{key} is not set: the WhatsApp channel cannot {need} without it")
         self.api_base = (pick(api_base, "whatsapp_api_base") or GRAPH_BASE).rstrip("/")
         self.graph_version = graph_version
         self.timeout_seconds = timeout_seconds

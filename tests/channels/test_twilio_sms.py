@@ -101,7 +101,7 @@ def test_whatsapp_over_twilio_button(sms: TwilioSmsChannel) -> None:
                     MessageType="button")
     item = parse_one(sms, form)
     assert item.event is not None and (item.event.kind, item.event.choice_id) == ("choice", "book")
-    assert item.event.channel == "whatsapp" and item.event.profile_name == "Kerry"
+    assert item.event.channel == "sms" and item.event.profile_name == "Kerry"  # TwiML idiom
     assert item.address is not None
     assert (item.address.business, item.address.contact) == ("whatsapp:+14155238886", "+15555550123")
     assert item.route_key == "+14155238886"

@@ -55,10 +55,10 @@ def test_is_a_channel_adapter(wa: WhatsAppChannel) -> None:
     assert (caps.max_buttons, caps.button_title_len, caps.max_list_rows, caps.sync_reply) == (3, 20, 10, False)
 
 
-@pytest.mark.parametrize("missing", ["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN"])
-def test_refuses_to_start_without_secrets(missing: str) -> None:
-    kwargs = {"app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN}
-    kwargs["app_secret" if missing == "WHATSAPP_APP_SECRET" else "verify_token"] = ""
+@pytest.mark.parametrize(("missing", "arg"), [("WHATSAPP_APP_SECRET", "app_secret"),
+                                             ("WHATSAPP_VERIFY_TOKEN", "verify_token"), ("WHATSAPP_TOKEN", "token")])
+def test_refuses_to_start_without_secrets(missing: str, arg: str) -> None:
+    kwargs = {"app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN, "token": WA_TOKEN, arg: ""}
     with pytest.raises(ConfigError, match=missing):
         WhatsAppChannel(**kwargs)
 

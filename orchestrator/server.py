@@ -1,0 +1,316 @@
+"""The litestar app: provider webhooks, health, metrics, and a hook for the admin API.
+
+    app = create_app()                               # settings from the environment
+    app = create_app(settings, runtime=runtime,      # tests: a prepared runtime
+                     extra_route_handlers=[admin_router])
+    main(host, port, flows_dir, workers)             # `orchestrator serve`
+
+Each channel adapter declares the webhook routes it serves (`routes`: method, path); a
+webhook is: read the raw body once -> rebuild the URL the provider signed from
+ORCHESTRATOR_PUBLIC_URL -> `adapter.verify` (403) -> `adapter.parse` (400) ->
+`runtime.handle` per item -> `adapter.render`. StoreUnavailable / LockTimeout answer 503
+with Retry-After; anything unexpected answers the adapter's polite fallback, never 500.
+Route handlers stay thin: the pipeline is `WebhookGateway`, which knows no framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import parse_qsl
+
+from litestar import Litestar, Request, Response, get, route
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
+from litestar.handlers import BaseRouteHandler
+from litestar.types import ControllerRouterHandler
+
+from . import metrics
+from .channels import ENTRY_POINT_GROUP, ChannelAdapter, ChannelRegistry, InboundRequest, Rendered, ReplyContext
+from .connectors import ConnectorRegistry
+from .errors import BadRequest, ConfigError, LockTimeout, SignatureError, StoreUnavailable
+from .logs import configure_logging, register_secrets
+from .model import Outbound
+from .settings import AppSettings
+
+log = logging.getLogger("orchestrator.server")
+MAX_BODY_BYTES = 1024 * 1024
+RETRY_AFTER_SECONDS = 2
+SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
+_FORM = "application/x-www-form-urlencoded"
+
+
+# ---- assembling channels and connectors --------------------------------------------------------
+
+
+def build_channels(settings: AppSettings) -> ChannelRegistry:
+    """Adapters from the `orchestrator.channels` entry points, each built with `settings=`.
+
+    An adapter whose `is_configured(settings)` is False (none of its keys set) is left out;
+    a configured one with a missing secret raises ConfigError naming the key (the server
+    refuses to start). A plug-in that fails to import is logged and skipped."""
+    registry = ChannelRegistry()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            factory = ep.load()
+        except Exception as exc:
+            log.warning("channel entry point %s failed to load: %s", ep.name, exc)
+            continue
+        configured = getattr(factory, "is_configured", None)
+        if callable(configured) and not configured(settings):
+            log.info("channel %s not configured; its webhooks are off", ep.name)
+            continue
+        registry.register(factory(settings=settings), ep.name)
+    return registry
+
+
+def build_connectors(settings: AppSettings) -> ConnectorRegistry:
+    registry = ConnectorRegistry()
+    registry.load_entry_points()
+    return registry
+
+
+# ---- the webhook pipeline (no framework in here) -------------------------------------------------
+
+
+class WebhookGateway:
+    def __init__(self, channels: ChannelRegistry, public_url: str | None) -> None:
+        self.channels = channels
+        self.public_url = (public_url or "").rstrip("/")
+        self.runtime: Any = None  # set by the lifespan (or given)
+
+    def public(self, path: str, query_string: str, seen_url: str) -> str:
+        """The URL the provider signed: the configured public base + path + query (correct
+        behind a TLS-terminating proxy); without a configured base, the URL as seen."""
+        if not self.public_url:
+            return seen_url
+        return self.public_url + path + (f"?{query_string}" if query_string else "")
+
+    async def dispatch(
+        self, name: str, method: str, path: str, query_string: str, seen_url: str,
+        headers: Mapping[str, str], body: bytes,
+    ) -> Rendered:
+        adapter = self.channels.get(name)
+        try:
+            request = self._request(method, path, query_string, seen_url, headers, body)
+            if method == "GET":
+                handshake = getattr(adapter, "handshake", None)
+                if handshake is None:
+                    return Rendered(body=b"method not allowed", status_code=405)
+                rendered: Rendered = handshake(request)
+                return rendered
+            adapter.verify(request)
+            items = adapter.parse(request)
+            return await self._answer(name, adapter, items)
+        except SignatureError as exc:
+            metrics.REJECTIONS.labels(name, "signature").inc()
+            log.warning("webhook refused (403): %s", exc, extra={"channel": name})
+            return Rendered(body=b"forbidden", status_code=403)
+        except BadRequest as exc:
+            metrics.REJECTIONS.labels(name, "malformed").inc()
+            log.warning("webhook malformed (400): %s", exc, extra={"channel": name})
+            return Rendered(body=b"bad request", status_code=400)
+        except (StoreUnavailable, LockTimeout) as exc:
+            metrics.REJECTIONS.labels(name, "unavailable").inc()
+            log.warning("webhook deferred (503): %s: %s", type(exc).__name__, exc, extra={"channel": name})
+            return Rendered(body=b"busy, retry", status_code=503)
+        except Exception:
+            log.exception("webhook failed; answered politely instead of 500", extra={"channel": name})
+            return self.fallback(adapter)
+
+    def _request(
+        self, method: str, path: str, query_string: str, seen_url: str, headers: Mapping[str, str], body: bytes
+    ) -> InboundRequest:
+        form = None
+        if headers.get("content-type", "").split(";", 1)[0].strip().lower() == _FORM:
+            try:
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise BadRequest(f"{path}: form body unreadable ({type(exc).__name__})") from None
+        try:
+            query = dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=100))
+        except ValueError as exc:
+            raise BadRequest(f"{path}: query string unreadable ({exc})") from None
+        return InboundRequest(
+            method=method, url=self.public(path, query_string, seen_url), path=path,
+            headers=headers, query=query, body=body, form=form,
+        )
+
+    async def _answer(self, name: str, adapter: ChannelAdapter, items: list[Any]) -> Rendered:
+        messages: list[Outbound] = []
+        ctx = ReplyContext(public_url=self.public_url)
+        failed = False
+        for item in items:  # in order: a batch may hold several messages of one contact
+            try:
+                reply = await self.runtime.handle(name, item)
+            except (StoreUnavailable, LockTimeout):
+                raise  # 503: the provider retries the whole delivery; done items dedupe
+            except Exception:
+                log.exception("webhook item failed; the rest of the batch goes on", extra={"channel": name})
+                failed = True
+                continue
+            messages.extend(reply.messages)
+            if reply.session_id is not None:
+                ctx = reply.context
+        if failed and not messages:
+            return self.fallback(adapter)
+        return adapter.render(messages, ctx)
+
+    def fallback(self, adapter: ChannelAdapter) -> Rendered:
+        try:
+            sorry = [Outbound(kind="say", text=SORRY), Outbound(kind="end")]
+            return adapter.render(sorry, ReplyContext(public_url=self.public_url))
+        except Exception:
+            log.exception("fallback render failed")
+            return Rendered(body=b"", status_code=200)
+
+
+# ---- litestar --------------------------------------------------------------------------------
+
+
+def _webhook_routes(gateway: WebhookGateway) -> list[BaseRouteHandler]:
+    by_path: dict[str, dict[str, str]] = {}
+    for name in gateway.channels.names():
+        adapter = gateway.channels.get(name)
+        declared = getattr(adapter, "routes", None) or (("POST", f"/webhooks/{name}"),)
+        for method, path in declared:
+            owner = by_path.setdefault(path, {}).setdefault(method.upper(), name)
+            if owner != name:
+                raise ConfigError(f"channels {owner!r} and {name!r} both claim {method} {path}; rename one route")
+    handlers: list[BaseRouteHandler] = []
+    for path, methods in sorted(by_path.items()):
+        handlers.append(_webhook_handler(gateway, path, methods))
+    return handlers
+
+
+def _webhook_handler(gateway: WebhookGateway, path: str, methods: dict[str, str]) -> BaseRouteHandler:
+    async def webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return Response(b"payload too large", status_code=413, media_type="text/plain")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return Response(b"payload too large", status_code=413, media_type="text/plain")
+        method = request.method.upper()
+        rendered = await gateway.dispatch(
+            methods[method], method, request.url.path, request.url.query, str(request.url),
+            request.headers, body,
+        )
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if rendered.status_code == 503 else None
+        return Response(rendered.body, status_code=rendered.status_code, media_type=rendered.media_type,
+                        headers=headers)
+
+    verbs: list[Any] = sorted(methods)
+    return route(path, http_method=verbs, name=f"webhook:{path}", include_in_schema=False)(webhook)
+
+
+def _last_resort(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """HTTP errors keep their status; anything else on a webhook is a logged 200, never a 500."""
+    if isinstance(exc, HTTPException):
+        return create_exception_response(request, exc)
+    log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+    if request.url.path.startswith("/webhooks/"):
+        return Response(b"", status_code=200, media_type="text/plain")
+    return Response({"error": "temporarily unavailable"}, status_code=503,
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def create_app(
+    settings: AppSettings | None = None,
+    runtime: Any = None,
+    *,
+    extra_route_handlers: Sequence[ControllerRouterHandler] = (),
+    start_background: bool = True,
+) -> Litestar:
+    """The app. Without `runtime`, one is created at start-up from `settings` (read from
+    the environment when None) and closed at shutdown. Raises ConfigError when a configured
+    channel lacks a secret. `extra_route_handlers` (e.g. the admin API Router) get the
+    `runtime` and `settings` dependencies."""
+    settings = settings or AppSettings.from_env()
+    register_secrets(settings.secrets())
+    channels = runtime.channels if runtime is not None else build_channels(settings)
+    gateway = WebhookGateway(channels, settings.public_url)
+    gateway.runtime = runtime
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = gateway.runtime is None
+        if owned:
+            from .runtime import Runtime
+
+            gateway.runtime = await Runtime.create(settings, build_connectors(settings), channels)
+        app.state.runtime = gateway.runtime
+        task = asyncio.create_task(gateway.runtime.run_background()) if start_background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if owned:
+                await gateway.runtime.close()
+
+    @get("/health", include_in_schema=False)
+    async def health() -> Response[dict[str, Any]]:
+        rt = gateway.runtime
+        report: dict[str, Any] = {"status": "ok", "channels": channels.names()}
+        try:
+            await rt.store.ping()
+            report["store"] = "ok"
+        except Exception as exc:
+            report.update(status="unavailable", store=type(exc).__name__)
+        flows = rt.catalog.flow_ids() if rt is not None else []
+        report["flows"] = flows
+        if not flows:
+            report["status"] = "unavailable"
+        return Response(report, status_code=200 if report["status"] == "ok" else 503)
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response[bytes]:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    def provide_runtime() -> Any:
+        return gateway.runtime
+
+    def provide_settings() -> AppSettings:
+        return settings
+
+    return Litestar(
+        route_handlers=[health, metrics_route, *_webhook_routes(gateway), *extra_route_handlers],
+        lifespan=[lifespan],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False),
+                      "settings": Provide(provide_settings, sync_to_thread=False)},
+        request_max_body_size=MAX_BODY_BYTES,
+        exception_handlers={Exception: _last_resort},
+    )
+
+
+def main(host: str = "127.0.0.1", port: int = 8000, flows_dir: str | None = None, workers: int = 1) -> int:
+    """`orchestrator serve`: uvicorn, one process or `workers` (an import-string factory)."""
+    import uvicorn
+
+    if flows_dir:
+        os.environ["ORCHESTRATOR_FLOWS_DIR"] = flows_dir
+    try:
+        settings = AppSettings.from_env()
+        configure_logging(json=True, redact=settings.redact_logs)
+        register_secrets(settings.secrets())
+        build_channels(settings)  # fail fast, before forking workers, on a missing secret
+    except ConfigError as exc:
+        sys.stderr.write(f"orchestrator serve: {exc}\n")
+        return 2
+    if workers > 1:
+        uvicorn.run("orchestrator.server:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_config=None, access_log=False)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    return 0
