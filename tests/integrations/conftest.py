@@ -1,17 +1,13 @@
-"""Fixtures of the connector tests: a call context on a fixed clock, a fresh SQLite calendar."""
+"""Fixtures of the connector tests (helpers to import are in conn_helpers.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conn_helpers import make_ctx
+from conn_helpers import CtxFactory, make_ctx
 
 from integrations.embedded_calendar import EmbeddedCalendar
-from orchestrator.connectors import CallContext
-
-CtxFactory = Callable[..., CallContext]
 
 
 @pytest.fixture

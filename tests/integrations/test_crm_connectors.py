@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import CtxFactory
+from conn_helpers import CtxFactory
 from fake_crm import FakeCrm, FakeHubSpot
 
 from integrations.crm_http import CrmHttp, LogConversationArgs, UpsertContactArgs

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CtxFactory
+from conn_helpers import CtxFactory
 
 from integrations.calendar_base import BookArgs, CancelArgs, FindSlotsArgs, ListArgs, RescheduleArgs
 from integrations.embedded_calendar import EmbeddedCalendar

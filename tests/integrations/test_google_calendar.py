@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CtxFactory
+from conn_helpers import CtxFactory
 from fake_google import FakeGoogleCalendar, Fault
 
 from integrations.calendar_base import BookArgs, CancelArgs, FindSlotsArgs, ListArgs, RescheduleArgs

@@ -1,0 +1,117 @@
+"""flows/dental_booking.yaml end to end through Engine.turn, against each real calendar backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conn_helpers import FIXED_NOW, FLOWS_DIR
+from fake_google import FakeGoogleCalendar
+
+from integrations.calendar_base import CalendarConnector, ListArgs
+from integrations.embedded_calendar import EmbeddedCalendar
+from integrations.google_calendar import GoogleCalendar
+from orchestrator.compiler import compile_flow
+from orchestrator.connectors import CallContext, ConnectorRegistry
+from orchestrator.engine import Engine
+from orchestrator.loader import load_flow
+from orchestrator.model import Event, Session, TurnResult
+
+
+def _service_account(tmp_path: Path, token_uri: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps({"type": "service_account", "private_key": pem, "client_email": "b@demo.test",
+                                "private_key_id": "k", "token_uri": token_uri}))
+    return str(path)
+
+
+@pytest.fixture(params=["embedded", "google"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CalendarConnector]:
+    if request.param == "embedded":
+        yield EmbeddedCalendar(path=tmp_path / "cal.sqlite3")
+        return
+    fake = FakeGoogleCalendar().start()
+    try:
+        yield GoogleCalendar("clinic@example.com", _service_account(tmp_path, fake.token_uri), api_base=fake.api_base,
+                             timeout_seconds=2.0, retry_base_seconds=0.01)
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def engine(backend: CalendarConnector) -> Engine:
+    registry = ConnectorRegistry()
+    registry.register(backend)
+    return Engine(compile_flow(load_flow(FLOWS_DIR / "dental_booking.yaml"), connectors=registry), registry)
+
+
+class Talk:
+    def __init__(self, engine: Engine, contact: str) -> None:
+        self.engine, self.now = engine, FIXED_NOW
+        self.session: Session = engine.new_session(f"biz:{contact}", business="biz", contact=contact,
+                                                   channel="sms", now=self.now)
+
+    async def say(self, *lines: str, kind: str = "text") -> TurnResult:
+        result: TurnResult | None = None
+        for line in lines:
+            self.now += 5
+            result = await self.engine.turn(self.session, Event(kind=kind, channel="sms", text=line), self.now)  # type: ignore[arg-type]
+            self.session = result.session
+        assert result is not None
+        return result
+
+    async def start(self) -> TurnResult:
+        return await self.say("hi", kind="start")
+
+
+def offered(result: TurnResult) -> list[str]:
+    return [c.label for c in result.messages[-1].choices]
+
+
+def ctx_for(talk: Talk) -> CallContext:
+    return CallContext(session_id=talk.session.id, flow="dental_booking", contact=talk.session.contact,
+                       timezone="America/New_York", language="en-US", now=talk.now)
+
+
+async def test_book_over_sms_then_the_slot_is_gone(engine: Engine, backend: Any) -> None:
+    ann = Talk(engine, "+15550000001")
+    await ann.start()
+    offer = await ann.say("1", "Ann Lee", "cleaning", "tomorrow at 10am")
+    assert ann.session.state == "offer"
+    assert offered(offer) == ["Thu 26 Nov, 10:00 AM", "Thu 26 Nov, 10:30 AM", "Thu 26 Nov, 11:00 AM", "None of these"]
+    done = await ann.say("2")
+    assert done.ended and ann.session.outcome == "booked"
+    assert "Thu 26 Nov, 10:30 AM" in done.messages[0].text
+    [booking] = (await backend.list_bookings(ListArgs(), ctx_for(ann))).value
+    assert booking["label"] == "Thu 26 Nov, 10:30 AM" and booking["start"] == "2026-11-26T10:30:00-05:00"
+
+    bob = Talk(engine, "+15550000002")
+    await bob.start()
+    offer = await bob.say("1", "Bob Ray", "checkup", "tomorrow at 10:30am")
+    assert offered(offer)[:3] == ["Thu 26 Nov, 11:00 AM", "Thu 26 Nov, 11:30 AM", "Thu 26 Nov, 12:00 PM"]
+
+
+async def test_two_conversations_offered_the_same_slot(engine: Engine, backend: Any) -> None:
+    ann, bob = Talk(engine, "+15550000001"), Talk(engine, "+15550000002")
+    for talk in (ann, bob):
+        await talk.start()
+        assert offered(await talk.say("1", "Pat Kim", "cleaning", "tomorrow at 3pm"))[0] == "Thu 26 Nov, 3:00 PM"
+    assert (await ann.say("1")).ended and ann.session.outcome == "booked"
+    taken = await bob.say("1")  # the same 3 PM slot: conflict, apology, fresh offer without it
+    assert not taken.ended and bob.session.state == "offer"
+    texts = [m.text for m in taken.messages]
+    assert "Sorry, that slot was just taken. Let me look again." in texts
+    assert "Thu 26 Nov, 3:00 PM" not in offered(taken)
+    assert (await bob.say("1")).ended and bob.session.outcome == "booked"
+    ann_bookings = (await backend.list_bookings(ListArgs(), ctx_for(ann))).value
+    bob_bookings = (await backend.list_bookings(ListArgs(), ctx_for(bob))).value
+    assert len(ann_bookings) == len(bob_bookings) == 1 and ann_bookings[0]["start"] != bob_bookings[0]["start"]
