@@ -166,6 +166,10 @@ def _layout(flow: schema.Flow) -> dict[str, tuple[int, int]]:
     return pos
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_svg(flow: schema.Flow) -> str:
     pos = _layout(flow)
     width = max((x for x, _ in pos.values()), default=0) + _BOX_W + 2 * _MARGIN
@@ -193,7 +197,7 @@ def to_svg(flow: schema.Flow) -> str:
             lx, ly = (sx + tx) / 2, mid
         parts.append(f'<path class="edge" d="{d}" fill="none" stroke="#555" marker-end="url(#arrow)"/>')
         parts.append(f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}" text-anchor="middle" fill="#333" '
-                     f'font-size="10">{html.escape(e.label)}</text>')
+                     f'font-size="10"><title>{html.escape(e.label)}</title>{html.escape(_clip(e.label, 28))}</text>')
     for name, state in flow.states.items():
         x, y = pos[name]
         kind = state_kind(state)
@@ -204,7 +208,8 @@ def to_svg(flow: schema.Flow) -> str:
                      f'height="{_BOX_H}" rx="8" fill="{_COLORS.get(kind, "#fff")}" {stroke}{start}/>')
         parts.append(f'<text x="{x + 8}" y="{y + 17}" fill="#666" font-size="10">'
                      f'{html.escape(kind)}{" (start)" if name == flow.start else ""}</text>')
-        parts.append(f'<text x="{x + 8}" y="{y + 33}" font-weight="bold">{html.escape(name)}</text>')
+        parts.append(f'<text x="{x + 8}" y="{y + 33}" font-weight="bold"><title>{html.escape(name)}</title>'
+                     f'{html.escape(_clip(name, 26))}</text>')
         if outcome:
             parts.append(f'<text x="{x + _BOX_W - 8}" y="{y + 17}" text-anchor="end" fill="#a33" font-size="10">'
                          f'end: {html.escape(outcome)}</text>')
