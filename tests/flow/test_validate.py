@@ -632,3 +632,23 @@ def test_check_raises_flow_error_with_all_diagnostics() -> None:
         check(loaded)
     assert len(info.value.diagnostics) == 2
     assert "t.yaml:4:3: state 'a' is a dead end" in str(info.value)
+
+
+@pytest.mark.parametrize("mutation", ["delete", "duplicate", "dedent", "truncate"])
+def test_every_line_mutation_gives_diagnostics_never_a_crash(mutation: str) -> None:
+    lines = GOOD.strip("\n").splitlines()
+    for i in range(len(lines)):
+        changed = list(lines)
+        if mutation == "delete":
+            del changed[i]
+        elif mutation == "duplicate":
+            changed.insert(i, lines[i])
+        elif mutation == "dedent":
+            changed[i] = lines[i][2:]
+        else:
+            changed[i] = lines[i][: len(lines[i]) // 2]
+        text = "\n".join(changed) + "\n"
+        found = problems(text, registry())  # any exception other than FlowError fails the test
+        for d in found:
+            assert 1 <= d.line <= len(changed) + 1 and d.col >= 1, (i, d.format())
+            assert d.message and d.file == "t.yaml"
