@@ -303,12 +303,14 @@ class Runtime:
         )
 
     async def _duplicate(self, channel: str, raw: bytes) -> TurnReply:
+        metrics.DUPLICATES.labels(channel).inc()
+        if not raw:  # a delivery answered through the outbox: the webhook reply was empty
+            return TurnReply(messages=[], duplicate=True, context=self._context(None, None))
         stored = _reply_decoder.decode(raw)
         compiled = None
         if stored.revision:
             with contextlib.suppress(FlowError):
                 compiled = await self.catalog.for_revision(stored.revision)
-        metrics.DUPLICATES.labels(channel).inc()
         return TurnReply(
             messages=stored.messages, duplicate=True, session_id=stored.session_id, opted_out=stored.opted_out,
             context=self._context(compiled, stored.session_id, within_window=stored.within_window,

@@ -5,7 +5,7 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
     orch:{sid}:s           hash  d = session msgpack, v = version, tm = armed timer member
     orch:{sid}:l           lock token (SET NX PX)
     orch:{sid}:t           transcript list (msgpack entries)
-    orch:{sid}:d:<id>      the reply given to delivery <id> (dedupe)
+    orch:{sid}:d           hash delivery id -> the reply given to it (dedupe)
     orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
     orch:timers            zset member "<sid>|<turns>" score due      (global index)
     orch:outbox            zset member outbox id score ready-at       (global index)
@@ -53,10 +53,10 @@ STATUS_TTL_SECONDS = 30 * 86400
 # begin: atomic so that "is this a duplicate?", "take the lock" and "read the session" see
 # one consistent moment: a copy of a delivery arriving while the first copy commits either
 # finds the stored reply or waits for the lock, never loads a half-old session.
-# KEYS: lock, session, dedupe, optout.  ARGV: token, lock ttl ms, has dedupe ('1'/'0').
+# KEYS: lock, session, dedupe hash, optout.  ARGV: token, lock ttl ms, has dedupe ('1'/'0'), delivery id.
 BEGIN_LUA = """
 if ARGV[3] == '1' then
-  local reply = redis.call('GET', KEYS[3])
+  local reply = redis.call('HGET', KEYS[3], ARGV[4])
   if reply then return {1, reply} end
 end
 local optout = redis.call('EXISTS', KEYS[4])
@@ -70,7 +70,7 @@ return {0, s[1], s[2], optout}
 # refused); session, transcript, dedupe reply, outbox, timer and indexes change together.
 # KEYS: 1 lock, 2 session, 3 transcript, 4 dedupe, 5 timers, 6 outbox zset, 7 sessions zset,
 #       8 contact set, 9.. outbox item keys
-# ARGV: 1 token, 2 expect version, 3 new version, 4 session, 5 ttl s, 6 has reply, 7 reply,
+# ARGV: 1 token, 2 expect version, 3 new version, 4 session, 5 ttl s, 6 delivery id ('' = none), 7 reply,
 #       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
 #       12 outbox due, 13 session id, 14 updated_at, 15 n transcript entries,
 #       then the entries, then one (id, payload) pair per outbox item key
@@ -95,7 +95,11 @@ if n > 0 then
   redis.call('RPUSH', KEYS[3], unpack(ARGV, 16, 15 + n))
   redis.call('EXPIRE', KEYS[3], retention)
 end
-if ARGV[6] == '1' then redis.call('SET', KEYS[4], ARGV[7], 'EX', ARGV[8]) end
+if ARGV[6] ~= '' then
+  -- one hash per conversation (not a key per delivery): far less per-key overhead
+  redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+end
 local a = 16 + n
 for k = 9, #KEYS do
   redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', retention)
@@ -222,10 +226,10 @@ class RedisStore:
         keys = [
             self._k(session_id, "l"),
             self._k(session_id, "s"),
-            self._k(session_id, f"d:{dedupe_id or '-'}"),
+            self._k(session_id, "d"),
             self._g(f"optout:{contact or '-'}"),
         ]
-        args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0"]
+        args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0", dedupe_id or ""]
         deadline = time.monotonic() + wait_seconds
         delay = 0.002
         while True:
@@ -254,7 +258,7 @@ class RedisStore:
             self._k(session_id, "l"),
             self._k(session_id, "s"),
             self._k(session_id, "t"),
-            self._k(session_id, f"d:{commit.dedupe_id or '-'}"),
+            self._k(session_id, "d"),
             self._g("timers"),
             self._g("outbox"),
             self._g("sessions"),
@@ -262,7 +266,7 @@ class RedisStore:
         ]
         args: list[Any] = [
             token, commit.expect_version, commit.version, commit.session, max(1, int(commit.ttl_seconds)),
-            "1" if commit.dedupe_id and commit.reply is not None else "0", commit.reply or b"",
+            commit.dedupe_id if commit.dedupe_id and commit.reply is not None else "", commit.reply or b"",
             max(1, int(commit.dedupe_ttl_seconds)), max(1, int(commit.retention_seconds)),
             commit.timer.member if commit.timer else "", commit.timer.due if commit.timer else 0,
             commit.outbox_due, session_id, commit.updated_at or time.time(), len(commit.transcript),
