@@ -18,8 +18,11 @@ GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 _SENTENCE_END = re.compile(r"((?<=[.!?…])[ \t]+|\s*\n\s*)")
 
 
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+
 def is_gsm7(text: str) -> bool:
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return GSM7_ALL.issuperset(text)
 
 
 def encoding(text: str) -> str:
@@ -29,7 +32,8 @@ def encoding(text: str) -> str:
 def units(text: str) -> int:
     """Length in the encoding's units: septets for GSM-7, UTF-16 code units for UCS-2."""
     if is_gsm7(text):
-        return len(text) + sum(1 for c in text if c in GSM7_EXTENSION)
+        extension = GSM7_EXTENSION.intersection(text)
+        return len(text) + (sum(text.count(c) for c in extension) if extension else 0)
     return len(text.encode("utf-16-le")) // 2
 
 
@@ -39,7 +43,7 @@ def segments(text: str) -> int:
         return 0
     gsm = is_gsm7(text)
     single, multi = (160, 153) if gsm else (70, 67)
-    n = units(text)
+    n = units(text) if gsm or not text.isascii() else len(text)
     return 1 if n <= single else -(-n // multi)
 
 
