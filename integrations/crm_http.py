@@ -180,3 +180,8 @@ class CrmHttp:
         # the same summary of the same conversation is one record, however often it is retried
         key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return await self._send("POST", "/conversations", body, "crm log_conversation", {"Idempotency-Key": key})
+
+
+def crm_from_env(env: Mapping[str, str], **kwargs: Any) -> CrmHttp | None:
+    """The `crm` entry point: a generic HTTP CRM when CRM_URL is set, else None (not configured)."""
+    return CrmHttp.from_env(env, **kwargs) if env.get("CRM_URL") else None

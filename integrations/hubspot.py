@@ -143,3 +143,8 @@ class HubSpot:
         except CrmError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
         return ConnectorResult(outcome="ok", value={"contact_id": contact_id, "note_id": str(created.json()["id"])})
+
+
+def hubspot_from_env(env: Mapping[str, str], **kwargs: Any) -> HubSpot | None:
+    """The `hubspot` entry point: HubSpot when HUBSPOT_TOKEN is set, else None (not configured)."""
+    return HubSpot.from_env(env, **kwargs) if env.get("HUBSPOT_TOKEN") else None

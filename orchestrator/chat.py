@@ -23,13 +23,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TextIO
 
 from .channels import Capabilities
 from .compiler import compile_flow
-from .connectors import ENTRY_POINT_GROUP, ConnectorRegistry
+from .connectors import ConnectorRegistry, default_connectors
 from .engine import Engine
 from .errors import OrchestratorError
 from .model import Event, Outbound
@@ -96,13 +95,10 @@ def calendar_db() -> Iterator[str]:
         yield str(Path(tmp) / "calendar.sqlite3")
 
 
-def default_connectors(calendar_path: str) -> ConnectorRegistry:
-    """Connectors from entry points; the `calendar` one is opened on `calendar_path`."""
-    registry = ConnectorRegistry()
-    for ep in entry_points(group=ENTRY_POINT_GROUP, name="calendar"):
-        registry.register(ep.load()(path=calendar_path), "calendar")
-    registry.load_entry_points()
-    return registry
+def chat_connectors(calendar_path: str) -> ConnectorRegistry:
+    """The installed connectors, with the embedded calendar opened on `calendar_path`
+    (unless Google Calendar is configured in the environment)."""
+    return default_connectors({**os.environ, "ORCHESTRATOR_CALENDAR_DB": calendar_path})
 
 
 def parse_now(text: str | None) -> float:
@@ -161,7 +157,7 @@ def main_chat(path: str, channel: str = "sms", contact: str = "+15555550123", no
         with calendar_db() as db:
             return asyncio.run(run_chat(
                 path, channel=channel, contact=contact, now=start, stdin=sys.stdin, stdout=sys.stdout,
-                connectors=default_connectors(db),
+                connectors=chat_connectors(db),
             ))
     except OrchestratorError as exc:
         sys.stderr.write(f"{exc}\n")

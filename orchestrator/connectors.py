@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from .errors import ConnectorError, RegistryError, UnknownConnectorError
+from .errors import ConfigError, ConnectorError, RegistryError, UnknownConnectorError
 
 log = logging.getLogger("orchestrator.connectors")
 
@@ -108,20 +109,26 @@ class ConnectorRegistry:
             return False
         return True
 
-    def load_entry_points(self, factory_kwargs: dict[str, Any] | None = None) -> None:
+    def load_entry_points(self, env: Mapping[str, str] | None = None) -> None:
         """Register connectors advertised by installed packages (group `orchestrator.connectors`).
 
-        Each entry point is a class or factory called with `**factory_kwargs`; names already
-        registered explicitly win over entry points."""
+        Each entry point is a class or factory called as `factory(env=<environment mapping>)`;
+        it returns a connector, or None when it is not configured (e.g. no CRM_URL). Names
+        already registered explicitly win over entry points; a broken plug-in is logged and
+        skipped, never fatal, except a ConfigError (half-done configuration), which is raised."""
+        environ = os.environ if env is None else env
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in self._connectors:
                 continue
             try:
-                obj = ep.load()(**(factory_kwargs or {}))
-            except Exception as exc:  # a broken plug-in must not take the server down
+                obj = ep.load()(env=environ)
+            except ConfigError:
+                raise
+            except Exception as exc:
                 log.warning("connector entry point %s failed to load: %s", ep.name, exc)
                 continue
-            self.register(obj, ep.name)
+            if obj is not None:
+                self.register(obj, ep.name)
 
     async def call(
         self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float
@@ -129,7 +136,7 @@ class ConnectorRegistry:
         """Run one action with a timeout; every failure becomes the `error` outcome."""
         try:
             action = self.action(dotted)
-            args = msgspec.convert(raw_args, action.args, strict=False)
+            args: Any = msgspec.convert(raw_args, action.args, strict=False)
         except (UnknownConnectorError, msgspec.ValidationError) as exc:
             log.error("connector %s: bad call: %s", dotted, exc)
             return ConnectorResult(outcome="error", detail=str(exc))
@@ -144,3 +151,13 @@ class ConnectorRegistry:
         except Exception as exc:
             log.exception("connector %s raised", dotted)
             return ConnectorResult(outcome="error", detail=f"{type(exc).__name__}: {exc}")
+
+
+def default_connectors(env: Mapping[str, str] | None = None) -> ConnectorRegistry:
+    """Every installed connector, configured from `env` (default: the process environment).
+
+    The `calendar` is Google Calendar when GOOGLE_APPLICATION_CREDENTIALS and
+    GOOGLE_CALENDAR_ID are set, else the embedded SQLite calendar (ORCHESTRATOR_CALENDAR_DB)."""
+    registry = ConnectorRegistry()
+    registry.load_entry_points(env)
+    return registry

@@ -34,7 +34,7 @@ from litestar.types import ControllerRouterHandler
 
 from . import metrics
 from .channels import ENTRY_POINT_GROUP, ChannelAdapter, ChannelRegistry, InboundRequest, Rendered, ReplyContext
-from .connectors import ConnectorRegistry
+from .connectors import ConnectorRegistry, default_connectors
 from .errors import BadRequest, ConfigError, LockTimeout, SignatureError, StoreUnavailable
 from .logs import configure_logging, register_secrets
 from .model import Outbound
@@ -72,9 +72,7 @@ def build_channels(settings: AppSettings) -> ChannelRegistry:
 
 
 def build_connectors(settings: AppSettings) -> ConnectorRegistry:
-    registry = ConnectorRegistry()
-    registry.load_entry_points()
-    return registry
+    return default_connectors()
 
 
 # ---- the webhook pipeline (no framework in here) -------------------------------------------------

@@ -36,6 +36,7 @@ import phonenumbers
 
 from . import schema, templates
 from .connectors import ConnectorRegistry
+from .connectors import default_connectors as installed_connectors
 from .errors import Diagnostic, FlowError
 from .graph import depths, state_edges, state_kind
 from .loader import LoadedFlow, closest, did_you_mean, load_flow
@@ -468,8 +469,7 @@ def check(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> Lo
 
 def default_connectors() -> ConnectorRegistry | None:
     """The installed connectors (entry points), or None when none could be loaded."""
-    registry = ConnectorRegistry()
-    registry.load_entry_points()
+    registry = installed_connectors()
     return registry if registry.names() else None
 
 
