@@ -13,6 +13,7 @@ time from each opening, so a DST change never stretches or shrinks a visit.
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -135,6 +136,26 @@ def overlaps(slot: Interval, busy: Iterable[Interval], buffer: timedelta) -> boo
     return any(b_start < end + buffer and b_end + buffer > start for b_start, b_end in busy)
 
 
+class BusyIndex:
+    """Busy intervals sorted by start, for O(log n) overlap checks (a clinic's calendar holds
+    hundreds of visits; checking every candidate slot against every visit is quadratic).
+
+    A slot clashes when some visit starts before the slot's end (+ buffer) and ends after its
+    start (- buffer): among the visits starting early enough, the latest end decides."""
+
+    def __init__(self, busy: Iterable[Interval]) -> None:
+        ordered = sorted(busy)
+        self._starts = [b_start for b_start, _ in ordered]
+        self._max_end: list[datetime] = []
+        for _, b_end in ordered:
+            self._max_end.append(max(b_end, self._max_end[-1]) if self._max_end else b_end)
+
+    def overlaps(self, slot: Interval, buffer: timedelta) -> bool:
+        start, end = slot
+        i = bisect.bisect_left(self._starts, end + buffer)
+        return i > 0 and self._max_end[i - 1] + buffer > start
+
+
 def earliest_start(rules: SlotRules, now: datetime) -> datetime:
     return now + rules.min_notice
 
@@ -159,12 +180,13 @@ def find_free(
     busy = [(b_start.astimezone(UTC), b_end.astimezone(UTC)) for b_start, b_end in busy]
     earliest = earliest_start(rules, now)
     window_start, window_end = search_window(rules, now, around)
+    index = BusyIndex(busy)
     free: list[Interval] = []
     day = window_start.astimezone(rules.tz).date() - timedelta(days=1)
     last_day = window_end.astimezone(rules.tz).date()
     while day <= last_day:
         for slot in day_slots(rules, day):
-            if window_start <= slot[0] <= window_end and slot[0] >= earliest and not overlaps(slot, busy, rules.buffer):
+            if window_start <= slot[0] <= window_end and slot[0] >= earliest and not index.overlaps(slot, rules.buffer):
                 free.append(slot)
         day += timedelta(days=1)
     if around is None or around < earliest:
