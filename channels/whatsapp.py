@@ -113,7 +113,7 @@ class WhatsAppChannel:
                     continue
                 business = str(_get(value, "metadata", "phone_number_id") or self.phone_number_id)
                 names = {
-                    c.get("wa_id") or c.get("user_id"): _get(c, "profile", "name")
+                    str(c.get("wa_id") or c.get("user_id")): _get(c, "profile", "name")
                     for c in _dicts(value.get("contacts"))
                 }
                 for message in _dicts(value.get("messages")):
@@ -301,12 +301,14 @@ def _contact(raw: Any) -> str:
 def _message(message: dict[str, Any], business: str, names: dict[Any, Any]) -> Inbound:
     sender = message.get("from") or message.get("from_user_id")
     wamid = message.get("id")
-    if not sender or not wamid:
-        raise BadRequest("WhatsApp message without 'from'/'from_user_id' or 'id'")
+    if not isinstance(sender, str | int) or not isinstance(wamid, str) or not sender or not wamid:
+        raise BadRequest("WhatsApp message without a 'from'/'from_user_id' or 'id' string")
+    sender = str(sender)
     address = Address(business=business, contact=_contact(sender))
     kind = message.get("type")
-    common: dict[str, Any] = {"channel": "whatsapp", "provider_id": str(wamid),
-                              "profile_name": names.get(sender) or None}
+    name = names.get(sender)
+    common: dict[str, Any] = {"channel": "whatsapp", "provider_id": wamid,
+                              "profile_name": name if isinstance(name, str) and name else None}
 
     def event(ev_kind: str, **fields: Any) -> Inbound:
         return Inbound(kind="event", address=address, event=Event(kind=ev_kind, **common, **fields),  # type: ignore[arg-type]
