@@ -170,3 +170,25 @@ async def test_dental_booking_on_every_channel(
         "start": "2026-11-26T10:00:00-05:00", "end": "2026-11-26T10:30:00-05:00", "label": "Thu 26 Nov, 10:00 AM",
         "calendar": "embedded", "title": "Cleaning - Alex Morgan"}
     assert NAME in last_words and "Thu 26 Nov, 10:00 AM" in last_words
+
+
+async def test_call_hung_up_mid_flow_continues_by_sms(client: Client, fakes: tuple[FakeTwilio, FakeGraph]) -> None:
+    twilio = fakes[0]
+    root = await twilio_post(client, "/webhooks/twilio/voice", voice_form())
+    gather = root.find("Gather")
+    assert gather is not None
+    url = gather.get("action", "").removeprefix(PUBLIC_URL)
+    await twilio_post(client, url, [*voice_form(status="in-progress"), ("Digits", "1"), ("FinishedOnKey", "")])
+    # the caller hangs up while asked for their name: Twilio's status callback
+    await twilio_post(client, "/webhooks/twilio/voice/status",
+                      [*voice_form(status="completed"), ("CallDuration", "25"), ("Timestamp", "x")])
+    for _ in range(250):
+        if twilio.messages():
+            break
+        await asyncio.sleep(0.02)
+    [sms] = twilio.messages()
+    assert sms["To"] == [CALLER] and sms["From"] == [CLINIC]
+    assert "What's your name?" in sms["Body"][0]
+    # the answer by SMS continues the same conversation
+    reply = await twilio_post(client, "/webhooks/twilio/sms", sms_form(NAME, sid="SM" + "7" * 32))
+    assert "What is the visit for?" in " ".join(m.text or "" for m in reply.iter("Message"))
