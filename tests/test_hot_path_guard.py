@@ -143,10 +143,11 @@ async def test_steady_state_turns_cost_two_round_trips_and_no_machine(
         replies.append(await turn(runtime, "+15550000001", text, n))
         per_turn.append(trips.count - before)
     assert "booked" in " ".join(replies[-1]), replies  # the walk really reached the booking
-    print("round trips per turn", per_turn)
-    steady = per_turn[1:]  # the first turn of a conversation may check the flow's latest revision
+    # A conversation's first and last turns may write its record (sidestore) once more;
+    # every turn between them is the begin and commit scripts and nothing else.
+    steady = per_turn[1:-1]
     assert max(steady) <= 2, (per_turn, trips.commands)
-    assert per_turn[0] <= 4, (per_turn, trips.commands)
+    assert max(per_turn[0], per_turn[-1]) <= 3, (per_turn, trips.commands)
     assert machines.built == 0, "a transitions.Machine was built during a turn"
     assert machines.add_model == 0, "add_model was called during a turn"
 
