@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from . import metrics
+from . import metrics, notify
 from .catalog import FlowCatalog
 from .channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
 from .compiler import CompiledFlow
@@ -100,6 +100,9 @@ class Runtime:
         self.fault = os.environ.get("ORCHESTRATOR_FAULT", "")  # test-only: before_save | after_save
         self._engines: dict[str, Engine] = {}
         self._wake = asyncio.Event()
+        from .analytics import Recorder  # conversation records at start / end (admin API, analytics)
+
+        self.recorder = Recorder(store, settings.retention_seconds)
 
     @classmethod
     async def create(
@@ -264,7 +267,8 @@ class Runtime:
         sync = (not proactive and adapter.capabilities.sync_reply
                 and session.channel == adapter.capabilities.idiom)
         outbox: list[OutboxPut] = []
-        if result.messages and not sync:
+        for_contact = notify.contact_messages(result.messages)  # staff notes go to staff, below
+        if for_contact and not sync:
             target = self._adapter_for_idiom(session.channel, adapter.name)
             if target is None:
                 log.error("session %s: no channel adapter for %r; messages dropped",
@@ -272,9 +276,16 @@ class Runtime:
             else:
                 item_id = f"{sid}|{uuid.uuid4().hex[:16]}"
                 item = OutboxItem(id=item_id, adapter=target, business=session.business,
-                                  contact=session.contact, messages=result.messages,
+                                  contact=session.contact, messages=for_contact,
                                   revision=compiled.revision, within_window=within, created_at=now)
                 outbox.append(OutboxPut(item_id, _encoder.encode(item)))
+        staff_adapter = self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")
+        for note in notify.staff_messages(compiled, result) if staff_adapter else []:
+            item_id = f"{sid}|staff-{uuid.uuid4().hex[:16]}"
+            item = OutboxItem(id=item_id, adapter=staff_adapter or "", business=session.business,
+                              contact=note.target or "", messages=[note], revision=compiled.revision,
+                              created_at=now)
+            outbox.append(OutboxPut(item_id, _encoder.encode(item)))
         reply_messages = result.messages if sync else []
         stored = StoredReply(messages=reply_messages, session_id=sid, revision=compiled.revision,
                              event_kind=event.kind, within_window=within)
@@ -297,6 +308,7 @@ class Runtime:
             self._wake.set()
         if result.ended:
             metrics.CONVERSATIONS_ENDED.labels(compiled.id, session.outcome or "ended").inc()
+        await self.recorder.after_commit(event.channel, result)  # writes only at start / end
         return TurnReply(
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind),

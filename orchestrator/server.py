@@ -226,6 +226,7 @@ def create_app(
     *,
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
     start_background: bool = True,
+    include_admin: bool = True,
 ) -> Litestar:
     """The app. Without `runtime`, one is created at start-up from `settings` (read from
     the environment when None) and closed at shutdown. Raises ConfigError when a configured
@@ -246,9 +247,17 @@ def create_app(
             gateway.runtime = await Runtime.create(settings, build_connectors(settings), channels)
         app.state.runtime = gateway.runtime
         task = asyncio.create_task(gateway.runtime.run_background()) if start_background else None
+        from .operations import background_jobs  # flows reload + retention (admin/operations part)
+
+        jobs = [asyncio.create_task(job) for job in background_jobs(gateway.runtime, settings)] \
+            if start_background else []
         try:
             yield
         finally:
+            for job_task in jobs:
+                job_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job_task
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -282,8 +291,12 @@ def create_app(
     def provide_settings() -> AppSettings:
         return settings
 
+    from .operations import admin_handlers, openapi_config
+
     return Litestar(
-        route_handlers=[health, metrics_route, *_webhook_routes(gateway), *extra_route_handlers],
+        route_handlers=[health, metrics_route, *_webhook_routes(gateway), *extra_route_handlers,
+                        *(admin_handlers(settings) if include_admin else [])],
+        openapi_config=openapi_config(),
         lifespan=[lifespan],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False),
                       "settings": Provide(provide_settings, sync_to_thread=False)},

@@ -1,0 +1,304 @@
+"""Conversation records and per-flow analytics.
+
+A compact record is written when a conversation starts and when it ends (never on the
+turns in between, so the hot path keeps its two round trips):
+
+    recorder = Recorder(store, retention_seconds)
+    await recorder.after_commit(adapter_name, compiled, result)   # runtime, after each commit
+    rows = await recorder.list_records(flow="dental_booking", outcome="booked")
+    report = await recorder.analytics(compiled)                   # funnel, outcomes, channels
+
+Storage (beside the session store, TTL = retention): the hash `{<sid>}:r:<started ms>` with
+fields `start` and `end` (so a start and an end written by two processes never overwrite
+each other), indexed in the sorted sets `records` and `records:<flow>` by start time. A
+conversation's id is `<session id>~<started ms>`; it shares the session's hash tag, so the
+store's contact erasure removes the record hash too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import metrics
+from .logs import redact_phone
+from .model import Session, TranscriptEntry, TurnResult
+from .sidestore import side_store
+from .store import SessionStore
+
+if TYPE_CHECKING:
+    from .compiler import CompiledFlow
+
+log = logging.getLogger("orchestrator.analytics")
+INDEX = "records"
+BOOKED_OUTCOMES = frozenset({"booked"})
+MAX_SCAN = 20_000  # records read for one analytics report or filtered list
+_session_decoder = msgspec.msgpack.Decoder(Session)
+_entry_decoder = msgspec.msgpack.Decoder(TranscriptEntry)
+_ID = re.compile(r"^(?P<sid>[^~]{1,200})~(?P<ms>\d{1,16})$")
+
+
+class ConversationRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    session_id: str
+    flow: str
+    revision: str
+    business: str = ""
+    contact: str = ""
+    channels: list[str] = []
+    status: str = "active"  # active | ended (the analytics also report "abandoned")
+    started_at: float = 0.0
+    ended_at: float | None = None
+    outcome: str | None = None
+    turns: int = 0
+    duration_seconds: float | None = None
+    last_state: str = ""
+    path: list[str] = []
+    summary: dict[str, Any] | None = None
+
+
+_record_decoder = msgspec.msgpack.Decoder(ConversationRecord)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def conversation_id(session_id: str, started_at: float) -> str:
+    return f"{session_id}~{round(started_at * 1000)}"
+
+
+def parse_conversation_id(conv_id: str) -> tuple[str, int] | None:
+    m = _ID.match(conv_id)
+    return (m["sid"], int(m["ms"])) if m else None
+
+
+def _key(conv_id: str) -> str:
+    sid, _, ms = conv_id.rpartition("~")
+    return f"{{{sid}}}:r:{ms}"
+
+
+def _merge(fields: dict[str, bytes]) -> ConversationRecord | None:
+    raw = fields.get("end") or fields.get("seen") or fields.get("start")
+    if raw is None:
+        return None
+    record = _record_decoder.decode(raw)
+    if "start" in fields and ("end" in fields or "seen" in fields):  # keep the first channel first
+        first = _record_decoder.decode(fields["start"])
+        record.channels = list(dict.fromkeys([*first.channels, *record.channels]))
+    return record
+
+
+def record_of(session: Session, result: TurnResult | None, channel: str) -> ConversationRecord:
+    ended = session.status == "ended"
+    summary = result.summary if result is not None else None
+    return ConversationRecord(
+        id=conversation_id(session.id, session.started_at), session_id=session.id, flow=session.flow,
+        revision=session.revision, business=session.business, contact=session.contact,
+        channels=list(dict.fromkeys([channel, session.channel])), status="ended" if ended else "active",
+        started_at=session.started_at, ended_at=session.updated_at if ended else None,
+        outcome=session.outcome if ended else None, turns=session.turns,
+        duration_seconds=round(session.updated_at - session.started_at, 3) if ended else None,
+        last_state=session.state, path=list(session.path), summary=summary,
+    )
+
+
+class Recorder:
+    def __init__(self, store: SessionStore, retention_seconds: int) -> None:
+        self.store = store
+        self.retention_seconds = max(1, int(retention_seconds))
+        self.side = side_store(store)
+
+    # writing (the runtime calls this once per committed turn; it writes only at start / end)
+    async def after_commit(self, channel: str, result: TurnResult) -> None:
+        session = result.session
+        for entry in result.transcript:
+            if entry.dir == "call":
+                outcome = entry.data.get("outcome", "?") if isinstance(entry.data, dict) else "?"
+                metrics.CONNECTOR_CALLS.labels(entry.text, outcome).inc()
+        started = session.turns == 1
+        if not started and not result.ended:
+            return
+        if started:
+            metrics.ACTIVE.inc()
+        if result.ended:
+            metrics.ACTIVE.dec()
+        record = record_of(session, result, channel)
+        try:
+            await self.side.put_indexed(
+                _key(record.id), "end" if result.ended else "start", _encoder.encode(record),
+                [INDEX, f"{INDEX}:{record.flow}"], record.id, record.started_at,
+                ttl_seconds=self.retention_seconds,
+            )
+        except Exception as exc:  # the turn is saved already; a lost record is logged, not fatal
+            log.warning("conversation record %s not written: %s", redact_phone(record.id), exc)
+
+    # reading
+    async def get(self, conv_id: str) -> ConversationRecord | None:
+        if parse_conversation_id(conv_id) is None:
+            return None
+        return _merge(await self.side.hgetall(_key(conv_id)))
+
+    async def scan(
+        self, *, flow: str | None = None, since: float | None = None, until: float | None = None,
+        limit: int = MAX_SCAN, offset: int = 0,
+    ) -> list[ConversationRecord]:
+        """Records newest first (by start time) within [since, until]."""
+        index = f"{INDEX}:{flow}" if flow else INDEX
+        ids = await self.side.zrange(
+            index, low=since if since is not None else float("-inf"),
+            high=until if until is not None else float("inf"), desc=True, offset=offset, limit=limit,
+        )
+        out: list[ConversationRecord] = []
+        batch = 500
+        for i in range(0, len(ids), batch):
+            chunk = [m for m, _ in ids[i : i + batch]]
+            for fields in await self.side.hgetall_many([_key(m) for m in chunk]):
+                record = _merge(fields)
+                if record is not None:
+                    out.append(record)
+        return out
+
+    async def list_records(
+        self, *, flow: str | None = None, channel: str | None = None, outcome: str | None = None,
+        contact: str | None = None, since: float | None = None, until: float | None = None,
+        limit: int = 100, offset: int = 0,
+    ) -> list[ConversationRecord]:
+        filtered = not (channel or outcome or contact)
+        rows = await self.scan(flow=flow, since=since, until=until,
+                               limit=limit if filtered else MAX_SCAN, offset=offset if filtered else 0)
+        if filtered:
+            return rows
+        keep = [
+            r for r in rows
+            if (not channel or channel in r.channels)
+            and (not outcome or r.outcome == outcome)
+            and (not contact or r.contact == contact)
+        ]
+        return keep[offset : offset + limit]
+
+    async def transcript(self, record: ConversationRecord) -> list[TranscriptEntry]:
+        """The transcript entries of this conversation (the session's list holds every
+        conversation of the contact with the business, in order)."""
+        entries = [_entry_decoder.decode(raw) for raw in await self.store.get_transcript(record.session_id)]
+        end = record.ended_at if record.ended_at is not None else float("inf")
+        return [e for e in entries if record.started_at <= e.at <= end]
+
+    async def live_session(self, record: ConversationRecord) -> Session | None:
+        raw = await self.store.load(record.session_id)
+        if raw is None:
+            return None
+        session = _session_decoder.decode(raw)
+        if round(session.started_at * 1000) != round(record.started_at * 1000):
+            return None  # the contact's session has moved on to a newer conversation
+        return session
+
+    async def _seen(self, record: ConversationRecord, live: Session) -> None:
+        """Remember where a running conversation is, so that once its session expires the
+        drop-off is counted at its last state (analytics reads and the retention sweep call this)."""
+        if live.path == record.path:
+            return
+        seen = record_of(live, None, record.channels[0] if record.channels else live.channel)
+        await self.side.hset(_key(record.id), "seen", _encoder.encode(seen), ttl_seconds=self.retention_seconds)
+
+    async def sweep_active(self) -> int:
+        """Snapshot the live state of every running conversation; returns how many were seen."""
+        seen = 0
+        for record in await self.scan(limit=MAX_SCAN):
+            if record.status == "ended":
+                continue
+            live = await self.live_session(record)
+            if live is not None and live.status == "active":
+                await self._seen(record, live)
+                seen += 1
+        return seen
+
+    # erasure
+    async def erase_contact(self, contact: str) -> int:
+        """Remove every record of `contact` (hashes and index entries)."""
+        removed = 0
+        for index_name in await self._indexes():
+            members = await self.side.zrange(index_name, limit=MAX_SCAN * 5)
+            mine = [m for m, _ in members if (p := parse_conversation_id(m)) and p[0].endswith(":" + contact)]
+            if mine:
+                removed += await self.side.zrem(index_name, mine)
+                removed += await self.side.delete([_key(m) for m in mine])
+        return removed
+
+    async def _indexes(self) -> list[str]:
+        flows = {r.flow for r in await self.scan(limit=MAX_SCAN)}
+        return [INDEX, *(f"{INDEX}:{f}" for f in sorted(flows))]
+
+    async def purge_before(self, cutoff: float) -> int:
+        """Drop index entries (and their hashes) of conversations started before `cutoff`."""
+        removed = 0
+        for index_name in await self._indexes():
+            old = await self.side.zrange(index_name, high=cutoff, limit=MAX_SCAN * 5)
+            if old:
+                removed += await self.side.zrem(index_name, [m for m, _ in old])
+                await self.side.delete([_key(m) for m, _ in old])
+        return removed
+
+    # analytics
+    async def analytics(
+        self, compiled: CompiledFlow, *, since: float | None = None, until: float | None = None,
+    ) -> dict[str, Any]:
+        records = await self.scan(flow=compiled.id, since=since, until=until)
+        outcomes: Counter[str] = Counter()
+        reached: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
+        waiting: Counter[str] = Counter()
+        channels: dict[str, Counter[str]] = {}
+        turns: list[int] = []
+        durations: list[float] = []
+        booked = active = abandoned = 0
+        for r in records:
+            status, path, last = r.status, r.path, r.last_state
+            if status != "ended":
+                live = await self.live_session(r)
+                if live is not None and live.status == "active":
+                    status, path, last = "active", live.path, live.state
+                    await self._seen(r, live)
+                elif live is not None:  # ended but the end record was lost: trust the session
+                    status, path, last = "ended", live.path, live.state
+                    r.outcome = live.outcome
+                else:
+                    status = "abandoned"
+            for state in dict.fromkeys(path):
+                reached[state] += 1
+            per_channel = channels.setdefault(r.channels[0] if r.channels else "?", Counter())
+            per_channel["started"] += 1
+            if status == "ended":
+                outcome = r.outcome or "ended"
+                outcomes[outcome] += 1
+                per_channel[outcome] += 1
+                turns.append(r.turns)
+                if r.duration_seconds is not None:
+                    durations.append(r.duration_seconds)
+                if outcome in BOOKED_OUTCOMES or (r.summary or {}).get("booking"):
+                    booked += 1
+            elif status == "active":
+                active += 1
+                waiting[last] += 1
+                per_channel["active"] += 1
+            else:
+                abandoned += 1
+                dropped[last] += 1
+                per_channel["abandoned"] += 1
+        started = len(records)
+        order = list(compiled.flow.states)
+        funnel = [
+            {"state": s, "reached": reached[s], "dropped": dropped[s], "waiting": waiting[s]}
+            for s in order if reached[s] or dropped[s] or waiting[s]
+        ]
+        return {
+            "flow": compiled.id, "revision": compiled.revision, "started": started,
+            "ended": sum(outcomes.values()), "active": active, "abandoned": abandoned,
+            "outcomes": dict(sorted(outcomes.items())), "funnel": funnel,
+            "drop_off": dict(sorted(dropped.items())),
+            "average_turns": round(sum(turns) / len(turns), 2) if turns else None,
+            "average_duration_seconds": round(sum(durations) / len(durations), 2) if durations else None,
+            "booked": booked, "booking_conversion": round(booked / started, 4) if started else None,
+            "channels": {c: dict(v) for c, v in sorted(channels.items())},
+        }

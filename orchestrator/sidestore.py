@@ -1,0 +1,251 @@
+"""Storage beside the session store for what is written rarely: conversation records, the
+audit log, leases of periodic jobs. Never on a turn's hot path (a write at a conversation's
+start and end, one per admin action).
+
+    side = side_store(runtime.store)       # the Redis or the in-memory flavour, cached per store
+    await side.hset("{sid}:r:17000", "start", data, ttl_seconds=86400)
+    await side.zadd("records", "conv-id", score=1700000000.0, ttl_seconds=86400)
+
+Keys are given without the store's prefix. Keys of one conversation are written as
+`{<session id>}:...` so they share the session's hash tag and its erasure (the Redis
+store's `erase_contact` removes every `<prefix>:{<sid>}:*` key).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import weakref
+from typing import Any, Protocol
+
+from .store import SessionStore
+
+_cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
+
+
+class SideStore(Protocol):
+    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None: ...
+    async def hgetall(self, key: str) -> dict[str, bytes]: ...
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
+    async def put_indexed(
+        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+    ) -> None: ...
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]: ...
+    async def zrem(self, key: str, members: list[str]) -> int: ...
+    async def zremrangebyscore(self, key: str, high: float) -> int: ...
+    async def zcard(self, key: str) -> int: ...
+    async def delete(self, keys: list[str]) -> int: ...
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
+    async def release(self, name: str, token: str) -> None: ...
+    def keys_for_test(self) -> list[str]: ...
+
+
+def side_store(store: SessionStore) -> SideStore:
+    """The side store living next to `store` (same Redis and prefix, or the same process)."""
+    side = _cache.get(store)
+    if side is None:
+        client = getattr(store, "client", None) or getattr(store, "_r", None)
+        prefix = getattr(store, "prefix", None)
+        side = RedisSide(client, prefix) if client is not None and prefix is not None else MemorySide()
+        _cache[store] = side
+    return side
+
+
+class MemorySide:
+    """One process: dicts with deadlines, checked on read."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._clock = clock
+        self._hashes: dict[str, tuple[dict[str, bytes], float]] = {}
+        self._zsets: dict[str, tuple[dict[str, float], float]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    def _live(self, table: dict[str, Any], key: str) -> Any:
+        item = table.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del table[key]
+            return None
+        return item[0]
+
+    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None:
+        current = self._live(self._hashes, key) or {}
+        current[field] = value
+        self._hashes[key] = (current, self._clock() + ttl_seconds)
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        return dict(self._live(self._hashes, key) or {})
+
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
+        return [await self.hgetall(k) for k in keys]
+
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
+        current = self._live(self._zsets, key) or {}
+        current[member] = score
+        self._zsets[key] = (current, self._clock() + ttl_seconds)
+
+    async def put_indexed(
+        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+    ) -> None:
+        await self.hset(key, field, value, ttl_seconds=ttl_seconds)
+        for index in indexes:
+            await self.zadd(index, member, score, ttl_seconds=ttl_seconds)
+
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]:
+        items = sorted(((s, m) for m, s in (self._live(self._zsets, key) or {}).items() if low <= s <= high),
+                       reverse=desc)
+        return [(m, s) for s, m in items[offset : offset + limit]]
+
+    async def zrem(self, key: str, members: list[str]) -> int:
+        current = self._live(self._zsets, key) or {}
+        return sum(current.pop(m, None) is not None for m in members)
+
+    async def zremrangebyscore(self, key: str, high: float) -> int:
+        current = self._live(self._zsets, key) or {}
+        gone = [m for m, s in current.items() if s <= high]
+        for m in gone:
+            del current[m]
+        return len(gone)
+
+    async def zcard(self, key: str) -> int:
+        return len(self._live(self._zsets, key) or {})
+
+    async def delete(self, keys: list[str]) -> int:
+        removed = 0
+        for key in keys:
+            removed += self._hashes.pop(key, None) is not None
+            removed += self._zsets.pop(key, None) is not None
+        return removed
+
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None:
+        if self._live(self._leases, name) is not None:
+            return None
+        token = secrets.token_hex(8)
+        self._leases[name] = (token, self._clock() + ttl_seconds)
+        return token
+
+    async def release(self, name: str, token: str) -> None:
+        if self._live(self._leases, name) == token:
+            del self._leases[name]
+
+    def keys_for_test(self) -> list[str]:
+        return [k for k in [*self._hashes, *self._zsets] if self._live(self._hashes, k) is not None
+                or self._live(self._zsets, k) is not None]
+
+
+# release only our own lease: a run that outlived its lease must not free the next holder's
+_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class RedisSide:
+    """The same Redis as the session store, under its prefix. Every key gets a TTL."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._r = client
+        self.prefix = prefix
+        self._release = client.register_script(_RELEASE_LUA)
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    async def _do(self, awaitable: Any) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from .errors import StoreUnavailable
+
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"side store ({self.prefix}): cannot reach Redis ({type(exc).__name__}); "
+                "check ORCHESTRATOR_REDIS_URL and that Redis is running"
+            ) from None
+
+    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(self._k(key), field, value)
+        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
+        await self._do(pipe.execute())
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        raw = await self._do(self._r.hgetall(self._k(key)))
+        return {bytes(k).decode(): bytes(v) for k, v in raw.items()}
+
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
+        if not keys:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._k(key))
+        rows = await self._do(pipe.execute())
+        return [{bytes(k).decode(): bytes(v) for k, v in row.items()} for row in rows]
+
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.zadd(self._k(key), {member: score})
+        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
+        await self._do(pipe.execute())
+
+    async def put_indexed(
+        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+    ) -> None:
+        """One round trip: the hash field and its index entries (a record at start or end)."""
+        ttl = max(1, int(ttl_seconds))
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hset(self._k(key), field, value)
+        pipe.expire(self._k(key), ttl)
+        for index in indexes:
+            pipe.zadd(self._k(index), {member: score})
+            pipe.expire(self._k(index), ttl)
+        await self._do(pipe.execute())
+
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]:
+        lo = "-inf" if low == float("-inf") else low
+        hi = "+inf" if high == float("inf") else high
+        if desc:
+            raw = await self._do(self._r.zrevrangebyscore(self._k(key), hi, lo, start=offset, num=limit,
+                                                          withscores=True))
+        else:
+            raw = await self._do(self._r.zrangebyscore(self._k(key), lo, hi, start=offset, num=limit,
+                                                       withscores=True))
+        return [(bytes(m).decode(), float(s)) for m, s in raw]
+
+    async def zrem(self, key: str, members: list[str]) -> int:
+        if not members:
+            return 0
+        return int(await self._do(self._r.zrem(self._k(key), *members)))
+
+    async def zremrangebyscore(self, key: str, high: float) -> int:
+        return int(await self._do(self._r.zremrangebyscore(self._k(key), "-inf", high)))
+
+    async def zcard(self, key: str) -> int:
+        return int(await self._do(self._r.zcard(self._k(key))))
+
+    async def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._do(self._r.delete(*[self._k(k) for k in keys])))
+
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None:
+        token = secrets.token_hex(8)
+        ok = await self._do(self._r.set(self._k(f"lease:{name}"), token, nx=True,
+                                        px=max(1, int(ttl_seconds * 1000))))
+        return token if ok else None
+
+    async def release(self, name: str, token: str) -> None:
+        await self._do(self._release(keys=[self._k(f"lease:{name}")], args=[token]))
+
+    def keys_for_test(self) -> list[str]:  # pragma: no cover - Redis tests scan instead
+        return []
