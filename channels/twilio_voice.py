@@ -137,7 +137,9 @@ class TwilioVoiceChannel:
             )
 
         if getattr(settings, "recording", False) and ctx.event_kind == "start":
-            verbs.append(say(getattr(settings, "consent_notice", "") or "This call may be recorded."))
+            notice = getattr(settings, "consent_notice", "") or "This call may be recorded."
+            if not any(m.kind == "say" and m.text == notice for m in messages):  # the engine said it already
+                verbs.append(say(notice))
         for message in messages:
             if message.kind == "notify":
                 continue  # a message to staff, sent by the runtime; not said to the caller
