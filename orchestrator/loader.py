@@ -30,6 +30,7 @@ Position = tuple[int, int]
 PathKey = tuple[str | int, ...]  # concrete path: mapping keys and list indexes
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_PROBLEMS = 20
 _MAX_TEXT_FIXES = 1000
 _MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
 _PATH_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+|\.\.\.)\]")
@@ -404,12 +405,39 @@ def _as_text(data: Any, info: Any, parts: PathKey, texts: dict[PathKey, str]) ->
     return data
 
 
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
+
+
+def _neutralise(raw: dict[str, Any], parts: PathKey, message: str) -> dict[str, Any] | None:
+    """`raw` with the bad node set aside so decoding can go on and find the next problem:
+    an unknown key is dropped, a bad state becomes a placeholder end state, a bad setting,
+    intent or variable is dropped. None when nothing sensible can be set aside."""
+    unknown = _UNKNOWN_FIELD.match(message)
+    if unknown:
+        node = _get(raw, parts)
+        if isinstance(node, dict) and unknown.group("key") in node:
+            trimmed = {k: v for k, v in node.items() if k != unknown.group("key")}
+            result: dict[str, Any] = _replace(raw, parts, trimmed)
+            return result
+    if len(parts) < 2 or not isinstance(raw.get(parts[0]), dict):
+        return None
+    section, name = parts[0], parts[1]
+    if section == "states":
+        return _replace(raw, parts[:2], {"end": "invalid"})
+    if section in ("settings", "intents", "vars"):
+        return {**raw, section: {k: v for k, v in raw[section].items() if k != name}}
+    return None
+
+
 def _decode(raw: dict[str, Any], b: _Builder) -> schema.Flow:
+    """Decode, reporting every structural problem at once (up to _MAX_PROBLEMS), not only the
+    first: an admin fixes a file in one go."""
     if b.scalar_text:
         raw = _as_text(raw, msgspec.inspect.type_info(schema.Flow), (), b.scalar_text)
-    for _ in range(_MAX_TEXT_FIXES):
+    problems: list[Diagnostic] = []
+    for _ in range(_MAX_TEXT_FIXES + _MAX_PROBLEMS):
         try:
-            return schema.decode_flow(raw)
+            flow = schema.decode_flow(raw)
         except msgspec.ValidationError as exc:
             message, parts = _resolve(raw, exc)
             if (
@@ -419,8 +447,18 @@ def _decode(raw: dict[str, Any], b: _Builder) -> schema.Flow:
             ):
                 raw = _replace(raw, parts, b.scalar_text[parts])  # `dtmf: 1` means "1"
                 continue
-            raise FlowError([_diagnose(raw, exc, b)]) from None
-    raise FlowError([Diagnostic(file=b.filename, line=1, col=1, message="too many values need quoting")])
+            problems.append(_diagnose(raw, exc, b))
+            neutral = _neutralise(raw, parts, message)
+            if neutral is None or len(problems) >= _MAX_PROBLEMS:
+                break
+            raw = neutral
+        else:
+            if not problems:
+                return flow
+            break
+    if not problems:
+        problems.append(Diagnostic(file=b.filename, line=1, col=1, message="too many values need quoting"))
+    raise FlowError(sorted(problems, key=lambda d: (d.line, d.col)))
 
 
 def yaml_data(text: str, filename: str = "<yaml>") -> Any:

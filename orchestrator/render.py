@@ -12,7 +12,7 @@ from typing import Literal
 import msgspec
 
 from .channels import Capabilities
-from .model import OutChoice, Outbound
+from .model import Outbound, OutChoice
 
 Mode = Literal["text", "buttons", "list", "numbered", "voice_menu"]
 

@@ -35,4 +35,4 @@ def test_log_lines_are_json_with_correlation_id_and_no_secret_or_phone() -> None
     assert line["cid"] == "turn-42"
     assert "+15555550123" not in line["msg"] and "tok_live_abcdefgh" not in line["msg"]
     assert "[secret]" in line["msg"]
-    assert line["contact"].endswith("88") and "+15555550188" != line["contact"]
+    assert line["contact"].endswith("88") and line["contact"] != "+15555550188"

@@ -167,3 +167,26 @@ def test_error_in_a_later_state_nested_mapping_is_located() -> None:
     (d,) = info.value.diagnostics
     assert (d.line, d.col, d.path) == (10, 41, "$.states.b.choices.y.label")
     assert d.message == "state 'b' key 'choices.y.label' should be text, found a list"
+
+
+def test_every_structural_problem_is_reported_at_once() -> None:
+    text = """\
+flow: several
+start: greet
+settings: {timezone: UTC, no_reply_timeout: 10x, max_retry: 3}
+states:
+  greet:
+    say: "Hi"
+    nxt: done
+  done:
+    end: ok
+    next: greet
+"""
+    with pytest.raises(FlowError) as info:
+        load_flow_text(text, "several.yaml")
+    found = [(d.line, d.message) for d in info.value.diagnostics]
+    assert [line for line, _ in found] == [3, 3, 7, 10]
+    assert "bad duration '10x'" in found[0][1]
+    assert "unknown key 'max_retry'" in found[1][1]
+    assert "unknown key 'nxt'" in found[2][1]
+    assert "unknown key 'next'" in found[3][1]
