@@ -419,11 +419,12 @@ def _neutralise(raw: dict[str, Any], parts: PathKey, message: str) -> dict[str, 
             trimmed = {k: v for k, v in node.items() if k != unknown.group("key")}
             result: dict[str, Any] = _replace(raw, parts, trimmed)
             return result
-    if len(parts) < 2 or not isinstance(raw.get(parts[0]), dict):
+    if len(parts) < 2 or not isinstance(parts[0], str) or not isinstance(raw.get(parts[0]), dict):
         return None
     section, name = parts[0], parts[1]
     if section == "states":
-        return _replace(raw, parts[:2], {"end": "invalid"})
+        placeholder: dict[str, Any] = _replace(raw, parts[:2], {"end": "invalid"})
+        return placeholder
     if section in ("settings", "intents", "vars"):
         return {**raw, section: {k: v for k, v in raw[section].items() if k != name}}
     return None
