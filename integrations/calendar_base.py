@@ -1,6 +1,7 @@
-"""What every calendar backend shares: the action argument types and the action table.
+"""What every calendar backend shares: the action argument types, the action table, the
+checks of the arguments and the shape of a booking.
 
-A backend subclasses `CalendarConnector` and implements five coroutines; the flow sees
+A backend subclasses `CalendarConnector` and implements five storage hooks; the flow sees
 the same `calendar.find_slots / book / cancel / reschedule / list_bookings` whichever
 backend the server picked (embedded SQLite or Google Calendar).
 """
@@ -8,15 +9,28 @@ backend the server picked (embedded SQLite or Google Calendar).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.errors import ConnectorError
 from orchestrator.schema import Settings, parse_duration
 
-from .slots import SlotError, SlotRules
+from .slots import (
+    Interval,
+    SlotError,
+    SlotRules,
+    coerce_slot,
+    find_free,
+    is_bookable,
+    label,
+    parse_around,
+    search_window,
+    slot_value,
+)
 
 
 class FindSlotsArgs(msgspec.Struct, kw_only=True):
@@ -70,16 +84,32 @@ def now_of(ctx: CallContext) -> datetime:
     return datetime.fromtimestamp(ctx.now, UTC)
 
 
-def duration_of(rules: SlotRules) -> timedelta:
-    return rules.duration
-
-
 def bad_args(exc: Exception) -> ConnectorResult:
     return ConnectorResult(outcome="error", detail=str(exc))
 
 
+def booking_value(
+    booking_id: str, start: datetime, end: datetime, tz: ZoneInfo, calendar: str, title: str
+) -> dict[str, Any]:
+    """The booking as the flow sees it (`save: booking`), the same shape for every backend."""
+    return {
+        "id": booking_id,
+        "start": start.astimezone(tz).isoformat(),
+        "end": end.astimezone(tz).isoformat(),
+        "label": label(start, tz),
+        "calendar": calendar,
+        "title": title,
+    }
+
+
+def no_booking() -> ConnectorResult:
+    return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+
+
 class CalendarConnector:
-    """Base of calendar backends: `name = "calendar"` and the action table."""
+    """Base of calendar backends: `name = "calendar"`, the action table, and the actions'
+    argument checks and outcomes. A backend implements the storage hooks below; a hook
+    raising ConnectorError (after its own log line) becomes the `error` outcome."""
 
     name = "calendar"
 
@@ -92,17 +122,94 @@ class CalendarConnector:
             "list_bookings": Action(ListArgs, self.list_bookings, "upcoming bookings of the contact"),
         }
 
-    async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
+    # -- storage hooks (one backend each) ---------------------------------------------------
+    async def busy_in(self, window: Interval) -> list[Interval]:
+        """The busy spans overlapping `window` (UTC)."""
         raise NotImplementedError
+
+    async def insert_booking(
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
+        """Book a bookable `slot`: `ok` (also when this conversation booked it already) or `conflict`."""
+        raise NotImplementedError
+
+    async def cancel_booking(self, booking_id: str, ctx: CallContext) -> ConnectorResult:
+        """Cancel the contact's booking: `ok` with the booking, or no_booking()."""
+        raise NotImplementedError
+
+    async def move_booking(
+        self, booking_id: str, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
+        """Move the contact's booking to a bookable `slot`: `ok`, `conflict` or no_booking()."""
+        raise NotImplementedError
+
+    async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
+        """The contact's bookings not yet over, earliest first, as booking values."""
+        raise NotImplementedError
+
+    # -- actions -----------------------------------------------------------------------------
+    async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            rules = rules_for(ctx, args.duration)
+            around = parse_around(args.around, rules.tz)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        now = now_of(ctx)
+        window = search_window(rules, now, around)
+        pad = rules.buffer + rules.duration
+        try:
+            busy = await self.busy_in((window[0] - pad, window[1] + pad))
+        except ConnectorError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        slots = find_free(rules, busy, now, around, args.count)
+        if not slots:
+            return ConnectorResult(outcome="empty", detail=f"no free slot within {rules.horizon.days} days")
+        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
-        raise NotImplementedError
+        try:
+            rules = rules_for(ctx, args.duration)
+            slot = coerce_slot(args.slot, rules.tz, rules.duration)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        why_not = is_bookable(rules, slot, now_of(ctx))
+        if why_not:
+            return ConnectorResult(outcome="conflict", detail=why_not)
+        try:
+            return await self.insert_booking(args, ctx, slot, rules)
+        except ConnectorError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
 
     async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
-        raise NotImplementedError
+        try:
+            booking_id = booking_id_of(args.booking_id)
+        except SlotError as exc:
+            return bad_args(exc)
+        try:
+            return await self.cancel_booking(booking_id, ctx)
+        except ConnectorError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
 
     async def reschedule(self, args: RescheduleArgs, ctx: CallContext) -> ConnectorResult:
-        raise NotImplementedError
+        try:
+            booking_id = booking_id_of(args.booking_id)
+            rules = rules_for(ctx)
+            slot = coerce_slot(args.slot, rules.tz, rules.duration)
+        except (SlotError, ValueError) as exc:
+            return bad_args(exc)
+        why_not = is_bookable(rules, slot, now_of(ctx))
+        if why_not:
+            return ConnectorResult(outcome="conflict", detail=why_not)
+        try:
+            return await self.move_booking(booking_id, ctx, slot, rules)
+        except ConnectorError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
 
     async def list_bookings(self, args: ListArgs, ctx: CallContext) -> ConnectorResult:
-        raise NotImplementedError
+        try:
+            values = await self.upcoming(args.phone or ctx.contact, ctx)
+        except ConnectorError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        if not values:
+            return ConnectorResult(outcome="empty", detail="no upcoming booking")
+        return ConnectorResult(outcome="ok", value=values)

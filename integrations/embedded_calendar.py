@@ -19,43 +19,28 @@ import os
 import sqlite3
 import time as _time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from orchestrator.connectors import CallContext, ConnectorResult
+from orchestrator.errors import ConnectorError
 
-from .calendar_base import (
-    BookArgs,
-    CalendarConnector,
-    CancelArgs,
-    FindSlotsArgs,
-    ListArgs,
-    RescheduleArgs,
-    bad_args,
-    booking_id_of,
-    now_of,
-    rules_for,
-)
-from .slots import (
-    Interval,
-    SlotError,
-    coerce_slot,
-    find_free,
-    is_bookable,
-    label,
-    parse_around,
-    search_window,
-    slot_value,
-)
+from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking
+from .slots import Interval, SlotRules
 
 log = logging.getLogger("integrations.embedded_calendar")
 
 ENV_PATH = "ORCHESTRATOR_CALENDAR_DB"
 DEFAULT_PATH = Path("var") / "calendar.sqlite3"
+T = TypeVar("T")
+
+
+class CalendarStorageError(ConnectorError):
+    """The SQLite file could not be read or written; the flow takes its `error` route."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bookings (
@@ -128,33 +113,21 @@ class EmbeddedCalendar(CalendarConnector):
         ]
 
     def _value(self, row: Any) -> dict[str, Any]:
-        tz = ZoneInfo(row["tz"])
-        start = datetime.fromtimestamp(row["start_ts"], UTC).astimezone(tz)
-        end = datetime.fromtimestamp(row["end_ts"], UTC).astimezone(tz)
-        return {
-            "id": row["id"],
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "label": label(start, tz),
-            "calendar": self.calendar_id,
-            "title": row["title"],
-        }
+        return booking_value(row["id"], datetime.fromtimestamp(row["start_ts"], UTC),
+                             datetime.fromtimestamp(row["end_ts"], UTC), ZoneInfo(row["tz"]), self.calendar_id,
+                             row["title"])
 
-    # -- actions ---------------------------------------------------------------------------
-    async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
+    async def _thread(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker thread; a storage failure is logged and raised as ConnectorError."""
         try:
-            rules = rules_for(ctx, args.duration)
-            around = parse_around(args.around, rules.tz)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        now = now_of(ctx)
-        window = search_window(rules, now, around)
-        pad = rules.buffer + rules.duration
-        busy = await asyncio.to_thread(self._read_busy, (window[0] - pad, window[1] + pad))
-        slots = find_free(rules, busy, now, around, args.count)
-        if not slots:
-            return ConnectorResult(outcome="empty", detail=f"no free slot within {rules.horizon.days} days")
-        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
+            return await asyncio.to_thread(fn, *args)
+        except sqlite3.Error as exc:
+            log.error("embedded calendar %s: %s failed: %s", self.path, op, exc)
+            raise CalendarStorageError(f"calendar {op}: storage failed ({type(exc).__name__}: {exc})") from None
+
+    # -- storage hooks -----------------------------------------------------------------------
+    async def busy_in(self, window: Interval) -> list[Interval]:
+        return await self._thread("find_slots", self._read_busy, window)
 
     def _read_busy(self, window: Interval) -> list[Interval]:
         conn = self._connect()
@@ -163,15 +136,9 @@ class EmbeddedCalendar(CalendarConnector):
         finally:
             conn.close()
 
-    async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            rules = rules_for(ctx, args.duration)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
+    async def insert_booking(
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
         row = {
             "id": uuid.uuid4().hex,
             "calendar": self.calendar_id,
@@ -185,7 +152,7 @@ class EmbeddedCalendar(CalendarConnector):
             "session_id": ctx.session_id,
             "created_ts": _time.time(),
         }
-        return await asyncio.to_thread(self._book_sync, row, slot, rules.buffer)
+        return await self._thread("book", self._book_sync, row, slot, rules.buffer)
 
     def _book_sync(self, row: dict[str, Any], slot: Interval, buffer: timedelta) -> ConnectorResult:
         try:
@@ -207,18 +174,11 @@ class EmbeddedCalendar(CalendarConnector):
                 )
         except sqlite3.IntegrityError:  # the unique index caught a race the check did not
             return ConnectorResult(outcome="conflict", detail="the slot was just taken")
-        except sqlite3.Error as exc:
-            log.error("embedded calendar %s: booking failed: %s", self.path, exc)
-            return ConnectorResult(outcome="error", detail=f"calendar storage failed: {exc}")
         log.info("embedded calendar: booked %s at %s", row["id"], slot[0].isoformat())
         return ConnectorResult(outcome="ok", value=self._value(row))
 
-    async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            booking_id = booking_id_of(args.booking_id)
-        except SlotError as exc:
-            return bad_args(exc)
-        return await asyncio.to_thread(self._cancel_sync, booking_id, ctx.contact)
+    async def cancel_booking(self, booking_id: str, ctx: CallContext) -> ConnectorResult:
+        return await self._thread("cancel", self._cancel_sync, booking_id, ctx.contact)
 
     def _owned(self, conn: sqlite3.Connection, booking_id: str, contact: str) -> sqlite3.Row | None:
         """The booking if it exists, belongs to this calendar and to this contact."""
@@ -233,21 +193,15 @@ class EmbeddedCalendar(CalendarConnector):
         with self._write() as conn:
             row = self._owned(conn, booking_id, contact)
             if row is None:
-                return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+                return no_booking()
             conn.execute("UPDATE bookings SET status = 'cancelled' WHERE id = ?", (booking_id,))
         return ConnectorResult(outcome="ok", value={**self._value(row), "status": "cancelled"})
 
-    async def reschedule(self, args: RescheduleArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            booking_id = booking_id_of(args.booking_id)
-            rules = rules_for(ctx)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
-        return await asyncio.to_thread(self._reschedule_sync, booking_id, ctx.contact, slot, rules.buffer, rules.tz)
+    async def move_booking(
+        self, booking_id: str, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
+        return await self._thread("reschedule", self._reschedule_sync, booking_id, ctx.contact, slot, rules.buffer,
+                                  rules.tz)
 
     def _reschedule_sync(
         self, booking_id: str, contact: str, slot: Interval, buffer: timedelta, tz: ZoneInfo
@@ -256,7 +210,7 @@ class EmbeddedCalendar(CalendarConnector):
             with self._write() as conn:
                 row = self._owned(conn, booking_id, contact)
                 if row is None or row["status"] != "confirmed":
-                    return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+                    return no_booking()
                 if self._busy(conn, (slot[0] - buffer, slot[1] + buffer), exclude=booking_id):
                     return ConnectorResult(outcome="conflict", detail="the new slot is taken")
                 conn.execute(
@@ -268,12 +222,9 @@ class EmbeddedCalendar(CalendarConnector):
             return ConnectorResult(outcome="conflict", detail="the new slot is taken")
         return ConnectorResult(outcome="ok", value=self._value(updated))
 
-    async def list_bookings(self, args: ListArgs, ctx: CallContext) -> ConnectorResult:
-        phone = args.phone or ctx.contact
-        rows = await asyncio.to_thread(self._list_sync, phone, int(ctx.now))
-        if not rows:
-            return ConnectorResult(outcome="empty", detail="no upcoming booking")
-        return ConnectorResult(outcome="ok", value=[self._value(r) for r in rows])
+    async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
+        rows = await self._thread("list_bookings", self._list_sync, phone, int(ctx.now))
+        return [self._value(r) for r in rows]
 
     def _list_sync(self, phone: str, now_ts: int) -> list[sqlite3.Row]:
         conn = self._connect()

@@ -35,29 +35,8 @@ import httplib2
 from orchestrator.connectors import CallContext, Connector, ConnectorResult
 from orchestrator.errors import ConfigError, ConnectorError
 
-from .calendar_base import (
-    BookArgs,
-    CalendarConnector,
-    CancelArgs,
-    FindSlotsArgs,
-    ListArgs,
-    RescheduleArgs,
-    bad_args,
-    booking_id_of,
-    now_of,
-    rules_for,
-)
-from .slots import (
-    Interval,
-    SlotError,
-    coerce_slot,
-    find_free,
-    is_bookable,
-    label,
-    parse_around,
-    search_window,
-    slot_value,
-)
+from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking, now_of
+from .slots import Interval, SlotRules
 
 log = logging.getLogger("integrations.google_calendar")
 
@@ -81,6 +60,11 @@ def event_id(*parts: str) -> str:
 
 def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _event_times(slot: Interval, tz: ZoneInfo) -> dict[str, dict[str, str]]:
+    return {"start": {"dateTime": slot[0].astimezone(tz).isoformat(), "timeZone": tz.key},
+            "end": {"dateTime": slot[1].astimezone(tz).isoformat(), "timeZone": tz.key}}
 
 
 def _parse_event_time(value: Mapping[str, Any]) -> datetime:
@@ -194,12 +178,6 @@ class GoogleCalendar(CalendarConnector):
                 raise GoogleCalendarError(detail) from None
             raise
 
-    async def _guarded(self, op: str, fn: Callable[[], ConnectorResult]) -> ConnectorResult:
-        try:
-            return await self._run(op, fn)
-        except GoogleCalendarError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
-
     # -- Google calls (blocking; run through _run) -----------------------------------------
     def _busy_sync(self, window: Interval) -> list[Interval]:
         body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": self.calendar_id}]}
@@ -271,16 +249,8 @@ class GoogleCalendar(CalendarConnector):
 
     def _value(self, event: Mapping[str, Any]) -> dict[str, Any]:
         tz = ZoneInfo(str((event.get("start") or {}).get("timeZone") or "UTC"))
-        start = _parse_event_time(event["start"])
-        end = _parse_event_time(event["end"])
-        return {
-            "id": event["id"],
-            "start": start.astimezone(tz).isoformat(),
-            "end": end.astimezone(tz).isoformat(),
-            "label": label(start, tz),
-            "calendar": self.calendar_id,
-            "title": event.get("summary", ""),
-        }
+        return booking_value(event["id"], _parse_event_time(event["start"]), _parse_event_time(event["end"]), tz,
+                             self.calendar_id, event.get("summary", ""))
 
     def _event_body(self, args: BookArgs, ctx: CallContext, slot: Interval, tz: ZoneInfo) -> dict[str, Any]:
         phone = args.phone or ctx.contact
@@ -294,8 +264,7 @@ class GoogleCalendar(CalendarConnector):
         return {
             "summary": args.title or "Appointment",
             "description": "\n".join([*lines, f"Booked by the {ctx.flow} flow."]),
-            "start": {"dateTime": slot[0].astimezone(tz).isoformat(), "timeZone": tz.key},
-            "end": {"dateTime": slot[1].astimezone(tz).isoformat(), "timeZone": tz.key},
+            **_event_times(slot, tz),
             "extendedProperties": {"private": private},
         }
 
@@ -322,83 +291,46 @@ class GoogleCalendar(CalendarConnector):
             if exc.status_code not in (404, 410):  # already gone: the cancel is done
                 raise
 
-    # -- actions -----------------------------------------------------------------------------
-    async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            rules = rules_for(ctx, args.duration)
-            around = parse_around(args.around, rules.tz)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        now = now_of(ctx)
-        window = search_window(rules, now, around)
-        pad = rules.buffer + rules.duration
-        try:
-            busy = await self._run("freebusy", lambda: self._busy_sync((window[0] - pad, window[1] + pad)))
-        except GoogleCalendarError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
-        slots = find_free(rules, busy, now, around, args.count)
-        if not slots:
-            return ConnectorResult(outcome="empty", detail=f"no free slot within {rules.horizon.days} days")
-        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
+    # -- storage hooks -----------------------------------------------------------------------
+    async def busy_in(self, window: Interval) -> list[Interval]:
+        return await self._run("freebusy", lambda: self._busy_sync(window))
 
-    async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            rules = rules_for(ctx, args.duration)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
+    async def insert_booking(
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
         body = self._event_body(args, ctx, slot, rules.tz)
         pad = (slot[0] - rules.buffer, slot[1] + rules.buffer)
-        try:
-            result = await self._run("book", lambda: self._book_sync(slot, pad, body, ctx.session_id))
-        except GoogleCalendarError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
+        result = await self._run("book", lambda: self._book_sync(slot, pad, body, ctx.session_id))
         if result.outcome == "ok":
             log.info("google calendar: booked %s at %s", result.value["id"], slot[0].isoformat())
         return result
 
-    async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            booking_id = booking_id_of(args.booking_id)
-        except SlotError as exc:
-            return bad_args(exc)
-
+    async def cancel_booking(self, booking_id: str, ctx: CallContext) -> ConnectorResult:
         def run() -> ConnectorResult:
             event = self._owned_sync(booking_id, ctx.contact)
             if event is None:
-                return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+                return no_booking()
             self._delete_sync(booking_id)
             return ConnectorResult(outcome="ok", value={**self._value(event), "status": "cancelled"})
 
-        return await self._guarded("cancel", run)
+        return await self._run("cancel", run)
 
-    async def reschedule(self, args: RescheduleArgs, ctx: CallContext) -> ConnectorResult:
+    async def move_booking(
+        self, booking_id: str, ctx: CallContext, slot: Interval, rules: SlotRules
+    ) -> ConnectorResult:
         """Book the new slot (guarded like any booking), then delete the old event.
 
         The booking id changes: ids are tied to the slot they lock."""
-        try:
-            booking_id = booking_id_of(args.booking_id)
-            rules = rules_for(ctx)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
 
         def run() -> ConnectorResult:
             old = self._owned_sync(booking_id, ctx.contact)
             if old is None:
-                return ConnectorResult(outcome="empty", detail="no such booking for this contact")
+                return no_booking()
             private = (old.get("extendedProperties") or {}).get("private") or {}
             kept: dict[str, Any] = {k: old[k] for k in ("summary", "description") if k in old}
             body = {
                 **kept,
-                "start": {"dateTime": slot[0].astimezone(rules.tz).isoformat(), "timeZone": rules.tz.key},
-                "end": {"dateTime": slot[1].astimezone(rules.tz).isoformat(), "timeZone": rules.tz.key},
+                **_event_times(slot, rules.tz),
                 "extendedProperties": {"private": {**private, "session": ctx.session_id}},
             }
             # our own old event must not count as busy when the new slot overlaps it
@@ -409,11 +341,9 @@ class GoogleCalendar(CalendarConnector):
                 self._delete_sync(booking_id)
             return result
 
-        return await self._guarded("reschedule", run)
+        return await self._run("reschedule", run)
 
-    async def list_bookings(self, args: ListArgs, ctx: CallContext) -> ConnectorResult:
-        phone = args.phone or ctx.contact
-
+    async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             result = self._execute(
                 "events.list",
@@ -424,13 +354,7 @@ class GoogleCalendar(CalendarConnector):
             )
             return [e for e in result.get("items", []) if e.get("status") != "cancelled"]
 
-        try:
-            events = await self._run("list_bookings", run)
-        except GoogleCalendarError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
-        if not events:
-            return ConnectorResult(outcome="empty", detail="no upcoming booking")
-        return ConnectorResult(outcome="ok", value=[self._value(e) for e in events])
+        return [self._value(e) for e in await self._run("list_bookings", run)]
 
 
 def calendar_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:

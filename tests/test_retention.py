@@ -4,12 +4,11 @@ process runs each pass (a lease), on the memory store and on real Redis."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
+from rediskit import redis_stores
 
 from orchestrator.analytics import Recorder
 from orchestrator.audit import AuditLog
@@ -18,9 +17,7 @@ from orchestrator.retention import RetentionJob
 from orchestrator.sidestore import side_store
 from orchestrator.store import Commit, SessionStore
 from orchestrator.store_memory import MemoryStore
-from orchestrator.store_redis import RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 86400
 NOW = 1_800_000_000.0
 SID = "+15555550100:+15555550123"
@@ -32,17 +29,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    prefix = f"test-ret-{uuid.uuid4().hex[:10]}"
-    s = await RedisStore.connect(REDIS_URL, prefix)
-    try:
-        yield s
-    finally:
-        await s.close()
-        r = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in r.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
+    async with redis_stores("ret") as [redis_store]:
+        yield redis_store
 
 
 def session(started: float, at: float, *, ended: bool, version: int) -> Session:
@@ -100,20 +88,10 @@ async def test_one_process_runs_a_pass(store: SessionStore) -> None:
 
 @pytest.mark.redis
 async def test_two_processes_share_one_lease_on_redis() -> None:
-    prefix = f"test-ret-{uuid.uuid4().hex[:10]}"
-    a, b = await RedisStore.connect(REDIS_URL, prefix), await RedisStore.connect(REDIS_URL, prefix)
-    try:
+    async with redis_stores("ret", count=2) as [a, b]:
         ta = await side_store(a).acquire("retention", 60)
         assert ta is not None and await side_store(b).acquire("retention", 60) is None
         await side_store(b).release("retention", "not-the-token")  # a stranger cannot free it
         assert await side_store(b).acquire("retention", 60) is None
         await side_store(a).release("retention", ta)
         assert await side_store(b).acquire("retention", 60) is not None
-    finally:
-        await a.close()
-        await b.close()
-        r = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in r.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from flowkit import FIXED_NOW, FLOWS_DIR
+from rediskit import redis_stores
 
 from integrations.embedded_calendar import EmbeddedCalendar
 from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
@@ -24,9 +24,7 @@ from orchestrator.server import create_app
 from orchestrator.settings import AppSettings
 from orchestrator.store import SessionStore
 from orchestrator.store_memory import MemoryStore
-from orchestrator.store_redis import RedisStore
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TOKEN = "test-admin-token-0123456789"
 BIZ = "+15555550100"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -84,17 +82,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SessionSt
     if request.param == "memory":
         yield MemoryStore(), None
         return
-    prefix = f"test-admin-{uuid.uuid4().hex[:10]}"
-    redis_store = await RedisStore.connect(REDIS_URL, prefix)
-    try:
-        yield redis_store, prefix
-    finally:
-        await redis_store.close()
-        client = aioredis.Redis.from_url(REDIS_URL)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with redis_stores("admin") as [redis_store]:
+        yield redis_store, redis_store.prefix
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import AGENT, AUTH, BOOK, HOURS, REDIS_URL, TOKEN, Env
+from conftest import AGENT, AUTH, BOOK, HOURS, TOKEN, Env
+from rediskit import REDIS_URL
 
 from orchestrator.audit import fingerprint
 

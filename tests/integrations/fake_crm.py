@@ -6,13 +6,10 @@ import json
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and hung up (the hanging-server tests)
+from fakekit import send_json, serve
 
 
 class FakeServer:
@@ -25,20 +22,8 @@ class FakeServer:
         self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
         self.script: list[tuple[str, str, int, Any, dict[str, str]]] = []
         self.hang_seconds = 0.0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _any(self) -> None:
-                fake._dispatch(self)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, thread = serve(self._dispatch)
+        thread.start()
 
     @property
     def base(self) -> str:
@@ -76,14 +61,7 @@ class FakeServer:
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        send_json(h, status, body, headers)
 
 
 class FakeCrm(FakeServer):

@@ -16,8 +16,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from fakekit import send_json, serve
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
@@ -40,11 +42,6 @@ def _error(status: int, reason: str, message: str) -> dict[str, Any]:
                       "code": status, "message": message}}
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that timed out and hung up (the hanging-server tests)
-
-
 class FakeGoogleCalendar:
     def __init__(self, public_key_pem: str | None = None) -> None:
         self.public_key_pem = public_key_pem
@@ -56,27 +53,7 @@ class FakeGoogleCalendar:
         self.hang_seconds = 0.0
         self.insert_barrier: threading.Barrier | None = None
         self.unknown_calendars: set[str] = set()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-            def do_PATCH(self) -> None:
-                fake._handle(self, "PATCH")
-
-            def do_DELETE(self) -> None:
-                fake._handle(self, "DELETE")
-
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.server, self.thread = serve(self._handle)
 
     @property
     def base(self) -> str:
@@ -115,7 +92,8 @@ class FakeGoogleCalendar:
         return sum(1 for m, p in self.requests if m == method and p.startswith(prefix))
 
     # -- dispatch ---------------------------------------------------------------------------
-    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        method = h.command
         url = urllib.parse.urlsplit(h.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         length = int(h.headers.get("Content-Length") or 0)
@@ -149,15 +127,9 @@ class FakeGoogleCalendar:
                 return self._one(h, method, cal_id, parts[3], body)
         return self._send(h, 404, _error(404, "notFound", "Not Found"))
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=UTF-8")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        send_json(h, status, body, headers, content_type="application/json; charset=UTF-8")
 
     def _token(self, h: BaseHTTPRequestHandler, raw: bytes) -> None:
         form = dict(urllib.parse.parse_qsl(raw.decode()))
