@@ -8,7 +8,7 @@ backend the server picked (embedded SQLite or Google Calendar).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -102,6 +102,30 @@ def booking_value(
     }
 
 
+def bookable_slot(
+    ctx: CallContext, raw: Any, duration: str | None = None
+) -> tuple[SlotRules, Interval] | ConnectorResult:
+    """The rules and the slot `raw` names, or the outcome refusing it (`error` when it cannot be
+    read, `conflict` when it is outside the opening hours, in the past or beyond the horizon)."""
+    try:
+        rules = rules_for(ctx, duration)
+        slot = coerce_slot(raw, rules.tz, rules.duration)
+    except (SlotError, ValueError) as exc:
+        return bad_args(exc)
+    why_not = is_bookable(rules, slot, now_of(ctx))
+    if why_not:
+        return ConnectorResult(outcome="conflict", detail=why_not)
+    return rules, slot
+
+
+async def errors_as_outcome(call: Awaitable[ConnectorResult]) -> ConnectorResult:
+    """A storage hook's ConnectorError (logged where it happened) as the `error` outcome."""
+    try:
+        return await call
+    except ConnectorError as exc:
+        return ConnectorResult(outcome="error", detail=str(exc))
+
+
 def no_booking() -> ConnectorResult:
     return ConnectorResult(outcome="empty", detail="no such booking for this contact")
 
@@ -167,43 +191,27 @@ class CalendarConnector:
         return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
-        try:
-            rules = rules_for(ctx, args.duration)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
-            return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
-        try:
-            return await self.insert_booking(args, ctx, slot, rules)
-        except ConnectorError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
+        checked = bookable_slot(ctx, args.slot, args.duration)
+        if isinstance(checked, ConnectorResult):
+            return checked
+        return await errors_as_outcome(self.insert_booking(args, ctx, checked[1], checked[0]))
 
     async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
         try:
             booking_id = booking_id_of(args.booking_id)
         except SlotError as exc:
             return bad_args(exc)
-        try:
-            return await self.cancel_booking(booking_id, ctx)
-        except ConnectorError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
+        return await errors_as_outcome(self.cancel_booking(booking_id, ctx))
 
     async def reschedule(self, args: RescheduleArgs, ctx: CallContext) -> ConnectorResult:
         try:
             booking_id = booking_id_of(args.booking_id)
-            rules = rules_for(ctx)
-            slot = coerce_slot(args.slot, rules.tz, rules.duration)
-        except (SlotError, ValueError) as exc:
+        except SlotError as exc:
             return bad_args(exc)
-        why_not = is_bookable(rules, slot, now_of(ctx))
-        if why_not:
-            return ConnectorResult(outcome="conflict", detail=why_not)
-        try:
-            return await self.move_booking(booking_id, ctx, slot, rules)
-        except ConnectorError as exc:
-            return ConnectorResult(outcome="error", detail=str(exc))
+        checked = bookable_slot(ctx, args.slot)
+        if isinstance(checked, ConnectorResult):
+            return checked
+        return await errors_as_outcome(self.move_booking(booking_id, ctx, checked[1], checked[0]))
 
     async def list_bookings(self, args: ListArgs, ctx: CallContext) -> ConnectorResult:
         try:
