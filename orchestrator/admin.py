@@ -404,7 +404,8 @@ async def export_contact(runtime: Any, phone: str) -> dict[str, Any]:
 
 async def erase_statuses(store: Any, contact: str) -> int:
     """Delivery statuses are keyed by outbox id (`<business>:<contact>|<uniq>`), which names the
-    contact: the session store's erase_contact leaves them, so the erasure removes them here."""
+    contact: the session store's erase_contact leaves them, so the erasure removes them here
+    (until the store's erase_contact does it: /work/notes/store_api_request.md §2; then this goes)."""
     client = getattr(store, "client", None) or getattr(store, "_r", None)
     if client is not None:
         escaped = "".join("\\" + c if c in "*?[]\\" else c for c in contact)

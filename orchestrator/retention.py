@@ -50,7 +50,14 @@ def _entry_time(raw: bytes) -> float:
 
 
 async def trim_transcript(store: SessionStore, session_id: str, cutoff: float) -> int:
-    """Drop a session's transcript entries older than `cutoff`; returns how many."""
+    """Drop a session's transcript entries older than `cutoff`; returns how many.
+
+    Uses the store's own `trim_transcript` when it has one (requested in
+    /work/notes/store_api_request.md); until then it trims the head of the list itself:
+    commits only append at the tail, so removing the first `old` entries never drops a new one."""
+    public = getattr(store, "trim_transcript", None)
+    if public is not None:
+        return int(await public(session_id, cutoff))
     entries = await store.get_transcript(session_id)
     old = 0
     for raw in entries:
