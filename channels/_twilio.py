@@ -80,8 +80,21 @@ class FormParams(dict[str, list[str]]):
         return values[0] if values else default
 
 
+_last_form: tuple[list[tuple[str, str]] | None, FormParams] = (None, FormParams())
+
+
 def form_of(request: InboundRequest) -> FormParams:
-    return FormParams.of(request.form or [])
+    """The request's form as FormParams, built once per request: `verify` and `parse` run back
+    to back on the same parsed list, so a one-entry cache keyed by that list object suffices
+    (the list is held, so its identity cannot be reused while cached)."""
+    global _last_form
+    pairs = request.form
+    cached, params = _last_form
+    if pairs is not None and pairs is cached:
+        return params
+    params = FormParams.of(pairs or [])
+    _last_form = (pairs, params)
+    return params
 
 
 class TwilioSignatureVerifier:
@@ -101,8 +114,8 @@ class TwilioSignatureVerifier:
         signature = request.headers.get("x-twilio-signature", "")
         if not signature:
             raise SignatureError(f"{request.path}: no X-Twilio-Signature header; request refused")
-        query = parse_qs(urlsplit(request.url).query)
-        if "bodySHA256" in query:  # JSON body: the body hash rides in the signed URL
+        # JSON body: the body hash rides in the signed URL
+        if "bodySHA256=" in request.url and "bodySHA256" in parse_qs(urlsplit(request.url).query):
             params: Any = request.body.decode("utf-8", "replace")
         else:
             params = form_of(request)

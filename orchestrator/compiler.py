@@ -15,6 +15,7 @@ revisions (LRU) so every conversation on a revision shares one `CompiledFlow`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -31,6 +32,9 @@ from .errors import Diagnostic, FlowError, FlowRuntimeError
 from .inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from .model import OutChoice
 from .templates import CompiledArgs, Expression, Template, TemplateEngine
+
+# `transitions` logs INFO on every state change (two records per turn): only its warnings matter.
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 CHANNEL_KEYS: tuple[str, ...] = schema.CHANNELS  # per-channel overrides: voice, sms, whatsapp
 INTENT_PREFIX = "intent:"

@@ -109,6 +109,35 @@ class JsonFormatter(logging.Formatter):
         return _json.dumps(payload, default=str)
 
 
+class ArgsRedactingFilter(logging.Filter):
+    """Redacts a record's string arguments in place, keeping them a tuple: for loggers whose
+    formatter unpacks `record.args` (uvicorn's access log: client, method, path + query, ...)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+ACCESS_LOGGERS = ("uvicorn.access", "granian.access")
+
+
+def ensure_logging(*, redact: bool = True, level: int | str = logging.INFO) -> None:
+    """`configure_logging` unless it ran already in this process (idempotent), and redaction
+    on the web servers' access loggers whatever handler they write to. Called by the app
+    factory, so every uvicorn worker process (`serve --workers N`) logs redacted too."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_orchestrator", False) for h in root.handlers):
+        configure_logging(json=True, redact=redact, level=level)
+    if redact:
+        for name in ACCESS_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, ArgsRedactingFilter) for f in logger.filters):
+                logger.addFilter(ArgsRedactingFilter())
+
+
 def configure_logging(*, json: bool = True, redact: bool = True, level: int | str = logging.INFO) -> None:
     """Install one handler on the root logger (idempotent), JSON lines on stderr."""
     root = logging.getLogger()

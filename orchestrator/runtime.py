@@ -236,7 +236,7 @@ class Runtime:
                     new.version = session.version
                 session = new
                 event = msgspec.structs.replace(event, kind="start")
-                metrics.CONVERSATIONS_STARTED.labels(compiled.id, event.channel).inc()
+                metrics.labelled(metrics.CONVERSATIONS_STARTED, compiled.id, event.channel).inc()
             assert session is not None and compiled is not None
             result = await self.engine(compiled).turn(session, event, now)
             reply = await self._save(adapter, sid, b.token, b.version, dedupe_id, event, compiled, result, now,
@@ -245,13 +245,15 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self.store.release(sid, b.token)
             raise
-        metrics.TURNS.labels(event.channel).inc()
-        metrics.TURN_SECONDS.labels(event.channel).observe(time.perf_counter() - started)
-        log.info("turn", extra={
-            "session": redact_phone(sid), "flow": compiled.id, "revision": compiled.revision,
-            "event": event.kind, "channel": channel, "state": result.session.state,
-            "ended": result.ended, "ms": round((time.perf_counter() - started) * 1000, 2),
-        })
+        elapsed = time.perf_counter() - started
+        metrics.labelled(metrics.TURNS, event.channel).inc()
+        metrics.labelled(metrics.TURN_SECONDS, event.channel).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):  # per-turn detail; operators get the metrics
+            log.debug("turn", extra={
+                "session": redact_phone(sid), "flow": compiled.id, "revision": compiled.revision,
+                "event": event.kind, "channel": channel, "state": result.session.state,
+                "ended": result.ended, "ms": round(elapsed * 1000, 2),
+            })
         return reply
 
     async def _save(
@@ -307,7 +309,7 @@ class Runtime:
         if outbox:
             self._wake.set()
         if result.ended:
-            metrics.CONVERSATIONS_ENDED.labels(compiled.id, session.outcome or "ended").inc()
+            metrics.labelled(metrics.CONVERSATIONS_ENDED, compiled.id, session.outcome or "ended").inc()
         await self.recorder.after_commit(event.channel, result)  # writes only at start / end
         return TurnReply(
             messages=reply_messages, session_id=sid,
@@ -315,7 +317,7 @@ class Runtime:
         )
 
     async def _duplicate(self, channel: str, raw: bytes) -> TurnReply:
-        metrics.DUPLICATES.labels(channel).inc()
+        metrics.labelled(metrics.DUPLICATES, channel).inc()
         if not raw:  # a delivery answered through the outbox: the webhook reply was empty
             return TurnReply(messages=[], duplicate=True, context=self._context(None, None))
         stored = _reply_decoder.decode(raw)

@@ -25,18 +25,18 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl
 
-from litestar import Litestar, Request, Response, get, route
+from litestar import Litestar, Request, Response, asgi, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.exceptions.responses import create_exception_response
 from litestar.handlers import BaseRouteHandler
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 
 from . import metrics
 from .channels import ENTRY_POINT_GROUP, ChannelAdapter, ChannelRegistry, InboundRequest, Rendered, ReplyContext
 from .connectors import ConnectorRegistry, default_connectors
 from .errors import BadRequest, ConfigError, LockTimeout, SignatureError, StoreUnavailable
-from .logs import configure_logging, register_secrets
+from .logs import configure_logging, ensure_logging, register_secrets
 from .model import Outbound
 from .settings import AppSettings
 
@@ -189,24 +189,68 @@ def _webhook_routes(gateway: WebhookGateway) -> list[BaseRouteHandler]:
 
 
 def _webhook_handler(gateway: WebhookGateway, path: str, methods: dict[str, str]) -> BaseRouteHandler:
-    async def webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return Response(b"payload too large", status_code=413, media_type="text/plain")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return Response(b"payload too large", status_code=413, media_type="text/plain")
-        method = request.method.upper()
-        rendered = await gateway.dispatch(
-            methods[method], method, request.url.path, request.url.query, str(request.url),
-            request.headers, body,
-        )
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if rendered.status_code == 503 else None
-        return Response(rendered.body, status_code=rendered.status_code, media_type=rendered.media_type,
-                        headers=headers)
+    """A raw ASGI handler: the body read once, no Request object, no DI, no response model
+    (litestar's per-request machinery cost more than a whole turn should)."""
 
-    verbs: list[Any] = sorted(methods)
-    return route(path, http_method=verbs, name=f"webhook:{path}", include_in_schema=False)(webhook)
+    async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+        http: Any = scope
+        method = http["method"].upper()
+        if method not in methods:
+            await _respond(send, 405, b"method not allowed", "text/plain", {"allow": ", ".join(sorted(methods))})
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in http["headers"]}
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            await _respond(send, 413, b"payload too large", "text/plain")
+            return
+        body = await _read_body(receive)
+        if body is None:
+            await _respond(send, 413, b"payload too large", "text/plain")
+            return
+        query = http.get("query_string", b"").decode("latin-1")
+        rendered = await gateway.dispatch(
+            methods[method], method, http["path"], query, _seen_url(http, headers, query), headers, body,
+        )
+        extra = {"retry-after": str(RETRY_AFTER_SECONDS)} if rendered.status_code == 503 else None
+        await _respond(send, rendered.status_code, rendered.body, rendered.media_type, extra)
+
+    return asgi(path, name=f"webhook:{path}", include_in_schema=False, copy_scope=False)(webhook)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when it is larger than MAX_BODY_BYTES."""
+    message: Any = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body if len(body) <= MAX_BODY_BYTES else None
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _seen_url(scope: Any, headers: Mapping[str, str], query: str) -> str:
+    host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+    url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
+    return f"{url}?{query}" if query else url
+
+
+async def _respond(send: Send, status: int, body: bytes, media_type: str,
+                   extra: Mapping[str, str] | None = None) -> None:
+    content_type = media_type if "charset" in media_type or not media_type.startswith("text/") \
+        else f"{media_type}; charset=utf-8"
+    headers = [(b"content-type", content_type.encode("latin-1")),
+               (b"content-length", str(len(body)).encode("latin-1"))]
+    if extra:
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _last_resort(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -233,6 +277,7 @@ def create_app(
     channel lacks a secret. `extra_route_handlers` (e.g. the admin API Router) get the
     `runtime` and `settings` dependencies."""
     settings = settings or AppSettings.from_env()
+    ensure_logging(redact=settings.redact_logs)  # uvicorn workers build the app here: redact there too
     register_secrets(settings.secrets())
     channels = runtime.channels if runtime is not None else build_channels(settings)
     gateway = WebhookGateway(channels, settings.public_url)
@@ -302,6 +347,7 @@ def create_app(
                       "settings": Provide(provide_settings, sync_to_thread=False)},
         request_max_body_size=MAX_BODY_BYTES,
         exception_handlers={Exception: _last_resort},
+        logging_config=None,  # ours (ensure_logging), never litestar's unredacted default
     )
 
 
