@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -53,38 +53,65 @@ class LogConversationArgs(msgspec.Struct, kw_only=True):
     phone: str | None = None
 
 
+Recheck = Callable[[], Awaitable[httpx.Response | None]]
+
+
 async def request_with_retries(
     client: httpx.AsyncClient, method: str, url: str, *, what: str, retries: int = 3,
-    base_delay: float = 0.5, max_delay: float = 30.0, **kwargs: Any,
+    base_delay: float = 0.5, max_delay: float = 30.0, recheck: Recheck | None = None, **kwargs: Any,
 ) -> httpx.Response:
     """One HTTP call with backoff on timeouts, connection errors, 429 (Retry-After) and 5xx.
 
     Returns the final response for a non-retryable status (the caller checks it); raises
-    CrmError once retries are spent."""
+    CrmError once retries are spent. A timeout or a 5xx leaves it unknown whether the server
+    did the work: for a request that is not idempotent, `recheck()` is awaited after such a
+    failure (before the next try, and before giving up) and a response it returns (the work
+    found done) is returned instead of repeating the request."""
     for attempt in range(retries + 1):
         delay = base_delay * 2**attempt * (0.5 + random.random())
+        unknown = False  # did the server perhaps do it?
         try:
             response = await client.request(method, url, **kwargs)
-        except httpx.TimeoutException:
-            problem = "timed out"
+        except httpx.TimeoutException as exc:
+            problem, unknown = "timed out", not isinstance(exc, httpx.ConnectTimeout)
         except httpx.TransportError as exc:
             problem = f"connection failed ({type(exc).__name__})"
+            unknown = not isinstance(exc, httpx.ConnectError)
         else:
             if response.status_code != 429 and response.status_code < 500:
                 return response
-            problem = f"HTTP {response.status_code}"
+            problem, unknown = f"HTTP {response.status_code}", response.status_code >= 500
             retry_after = response.headers.get("Retry-After")
             if retry_after is not None:
                 try:
                     delay = float(retry_after)
                 except ValueError:
                     pass
+        if attempt < retries:
+            log.warning("%s: %s, retry %d in %.2fs", what, problem, attempt + 1, min(delay, max_delay))
+            await asyncio.sleep(min(delay, max_delay))
+        if unknown and recheck is not None:
+            found = await recheck()
+            if found is not None:
+                log.warning("%s: %s, but it was done; not repeated", what, problem)
+                return found
         if attempt == retries:
             log.error("%s failed after %d tries: %s", what, retries + 1, problem)
             raise CrmError(f"{what} failed: {problem}")
-        log.warning("%s: %s, retry %d in %.2fs", what, problem, attempt + 1, min(delay, max_delay))
-        await asyncio.sleep(min(delay, max_delay))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def timeout_from_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or ""
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 300:
+        raise ConfigError(f"{name}={raw[:20]!r} is not a timeout; give seconds, e.g. {name}={default:g}")
+    return value
 
 
 def summary_fields(args: LogConversationArgs, ctx: CallContext) -> dict[str, Any]:
@@ -146,7 +173,7 @@ class CrmHttp:
         if not isinstance(field_map, dict):
             raise ConfigError("CRM_FIELD_MAP must be a JSON object: our field name -> the CRM's")
         return cls(env.get("CRM_URL", ""), auth_header=env.get("CRM_AUTH_HEADER"), field_map=field_map,
-                   timeout_seconds=float(env.get("CRM_TIMEOUT_SECONDS") or 5.0), **kwargs)
+                   timeout_seconds=timeout_from_env(env, "CRM_TIMEOUT_SECONDS", 5.0), **kwargs)
 
     def _mapped(self, data: Mapping[str, Any]) -> dict[str, Any]:
         return {self.field_map.get(k, k): v for k, v in data.items() if v is not None}

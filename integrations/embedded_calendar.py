@@ -121,7 +121,7 @@ class EmbeddedCalendar(CalendarConnector):
         """`fn(*args)` in a worker thread; a storage failure is logged and raised as ConnectorError."""
         try:
             return await asyncio.to_thread(fn, *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: the file's folder cannot be made
             log.error("embedded calendar %s: %s failed: %s", self.path, op, exc)
             raise CalendarStorageError(f"calendar {op}: storage failed ({type(exc).__name__}: {exc})") from None
 

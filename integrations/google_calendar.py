@@ -162,6 +162,9 @@ class GoogleCalendar(CalendarConnector):
 
         try:
             return await asyncio.to_thread(fn)
+        except GoogleCalendarError as exc:  # raised by our own checks (freebusy errors, re-bookings)
+            log.error("%s", exc)
+            raise
         except HttpError as exc:
             log.error("google calendar %s failed: HTTP %s %s", op, exc.status_code, exc.reason)
             raise GoogleCalendarError(f"google calendar {op} failed: HTTP {exc.status_code} {exc.reason}") from None
@@ -225,14 +228,33 @@ class GoogleCalendar(CalendarConnector):
             try:
                 event = self._insert_sync({**body, "id": eid})
             except HttpError as exc:
+                if (exc.status_code or 0) >= 500:  # the insert may have landed before the error
+                    return self._read_back(eid, session, exc)
                 if exc.status_code != 409:
                     raise
                 raced = self._get_sync(eid)  # 409 duplicate: someone (maybe us, earlier) holds this id
                 if raced is None or raced.get("status") == "cancelled":
                     continue
                 return self._claimed(raced, session)
+            except (TimeoutError, OSError, httplib2.HttpLib2Error) as exc:
+                return self._read_back(eid, session, exc)
             return ConnectorResult(outcome="ok", value=self._value(event))
         raise GoogleCalendarError(f"google calendar book: slot {start_key} was re-booked {MAX_GENERATIONS} times")
+
+    def _read_back(self, eid: str, session: str, failure: Exception) -> ConnectorResult:
+        """The insert failed without an answer we can trust (5xx after retries, a timeout, a
+        dropped connection): Google may have stored the event anyway. Read the id back: our
+        own event means the booking is made (never report a booking that exists as failed);
+        otherwise the insert's failure stands."""
+        try:
+            event = self._get_sync(eid)
+        except Exception:
+            event = None
+        if event is not None and event.get("status") != "cancelled":
+            log.warning("google calendar book: insert failed (%s) but the event exists; read back",
+                        type(failure).__name__)
+            return self._claimed(event, session)
+        raise failure
 
     def _insert_sync(self, body: dict[str, Any]) -> dict[str, Any]:
         event: dict[str, Any] = self._execute(

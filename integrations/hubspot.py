@@ -7,12 +7,21 @@ Uses HubSpot's public CRM v3 API with a private-app token (`HUBSPOT_TOKEN`):
 - a note: `POST /crm/v3/objects/notes` associated with the contact (associationTypeId 202,
   HUBSPOT_DEFINED = note to contact).
 429 is retried after `Retry-After`; 5xx and timeouts with backoff. `HUBSPOT_API_BASE`
-moves the base URL (tests point it at a local fake).
+moves the base URL (tests point it at a local fake), `HUBSPOT_TIMEOUT_SECONDS` the timeout.
+
+One note per summary, however often it is retried: the note ends with a reference (a hash
+of the conversation id and the summary, like the generic CRM's Idempotency-Key) that is
+searched for (`POST /crm/v3/objects/notes/search`, on the contact) before the note is
+created, and again after a 5xx or timeout before the create is repeated. Limit: HubSpot's
+search is eventually consistent (a few seconds), so a note created moments before a failed
+answer can still be missed and doubled; a failing search never blocks the note.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -24,7 +33,15 @@ import httpx
 from orchestrator.connectors import Action, CallContext, ConnectorResult
 from orchestrator.errors import ConfigError
 
-from .crm_http import CrmError, LogConversationArgs, UpsertContactArgs, request_with_retries, summary_fields
+from .crm_http import (
+    CrmError,
+    LogConversationArgs,
+    Recheck,
+    UpsertContactArgs,
+    request_with_retries,
+    summary_fields,
+    timeout_from_env,
+)
 
 log = logging.getLogger("integrations.hubspot")
 
@@ -59,16 +76,41 @@ class HubSpot:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> HubSpot:
-        return cls(env.get("HUBSPOT_TOKEN", ""), api_base=env.get("HUBSPOT_API_BASE"), **kwargs)
+        return cls(env.get("HUBSPOT_TOKEN", ""), api_base=env.get("HUBSPOT_API_BASE"),
+                   timeout_seconds=timeout_from_env(env, "HUBSPOT_TIMEOUT_SECONDS", 5.0), **kwargs)
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.api_base, timeout=self.timeout_seconds,
                                  headers={"Authorization": f"Bearer {self._token}"})
 
     async def _call(self, client: httpx.AsyncClient, method: str, path: str, what: str,
-                    body: dict[str, Any]) -> httpx.Response:
+                    body: dict[str, Any], recheck: Recheck | None = None) -> httpx.Response:
         return await request_with_retries(client, method, path, what=f"hubspot {what}", retries=self.retries,
-                                          base_delay=self.retry_base_seconds, json=body)
+                                          base_delay=self.retry_base_seconds, recheck=recheck, json=body)
+
+    async def _find_note(self, client: httpx.AsyncClient, contact_id: str, ref: str) -> str | None:
+        """The id of the contact's note carrying `ref`, or None (also when the search fails:
+        a note twice is better than no note)."""
+        search = {
+            "filterGroups": [{"filters": [
+                {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id},
+                {"propertyName": "hs_note_body", "operator": "CONTAINS_TOKEN", "value": ref},
+            ]}],
+            "properties": ["hs_note_body"], "limit": 10,
+        }
+        try:
+            found = await request_with_retries(client, "POST", "/crm/v3/objects/notes/search",
+                                               what="hubspot note search", retries=0, json=search)
+        except CrmError:
+            return None
+        if found.status_code != 200:
+            log.warning("hubspot note search: HTTP %s; creating the note without the duplicate check",
+                        found.status_code)
+            return None
+        for hit in found.json().get("results") or []:
+            if ref in str((hit.get("properties") or {}).get("hs_note_body") or ""):
+                return str(hit["id"])
+        return None
 
     @staticmethod
     def _fail(what: str, response: httpx.Response) -> CrmError:
@@ -128,21 +170,39 @@ class HubSpot:
         if args.transcript_url:
             url = html.escape(args.transcript_url, quote=True)
             body_html += f'<br><a href="{url}">Transcript</a>'
+        ref = note_ref(ctx.session_id, body_html)
+        body_html += f"<br><small>ref {ref}</small>"
         try:
             async with self._client() as client:
                 contact_id = await self._upsert(client, phone, {"phone": phone, **split_name(args.name)})
-                note = {
-                    "properties": {"hs_timestamp": datetime.fromtimestamp(ctx.now, UTC).isoformat(),
-                                   "hs_note_body": body_html},
-                    "associations": [{"to": {"id": contact_id}, "types": [
-                        {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}],
-                }
-                created = await self._call(client, "POST", "/crm/v3/objects/notes", "create note", note)
-                if created.status_code not in (200, 201):
-                    raise self._fail("create note", created)
+                note_id = await self._find_note(client, contact_id, ref)
+                if note_id is None:
+                    note_id = await self._create_note(client, contact_id, ref, body_html, ctx.now)
         except CrmError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
-        return ConnectorResult(outcome="ok", value={"contact_id": contact_id, "note_id": str(created.json()["id"])})
+        return ConnectorResult(outcome="ok", value={"contact_id": contact_id, "note_id": note_id})
+
+    async def _create_note(self, client: httpx.AsyncClient, contact_id: str, ref: str, body_html: str,
+                           now: float) -> str:
+        note = {
+            "properties": {"hs_timestamp": datetime.fromtimestamp(now, UTC).isoformat(), "hs_note_body": body_html},
+            "associations": [{"to": {"id": contact_id}, "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": NOTE_TO_CONTACT}]}],
+        }
+
+        async def recheck() -> httpx.Response | None:
+            found = await self._find_note(client, contact_id, ref)
+            return httpx.Response(200, json={"id": found}) if found else None
+
+        created = await self._call(client, "POST", "/crm/v3/objects/notes", "create note", note, recheck)
+        if created.status_code not in (200, 201):
+            raise self._fail("create note", created)
+        return str(created.json()["id"])
+
+
+def note_ref(conversation_id: str, body_html: str) -> str:
+    """The idempotency reference of a note: the same summary of the same conversation, the same ref."""
+    return hashlib.sha256(json.dumps([conversation_id, body_html]).encode()).hexdigest()[:24]
 
 
 def hubspot_from_env(env: Mapping[str, str], **kwargs: Any) -> HubSpot | None:

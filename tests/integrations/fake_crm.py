@@ -12,9 +12,14 @@ from typing import Any
 from fakekit import send_json, serve
 
 
+def _matches(path: str, pattern: str) -> bool:
+    return path == pattern[:-1] if pattern.endswith("$") else path.startswith(pattern)
+
+
 class FakeServer:
     """A threaded JSON server; subclasses implement `route`. `script` holds scripted
-    responses `(method, path_prefix, status, body, headers)` consumed first, FIFO."""
+    responses `(method, path_prefix, status, body, headers)` consumed first, FIFO. A path
+    pattern is a prefix, or with a trailing `$` the exact path."""
 
     def __init__(self, token: str = "secret-token") -> None:
         self.token = token
@@ -22,6 +27,7 @@ class FakeServer:
         self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
         self.script: list[tuple[str, str, int, Any, dict[str, str]]] = []
         self.hang_seconds = 0.0
+        self.fail_after: list[tuple[str, str, int]] = []  # (method, path, status): do it, then answer status
         self.server, thread = serve(self._dispatch)
         thread.start()
 
@@ -34,7 +40,7 @@ class FakeServer:
         self.server.server_close()
 
     def calls(self, method: str, prefix: str) -> list[dict[str, Any]]:
-        return [body for m, p, body, _ in self.requests if m == method and p.startswith(prefix)]
+        return [body for m, p, body, _ in self.requests if m == method and _matches(p, prefix)]
 
     def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
@@ -47,13 +53,17 @@ class FakeServer:
         if h.headers.get("Authorization") != f"Bearer {self.token}":
             return self._send(h, 401, {"status": "error", "category": "INVALID_AUTHENTICATION"})
         with self.lock:
-            scripted = next((s for s in self.script if s[0] == h.command and path.startswith(s[1])), None)
+            scripted = next((s for s in self.script if s[0] == h.command and _matches(path, s[1])), None)
             if scripted:
                 self.script.remove(scripted)
         if scripted:
             return self._send(h, scripted[2], scripted[3], scripted[4])
         with self.lock:
             status, answer = self.route(h.command, path, body, dict(h.headers))
+            failing = next((f for f in self.fail_after if f[0] == h.command and _matches(path, f[1])), None)
+            if failing:
+                self.fail_after.remove(failing)
+                status, answer = failing[2], {"status": "error", "category": "INTERNAL_ERROR"}
         self._send(h, status, answer)
 
     def route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
@@ -117,6 +127,10 @@ class FakeHubSpot(FakeServer):
                 return 404, {"status": "error", "category": "OBJECT_NOT_FOUND"}
             self.contacts[cid].update(body["properties"])
             return 200, {"id": cid, "properties": self.contacts[cid]}
+        if method == "POST" and path == "/crm/v3/objects/notes/search":  # (consistent at once, unlike HubSpot)
+            hits = [{"id": nid, "properties": note["properties"]} for nid, note in self.notes.items()
+                    if all(self._note_matches(note, f) for f in body["filterGroups"][0]["filters"])]
+            return 200, {"total": len(hits), "results": hits[: body.get("limit", 10)]}
         if method == "POST" and path == "/crm/v3/objects/notes":
             for assoc in body.get("associations", []):
                 if assoc["to"]["id"] not in self.contacts:
@@ -125,3 +139,11 @@ class FakeHubSpot(FakeServer):
             self.notes[nid] = body
             return 201, {"id": nid, "properties": body["properties"]}
         return 404, {"status": "error", "category": "OBJECT_NOT_FOUND"}
+
+    @staticmethod
+    def _note_matches(note: dict[str, Any], flt: dict[str, str]) -> bool:
+        if flt["propertyName"] == "associations.contact" and flt["operator"] == "EQ":
+            return any(a["to"]["id"] == flt["value"] for a in note.get("associations", []))
+        if flt["operator"] == "CONTAINS_TOKEN":
+            return flt["value"] in str(note["properties"].get(flt["propertyName"], "")).replace("<", " ").split()
+        raise AssertionError(f"the fake does not filter notes by {flt}")

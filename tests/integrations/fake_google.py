@@ -31,6 +31,7 @@ class Fault:
     status: int
     reason: str = "backendError"
     headers: dict[str, str] = field(default_factory=dict)
+    after: bool = False  # do the request, then answer the error anyway (a 5xx after the write)
 
 
 def _ts(value: str) -> float:
@@ -40,6 +41,16 @@ def _ts(value: str) -> float:
 def _error(status: int, reason: str, message: str) -> dict[str, Any]:
     return {"error": {"errors": [{"domain": "global", "reason": reason, "message": message}],
                       "code": status, "message": message}}
+
+
+class _AnswerReplaced:
+    """A request handler whose answer is replaced by the fault's error (the work is done)."""
+
+    def __init__(self, h: BaseHTTPRequestHandler, fault: Fault) -> None:
+        self.h, self.fault = h, fault
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.h, name)
 
 
 class FakeGoogleCalendar:
@@ -111,8 +122,10 @@ class FakeGoogleCalendar:
             fault = next((f for f in self.faults if f.method == method and path.startswith(f.path_prefix)), None)
             if fault:
                 self.faults.remove(fault)
-        if fault:
+        if fault and not fault.after:
             return self._send(h, fault.status, _error(fault.status, fault.reason, "injected"), fault.headers)
+        if fault:
+            h = _AnswerReplaced(h, fault)
         body = json.loads(raw) if raw else {}
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
         if method == "POST" and parts == ["freeBusy"]:
@@ -128,7 +141,10 @@ class FakeGoogleCalendar:
         return self._send(h, 404, _error(404, "notFound", "Not Found"))
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send(h: Any, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        if isinstance(h, _AnswerReplaced):
+            h, fault = h.h, h.fault
+            status, body, headers = fault.status, _error(fault.status, fault.reason, "injected"), fault.headers
         send_json(h, status, body, headers, content_type="application/json; charset=UTF-8")
 
     def _token(self, h: BaseHTTPRequestHandler, raw: bytes) -> None:

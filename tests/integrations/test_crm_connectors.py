@@ -108,7 +108,7 @@ async def test_hubspot_create_conflict_becomes_update(hubspot_server: FakeHubSpo
 
 
 async def test_hubspot_note_is_associated_and_429_waits(hubspot_server: FakeHubSpot, ctx_factory: CtxFactory) -> None:
-    hubspot_server.script = [("POST", "/crm/v3/objects/notes", 429, {"status": "error", "category": "RATE_LIMITS"},
+    hubspot_server.script = [("POST", "/crm/v3/objects/notes$", 429, {"status": "error", "category": "RATE_LIMITS"},
                               {"Retry-After": "0.2"})]
     started = time.monotonic()
     args = LogConversationArgs(name="Ann <Lee>", reason="toothache", booking=BOOKING, outcome="booked",
@@ -121,7 +121,7 @@ async def test_hubspot_note_is_associated_and_429_waits(hubspot_server: FakeHubS
     body = note["properties"]["hs_note_body"]
     assert "Ann &lt;Lee&gt;" in body and "Thu 26 Nov, 10:00 AM" in body and 'href="https://x.test/t/1"' in body
     assert note["properties"]["hs_timestamp"].startswith("2026-11-25T17:00:00")
-    assert len(hubspot_server.calls("POST", "/crm/v3/objects/notes")) == 2
+    assert len(hubspot_server.calls("POST", "/crm/v3/objects/notes$")) == 2
 
 
 async def test_hubspot_errors(hubspot_server: FakeHubSpot, ctx_factory: CtxFactory) -> None:
@@ -131,3 +131,50 @@ async def test_hubspot_errors(hubspot_server: FakeHubSpot, ctx_factory: CtxFacto
     wrong = HubSpot("nope", api_base=hubspot_server.base)
     denied = await wrong.upsert_contact(UpsertContactArgs(), ctx_factory())
     assert denied.outcome == "error" and "401 INVALID_AUTHENTICATION" in (denied.detail or "")
+
+
+NOTE_ARGS = LogConversationArgs(name="Ann Lee", reason="cleaning", booking=BOOKING, outcome="booked")
+
+
+async def test_hubspot_note_created_then_5xx_is_not_doubled(
+    hubspot_server: FakeHubSpot, ctx_factory: CtxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    hubspot_server.fail_after = [("POST", "/crm/v3/objects/notes$", 503)]  # stored, but answered 503
+    result = await make_hubspot(hubspot_server).log_conversation(NOTE_ARGS, ctx_factory())
+    assert result.outcome == "ok" and list(hubspot_server.notes) == [result.value["note_id"]]
+    assert len(hubspot_server.calls("POST", "/crm/v3/objects/notes$")) == 1  # found, not repeated
+    assert "but it was done; not repeated" in caplog.text
+    assert "+15550001111" not in caplog.text and hubspot_server.token not in caplog.text
+
+
+async def test_hubspot_note_of_a_retried_turn_is_not_doubled(
+    hubspot_server: FakeHubSpot, ctx_factory: CtxFactory
+) -> None:
+    hub = make_hubspot(hubspot_server)
+    first = await hub.log_conversation(NOTE_ARGS, ctx_factory())
+    again = await hub.log_conversation(NOTE_ARGS, ctx_factory(now="2026-11-25 12:05"))  # the turn run again
+    other = await hub.log_conversation(LogConversationArgs(name="Ann Lee", outcome="cancelled"), ctx_factory())
+    assert first.value == again.value and other.value["note_id"] != first.value["note_id"]
+    assert len(hubspot_server.notes) == 2 and len(hubspot_server.calls("POST", "/crm/v3/objects/notes$")) == 2
+
+
+async def test_hubspot_note_search_failing_never_blocks_the_note(
+    hubspot_server: FakeHubSpot, ctx_factory: CtxFactory
+) -> None:
+    hubspot_server.script = [("POST", "/crm/v3/objects/notes/search", 403,
+                              {"status": "error", "category": "MISSING_SCOPES"}, {})]
+    result = await make_hubspot(hubspot_server).log_conversation(NOTE_ARGS, ctx_factory())
+    assert result.outcome == "ok" and list(hubspot_server.notes) == [result.value["note_id"]]
+
+
+async def test_hubspot_timeout_from_env_and_bad_timeouts(hubspot_server: FakeHubSpot, ctx_factory: CtxFactory) -> None:
+    hub = HubSpot.from_env({"HUBSPOT_TOKEN": hubspot_server.token, "HUBSPOT_API_BASE": hubspot_server.base,
+                            "HUBSPOT_TIMEOUT_SECONDS": "0.5"}, retries=0)
+    hubspot_server.hang_seconds = 2
+    started = time.monotonic()
+    result = await hub.upsert_contact(UpsertContactArgs(), ctx_factory())
+    assert result.outcome == "error" and "timed out" in (result.detail or "") and time.monotonic() - started < 1.5
+    with pytest.raises(ConfigError, match="CRM_TIMEOUT_SECONDS='soon' is not a timeout"):
+        CrmHttp.from_env({"CRM_URL": "http://x", "CRM_TIMEOUT_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="HUBSPOT_TIMEOUT_SECONDS='0' is not a timeout"):
+        HubSpot.from_env({"HUBSPOT_TOKEN": "t", "HUBSPOT_TIMEOUT_SECONDS": "0"})

@@ -137,3 +137,22 @@ def test_processes_racing_for_one_slot_exactly_one_wins(tmp_path: Path) -> None:
         r for i in range(1, n) for r in EmbeddedCalendar(path=db)._list_sync(f"+1555000{i:04d}", 0)
     ]
     assert len(rows) == 1
+
+
+async def test_storage_failures_are_the_error_outcome_with_a_log_line(
+    tmp_path: Path, ctx_factory: CtxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    broken = EmbeddedCalendar(path=tmp_path / "not-a-folder" / "cal.sqlite3")
+    ctx = ctx_factory()
+    results = {
+        "find_slots": await broken.find_slots(FindSlotsArgs(), ctx),
+        "book": await broken.book(BookArgs(slot=SLOT), ctx),
+        "cancel": await broken.cancel(CancelArgs(booking_id="b1"), ctx),
+        "reschedule": await broken.reschedule(RescheduleArgs(booking_id="b1", slot=SLOT), ctx),
+        "list_bookings": await broken.list_bookings(ListArgs(), ctx),
+    }
+    for op, result in results.items():
+        assert result.outcome == "error" and f"calendar {op}: storage failed" in (result.detail or ""), op
+        assert f"{op} failed" in caplog.text
+    assert ctx.contact not in caplog.text

@@ -193,3 +193,36 @@ def test_calendar_from_env(tmp_path: Path, creds_file: str, fake: FakeGoogleCale
     assert isinstance(embedded, EmbeddedCalendar) and embedded.path == tmp_path / "c.sqlite3"
     with pytest.raises(ConfigError, match="GOOGLE_CALENDAR_ID is not set"):
         calendar_from_env({"GOOGLE_APPLICATION_CREDENTIALS": creds_file})
+
+
+async def test_a_5xx_after_the_insert_landed_is_read_back_as_booked(
+    google: GoogleCalendar, fake: FakeGoogleCalendar, ctx_factory: CtxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Google stored the event but answered 503, and every retry failed too: the booking exists,
+    # so the flow must hear `ok`, not `error` (it would tell the caller nothing was booked)
+    fake.faults = [Fault("POST", "/calendars", 503, after=True)] + [Fault("POST", "/calendars", 503)] * 3
+    ctx = ctx_factory()
+    result = await google.book(BookArgs(slot=SLOT), ctx)
+    assert result.outcome == "ok" and result.detail == "already booked"
+    [event] = fake.events(CAL)
+    assert result.value["id"] == event["id"] and fake.count("POST", "/calendars") == 4
+    assert "insert failed (HttpError) but the event exists" in caplog.text and ctx.contact not in caplog.text
+
+
+async def test_a_5xx_insert_that_did_not_land_stays_an_error(
+    google: GoogleCalendar, fake: FakeGoogleCalendar, ctx_factory: CtxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.faults = [Fault("POST", "/calendars", 503)] * 4
+    ctx = ctx_factory()
+    result = await google.book(BookArgs(slot=SLOT), ctx)
+    assert result.outcome == "error" and "HTTP 503" in (result.detail or "") and fake.events(CAL) == []
+    assert "book failed: HTTP 503" in caplog.text and ctx.contact not in caplog.text
+    assert (await google.book(BookArgs(slot=SLOT), ctx)).outcome == "ok"  # the flow's retry books it
+
+
+async def test_unknown_calendar_error_is_logged(
+    google: GoogleCalendar, fake: FakeGoogleCalendar, ctx_factory: CtxFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.unknown_calendars.add(CAL)
+    result = await google.book(BookArgs(slot=SLOT), ctx_factory())
+    assert result.outcome == "error" and f"calendar {CAL!r} answered notFound" in caplog.text
