@@ -37,6 +37,20 @@ def shorten(label: str, limit: int) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
+def fits_as_buttons(choices: list[OutChoice], caps: Capabilities) -> bool:
+    """Reply buttons show nothing but their titles: a title cut inside a word
+    ("Emergency appointme…") breaks its meaning, so such choices go to a list instead,
+    whose rows carry the full label as their description. A cut at a word boundary
+    ("Teeth whitening…") is kept."""
+    limit = caps.button_title_len
+    for c in choices:
+        label = " ".join(c.label.split())
+        kept = shorten(label, limit).removesuffix("…") if limit else label
+        if label[len(kept):][:1].isalnum():  # the cut fell inside a word
+            return False
+    return True
+
+
 def choice_digit(choice: OutChoice, index: int) -> str:
     """The key a caller presses for a choice: its own dtmf digit, else its number in the list."""
     return choice.dtmf or str(index + 1)
@@ -56,7 +70,7 @@ def present(message: Outbound, caps: Capabilities) -> Presentation:
         return Presentation(mode="text", text=message.text)
     if caps.speech or caps.dtmf:
         return Presentation(mode="voice_menu", text=f"{message.text} {voice_menu(choices)}".strip())
-    if caps.max_buttons and len(choices) <= caps.max_buttons:
+    if caps.max_buttons and len(choices) <= caps.max_buttons and fits_as_buttons(choices, caps):
         titles = [shorten(c.label, caps.button_title_len) for c in choices]
         if len(set(titles)) == len(titles):  # cutting must not make two buttons look alike
             return Presentation(
