@@ -24,12 +24,26 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import ClientException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
+from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import graph
-from .analytics import ConversationRecord, conversation_id, parse_conversation_id
-from .audit import AuditLog, contact_ref, fingerprint
+from .admin_models import (
+    ContactData,
+    ConversationDetail,
+    Diagnostic,
+    Erasure,
+    FlowDetail,
+    FlowRevision,
+    FlowSummary,
+    Problem,
+    StartedConversation,
+    TranscriptLine,
+    ValidationReport,
+)
+from .analytics import ConversationRecord, FlowAnalytics, conversation_id, parse_conversation_id
+from .audit import AuditEntry, AuditLog, contact_ref, fingerprint
 from .catalog import NoRoute
 from .channels import Address
 from .errors import FlowError, OptedOut
@@ -192,12 +206,16 @@ async def _compiled(runtime: Any, flow_id: str) -> Any:
         raise NotFoundException(detail=f"flow {flow_id!r} is not loaded; GET /api/flows lists them") from None
 
 
-def _diagnostics(exc: FlowError) -> list[dict[str, Any]]:
-    return [{"file": d.file, "line": d.line, "col": d.col, "message": d.message, "hint": d.hint, "path": d.path,
-             "text": d.format()} for d in exc.diagnostics]
+def _diagnostics(exc: FlowError) -> list[Diagnostic]:
+    return [Diagnostic(file=d.file, line=d.line, col=d.col, message=d.message, hint=d.hint, path=d.path,
+                       text=d.format()) for d in exc.diagnostics]
 
 
-def _check_source(runtime: Any, flow_id: str, text: str) -> list[dict[str, Any]]:
+def _report(diagnostics: list[Diagnostic]) -> ValidationReport:
+    return ValidationReport(valid=not diagnostics, errors=[d.text for d in diagnostics], diagnostics=diagnostics)
+
+
+def _check_source(runtime: Any, flow_id: str, text: str) -> list[Diagnostic]:
     """The CLI's validation (`orchestrator validate`) of an uploaded source; [] when valid."""
     from . import validate
 
@@ -214,12 +232,8 @@ def _check_source(runtime: Any, flow_id: str, text: str) -> list[dict[str, Any]]
     return _diagnostics(FlowError(found)) if found else []
 
 
-def _entry(e: TranscriptEntry) -> dict[str, Any]:
-    return {"at": e.at, "dir": e.dir, "text": e.text, **({"data": e.data} if e.data is not None else {})}
-
-
-def _record(r: ConversationRecord) -> dict[str, Any]:
-    return msgspec.to_builtins(r)
+def _entry(e: TranscriptEntry) -> TranscriptLine:
+    return TranscriptLine(at=e.at, dir=e.dir, text=e.text, data=e.data)
 
 
 def _recorder(runtime: Any) -> Any:
@@ -237,37 +251,43 @@ class StartConversation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 # ---- routes ----------------------------------------------------------------------------------
 
 
+NOT_FOUND = {404: ResponseSpec(Problem, description="no such flow / conversation", generate_examples=False)}
+
+
 @get("/flows", summary="List flows with their revisions")
-async def list_flows(runtime: Any) -> list[dict[str, Any]]:
+async def list_flows(runtime: Any) -> list[FlowSummary]:
     out = []
     for flow_id in runtime.catalog.flow_ids():
         compiled = await runtime.catalog.latest(flow_id)
-        out.append({"id": flow_id, "title": compiled.title, "revision": compiled.revision,
-                    "revisions": await runtime.store.list_revisions(flow_id)})
+        out.append(FlowSummary(id=flow_id, title=compiled.title, revision=compiled.revision,
+                               revisions=await runtime.store.list_revisions(flow_id)))
     return out
 
 
-@get("/flows/{flow_id:str}", summary="One flow: source, revision, diagram")
-async def get_flow(runtime: Any, flow_id: str) -> dict[str, Any]:
+@get("/flows/{flow_id:str}", summary="One flow: source, revision, diagram", responses=NOT_FOUND)
+async def get_flow(runtime: Any, flow_id: str) -> FlowDetail:
     compiled = await _compiled(runtime, flow_id)
-    return {
-        "id": flow_id, "title": compiled.title, "revision": compiled.revision,
-        "revisions": await runtime.store.list_revisions(flow_id),
-        "source": await runtime.store.get_revision(compiled.revision),
-        "diagram": graph.to_mermaid(compiled.flow),
-    }
+    return FlowDetail(
+        id=flow_id, title=compiled.title, revision=compiled.revision,
+        revisions=await runtime.store.list_revisions(flow_id),
+        source=await runtime.store.get_revision(compiled.revision),
+        diagram=graph.to_mermaid(compiled.flow),
+    )
 
 
 @post("/flows/{flow_id:str}/validate", operation_class=YamlBody, status_code=200,
       summary="Check a flow source (the CLI's messages)")
-async def validate_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def validate_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) -> ValidationReport:
     check_flow_id(flow_id)
-    errors = _check_source(runtime, flow_id, await _yaml_text(request))
-    return {"valid": not errors, "errors": [e["text"] for e in errors], "diagnostics": errors}
+    return _report(_check_source(runtime, flow_id, await _yaml_text(request)))
 
 
-@put("/flows/{flow_id:str}", operation_class=YamlBody, summary="Upload a new revision")
-async def put_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+@put("/flows/{flow_id:str}", operation_class=YamlBody, summary="Upload a new revision", responses={
+    422: ResponseSpec(ValidationReport, description="the flow is invalid; nothing was stored",
+                      generate_examples=False)})
+async def put_flow(
+    runtime: Any, flow_id: str, request: Request[Any, Any, Any]
+) -> Response[FlowRevision | ValidationReport]:
     check_flow_id(flow_id)
     text = await _yaml_text(request)
     errors = _check_source(runtime, flow_id, text)
@@ -277,12 +297,11 @@ async def put_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) 
         except FlowError as exc:
             errors = _diagnostics(exc)
     if errors:
-        return Response({"valid": False, "errors": [e["text"] for e in errors], "diagnostics": errors},
-                        status_code=422)
-    return Response({"id": flow_id, "revision": compiled.revision, "title": compiled.title}, status_code=200)
+        return Response(_report(errors), status_code=422)
+    return Response(FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title), status_code=200)
 
 
-@get("/flows/{flow_id:str}/diagram", summary="Draw a flow: mermaid, dot or html")
+@get("/flows/{flow_id:str}/diagram", summary="Draw a flow: mermaid, dot or html", responses=NOT_FOUND)
 async def flow_diagram(runtime: Any, flow_id: str, format: str = "mermaid") -> Response[str]:
     compiled = await _compiled(runtime, flow_id)
     if format == "mermaid":
@@ -294,12 +313,13 @@ async def flow_diagram(runtime: Any, flow_id: str, format: str = "mermaid") -> R
     raise ValidationException(detail=f"format={format[:20]!r}: use mermaid, dot or html")
 
 
-@get("/flows/{flow_id:str}/analytics", summary="Started, outcomes, funnel, drop-off, channels")
+@get("/flows/{flow_id:str}/analytics", summary="Started, outcomes, funnel, drop-off, channels",
+     responses=NOT_FOUND)
 async def flow_analytics(
     runtime: Any, flow_id: str, since: str | None = None, until: str | None = None,
-) -> dict[str, Any]:
+) -> FlowAnalytics:
     compiled = await _compiled(runtime, flow_id)
-    report: dict[str, Any] = await _recorder(runtime).analytics(
+    report: FlowAnalytics = await _recorder(runtime).analytics(
         compiled, since=parse_when("since", since), until=parse_when("until", until))
     return report
 
@@ -309,18 +329,19 @@ async def list_conversations(
     runtime: Any, flow: str | None = None, channel: str | None = None, outcome: str | None = None,
     contact: str | None = None, since: str | None = None, until: str | None = None,
     limit: int = 100, offset: int = 0,
-) -> list[dict[str, Any]]:
-    rows = await _recorder(runtime).list_records(
+) -> list[ConversationRecord]:
+    rows: list[ConversationRecord] = await _recorder(runtime).list_records(
         flow=check_flow_id(flow) if flow else None, channel=channel, outcome=outcome,
         contact=normalize_phone(contact) if contact else None,
         since=parse_when("since", since), until=parse_when("until", until),
         limit=bounded("limit", limit, 1, MAX_LIMIT), offset=bounded("offset", offset, 0, 1_000_000),
     )
-    return [_record(r) for r in rows]
+    return rows
 
 
-@get("/conversations/{conv_id:str}", summary="One conversation: transcript, states, variables, calls")
-async def get_conversation(runtime: Any, conv_id: str) -> dict[str, Any]:
+@get("/conversations/{conv_id:str}", summary="One conversation: transcript, states, variables, calls",
+     responses=NOT_FOUND)
+async def get_conversation(runtime: Any, conv_id: str) -> ConversationDetail:
     recorder = _recorder(runtime)
     record = await recorder.get(conv_id)
     if record is None:
@@ -332,16 +353,17 @@ async def get_conversation(runtime: Any, conv_id: str) -> dict[str, Any]:
         for e in entries:
             if e.dir == "var":
                 variables[e.text] = e.data
-    return {
-        "conversation": _record(record),
-        "transcript": [_entry(e) for e in entries],
-        "turns": [_entry(e) for e in entries if e.dir in ("in", "out")],
-        "states": [e.text for e in entries if e.dir == "state"],
-        "variables": variables,
-        "connector_calls": [{"at": e.at, "action": e.text, **(e.data or {})} for e in entries if e.dir == "call"],
-        "summary": record.summary,
-        "live_state": live.state if live is not None else None,
-    }
+    lines = [_entry(e) for e in entries]
+    return ConversationDetail(
+        conversation=record,
+        transcript=lines,
+        turns=[line for line in lines if line.dir in ("in", "out")],
+        states=[e.text for e in entries if e.dir == "state"],
+        variables=variables,
+        connector_calls=[{"at": e.at, "action": e.text, **(e.data or {})} for e in entries if e.dir == "call"],
+        summary=record.summary,
+        live_state=live.state if live is not None else None,
+    )
 
 
 def _adapter_name(runtime: Any, channel: str) -> str:
@@ -356,8 +378,10 @@ def _adapter_name(runtime: Any, channel: str) -> str:
     )
 
 
-@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out", status_code=201)
-async def start_conversation(runtime: Any, settings: AppSettings, data: StartConversation) -> dict[str, Any]:
+@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out", status_code=201,
+      responses={**NOT_FOUND, 409: ResponseSpec(Problem, description="the contact opted out; nothing was sent",
+                                                generate_examples=False)})
+async def start_conversation(runtime: Any, settings: AppSettings, data: StartConversation) -> StartedConversation:
     contact = normalize_phone(data.contact)
     check_flow_id(data.flow)
     adapter = _adapter_name(runtime, data.channel)
@@ -383,23 +407,23 @@ async def start_conversation(runtime: Any, settings: AppSettings, data: StartCon
 
         session = msgspec.msgpack.decode(raw, type=Session)
         record = conversation_id(session.id, session.started_at)
-    return {"conversation_id": record, "session_id": reply.session_id, "channel": adapter}
+    return StartedConversation(conversation_id=record, session_id=reply.session_id, channel=adapter)
 
 
 @get("/contacts/{phone:str}", summary="Everything held about a contact (access request)")
-async def export_contact(runtime: Any, phone: str) -> dict[str, Any]:
+async def export_contact(runtime: Any, phone: str) -> ContactData:
     contact = normalize_phone(phone)
     exported = await runtime.store.export_contact(contact)
     records = await _recorder(runtime).list_records(contact=contact, limit=MAX_LIMIT)
     bookings = [r.summary["booking"] for r in records if r.summary and r.summary.get("booking")]
-    return {
-        "contact": contact, "opted_out": exported.opted_out,
-        "sessions": {sid: msgspec.msgpack.decode(raw) for sid, raw in exported.sessions.items()},
-        "transcripts": {sid: [_entry(msgspec.msgpack.decode(e, type=TranscriptEntry)) for e in entries]
-                        for sid, entries in exported.transcripts.items()},
-        "conversations": [_record(r) for r in records],
-        "bookings": bookings,
-    }
+    return ContactData(
+        contact=contact, opted_out=exported.opted_out,
+        sessions={sid: msgspec.msgpack.decode(raw) for sid, raw in exported.sessions.items()},
+        transcripts={sid: [_entry(msgspec.msgpack.decode(e, type=TranscriptEntry)) for e in entries]
+                     for sid, entries in exported.transcripts.items()},
+        conversations=records,
+        bookings=bookings,
+    )
 
 
 async def erase_statuses(store: Any, contact: str) -> int:
@@ -420,19 +444,18 @@ async def erase_statuses(store: Any, contact: str) -> int:
 
 
 @delete("/contacts/{phone:str}", status_code=200, summary="Erase a contact (deletion request); keeps the opt-out")
-async def erase_contact(runtime: Any, phone: str) -> dict[str, Any]:
+async def erase_contact(runtime: Any, phone: str) -> Erasure:
     contact = normalize_phone(phone)
     removed = await _recorder(runtime).erase_contact(contact)
     removed += await runtime.store.erase_contact(contact)
     removed += await erase_statuses(runtime.store, contact)
-    return {"contact": contact, "removed": removed, "opted_out": await runtime.store.is_opted_out(contact)}
+    return Erasure(contact=contact, removed=removed, opted_out=await runtime.store.is_opted_out(contact))
 
 
 @get("/audit", summary="The admin audit log, newest first")
-async def audit_log(runtime: Any, settings: AppSettings, limit: int = 100) -> list[dict[str, Any]]:
-    entries = await AuditLog(runtime.store, settings.retention_seconds).entries(
+async def audit_log(runtime: Any, settings: AppSettings, limit: int = 100) -> list[AuditEntry]:
+    return await AuditLog(runtime.store, settings.retention_seconds).entries(
         limit=bounded("limit", limit, 1, MAX_LIMIT))
-    return [msgspec.to_builtins(e) for e in entries]
 
 
 def admin_router(settings: AppSettings) -> Router:

@@ -61,6 +61,32 @@ class ConversationRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     summary: dict[str, Any] | None = None
 
 
+class FunnelStep(msgspec.Struct, kw_only=True):
+    state: str
+    reached: int  # conversations that entered the state
+    dropped: int  # abandoned there (the session expired with this as its last state)
+    waiting: int  # still running, waiting there now
+
+
+class FlowAnalytics(msgspec.Struct, kw_only=True):
+    """GET /api/flows/{id}/analytics: conversations started in the window, by how they stand."""
+
+    flow: str
+    revision: str
+    started: int
+    ended: int
+    active: int
+    abandoned: int
+    outcomes: dict[str, int]  # ended conversations by outcome
+    funnel: list[FunnelStep]  # the flow's states in file order, those reached at least once
+    drop_off: dict[str, int]  # abandoned conversations by last state
+    average_turns: float | None
+    average_duration_seconds: float | None
+    booked: int
+    booking_conversion: float | None  # booked / started
+    channels: dict[str, dict[str, int]]  # first channel -> started, active, abandoned, <outcome>: counts
+
+
 _record_decoder = msgspec.msgpack.Decoder(ConversationRecord)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -243,7 +269,7 @@ class Recorder:
     # analytics
     async def analytics(
         self, compiled: CompiledFlow, *, since: float | None = None, until: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> FlowAnalytics:
         records = await self.scan(flow=compiled.id, since=since, until=until)
         outcomes: Counter[str] = Counter()
         reached: Counter[str] = Counter()
@@ -262,7 +288,8 @@ class Recorder:
                     await self._seen(r, live)
                 elif live is not None:  # ended but the end record was lost: trust the session
                     status, path, last = "ended", live.path, live.state
-                    r.outcome = live.outcome
+                    r.outcome, r.turns = live.outcome, live.turns
+                    r.duration_seconds = round(live.updated_at - live.started_at, 3)
                 else:
                     status = "abandoned"
             for state in dict.fromkeys(path):
@@ -289,16 +316,16 @@ class Recorder:
         started = len(records)
         order = list(compiled.flow.states)
         funnel = [
-            {"state": s, "reached": reached[s], "dropped": dropped[s], "waiting": waiting[s]}
+            FunnelStep(state=s, reached=reached[s], dropped=dropped[s], waiting=waiting[s])
             for s in order if reached[s] or dropped[s] or waiting[s]
         ]
-        return {
-            "flow": compiled.id, "revision": compiled.revision, "started": started,
-            "ended": sum(outcomes.values()), "active": active, "abandoned": abandoned,
-            "outcomes": dict(sorted(outcomes.items())), "funnel": funnel,
-            "drop_off": dict(sorted(dropped.items())),
-            "average_turns": round(sum(turns) / len(turns), 2) if turns else None,
-            "average_duration_seconds": round(sum(durations) / len(durations), 2) if durations else None,
-            "booked": booked, "booking_conversion": round(booked / started, 4) if started else None,
-            "channels": {c: dict(v) for c, v in sorted(channels.items())},
-        }
+        return FlowAnalytics(
+            flow=compiled.id, revision=compiled.revision, started=started,
+            ended=sum(outcomes.values()), active=active, abandoned=abandoned,
+            outcomes=dict(sorted(outcomes.items())), funnel=funnel,
+            drop_off=dict(sorted(dropped.items())),
+            average_turns=round(sum(turns) / len(turns), 2) if turns else None,
+            average_duration_seconds=round(sum(durations) / len(durations), 2) if durations else None,
+            booked=booked, booking_conversion=round(booked / started, 4) if started else None,
+            channels={c: dict(v) for c, v in sorted(channels.items())},
+        )

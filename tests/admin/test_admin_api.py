@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import redis.asyncio as aioredis
 from conftest import AGENT, AUTH, BOOK, HOURS, TOKEN, Env
 from rediskit import REDIS_URL
 
+from orchestrator.admin import MAX_LIMIT
 from orchestrator.audit import fingerprint
 
 ANN, BOB, CAT, DAN = "+15555550123", "+15555550124", "+15555550125", "+15555550126"
@@ -256,3 +258,92 @@ async def test_openapi_schema_is_served(client: Any) -> None:
                  "/api/flows/{flow_id}/analytics"):
         assert path in paths, sorted(paths)
     assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+
+
+async def test_conversation_filters_combine_and_page(client: Any, env: Env) -> None:
+    await env.converse(ANN, BOOK)
+    first_end = env.clock.now
+    env.clock.now += 3600
+    await env.converse(BOB, HOURS, channel="whatsapp")
+    await env.converse(CAT, HOURS)
+
+    def ask(**params: Any) -> Any:
+        return client.get("/api/conversations", params=params, headers=AUTH)
+
+    assert [r["contact"] for r in (await ask(channel="whatsapp")).json()] == [BOB]
+    assert [r["contact"] for r in (await ask(channel="sms", outcome="info_given")).json()] == [CAT]
+    assert [r["contact"] for r in (await ask(flow="dental_booking", outcome="booked")).json()] == [ANN]
+    assert [r["contact"] for r in (await ask(until=str(first_end))).json()] == [ANN]
+    assert [r["contact"] for r in (await ask(since=str(first_end + 1))).json()] == [CAT, BOB]
+    assert [r["contact"] for r in (await ask(outcome="info_given", limit=1, offset=1)).json()] == [BOB]
+    assert [r["contact"] for r in (await ask(limit=2, offset=1)).json()] == [BOB, ANN]
+    assert (await ask(contact=ANN, outcome="info_given")).json() == []
+    assert (await ask(limit=MAX_LIMIT + 1)).status_code == 400
+    assert (await ask(flow="Not A Flow")).status_code == 400
+
+
+async def test_analytics_window_and_funnel_order(client: Any, env: Env) -> None:
+    await env.converse(ANN, BOOK)
+    first_end = env.clock.now
+    env.clock.now += 3600
+    await env.converse(BOB, HOURS)
+    url = "/api/flows/dental_booking/analytics"
+    early = (await client.get(url, params={"until": str(first_end)}, headers=AUTH)).json()
+    late = (await client.get(url, params={"since": str(first_end + 1)}, headers=AUTH)).json()
+    assert (early["started"], early["outcomes"]) == (1, {"booked": 1})
+    assert (late["started"], late["outcomes"], late["booked"]) == (1, {"info_given": 1}, 0)
+    whole = (await client.get(url, headers=AUTH)).json()
+    order = list((await env.runtime.catalog.latest("dental_booking")).flow.states)
+    funnel = [row["state"] for row in whole["funnel"]]
+    assert funnel == [s for s in order if s in funnel]  # the flow's own state order
+    assert funnel[0] == "greet" and whole["funnel"][0]["reached"] == 2
+    assert all(row["reached"] >= row["dropped"] + row["waiting"] for row in whole["funnel"])
+    assert (await client.get(url, params={"until": "later"}, headers=AUTH)).status_code == 400
+
+
+async def test_bad_put_answers_422_with_positioned_diagnostics(client: Any, env: Env) -> None:
+    source = (env.flows / "dental_booking.yaml").read_text()
+    broken = source.replace("next: find_slots", "next: find_slotz", 1)
+    answer = await client.put("/api/flows/dental_booking", content=broken, headers=AUTH)
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["valid"] is False and body["errors"] == [d["text"] for d in body["diagnostics"]]
+    [diag] = [d for d in body["diagnostics"] if "find_slotz" in d["message"]]
+    assert set(diag) == {"file", "line", "col", "message", "hint", "path", "text"}
+    assert diag["text"].startswith(f"{diag['file']}:{diag['line']}:{diag['col']}: {diag['message']}")
+    assert diag["path"].startswith("$.states.")
+    not_yaml = await client.put("/api/flows/dental_booking", content=b"flow: [", headers=AUTH)
+    assert not_yaml.status_code == 422 and "YAML" in not_yaml.json()["errors"][0]
+
+
+async def test_unknown_ids_answer_404(client: Any, env: Env) -> None:
+    await env.converse(ANN, HOURS)
+    [row] = (await client.get("/api/conversations", headers=AUTH)).json()
+    sid, _, ms = row["id"].rpartition("~")
+    for path in (f"/api/conversations/{sid}~{int(ms) + 1}", "/api/conversations/%2B1~1",
+                 "/api/flows/nope/analytics", "/api/flows/nope/diagram", "/api/flows/nope"):
+        answer = await client.get(path, headers=AUTH)
+        assert answer.status_code == 404, path
+        assert answer.json()["detail"], path
+
+
+async def test_openapi_documents_typed_responses(client: Any) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    for name in ("FlowSummary", "FlowDetail", "FlowRevision", "ValidationReport", "Diagnostic", "FlowAnalytics",
+                 "FunnelStep", "ConversationRecord", "ConversationDetail", "TranscriptLine",
+                 "StartedConversation", "ContactData", "Erasure", "AuditEntry"):
+        assert name in components, sorted(components)
+    assert set(components["FunnelStep"]["properties"]) == {"state", "reached", "dropped", "waiting"}
+
+    def ref(path: str, method: str, status: str) -> str:
+        content = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        return json.dumps(content)
+
+    assert "FlowAnalytics" in ref("/api/flows/{flow_id}/analytics", "get", "200")
+    assert "ConversationRecord" in ref("/api/conversations", "get", "200")
+    assert "ConversationDetail" in ref("/api/conversations/{conv_id}", "get", "200")
+    assert "ValidationReport" in ref("/api/flows/{flow_id}", "put", "422")
+    assert "FlowRevision" in ref("/api/flows/{flow_id}", "put", "200")
+    assert "404" in schema["paths"]["/api/conversations/{conv_id}"]["get"]["responses"]
+    assert "409" in schema["paths"]["/api/conversations"]["post"]["responses"]
