@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,30 @@ class OutboxItem(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _reply_decoder = msgspec.msgpack.Decoder(StoredReply)
+
+# Stored replies are kept 48 h per delivery: zlib with a preset dictionary of the encoding's
+# recurring field names and values shrinks a ~500 B reply by ~40 % (plain zlib: ~30 %).
+# Layout: b"\xc1" (a byte msgpack never starts with) + b"\x03" + the compressed msgpack.
+# Anything else is a plain msgpack StoredReply (older entries), b"" an outbox-answered delivery.
+_REPLY_DICT = (
+    b"\xa5label\xa4dtmf\xa11\xa12\xa13\xa5match\xa2id\xa7choices\xa5input\xa6choice\xa4text\xa8language"
+    b"\xa5en-US\xaasession_id\xa8revision\xaaevent_kind\xa5start\xa4kind\xa3ask\xa3say\xa3end\xa7outcome"
+    b"\xa8reprompt\xc3\xa5state\xabdescription\xa9media_url\x84\xa8messages\x91\x86\xa4kind\xa3ask"
+)
+_REPLY_MARK = b"\xc1\x03"
+
+
+def pack_reply(encoded: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _REPLY_DICT)
+    packed = c.compress(encoded) + c.flush()
+    return _REPLY_MARK + packed if len(packed) + 2 < len(encoded) else encoded
+
+
+def unpack_reply(raw: bytes) -> bytes:
+    if raw[:2] != _REPLY_MARK:
+        return raw
+    d = zlib.decompressobj(zlib.MAX_WBITS, _REPLY_DICT)
+    return d.decompress(raw[2:]) + d.flush()
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxItem)
 
 
@@ -299,7 +324,8 @@ class Runtime:
         commit = Commit(
             session=_encoder.encode(session), version=session.version, expect_version=version,
             ttl_seconds=max(ttl, retention) if result.ended else ttl,
-            dedupe_id=dedupe_id, reply=_encoder.encode(stored), dedupe_ttl_seconds=self.settings.dedupe_ttl_seconds,
+            dedupe_id=dedupe_id, reply=pack_reply(_encoder.encode(stored)),
+            dedupe_ttl_seconds=self.settings.dedupe_ttl_seconds,
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
         )
@@ -320,7 +346,7 @@ class Runtime:
         metrics.labelled(metrics.DUPLICATES, channel).inc()
         if not raw:  # a delivery answered through the outbox: the webhook reply was empty
             return TurnReply(messages=[], duplicate=True, context=self._context(None, None))
-        stored = _reply_decoder.decode(raw)
+        stored = _reply_decoder.decode(unpack_reply(raw))
         compiled = None
         if stored.revision:
             with contextlib.suppress(FlowError):

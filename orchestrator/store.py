@@ -151,6 +151,15 @@ class SessionStore(Protocol):
     async def close(self) -> None: ...
 
 
+def entry_time(raw: bytes) -> float:
+    """The `at` of an encoded TranscriptEntry (array_like: element 0); undecodable counts as 0."""
+    try:
+        value = msgspec.msgpack.decode(raw)
+        return float(value[0]) if isinstance(value, list) and value else 0.0
+    except (msgspec.DecodeError, TypeError, ValueError):
+        return 0.0
+
+
 def timer_member(session_id: str, turns: int) -> str:
     return f"{session_id}|{turns}"
 

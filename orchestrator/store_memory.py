@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import LockTimeout, StaleWrite
-from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, status_rank
+from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, entry_time, status_rank
 
 OPT_OUT_TTL_SECONDS = 10 * 365 * 86400
 REVISION_TTL_SECONDS = 400 * 86400
@@ -220,6 +220,22 @@ class MemoryStore:
     # records -------------------------------------------------------------------------
     async def get_transcript(self, session_id: str) -> list[bytes]:
         return list(self._transcripts.get(session_id) or [])
+
+    async def trim_transcript(self, session_id: str, older_than: float) -> int:
+        """Drop the leading entries older than `older_than`; returns how many."""
+        entries = self._transcripts.get(session_id)
+        if not entries:
+            return 0
+        old = 0
+        for raw in entries:
+            if entry_time(raw) >= older_than:
+                break
+            old += 1
+        if old:
+            item = self._transcripts._data.get(session_id)
+            if item is not None:
+                self._transcripts._data[session_id] = (item[0][old:], item[1])
+        return old
 
     async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
         live = [(at, sid) for sid, at in self._index.items()]

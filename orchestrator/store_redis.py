@@ -4,8 +4,9 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
 
     orch:{sid}:s           hash  d = session msgpack, v = version, tm = armed timer member
     orch:{sid}:l           lock token (SET NX PX)
-    orch:{sid}:t           transcript list (msgpack entries)
-    orch:{sid}:d           hash delivery id -> the reply given to it (dedupe)
+    orch:{sid}:t           transcript list, one element per turn (`pack_turn`: its entries in one blob)
+    orch:{sid}:d           hash delivery key -> the reply given to it (dedupe); long provider
+                           ids are kept as a 22-character digest (`delivery_key`)
     orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
     orch:timers            zset member "<sid>|<turns>" score due      (global index)
     orch:outbox            zset member outbox id score ready-at       (global index)
@@ -24,11 +25,15 @@ spreading; per-conversation keys still share one slot.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 import time
-from collections.abc import Awaitable
+import zlib
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -43,6 +48,7 @@ from .store import (
     ContactExport,
     OutboxClaim,
     SessionInfo,
+    entry_time,
     status_rank,
 )
 
@@ -72,8 +78,8 @@ return {0, s[1], s[2], optout}
 #       8 contact set, 9.. outbox item keys
 # ARGV: 1 token, 2 expect version, 3 new version, 4 session, 5 ttl s, 6 delivery id ('' = none), 7 reply,
 #       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
-#       12 outbox due, 13 session id, 14 updated_at, 15 n transcript entries,
-#       then the entries, then one (id, payload) pair per outbox item key
+#       12 outbox due, 13 session id, 14 updated_at, 15 n transcript elements (0 or 1: one per turn),
+#       then the element, then one (id, payload) pair per outbox item key
 COMMIT_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'LOCK' end
 local cur = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
@@ -165,6 +171,54 @@ return ARGV[1]
 """
 
 
+# A turn's transcript entries travel and live as ONE list element (one argument to pack, one
+# listpack entry): b"\xc1" (a byte msgpack never starts with) + b"\x01" + a msgpack array of
+# the entries as bin (opaque bytes), or b"\x02" + the same zlib-compressed (preset dictionary)
+# when that pays.
+# Elements written before this format (a bare entry) still read as one entry.
+_TURN_MARK = 0xC1
+_COMPRESS_FROM = 96  # bytes; below this zlib's own framing eats the gain
+# zlib preset dictionary: TranscriptEntry's recurring tokens (dirs, event kinds, channels).
+_TURN_DICT = (
+    b"\xa4note\xa3var\xa3call\xa7outcome\xa2ms\xa3say\xa3ask\xa3end\xa5voice\xa8whatsapp\xa4chat"
+    b"\x82\xa4kind\xa4text\xa7channel\xa3sms\xa5start\xa6choice\xa9choice_id\xc4\x17\x94\xcbA\xda"
+    b"\xa5state\xc0\xc4\x94\xcbA\xda\xa3out\x82\xa4kind\xa3ask\xa5state\xc4\x94\xcbA\xda\xa2in"
+)
+_bytes_list = msgspec.msgpack.Decoder(list[bytes])
+_pack = msgspec.msgpack.Encoder().encode
+
+
+def pack_turn(entries: Sequence[bytes]) -> bytes:
+    """One turn's encoded TranscriptEntry values as one transcript element."""
+    body = _pack(entries)
+    if len(body) >= _COMPRESS_FROM:
+        c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _TURN_DICT)
+        packed = c.compress(body) + c.flush()
+        if len(packed) < len(body) * 0.85:
+            return b"\xc1\x02" + packed
+    return b"\xc1\x01" + body
+
+
+def unpack_turn(element: bytes) -> list[bytes]:
+    """The entries of one transcript element (a bare entry of the old format is itself)."""
+    if not element or element[0] != _TURN_MARK:
+        return [element]
+    if element[1:2] == b"\x02":
+        d = zlib.decompressobj(zlib.MAX_WBITS, _TURN_DICT)
+        body = d.decompress(element[2:]) + d.flush()
+    else:
+        body = element[2:]
+    return _bytes_list.decode(body)
+
+
+def delivery_key(dedupe_id: str) -> str:
+    """The dedupe hash field of a provider delivery id: long ids (Twilio's 34-character SIDs,
+    WhatsApp wamids of ~60) become a 16-byte digest in base64 (24 chars), short ones stay."""
+    if len(dedupe_id) <= 24:
+        return dedupe_id
+    return "#" + base64.b64encode(hashlib.blake2b(dedupe_id.encode(), digest_size=16).digest()).decode()[:22]
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -229,7 +283,8 @@ class RedisStore:
             self._k(session_id, "d"),
             self._g(f"optout:{contact or '-'}"),
         ]
-        args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0", dedupe_id or ""]
+        args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0",
+                           delivery_key(dedupe_id) if dedupe_id else ""]
         deadline = time.monotonic() + wait_seconds
         delay = 0.002
         while True:
@@ -266,12 +321,16 @@ class RedisStore:
         ]
         args: list[Any] = [
             token, commit.expect_version, commit.version, commit.session, max(1, int(commit.ttl_seconds)),
-            commit.dedupe_id if commit.dedupe_id and commit.reply is not None else "", commit.reply or b"",
+            delivery_key(commit.dedupe_id) if commit.dedupe_id and commit.reply is not None else "",
+            commit.reply or b"",
             max(1, int(commit.dedupe_ttl_seconds)), max(1, int(commit.retention_seconds)),
             commit.timer.member if commit.timer else "", commit.timer.due if commit.timer else 0,
-            commit.outbox_due, session_id, commit.updated_at or time.time(), len(commit.transcript),
-            *commit.transcript,
+            commit.outbox_due, session_id, commit.updated_at or time.time(),
         ]
+        if commit.transcript:
+            args += [1, pack_turn(commit.transcript)]
+        else:
+            args.append(0)
         for item in commit.outbox:
             sid, _, uniq = item.id.rpartition("|")
             if sid != session_id:
@@ -375,7 +434,32 @@ class RedisStore:
 
     # records -------------------------------------------------------------------------
     async def get_transcript(self, session_id: str) -> list[bytes]:
-        return [bytes(x) for x in await self._do(self._r.lrange(self._k(session_id, "t"), 0, -1))]
+        """Every entry, in order (each stored element holds one turn's entries)."""
+        out: list[bytes] = []
+        for element in await self._do(self._r.lrange(self._k(session_id, "t"), 0, -1)):
+            out.extend(unpack_turn(bytes(element)))
+        return out
+
+    async def trim_transcript(self, session_id: str, older_than: float) -> int:
+        """Drop the leading turns whose entries are all older than `older_than`; returns the
+        entries dropped. Commits only append, so trimming the head never loses a new turn."""
+        key = self._k(session_id, "t")
+        dropped_elements = dropped = 0
+        for element in await self._do(self._r.lrange(key, 0, -1)):
+            entries = unpack_turn(bytes(element))
+            if any(entry_time(e) >= older_than for e in entries):
+                break
+            dropped_elements += 1
+            dropped += len(entries)
+        if dropped_elements:
+            await self._do(self._r.ltrim(key, dropped_elements, -1))
+        return dropped
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The store's Redis client (same pool, timeouts, retry policy) for storage kept beside the
+        sessions (sidestore.py): keys written through it start with f"{prefix}:" and get a TTL."""
+        return self._r
 
     async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
         items = await self._do(

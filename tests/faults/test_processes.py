@@ -31,6 +31,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
+from orchestrator.store_redis import unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 Servers = tuple[Cluster, ServerProcess, ServerProcess]
@@ -45,7 +46,8 @@ def session(c: Cluster, sid: str) -> Any:
 
 def transcript(c: Cluster, sid: str) -> list[TranscriptEntry]:
     raw = redis.Redis(port=c.redis.port).lrange(f"{c.prefix}:{{{sid}}}:t", 0, -1)
-    return [msgspec.msgpack.decode(x, type=TranscriptEntry) for x in raw]
+    # one list element per turn (store_redis.pack_turn); unpack_turn also reads older elements
+    return [msgspec.msgpack.decode(e, type=TranscriptEntry) for x in raw for e in unpack_turn(x)]
 
 
 def post(server: ServerProcess, hook: tuple[str, bytes, dict[str, str]], timeout: float = 10.0) -> httpx.Response:

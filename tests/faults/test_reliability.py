@@ -448,7 +448,8 @@ async def test_16_hangup_without_callback_idle_timeout_then_clean_next_call(rt: 
 async def test_17_privacy_no_phone_in_logs_every_key_has_ttl(
     app: AsyncTestClient[Litestar], prefix: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging(json=True, redact=True)  # what `orchestrator serve` installs, at INFO
+    # what `orchestrator serve` installs, at DEBUG so the per-turn lines are scanned too
+    configure_logging(json=True, redact=True, level=logging.DEBUG)
     caller = "+15555550177"
     try:
         for n, text in enumerate(["hi", "Ann", "blue"]):

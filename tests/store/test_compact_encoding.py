@@ -1,0 +1,98 @@
+"""Compact storage: one transcript element per turn (old per-entry elements still read),
+compressed stored replies, short dedupe keys, and `trim_transcript` on both stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator.model import Outbound, OutChoice, TranscriptEntry
+from orchestrator.runtime import StoredReply, pack_reply, unpack_reply
+from orchestrator.store import Commit, SessionStore
+from orchestrator.store_memory import MemoryStore
+from orchestrator.store_redis import RedisStore, delivery_key, pack_turn, unpack_turn
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SID = "+15551230000:+15550001111"
+
+
+def entry(at: float, text: str) -> bytes:
+    return msgspec.msgpack.encode(TranscriptEntry(at=at, dir="in", text=text))
+
+
+def test_turn_element_round_trips_small_and_compressed() -> None:
+    small = [entry(1.0, "hi"), b"\x00opaque"]
+    assert unpack_turn(pack_turn(small)) == small
+    big = [entry(2.0, "the same prompt text again " * 3) for _ in range(8)]
+    packed = pack_turn(big)
+    assert packed[:2] == b"\xc1\x02" and len(packed) < sum(map(len, big)) * 0.8
+    assert unpack_turn(packed) == big
+    assert unpack_turn(entry(3.0, "old format")) == [entry(3.0, "old format")]
+
+
+def test_stored_reply_compresses_and_reads_back_identically() -> None:
+    reply = StoredReply(messages=[Outbound(kind="ask", text="What is the visit for?", state="ask_reason", choices=[
+        OutChoice(id="cleaning", label="Cleaning", dtmf="1", match=["cleaning", "clean", "hygiene"]),
+        OutChoice(id="checkup", label="Checkup", dtmf="2", match=["checkup", "exam"]),
+    ], input="choice", language="en-US")], session_id=SID, revision="2bae8d3da6b9", event_kind="text")
+    raw = msgspec.msgpack.encode(reply)
+    packed = pack_reply(raw)
+    assert len(packed) < len(raw) * 0.75
+    assert msgspec.msgpack.decode(unpack_reply(packed), type=StoredReply) == reply
+    assert unpack_reply(raw) == raw  # a reply stored before compression reads as it was
+
+
+def test_delivery_keys_are_short_and_distinct() -> None:
+    sids = [f"SM{uuid.uuid4().hex}" for _ in range(1000)]
+    keys = {delivery_key(s) for s in sids}
+    assert len(keys) == 1000 and all(len(k) == 23 for k in keys)
+    assert delivery_key("SM1") == "SM1" and delivery_key(sids[0]) == delivery_key(sids[0])
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    prefix = f"compact-{uuid.uuid4().hex[:10]}"
+    s = await RedisStore.connect(REDIS_URL, prefix)
+    try:
+        yield s
+    finally:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await s.close()
+
+
+async def commit_turn(store: SessionStore, entries: list[bytes], dedupe_id: str | None = None) -> None:
+    b = await store.begin(SID, dedupe_id, lock_ttl_seconds=5, wait_seconds=1)
+    await store.commit(SID, b.token, Commit(session=b"s", version=b.version + 1, expect_version=b.version,
+                                            ttl_seconds=60, transcript=entries, dedupe_id=dedupe_id,
+                                            reply=b"r-" + (dedupe_id or "").encode()))
+
+
+async def test_trim_transcript_drops_old_turns_only(store: SessionStore) -> None:
+    for t in (1.0, 2.0, 3.0, 4.0):
+        await commit_turn(store, [entry(t, f"a{t}"), entry(t, f"b{t}")])
+    dropped = await store.trim_transcript(SID, 3.0)  # type: ignore[attr-defined]
+    assert dropped == 4
+    assert await store.get_transcript(SID) == [entry(3.0, "a3.0"), entry(3.0, "b3.0"),
+                                               entry(4.0, "a4.0"), entry(4.0, "b4.0")]
+    assert await store.trim_transcript(SID, 3.0) == 0  # type: ignore[attr-defined]
+    assert await store.trim_transcript("nobody:+1", 3.0) == 0  # type: ignore[attr-defined]
+
+
+async def test_long_provider_ids_still_dedupe(store: SessionStore) -> None:
+    wamid = "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQUYxRjJCMjk3QUQ1MUM2QkQ3QQA="
+    await commit_turn(store, [entry(1.0, "x")], dedupe_id=wamid)
+    dup = await store.begin(SID, wamid, lock_ttl_seconds=5, wait_seconds=1)
+    assert dup.duplicate_reply == b"r-" + wamid.encode()
+    other = await store.begin(SID, wamid[:-2] + "B=", lock_ttl_seconds=5, wait_seconds=1)
+    assert other.duplicate_reply is None
