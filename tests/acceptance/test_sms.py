@@ -3,6 +3,7 @@ TwiML parsed as XML; proactive sends captured by the fake Twilio REST server."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from channels.sms_segments import segments
 from orchestrator.server import create_app
 
-from .conftest import ADMIN_TOKEN, conversation_of, make_settings, sms_texts, twilio_post
+from .conftest import ADMIN_TOKEN, conversation_of, make_settings, sms_texts, twilio_post, wait_for
 
 OPTED_OUT = "unsubscribed"
 
@@ -101,8 +102,6 @@ async def test_opted_out_contact_is_refused_outbound(client: AsyncTestClient[Lit
 
 async def test_outbound_start_by_sms_goes_through_twilio_rest(client: AsyncTestClient[Litestar],
                                                                fake_twilio: FakeTwilio) -> None:
-    from .conftest import wait_for
-
     response = await client.post("/api/conversations", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                                  json={"flow": "dental_booking", "channel": "sms", "contact": "+15555550142"})
     assert response.status_code == 201, response.text
@@ -173,3 +172,44 @@ async def test_unsigned_sms_is_403_and_nothing_stored(client: AsyncTestClient[Li
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 403
     assert await client.app.state.runtime.store.load(f"{CLINIC}:{CALLER}") is None
+
+
+TIMER_FLOW = """\
+flow: nudge
+start: a
+settings: {no_reply_timeout: 1s, max_retries: 1}
+states:
+  a:
+    ask: "What's your name?"
+    input: name
+    save: who
+    next: b
+    on: {fail: b}
+  b:
+    say: "Thanks {{ who }}"
+    end: done
+"""
+
+
+async def test_no_reply_sends_one_reminder_then_ends_abandoned_and_opted_out_get_nothing(
+    tmp_path: Path, fake_twilio: FakeTwilio, graph: FakeGraph,
+) -> None:
+    flows = tmp_path / "timer_flows"
+    flows.mkdir()
+    (flows / "nudge.yaml").write_text(TIMER_FLOW)
+    settings = make_settings(flows, fake_twilio, graph, default_flow=None)
+    async with AsyncTestClient(create_app(settings)) as client:
+        assert await text(client, "hi") == ["What's your name?"]
+        await wait_for(lambda: len(fake_twilio.messages()) >= 1, timeout=6)
+        reminder = fake_twilio.messages()[0]
+        assert reminder["To"] == [CALLER] and "What's your name?" in reminder["Body"][0]
+        await asyncio.sleep(2.5)  # the second timeout ends it quietly
+        assert len(fake_twilio.messages()) == 1
+        conv = await conversation_of(client, CALLER)
+        assert conv["conversation"].get("outcome") == "abandoned"
+        # an opted-out contact gets no reminder at all
+        other = "+15555550166"
+        await text(client, "hi", From=other)
+        await text(client, "STOP", From=other)
+        await asyncio.sleep(2.5)
+        assert [m for m in fake_twilio.messages() if m["To"] == [other]] == []

@@ -296,3 +296,16 @@ async def test_outbound_outside_24h_window_uses_the_flow_template(
         assert sent[0]["type"] == "template", sent
         assert sent[0]["template"]["name"] == "appointment_followup"
         assert all(m["type"] == "template" for m in sent)  # no free-form message outside the window
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: STOP on WhatsApp is treated as a bad answer ('Sorry, I didn't catch "
+                   "that') and the contact keeps getting messages (qa_bugs.md #7)")
+async def test_stop_on_whatsapp_opts_the_contact_out(client: AsyncTestClient[Litestar], graph: FakeGraph) -> None:
+    await send(client, graph, wa_text("hi", wamid="wamid.X1"), expect=2)
+    [ack] = await send(client, graph, wa_text("STOP", wamid="wamid.X2"))
+    assert "unsubscribed" in body_of(ack).lower() or "opted out" in body_of(ack).lower()
+    assert await client.app.state.runtime.store.is_opted_out(f"+{WA_USER}")
+    before = len(graph.sent())
+    await meta_post(client, meta_body(wa_envelope(wa_value([wa_text("book", wamid="wamid.X3")]))))
+    await asyncio.sleep(0.3)
+    assert len(graph.sent()) == before
