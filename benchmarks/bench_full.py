@@ -129,21 +129,34 @@ print(json.dumps({"shipped_flows_s": round(shipped, 3), "states_1000_s": round(b
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+PARTS = {"s": "session", "t": "transcript", "d": "dedupe", "r": "record"}
+
+
 def conversation_bytes(rds: redis.Redis, prefix: str, sample: int = 50) -> dict[str, float]:
-    """MEMORY USAGE of every key of live (mid-flow) conversations, averaged over a sample."""
+    """MEMORY USAGE of every key of live (mid-flow) conversations, averaged over a sample, and
+    per part: session hash, transcript list, dedupe replies, conversation records, other."""
     totals, sessions = [], []
+    parts: dict[str, list[int]] = {name: [] for name in (*PARTS.values(), "other")}
     for key in rds.scan_iter(match=f"{prefix}:{{*}}:s", count=1000):
         name = key.decode()
         sid_tag = name[len(prefix) + 1:-2]
         if rds.hget(key, "d") is None:
             continue
         keys = list(rds.scan_iter(match=f"{prefix}:{sid_tag}:*".replace("[", "\\["), count=1000))
-        totals.append(sum(int(rds.memory_usage(k) or 0) for k in keys))
+        by_part = dict.fromkeys(parts, 0)
+        for k in keys:
+            part = k.decode()[len(prefix) + 1 + len(sid_tag) + 1:].split(":", 1)[0]
+            by_part[PARTS.get(part, "other")] += int(rds.memory_usage(k) or 0)
+        for part, size in by_part.items():
+            parts[part].append(size)
+        totals.append(sum(by_part.values()))
         sessions.append(len(rds.hget(key, "d") or b""))
         if len(totals) >= sample:
             break
-    return {"all_keys_bytes": round(statistics.mean(totals), 0) if totals else 0,
-            "session_msgpack_bytes": round(statistics.mean(sessions), 0) if sessions else 0}
+    out = {"all_keys_bytes": round(statistics.mean(totals), 0) if totals else 0,
+           "session_msgpack_bytes": round(statistics.mean(sessions), 0) if sessions else 0}
+    out.update({f"{part}_bytes": round(statistics.mean(v), 0) if v else 0 for part, v in parts.items()})
+    return out
 
 
 def main() -> int:
@@ -223,9 +236,12 @@ def print_table(report: dict[str, Any]) -> None:
                         for k in ("sms", "voice", "whatsapp", "hot"))),
             (f"[{procs}p] non-2xx answers (all scenarios)", "0",
              str(sum(row[k]["non_2xx"] for k in ("sms", "voice", "whatsapp", "hot")))),
-            (f"[{procs}p] bytes per live conversation (all keys / session)", "< 2048",
+            (f"[{procs}p] bytes per live conversation (all keys / session msgpack)", "< 2048",
              f"{row['bytes_per_conversation']['all_keys_bytes']:.0f} / "
              f"{row['bytes_per_conversation']['session_msgpack_bytes']:.0f}"),
+            (f"[{procs}p]   of which session / transcript / dedupe / record / other keys", "",
+             " / ".join(f"{row['bytes_per_conversation'].get(f'{p}_bytes', 0):.0f}"
+                        for p in ("session", "transcript", "dedupe", "record", "other"))),
         ]
         if "paced_1000" in row:
             p = row["paced_1000"]
