@@ -10,6 +10,8 @@ A channel adapter is one module in `channels/` (or another installed package, th
 - `render(reply)`: the synchronous HTTP answer to the provider (TwiML, or an empty 200).
 - `send(to, messages, ctx)`: proactive messages (outbox, reminders, outbound starts),
   through the provider's REST client; returns provider message ids; raises on failure.
+- `routes` (optional): the `(method, path)` pairs the server mounts for this adapter;
+  default `(("POST", "/webhooks/<name>"),)`.
 - `capabilities`: what the channel can show; rich output degrades from them in one place
   (`orchestrator.render`), never through `if channel == ...` in the engine.
 """
