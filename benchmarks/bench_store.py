@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -67,6 +69,19 @@ class RoundTrips:
 
         client.pipeline = counted_pipeline  # type: ignore[method-assign]
 
+    def count_lean(self, store: RedisStore) -> RoundTrips:
+        """Also count the store's lean hot-path transport (_resp.LeanRedis): each command is one."""
+        lean: Any = getattr(store, "_lean", None)
+        if lean is not None:
+            execute = lean.execute
+
+            async def counted(*args: Any) -> Any:
+                self.count += 1
+                return await execute(*args)
+
+            lean.execute = counted  # type: ignore[method-assign]
+        return self
+
 
 async def script_calls(client: aioredis.Redis) -> int:
     stats = await client.info("commandstats")
@@ -78,7 +93,10 @@ async def main(url: str, conversations: int) -> None:
     client = aioredis.Redis.from_url(url)
     store = await RedisStore.connect(url, prefix)
     connectors = ConnectorRegistry()
-    connectors.load_entry_points()
+    # the embedded calendar in a throw-away file: never the developer's var/calendar.sqlite3
+    calendar_dir = tempfile.TemporaryDirectory(prefix="bench-store-")
+    connectors.load_entry_points(env={**os.environ, "ORCHESTRATOR_CALENDAR_DB":
+                                      os.path.join(calendar_dir.name, "calendar.sqlite3")})
     channels = ChannelRegistry()
     channels.register(BenchChannel())  # type: ignore[arg-type]
     rt = await Runtime.create(AppSettings(flows_dir=str(ROOT / "flows"), key_prefix=prefix,
@@ -95,7 +113,7 @@ async def main(url: str, conversations: int) -> None:
 
         # round trips per turn (2 turns mid-conversation, no connector I/O against Redis)
         await turn("+15550000001", SCRIPT[0], 0)
-        counter = RoundTrips(store._r)
+        counter = RoundTrips(store._r).count_lean(store)
         scripts_before = await script_calls(client)
         await turn("+15550000001", SCRIPT[1], 1)
         await turn("+15550000001", SCRIPT[2], 2)
@@ -142,6 +160,7 @@ async def main(url: str, conversations: int) -> None:
             await client.delete(*keys[i:i + 500])
         await client.aclose()
         await rt.close()
+        calendar_dir.cleanup()
 
 
 if __name__ == "__main__":
