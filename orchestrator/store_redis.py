@@ -41,6 +41,7 @@ from redis.exceptions import BusyLoadingError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._resp import LeanRedis
 from .errors import LockTimeout, StaleWrite, StoreError, StoreUnavailable
 from .store import (
     Begin,
@@ -235,6 +236,10 @@ class RedisStore:
         self._claim_timers = client.register_script(CLAIM_TIMERS_LUA)
         self._claim_outbox = client.register_script(CLAIM_OUTBOX_LUA)
         self._status = client.register_script(STATUS_LUA)
+        # the hot path (begin, commit, release) goes through one persistent pipelined connection
+        pool = client.connection_pool
+        plain = pool.connection_class.__name__ in ("Connection", "UnixDomainSocketConnection")
+        self._lean = LeanRedis.from_pool_kwargs(pool.connection_kwargs, plain=plain)
 
     @classmethod
     async def connect(cls, url: str, prefix: str = "orch", *, timeout_seconds: float = 1.0) -> RedisStore:
@@ -257,6 +262,13 @@ class RedisStore:
 
     def _g(self, name: str) -> str:
         return f"{self.prefix}:{name}"
+
+    def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
+        """A hot-path script call: EVALSHA through the lean transport (`_resp.py`; ~10x less CPU
+        than redis-py's client), or redis-py's Script when the URL needs TLS."""
+        if self._lean is not None:
+            return self._lean.evalsha(script.sha, script.script, keys, args)
+        return script(keys=keys, args=args)
 
     async def _do(self, awaitable: Awaitable[Any]) -> Any:
         try:
@@ -288,7 +300,7 @@ class RedisStore:
         deadline = time.monotonic() + wait_seconds
         delay = 0.002
         while True:
-            res = await self._do(self._begin(keys=keys, args=args))
+            res = await self._do(self._eval(self._begin, keys, args))
             code = int(res[0])
             if code == 1:
                 return Begin(duplicate_reply=bytes(res[1]))
@@ -337,7 +349,7 @@ class RedisStore:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
             keys.append(self._k(session_id, f"o:{uniq}"))
             args += [item.id, item.payload]
-        res = await self._do(self._commit(keys=keys, args=args))
+        res = await self._do(self._eval(self._commit, keys, args))
         res = res.decode() if isinstance(res, bytes) else str(res)
         if res == "LOCK":
             raise StaleWrite(
@@ -352,7 +364,7 @@ class RedisStore:
 
     async def release(self, session_id: str, token: str) -> None:
         if token:
-            await self._do(self._release(keys=[self._k(session_id, "l")], args=[token]))
+            await self._do(self._eval(self._release, [self._k(session_id, "l")], [token]))
 
     async def load(self, session_id: str) -> bytes | None:
         data = await self._do(self._r.hget(self._k(session_id, "s"), "d"))
@@ -511,4 +523,6 @@ class RedisStore:
         await self._do(self._r.ping())
 
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.close()
         await self._r.aclose()

@@ -1,9 +1,11 @@
 """CI guard for the hot path (PERFORMANCE.md): a steady-state turn costs at most 2 Redis
 round trips, builds no `transitions.Machine` and calls no `add_model`.
 
-Round trips are counted on the real redis.asyncio client of the real RedisStore (each
-`execute_command` is one round trip, each pipeline `execute` is one), against the shared
-Redis on 6379 under a private key prefix.
+Round trips are counted on both transports of the real RedisStore: its redis.asyncio client
+(each `execute_command` is one round trip, each pipeline `execute` is one) and its lean
+hot-path connection (`_resp.LeanRedis`: each `execute` is one command written and its reply
+read, even when several callers' commands share one write), against the shared Redis on 6379
+under a private key prefix.
 """
 
 from __future__ import annotations
@@ -48,11 +50,23 @@ class GuardChannel:
 
 
 class RoundTrips:
-    """Counts the round trips of one client: each command, or each pipeline execution."""
+    """Counts the round trips of a RedisStore: each command or pipeline execution of its
+    redis-py client, and each command of its lean transport."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, store: RedisStore) -> None:
         self.count = 0
         self.commands: list[str] = []
+        client = store._r
+        lean = store._lean
+        assert lean is not None, "the hot path should use the lean transport on a redis:// URL"
+        lean_execute = lean.execute
+
+        async def counted_lean(*args: Any) -> Any:
+            self.count += 1
+            self.commands.append(f"lean {args[0]}")
+            return await lean_execute(*args)
+
+        lean.execute = counted_lean  # type: ignore[method-assign]
         original = client.execute_command
         make_pipeline = client.pipeline
 
@@ -134,7 +148,7 @@ async def test_steady_state_turns_cost_two_round_trips_and_no_machine(
     for n, text in enumerate(SCRIPT):
         await turn(runtime, "+15550000000", text, n)
     assert isinstance(runtime.store, RedisStore)
-    trips = RoundTrips(runtime.store._r)
+    trips = RoundTrips(runtime.store)
     machines = MachineCalls(monkeypatch)
     per_turn: list[int] = []
     replies: list[list[str]] = []
@@ -147,6 +161,7 @@ async def test_steady_state_turns_cost_two_round_trips_and_no_machine(
     # every turn between them is the begin and commit scripts and nothing else.
     steady = per_turn[1:-1]
     assert max(steady) <= 2, (per_turn, trips.commands)
+    assert min(steady) == 2, (per_turn, trips.commands)  # begin + commit: the counting sees them
     assert max(per_turn[0], per_turn[-1]) <= 3, (per_turn, trips.commands)
     assert machines.built == 0, "a transitions.Machine was built during a turn"
     assert machines.add_model == 0, "add_model was called during a turn"
@@ -156,7 +171,7 @@ async def test_duplicate_delivery_costs_one_round_trip(runtime: Runtime) -> None
     await turn(runtime, "+15550000002", "hi", 0)
     await turn(runtime, "+15550000002", "1", 1)
     assert isinstance(runtime.store, RedisStore)
-    trips = RoundTrips(runtime.store._r)
+    trips = RoundTrips(runtime.store)
     again = await turn(runtime, "+15550000002", "1", 1)  # the provider's retry of the same id
     assert trips.count == 1, trips.commands
     assert again == ["Great! What's your name?"]

@@ -1,0 +1,250 @@
+"""A lean Redis transport for the turn's two hot-path scripts (PERFORMANCE.md).
+
+One persistent connection per event loop (per process), RESP2 encoded directly on bytes,
+replies parsed by `hiredis.Reader`, and auto-pipelining: every command issued in one
+event-loop tick goes out in one write, replies are matched to callers first in, first out.
+A command costs a few µs of CPU here against ~130-180 µs through redis-py's asyncio client
+(connection pool, retry wrapper, Script object, generic packing and parsing).
+
+    lean = LeanRedis.from_pool_kwargs(client.connection_pool.connection_kwargs)  # or None
+    await lean.evalsha(sha, text, keys, args)     # EVALSHA; on NOSCRIPT, EVAL (loads it)
+    await lean.execute("PING")
+
+Errors are redis-py's own classes, so callers map them as before: `ConnectionError` when
+Redis cannot be reached or the connection broke, `TimeoutError` when the oldest command
+waited longer than `timeout` seconds (the connection is then dropped: its reply order is
+unknown), `ResponseError` & co. for error replies (`BaseParser.parse_error`). A broken
+connection is replaced at the next command; commands in flight on it fail (never resent:
+a commit must not run twice).
+
+Every `execute` is one request/response exchange with Redis: `round_trips` counts them
+(tests and benchmarks count through it; pipelining several callers' commands into one
+write still counts one per command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import hiredis
+from redis._parsers.base import BaseParser
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["LeanRedis", "encode_command"]
+
+
+def encode_command(args: Sequence[Any]) -> bytes:
+    """One command in RESP2 (an array of bulk strings); str as UTF-8, int/float as text."""
+    parts: list[bytes] = [b"*%d\r\n" % len(args)]
+    add = parts.append
+    for arg in args:
+        kind = type(arg)
+        if kind is bytes:
+            data = arg
+        elif kind is str:
+            data = arg.encode()
+        elif kind is int:
+            data = b"%d" % arg
+        elif kind is float:
+            data = repr(arg).encode()
+        elif isinstance(arg, (bytes, bytearray, memoryview)):
+            data = bytes(arg)
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            data = b"%d" % arg
+        else:
+            raise TypeError(f"redis command argument {arg!r} ({kind.__name__}): give bytes, str, int or float")
+        add(b"$%d\r\n" % len(data))
+        add(data)
+        add(b"\r\n")
+    return b"".join(parts)
+
+
+class _Connection(asyncio.Protocol):
+    """One socket: writes batched per loop tick, replies handed out in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, where: str) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.where = where
+        self.reader = hiredis.Reader()
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.out: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.broken: RedisError | None = None
+        self.flush_scheduled = False
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        waiting = self.waiting
+        try:
+            while True:
+                reply = reader.gets()
+                if reply is False:
+                    return
+                future = waiting.popleft()[0]
+                if not future.done():  # a cancelled caller's reply is read and dropped
+                    future.set_result(reply)
+        except (hiredis.ProtocolError, IndexError) as exc:
+            self.fail(RedisConnectionError(f"{self.where}: unreadable reply from Redis ({exc}); reconnecting"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f"{type(exc).__name__}: {exc}" if exc else "closed by Redis"
+        self.fail(RedisConnectionError(f"{self.where}: connection to Redis lost ({reason})"))
+
+    # sending ------------------------------------------------------------------------
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        loop = self.loop
+        future = loop.create_future()
+        self.waiting.append((future, loop.time()))
+        self.out.append(command)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            loop.call_soon(self.flush)
+        if self.watchdog is None:
+            self.watchdog = loop.call_later(self.timeout, self.check)
+        return future
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        out = self.out
+        if not out or self.transport is None or self.broken is not None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.transport.write(data)
+
+    def check(self) -> None:
+        """The watchdog: fail the connection when its oldest command waited `timeout` s."""
+        self.watchdog = None
+        if not self.waiting or self.broken is not None:
+            return
+        overdue = self.waiting[0][1] + self.timeout - self.loop.time()
+        if overdue <= 0:
+            self.fail(RedisTimeoutError(
+                f"{self.where}: no reply from Redis within {self.timeout} s; dropped the connection"))
+        else:
+            self.watchdog = self.loop.call_later(overdue, self.check)
+
+    def fail(self, exc: RedisError) -> None:
+        if self.broken is None:
+            self.broken = exc
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        self.out.clear()
+        while self.waiting:
+            future = self.waiting.popleft()[0]
+            if not future.done():
+                future.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class LeanRedis:
+    """A persistent, auto-pipelined RESP2 connection (see the module doc)."""
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
+        username: str | None = None, password: str | None = None, timeout: float = 1.0,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self.host, self.port, self.path, self.db = host, port, path, db
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout or timeout
+        self.where = f"redis at {path}" if path else f"redis at {host}:{port}"
+        self.round_trips = 0
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Task[_Connection] | None = None
+
+    @classmethod
+    def from_pool_kwargs(cls, kwargs: Mapping[str, Any], *, plain: bool = True) -> LeanRedis | None:
+        """From a redis-py pool's `connection_kwargs`; None when the connection needs what this
+        transport does not do (TLS: `plain` False, a custom credential provider)."""
+        if not plain or kwargs.get("credential_provider") is not None:
+            return None
+        timeout = float(kwargs.get("socket_timeout") or 5.0)
+        return cls(
+            host=str(kwargs.get("host") or "127.0.0.1"), port=int(kwargs.get("port") or 6379),
+            path=kwargs.get("path"), db=int(kwargs.get("db") or 0), username=kwargs.get("username"),
+            password=kwargs.get("password"), timeout=timeout,
+            connect_timeout=float(kwargs.get("socket_connect_timeout") or timeout),
+        )
+
+    # commands -----------------------------------------------------------------------
+    async def execute(self, *args: Any) -> Any:
+        """One command, one round trip: its reply, or redis-py's exception for an error reply."""
+        conn = self._conn
+        if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
+            conn = await self._connection()
+        self.round_trips += 1
+        reply = await conn.send(encode_command(args))
+        if type(reply) is hiredis.ReplyError:
+            raise BaseParser.parse_error(str(reply))
+        return reply
+
+    async def evalsha(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """EVALSHA; after a NOSCRIPT (Redis restarted or flushed) the script runs by EVAL, which
+        also caches it: one extra round trip, once."""
+        try:
+            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.execute("EVAL", script, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+
+    # connecting ---------------------------------------------------------------------
+    async def _connection(self) -> _Connection:
+        """The live connection, or a new one (concurrent callers share one attempt)."""
+        loop = asyncio.get_running_loop()
+        task = self._connecting
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._connecting = loop.create_task(self._connect(loop))
+        return await asyncio.shield(task)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        old, self._conn = self._conn, None
+        if old is not None and old.transport is not None and old.loop is loop:
+            old.transport.abort()
+
+        def factory() -> _Connection:
+            return _Connection(loop, self.timeout, self.where)
+
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if self.path:
+                    _, conn = await loop.create_unix_connection(factory, self.path)
+                else:
+                    _, conn = await loop.create_connection(factory, self.host, self.port)
+        except TimeoutError:
+            raise RedisTimeoutError(f"{self.where}: connect timed out after {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise RedisConnectionError(f"{self.where}: cannot connect ({exc})") from None
+        setup: list[list[Any]] = []
+        if self.password:
+            setup.append(["AUTH", self.username, self.password] if self.username else ["AUTH", self.password])
+        if self.db:
+            setup.append(["SELECT", self.db])
+        for command in setup:
+            reply = await conn.send(encode_command(command))
+            if type(reply) is hiredis.ReplyError:
+                conn.fail(RedisConnectionError(f"{self.where}: {command[0]} refused"))
+                raise BaseParser.parse_error(str(reply))
+        self._conn = conn
+        return conn
