@@ -141,6 +141,7 @@ class _Turn:
             if s.turns > 1:
                 self._restart()
             await self._begin()
+            await self._opening_answer()
             return
         state = self.compiled.states.get(s.state)
         if state is None:
@@ -175,6 +176,41 @@ class _Turn:
         if settings.recording and self.session.channel in VOICE_CHANNELS:
             self._emit(Outbound(kind="say", text=self._render(self.compiled.consent_notice, "consent")))
         await self._enter(self.compiled.start)
+
+    async def _opening_answer(self) -> None:
+        """The message that opened the conversation ("book") answers the first question when it
+        is one of that question's choices; anything else stays just the opener (as before)."""
+        ev, s = self.event, self.session
+        text = (ev.text or "").strip()
+        if (not text and not ev.choice_id) or s.status != "active" or not self.messages:
+            return
+        state = self.compiled.states.get(s.state)
+        last = self.messages[-1]
+        if state is None or state.kind != "ask" or last.kind != "ask" or last.state != state.name:
+            return
+        choices, values = self._choices(state)
+        if not choices:
+            return
+        choice_id: str | None = ev.choice_id if ev.choice_id in {c.id for c in choices} else None
+        if choice_id is None and text and not text.isdigit():  # "1" means nothing before the menu is seen
+            result = parse_input("choice", text, choices=state.matcher or choices,
+                                 settings=self.compiled.settings, now=self._now_dt())
+            if result.ok and result.choice_id in {c.id for c in choices}:
+                choice_id = result.choice_id
+        if choice_id is None:
+            return
+        self.messages.pop()  # the question is answered already: not asked
+        for i in range(len(self.transcript) - 1, -1, -1):
+            entry = self.transcript[i]
+            if entry.dir == "out" and isinstance(entry.data, dict) and entry.data.get("kind") == "ask":
+                del self.transcript[i]
+                break
+        self.note(f"opening message answered {state.name}: {choice_id}")
+        value: Any = values.get(choice_id, choice_id)
+        if state.save:
+            self._save(state.save, value)
+        trigger = choice_id if choice_id in state.routes else "next"
+        await self._enter(self._route(state, trigger))
 
     def _after_end(self) -> None:
         ev, s = self.event, self.session
@@ -487,6 +523,16 @@ class _Turn:
             data["confidence"] = ev.confidence
         if ev.choice_id:
             data["choice_id"] = ev.choice_id
+        if ev.media:
+            data["media"] = [
+                {k: v for k, v in (("url", m.url), ("id", m.id), ("type", m.content_type),
+                                   ("caption", m.caption)) if v is not None}
+                for m in ev.media
+            ]
+        if ev.location is not None:
+            loc = ev.location
+            data["location"] = {k: v for k, v in (("latitude", loc.latitude), ("longitude", loc.longitude),
+                                                  ("name", loc.name), ("address", loc.address)) if v is not None}
         self.transcript.append(TranscriptEntry(at=self.now, dir="in", text=ev.text or "", data=data))
 
     def _text(self, state: CompiledState) -> str:

@@ -490,3 +490,37 @@ states:
     result = await talk.send("start")
     assert result.ended and talk.session.outcome == "error" and "went wrong" in result.messages[0].text
     assert any("template failed" in e.text for e in result.transcript if e.dir == "note")
+
+
+async def test_an_opening_message_that_names_a_first_choice_answers_it() -> None:
+    flow = load_test_flow(FLOWS_DIR / "dental_booking.yaml")
+    engine = Engine(compile_flow(flow), ConnectorRegistry())  # type: ignore[arg-type]
+
+    async def opened_with(text: str) -> TurnResult:
+        session = engine.new_session("b:c", business="b", contact=CONTACT, channel="sms", now=FIXED_NOW)
+        return await engine.turn(session, Event(kind="start", channel="sms", text=text), FIXED_NOW)
+
+    booked = await opened_with("I'd like to book a visit")
+    assert booked.session.state == "ask_name"
+    assert [m.kind for m in booked.messages] == ["say", "ask"] and booked.messages[-1].state == "ask_name"
+    assert [e.data["state"] for e in booked.transcript if e.dir == "out"] == ["greet", "ask_name"]
+    for opener in ("hi", "1", "hello there"):  # not a choice (a bare number means nothing yet)
+        plain = await opened_with(opener)
+        assert (plain.session.state, plain.messages[-1].state) == ("menu", "menu"), opener
+
+
+async def test_inbound_media_and_location_are_recorded_in_the_transcript() -> None:
+    from orchestrator.model import Location, Media
+
+    flow = load_test_flow(FLOWS_DIR / "dental_booking.yaml")
+    engine = Engine(compile_flow(flow), ConnectorRegistry())  # type: ignore[arg-type]
+    session = engine.new_session("b:c", business="b", contact=CONTACT, channel="sms", now=FIXED_NOW)
+    session = (await engine.turn(session, Event(kind="start", channel="sms"), FIXED_NOW)).session
+    photo = Event(kind="media", channel="whatsapp", media=[
+        Media(url="https://x/m1", id="m1", content_type="image/jpeg", caption="my tooth")])
+    result = await engine.turn(session, photo, FIXED_NOW)
+    [entry] = [e for e in result.transcript if e.dir == "in"]
+    assert entry.data["media"] == [{"url": "https://x/m1", "id": "m1", "type": "image/jpeg", "caption": "my tooth"}]
+    where = Event(kind="location", channel="whatsapp", location=Location(latitude=40.7, longitude=-74.0, name="Home"))
+    [entry] = [e for e in (await engine.turn(result.session, where, FIXED_NOW)).transcript if e.dir == "in"]
+    assert entry.data["location"] == {"latitude": 40.7, "longitude": -74.0, "name": "Home"}

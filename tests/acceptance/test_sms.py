@@ -148,12 +148,12 @@ async def test_long_reply_splits_at_sentences_within_the_segment_budget(
     _ = per_segment
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: inbound media (MMS/WhatsApp) is logged in the transcript without "
-                   "its URL and content type (engine._log_inbound drops event.media) (qa_bugs.md #3)")
 async def test_mms_media_is_recorded_in_the_transcript(client: AsyncTestClient[Litestar]) -> None:
     await text(client, "hi")
     url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
-    await text(client, "", NumMedia="1", MediaUrl0=url, MediaContentType0="image/jpeg")
+    form = [(k, v) for k, v in sms_form("", sid="SM" + uuid.uuid4().hex) if k != "NumMedia"]  # Twilio sends it once
+    await twilio_post(client, "/webhooks/twilio/sms",
+                      [*form, ("NumMedia", "1"), ("MediaUrl0", url), ("MediaContentType0", "image/jpeg")])
     conv = await conversation_of(client, CALLER)
     flat = str(conv["transcript"])
     assert url in flat and "image/jpeg" in flat
