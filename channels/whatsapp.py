@@ -25,6 +25,8 @@ from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureErr
 from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.render import present, shorten
 
+from .twilio_sms import keyword_kind
+
 log = logging.getLogger("channels.whatsapp")
 PATH = "/webhooks/whatsapp"
 GRAPH_BASE = "https://graph.facebook.com"
@@ -315,7 +317,11 @@ def _message(message: dict[str, Any], business: str, names: dict[Any, Any]) -> I
                        route_key=business)
 
     if kind == "text":
-        return event("text", text=str(_get(message, "text", "body") or ""))
+        said = str(_get(message, "text", "body") or "")
+        keyword = keyword_kind(said)  # STOP / START / HELP as on SMS: opt-out is honoured on WhatsApp too
+        if keyword:
+            return Inbound(kind=keyword, address=address, message_id=wamid, route_key=business)  # type: ignore[arg-type]
+        return event("text", text=said)
     if kind == "interactive":
         reply = _get(message, "interactive", "button_reply") or _get(message, "interactive", "list_reply")
         if isinstance(reply, dict) and reply.get("id"):

@@ -270,9 +270,6 @@ async def test_other_message_types_are_answered_politely_never_500(
     assert body_of(name_q) == "Great! What's your name?"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an outbound start marks the contact as just heard from "
-                   "(last_inbound_at = now), so outside the 24 h window free-form text is sent instead "
-                   "of the template (qa_bugs.md #2)")
 async def test_outbound_outside_24h_window_uses_the_flow_template(
     flows_copy: Path, fake_twilio: FakeTwilio, graph: FakeGraph,
 ) -> None:
@@ -298,8 +295,6 @@ async def test_outbound_outside_24h_window_uses_the_flow_template(
         assert all(m["type"] == "template" for m in sent)  # no free-form message outside the window
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: STOP on WhatsApp is treated as a bad answer ('Sorry, I didn't catch "
-                   "that') and the contact keeps getting messages (qa_bugs.md #7)")
 async def test_stop_on_whatsapp_opts_the_contact_out(client: AsyncTestClient[Litestar], graph: FakeGraph) -> None:
     await send(client, graph, wa_text("hi", wamid="wamid.X1"), expect=2)
     [ack] = await send(client, graph, wa_text("STOP", wamid="wamid.X2"))
