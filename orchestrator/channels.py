@@ -101,6 +101,7 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     within_window: bool = True  # WhatsApp: inside the 24 h customer-service window
     event_kind: str | None = None  # the kind of event answered (voice: "start" -> consent notice first)
     idempotency_key: str | None = None  # outbox sends: the same key on every retry of one item
+    step: str | None = None  # voice: the turn's action-URL nonce, the same when a duplicate is re-rendered
 
 
 @runtime_checkable

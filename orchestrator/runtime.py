@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -42,6 +43,9 @@ WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
 OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
 OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
+HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
+MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
+MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 _session_decoder = msgspec.msgpack.Decoder(Session)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -63,6 +67,14 @@ class StoredReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     event_kind: str | None = None
     within_window: bool = True
     opted_out: bool = False
+    step: str | None = None  # voice action-URL nonce: a duplicate renders byte-identical TwiML
+
+
+def turn_step(session: Session) -> str:
+    """The voice action-URL nonce of a turn: from the session id, its start and its turn count,
+    so each question gets a new one and a re-rendered duplicate the same."""
+    key = f"{session.id}|{session.started_at!r}|{session.turns}".encode()
+    return hashlib.blake2b(key, digest_size=4).hexdigest()
 
 
 class OutboxItem(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -157,12 +169,12 @@ class Runtime:
 
     def _context(
         self, compiled: CompiledFlow | None, session_id: str | None, *, within_window: bool = True,
-        event_kind: str | None = None, idempotency_key: str | None = None,
+        event_kind: str | None = None, idempotency_key: str | None = None, step: str | None = None,
     ) -> ReplyContext:
         return ReplyContext(
             settings=compiled.settings if compiled else None, public_url=self.settings.public_url or "",
             session_id=session_id, within_window=within_window, event_kind=event_kind,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, step=step,
         )
 
     def _adapter_for_idiom(self, idiom: str, preferred: str | None = None) -> str | None:
@@ -198,23 +210,74 @@ class Runtime:
             return TurnReply()
         addr = inbound.address
         sid = f"{addr.business}:{addr.contact}"
-        if inbound.kind == "opt_out":
-            await self.store.set_opt_out(addr.contact, True)  # recorded before anything else
-            log.info("contact opted out", extra={"session": redact_phone(sid), "channel": channel})
-            return TurnReply(messages=[Outbound(kind="say", text=OPT_OUT_TEXT)], session_id=sid, opted_out=True)
-        if inbound.kind == "opt_in":
-            await self.store.set_opt_out(addr.contact, False)
-            return TurnReply(messages=[Outbound(kind="say", text=OPT_IN_TEXT)], session_id=sid)
-        if inbound.kind == "help":
-            text = self.settings.help_text
-            with contextlib.suppress(Exception):
-                text = (await self.catalog.latest(self.catalog.route(inbound.route_key or addr.business))) \
-                    .settings.help_text
-            return TurnReply(messages=[Outbound(kind="say", text=text)], session_id=sid)
+        if inbound.kind in ("opt_out", "opt_in", "help"):
+            return await self._keyword(channel, inbound, addr, sid)
         if inbound.event is None:
             return TurnReply()
         with correlation(inbound.event.provider_id or None):
             return await self._turn(channel, addr, sid, inbound.event, inbound.route_key)
+
+    async def _keyword(self, channel: str, inbound: Inbound, addr: Address, sid: str) -> TurnReply:
+        """STOP / START / HELP (SMS carrier keywords, the same words on WhatsApp): answered in the
+        webhook where the channel can, else sent at once (an opted-out contact gets no outbox item)."""
+        if inbound.kind == "opt_out":
+            await self.store.set_opt_out(addr.contact, True)  # recorded before anything else
+            log.info("contact opted out", extra={"session": redact_phone(sid), "channel": channel})
+            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_OUT_TEXT)], session_id=sid, opted_out=True)
+        elif inbound.kind == "opt_in":
+            await self.store.set_opt_out(addr.contact, False)
+            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_IN_TEXT)], session_id=sid)
+        else:
+            reply = TurnReply(messages=[Outbound(kind="say", text=await self.help_text(
+                inbound.route_key or addr.business))], session_id=sid)
+        adapter = self.channels.get(channel)
+        if adapter.capabilities.sync_reply:
+            return reply
+        mark = f"kw:{inbound.message_id}" if inbound.message_id else None
+        if mark and await self.store.get_status(mark) is not None:
+            return TurnReply(session_id=sid, duplicate=True, opted_out=reply.opted_out)  # answered already
+        try:
+            await adapter.send(addr, reply.messages, self._context(None, sid, idempotency_key=mark))
+        except Exception as exc:
+            log.warning("%s acknowledgement to %s failed: %s", inbound.kind, redact_phone(sid), exc)
+        else:
+            if mark:
+                await self.store.record_status(mark, "sent")
+        return TurnReply(session_id=sid, opted_out=reply.opted_out)
+
+    async def help_text(self, route_key: str) -> str:
+        """The HELP answer: the flow's settings.help_text, else ORCHESTRATOR_HELP_TEXT, else a
+        default naming the business (the flow's title)."""
+        compiled = None
+        with contextlib.suppress(Exception):
+            compiled = await self.catalog.latest(self.catalog.route(route_key))
+        if compiled is not None and compiled.settings.help_text:
+            return compiled.settings.help_text
+        if self.settings.help_text:
+            return self.settings.help_text
+        return HELP_TEXT.format(business=(compiled.title if compiled else None) or "This service")
+
+    async def _missed_call(self, sid: str, addr: Address, event: Event, opted_out: bool) -> TurnReply:
+        """A call nobody answered (no-answer / busy / failed / canceled, the bot never spoke):
+        start the missed-call flow by SMS. Deduped on the status delivery (CallSid + status)."""
+        flow_id = self.settings.missed_call_flow or MISSED_CALL_FLOW
+        if flow_id not in self.catalog.flow_ids():
+            if self.settings.missed_call_flow:
+                log.error("missed call: ORCHESTRATOR_MISSED_CALL_FLOW=%r is not a loaded flow; no text-back",
+                          flow_id)
+            return TurnReply(session_id=sid)
+        if opted_out:
+            return TurnReply(session_id=sid, opted_out=True)
+        channel = self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")
+        if channel is None:
+            log.error("missed call from %s: no SMS or WhatsApp channel to text back on", redact_phone(sid))
+            return TurnReply(session_id=sid)
+        start = Event(kind="start", channel=self.channels.get(channel).capabilities.idiom,
+                      provider_id=event.provider_id)
+        try:
+            return await self._turn(channel, addr, sid, start, None, flow_id=flow_id, outbound=True)
+        except OptedOut:
+            return TurnReply(session_id=sid, opted_out=True)
 
     async def _turn(
         self, channel: str, addr: Address, sid: str, event: Event, route_key: str | None,
@@ -248,9 +311,13 @@ class Runtime:
             fresh = outbound or session is None or compiled is None or (
                 session.status == "ended" and event.kind in CONVERSATIONAL
             )
+            carried_inbound_at = session.last_inbound_at if session is not None else 0.0
             if fresh:
                 if event.kind not in CONVERSATIONAL:
                     await self.store.release(sid, b.token)  # e.g. a late status for an unknown call
+                    if (event.kind == "hangup" and not outbound and timer_turns is None
+                            and (event.text or "").lower() in MISSED_CALL_STATUSES):
+                        return await self._missed_call(sid, addr, event, b.opted_out)
                     return TurnReply(session_id=sid)
                 compiled = await self.catalog.latest(flow_id or self.catalog.route(route_key or addr.business))
                 new = self.engine(compiled).new_session(
@@ -262,8 +329,14 @@ class Runtime:
                 session = new
                 event = msgspec.structs.replace(event, kind="start")
                 metrics.labelled(metrics.CONVERSATIONS_STARTED, compiled.id, event.channel).inc()
+            elif (event.kind == "hangup" and session is not None and session.channel != event.channel
+                  and session.status == "active"):
+                await self.store.release(sid, b.token)  # a call that is not this (text) conversation
+                return TurnReply(session_id=sid)
             assert session is not None and compiled is not None
             result = await self.engine(compiled).turn(session, event, now)
+            if outbound:  # the contact said nothing: the WhatsApp window is the last real inbound's
+                result.session.last_inbound_at = carried_inbound_at
             reply = await self._save(adapter, sid, b.token, b.version, dedupe_id, event, compiled, result, now,
                                      proactive=outbound or timer_turns is not None)
         except BaseException:
@@ -314,8 +387,9 @@ class Runtime:
                               created_at=now)
             outbox.append(OutboxPut(item_id, _encoder.encode(item)))
         reply_messages = result.messages if sync else []
+        step = turn_step(session) if sync and adapter.capabilities.idiom == "voice" else None
         stored = StoredReply(messages=reply_messages, session_id=sid, revision=compiled.revision,
-                             event_kind=event.kind, within_window=within)
+                             event_kind=event.kind, within_window=within, step=step)
         ttl = int(parse_duration(compiled.settings.session_ttl))
         retention = self.settings.retention_seconds
         timer = None
@@ -339,7 +413,7 @@ class Runtime:
         await self.recorder.after_commit(event.channel, result)  # writes only at start / end
         return TurnReply(
             messages=reply_messages, session_id=sid,
-            context=self._context(compiled, sid, within_window=within, event_kind=event.kind),
+            context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
 
     async def _duplicate(self, channel: str, raw: bytes) -> TurnReply:
@@ -354,7 +428,7 @@ class Runtime:
         return TurnReply(
             messages=stored.messages, duplicate=True, session_id=stored.session_id, opted_out=stored.opted_out,
             context=self._context(compiled, stored.session_id, within_window=stored.within_window,
-                                  event_kind=stored.event_kind),
+                                  event_kind=stored.event_kind, step=stored.step),
         )
 
     # ------------------------------------------------------------------ outbound
@@ -454,12 +528,13 @@ class Runtime:
                     item.attempts = attempts
                     await self.store.retry_outbox(item.id, _encoder.encode(item), now + delay)
                     log.warning("send %s failed (attempt %d), retrying in %.0f s: %s",
-                                item.id, attempts, delay, exc)
+                                redact_phone(item.id), attempts, delay, exc)
                 else:
                     code = getattr(exc, "code", None) or getattr(exc, "status", None)
                     await self.store.record_status(item.id, "failed", str(code) if code else type(exc).__name__)
                     await self.store.ack_outbox(item.id)
-                    log.error("send %s failed permanently after %d attempt(s): %s", item.id, attempts, exc)
+                    log.error("send %s failed permanently after %d attempt(s): %s", redact_phone(item.id), attempts,
+                              exc)
                 metrics.SENDS.labels(item.adapter, "failed").inc()
                 continue
             await self.store.ack_outbox(item.id)

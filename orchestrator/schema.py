@@ -75,7 +75,7 @@ class Settings(Base):
     voice: str = "Polly.Joanna"  # TwiML <Say voice>
     speech_confidence: float = 0.4  # voice: below this a SpeechResult is re-asked
     reminder: str = "Are you still there? Just reply to continue."
-    help_text: str = "Reply with your answer, or STOP to opt out."
+    help_text: str | None = None  # SMS/WhatsApp HELP answer; unset: ORCHESTRATOR_HELP_TEXT, then a default
     sms_segment_budget: int = 3  # longest SMS reply, in segments
     whatsapp_template: str | None = None  # template for proactive messages outside 24 h
     whatsapp_template_language: str = "en_US"

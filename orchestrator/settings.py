@@ -36,6 +36,7 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", False),
     "ORCHESTRATOR_DEDUPE_TTL_SECONDS": ("dedupe_ttl_seconds", False),
     "ORCHESTRATOR_HELP_TEXT": ("help_text", False),
+    "ORCHESTRATOR_MISSED_CALL_FLOW": ("missed_call_flow", False),
     "ORCHESTRATOR_RELOAD_SECONDS": ("reload_seconds", False),
     "ORCHESTRATOR_RETENTION_INTERVAL_SECONDS": ("retention_interval_seconds", False),
     "TWILIO_ACCOUNT_SID": ("twilio_account_sid", False),
@@ -74,7 +75,8 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     outbox_lease_seconds: float = 30.0
     outbox_max_attempts: int = 8
     dedupe_ttl_seconds: int = 172_800  # 48 h: longer than any provider's retry window that matters
-    help_text: str = "Reply STOP to opt out, START to opt back in. For help call us."
+    help_text: str | None = None  # HELP answer for flows without settings.help_text; unset: one naming the business
+    missed_call_flow: str | None = None  # flow texted after an unanswered call; unset: missed_call_textback if loaded
     reload_seconds: float = 2.0  # poll the flows directory for edits; 0 = off
     retention_interval_seconds: float = 3600.0  # how often the retention job runs; 0 = off
     twilio_account_sid: str | None = None

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fakes.signing import CALL_SID, CALLER, CLINIC, PUBLIC_URL, sms_form, voice_form
 from fakes.twilio import FakeTwilio
 from litestar import Litestar
@@ -201,8 +200,6 @@ async def test_hang_up_at_a_statement_or_after_the_end_sends_nothing(
     assert len(fake_twilio.messages()) <= 1  # a redelivered status callback sends nothing twice
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a no-answer/busy status for a call the bot never answered is "
-                   "dropped ('late status for an unknown call'); nothing starts missed_call_textback (qa_bugs.md #1)")
 async def test_missed_call_is_texted_back(client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio) -> None:
     """A forwarded call nobody answered (no-answer / busy, the bot never spoke): the
     missed-call text-back small businesses buy starts by SMS."""

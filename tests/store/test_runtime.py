@@ -220,10 +220,75 @@ async def test_stop_blocks_every_send_and_start_reenables(runtime: Runtime, sms:
     assert await runtime.send_outbox() == 1 and sms.sent[-1][1] == ["Hi from v1", "Your name?"]
 
 
-async def test_help_answers_help_text(runtime: Runtime) -> None:
-    r = await runtime.handle("fake_sms", Inbound(kind="help", address=Address(business=BIZ, contact=WHO),
-                                                 route_key=BIZ))
-    assert texts(r) == ["Reply with your answer, or STOP to opt out."]
+async def test_help_answers_flow_text_else_operator_text_else_one_naming_the_business(
+    runtime: Runtime, flows: Path, store: SessionStore, sms: FakeChannel,
+) -> None:
+    def help_inbound() -> Inbound:
+        return Inbound(kind="help", address=Address(business=BIZ, contact=WHO), route_key=BIZ)
+
+    [default] = texts(await runtime.handle("fake_sms", help_inbound()))
+    assert default.startswith("Test Clinic:") and "STOP" in default  # the flow's title names the business
+    channels = ChannelRegistry()
+    channels.register(sms)  # type: ignore[arg-type]
+    operator = await Runtime.create(AppSettings(flows_dir=str(flows), help_text="Call 555-0100 for help."),
+                                    ConnectorRegistry(), channels, store=store, clock=Clock())
+    assert texts(await operator.handle("fake_sms", help_inbound())) == ["Call 555-0100 for help."]
+    (flows / "intake.yaml").write_text(FLOW.format(tag="v1").replace(
+        "settings: {no_reply_timeout: 10m}", "settings: {no_reply_timeout: 10m, help_text: Flow help}"))
+    assert await operator.catalog.reload() == {}
+    assert texts(await operator.handle("fake_sms", help_inbound())) == ["Flow help"]
+
+
+async def test_keywords_on_a_channel_without_webhook_replies_are_sent_once(runtime: Runtime, wa: FakeChannel) -> None:
+    stop = Inbound(kind="opt_out", address=Address(business=BIZ, contact=WHO), route_key=BIZ, message_id="wamid.S")
+    for _ in range(2):  # a redelivery sends nothing again
+        r = await runtime.handle("fake_wa", stop)
+        assert r.messages == [] and r.opted_out
+    assert await runtime.store.is_opted_out(WHO)
+    assert len(wa.sent) == 1 and "unsubscribed" in wa.sent[0][1][0]
+
+
+async def test_outbound_start_keeps_the_whatsapp_window_of_the_last_inbound(runtime: Runtime, wa: FakeChannel) -> None:
+    clock: Clock = runtime.clock  # type: ignore[assignment]
+    addr = Address(business=BIZ, contact=WHO)
+    await runtime.start_outbound(addr, "fake_wa", "intake")
+    assert (await session_of(runtime)).last_inbound_at == 0.0  # never heard from
+    await runtime.handle("fake_wa", inbound("hi", "wamid.1", channel="whatsapp"))
+    heard = clock.now
+    clock.now += 25 * 3600
+    await runtime.start_outbound(addr, "fake_wa", "intake")
+    assert (await session_of(runtime)).last_inbound_at == heard
+    claims = await runtime.store.claim_outbox(clock.now, 10, 30)
+    items = [msgspec.msgpack.decode(c.payload) for c in claims]
+    windows = sorted((i["created_at"], i.get("within_window", True)) for i in items)
+    assert windows == [(heard, False), (heard, True), (clock.now, False)]  # outbound, reply, outbound
+
+
+async def test_missed_call_starts_the_missed_call_flow_by_sms_once(
+    runtime: Runtime, flows: Path, sms: FakeChannel,
+) -> None:
+    (flows / "missed_call_textback.yaml").write_text(
+        "flow: missed_call_textback\nstart: sorry\nstates:\n  sorry:\n    say: Sorry we missed your call\n"
+        "    next: ask\n  ask:\n    ask: Your name?\n    input: text\n    next: bye\n  bye:\n    end: done\n")
+    assert await runtime.catalog.reload() == {}
+    missed = Inbound(kind="event", address=Address(business=BIZ, contact=WHO), route_key=BIZ,
+                     event=Event(kind="hangup", channel="voice", text="no-answer", provider_id="CA1:status:no-answer"))
+    for _ in range(2):  # a redelivered status callback starts nothing twice
+        await runtime.handle("fake_sms", missed)
+    assert await runtime.send_outbox() == 1
+    assert sms.sent == [(WHO, ["Sorry we missed your call", "Your name?"], sms.sent[0][2])]
+    s = await session_of(runtime)
+    assert (s.flow, s.channel, s.state) == ("missed_call_textback", "sms", "ask")
+    # another missed call while the text conversation goes on does not end it
+    again = msgspec.structs.replace(missed, event=msgspec.structs.replace(
+        missed.event, provider_id="CA2:status:busy", text="busy"))
+    await runtime.handle("fake_sms", again)
+    assert (await session_of(runtime)).status == "active"
+    # a completed call (answered elsewhere) is no missed call; an opted-out contact gets nothing
+    await runtime.handle("fake_sms", Inbound(kind="opt_out", address=Address(business=BIZ, contact="+15550000009")))
+    other = msgspec.structs.replace(missed, address=Address(business=BIZ, contact="+15550000009"))
+    await runtime.handle("fake_sms", other)
+    assert await runtime.send_outbox() == 0
 
 
 async def test_a_failing_turn_leaves_state_and_releases_the_lock(runtime: Runtime,
