@@ -9,6 +9,8 @@ twilio-python's for the same verbs (attributes sorted, `<X />` when empty), prov
 
 from __future__ import annotations
 
+import base64
+import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -102,13 +104,27 @@ class TwilioSignatureVerifier:
     is never taken from the request (a header naming another one does not change it)."""
 
     def __init__(self, auth_token: str) -> None:
-        from twilio.request_validator import RequestValidator, compare
-
-        self._compare = compare
+        from twilio.request_validator import RequestValidator
 
         if not auth_token:
             raise ConfigError("TWILIO_AUTH_TOKEN is empty: set it to the account's auth token")
         self._validator = RequestValidator(auth_token)
+        self._key = auth_token.encode("utf-8")
+
+    def signature(self, url: str, params: FormParams) -> str:
+        """twilio's `RequestValidator.compute_signature(url, params)` (HMAC-SHA1 of the URL then
+        every name + value, names sorted, each name's distinct values sorted), in one C call
+        for the HMAC instead of `hmac.new` + `digest` + string concatenation in a loop."""
+        parts = [url]
+        for name in sorted(params):
+            values = params[name]
+            if len(values) == 1:
+                parts += (name, values[0])
+            else:
+                for value in sorted(set(values)):
+                    parts += (name, value)
+        text = "".join(parts)
+        return base64.b64encode(hmac.digest(self._key, text.encode("utf-8"), "sha1")).decode("ascii")
 
     def verify(self, request: InboundRequest) -> None:
         signature = request.headers.get("x-twilio-signature", "")
@@ -121,8 +137,8 @@ class TwilioSignatureVerifier:
             params = form_of(request)
         # Fast path: one HMAC for the URL exactly as configured (the usual case); the full
         # `validate` (with and without the port, two HMACs) only when that does not match.
-        fast = self._compare(self._validator.compute_signature(request.url, params), signature) if isinstance(
-            params, FormParams) else False
+        fast = hmac.compare_digest(self.signature(request.url, params).encode(), signature.encode("utf-8", "replace")) \
+            if isinstance(params, FormParams) else False
         if not fast and not self._validator.validate(request.url, params, signature):
             raise SignatureError(
                 f"{request.path}: X-Twilio-Signature does not match {request.url!r}; check "

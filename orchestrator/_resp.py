@@ -44,10 +44,10 @@ def encode_command(args: Sequence[Any]) -> bytes:
     add = parts.append
     for arg in args:
         kind = type(arg)
-        if kind is bytes:
-            data = arg
-        elif kind is str:
+        if kind is str:
             data = arg.encode()
+        elif kind is bytes:
+            data = arg
         elif kind is int:
             data = b"%d" % arg
         elif kind is float:
@@ -60,9 +60,7 @@ def encode_command(args: Sequence[Any]) -> bytes:
             data = b"%d" % arg
         else:
             raise TypeError(f"redis command argument {arg!r} ({kind.__name__}): give bytes, str, int or float")
-        add(b"$%d\r\n" % len(data))
-        add(data)
-        add(b"\r\n")
+        add(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
 
 

@@ -23,7 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from litestar import Litestar, Request, Response, asgi, get
 from litestar.di import Provide
@@ -45,6 +45,29 @@ MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 2
 SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
 _FORM = "application/x-www-form-urlencoded"
+
+
+def parse_form(text: str, max_num_fields: int = 1000) -> list[tuple[str, str]]:
+    """`urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=...)`, same pairs
+    (proved in tests/test_hot_path_guard.py), ~3x faster: a Twilio form's names and most values
+    need no unquoting, so `unquote` runs only on the parts holding '%'."""
+    if text.count("&") >= max_num_fields:
+        raise ValueError("Max number of fields exceeded")
+    pairs: list[tuple[str, str]] = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name)
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value)
+        pairs.append((name, value))
+    return pairs
 
 
 # ---- assembling channels and connectors --------------------------------------------------------
@@ -129,7 +152,7 @@ class WebhookGateway:
         form = None
         if headers.get("content-type", "").split(";", 1)[0].strip().lower() == _FORM:
             try:
-                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=1000)
+                form = parse_form(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 raise BadRequest(f"{path}: form body unreadable ({type(exc).__name__})") from None
         try:

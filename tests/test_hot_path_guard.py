@@ -14,15 +14,21 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import redis.asyncio as aioredis
 import transitions.core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
 
+from channels._twilio import FormParams, TwilioSignatureVerifier
 from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, ReplyContext
 from orchestrator.connectors import ConnectorRegistry
 from orchestrator.model import Event, Outbound
 from orchestrator.runtime import Runtime
+from orchestrator.server import parse_form
 from orchestrator.settings import AppSettings
 from orchestrator.store_redis import RedisStore
 
@@ -175,3 +181,33 @@ async def test_duplicate_delivery_costs_one_round_trip(runtime: Runtime) -> None
     again = await turn(runtime, "+15550000002", "1", 1)  # the provider's retry of the same id
     assert trips.count == 1, trips.commands
     assert again == ["Great! What's your name?"]
+
+
+# ---- the webhook's own fast paths give the library's answers ------------------------------------
+
+_form_text = st.lists(st.tuples(st.text(max_size=12), st.text(max_size=20)), max_size=8).map(urlencode) | st.text(
+    alphabet="ab=&+%2F0 é;", max_size=40)
+
+
+@given(_form_text)
+@settings(max_examples=300, deadline=None)
+def test_parse_form_gives_parse_qsl_pairs(text: str) -> None:
+    assert parse_form(text) == parse_qsl(text, keep_blank_values=True, max_num_fields=1000)
+
+
+def test_parse_form_keeps_the_field_limit() -> None:
+    with pytest.raises(ValueError):
+        parse_qsl("a=1&" * 1000, keep_blank_values=True, max_num_fields=1000)
+    with pytest.raises(ValueError):
+        parse_form("a=1&" * 1000)
+    assert len(parse_form("a=1&" * 999)) == 999
+
+
+@given(st.lists(st.tuples(st.sampled_from(["Body", "From", "To", "MediaUrl0", "Ä", ""]), st.text(max_size=20)),
+                max_size=10), st.sampled_from(["https://bot.example.com/webhooks/twilio/sms", "https://h/ä?x=1"]))
+@settings(max_examples=300, deadline=None)
+def test_twilio_signature_gives_request_validator_signature(pairs: list[tuple[str, str]], url: str) -> None:
+    verifier = TwilioSignatureVerifier("test-auth-token-0123456789")
+    params = FormParams.of(pairs)
+    assert verifier.signature(url, params) == RequestValidator("test-auth-token-0123456789").compute_signature(
+        url, params)
