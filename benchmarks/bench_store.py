@@ -143,8 +143,8 @@ async def main(url: str, conversations: int) -> None:
             ("Lua scripts run per turn (INFO commandstats)", f"{scripts:.1f}"),
             ("live conversation: keys", str(len(keys))),
             ("live conversation: MEMORY USAGE bytes (target < 2 KB)", str(memory)),
-            ("  of which session / transcript / dedupe replies", f"{sizes.get('s', 0)} / {sizes.get('t', 0)} / "
-             f"{sum(v for k, v in sizes.items() if k == 'd')}"),
+            ("  of which session / transcript / dedupe / record", f"{sizes.get('s', 0)} / {sizes.get('t', 0)} / "
+             f"{sizes.get('d', 0)} / {sum(v for k, v in sizes.items() if k.startswith('r:'))}"),
             ("live conversation: session msgpack bytes", str(session_bytes)),
             ("turns/s, engine + Redis store, one process", f"{turns / elapsed:,.0f}"),
             ("mean turn latency ms", f"{elapsed / turns * 1000:.2f}"),

@@ -53,6 +53,11 @@ NOT_UNDERSTOOD = "Sorry, I didn't understand that."
 LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
 TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
+_NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
 
 
 class Engine:
@@ -82,6 +87,19 @@ class Engine:
             vars={**flow.vars, **(vars or {}), CONTACT_KEY: {"name": contact_name, "known": known}},
             started_at=now, updated_at=now,
         )
+
+    def stored_vars(self, vars: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables worth saving: those that differ from the flow's defaults (the flow's
+        constants are not repeated in every stored session). `loaded_vars` restores the rest."""
+        defaults = self.compiled.flow.vars
+        return {
+            k: v for k, v in vars.items()
+            if not (k in defaults and _same(defaults[k], v)) and not (k == CONTACT_KEY and v == _NO_CONTACT)
+        }
+
+    def loaded_vars(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved session's variables with the flow's defaults put back (`stored_vars`)."""
+        return {**self.compiled.flow.vars, CONTACT_KEY: dict(_NO_CONTACT), **stored}
 
     async def turn(self, session: Session, event: Event, now: float) -> TurnResult:
         """Apply one event. The session passed in is not modified; the result holds the new one."""

@@ -59,15 +59,51 @@ class TurnReply(msgspec.Struct, kw_only=True):
 
 
 class StoredReply(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What is kept under a delivery's id to answer its duplicates identically."""
+    """What is kept with a delivery's turn to answer its duplicates identically. Kept lean
+    (`compact_messages`): what the flow revision gives back (an ask's static choices, the
+    flow's language) and the session id (the duplicate's own) are left out."""
 
     messages: list[Outbound] = []
-    session_id: str | None = None
+    flow_choices: list[int] = []  # indexes of messages whose choices are their state's static ones
+    session_id: str | None = None  # older entries only
     revision: str | None = None
     event_kind: str | None = None
     within_window: bool = True
     opted_out: bool = False
     step: str | None = None  # voice action-URL nonce: a duplicate renders byte-identical TwiML
+
+
+def compact_messages(compiled: CompiledFlow, messages: list[Outbound]) -> tuple[list[Outbound], list[int]]:
+    """Messages without what `expand_messages` restores from the revision; and which had choices."""
+    language = compiled.settings.language
+    out: list[Outbound] = []
+    elided: list[int] = []
+    for i, m in enumerate(messages):
+        changes: dict[str, Any] = {}
+        state = compiled.states.get(m.state) if m.choices else None
+        if state is not None and not state.choices_from and m.choices == state.choices:
+            changes["choices"] = []
+            elided.append(i)
+        if m.language == language:
+            changes["language"] = None
+        out.append(msgspec.structs.replace(m, **changes) if changes else m)
+    return out, elided
+
+
+def expand_messages(compiled: CompiledFlow | None, messages: list[Outbound], elided: list[int]) -> list[Outbound]:
+    if compiled is None:
+        return messages
+    language = compiled.settings.language
+    out: list[Outbound] = []
+    for i, m in enumerate(messages):
+        changes: dict[str, Any] = {}
+        state = compiled.states.get(m.state) if i in elided else None
+        if state is not None:
+            changes["choices"] = state.choices
+        if m.language is None:
+            changes["language"] = language
+        out.append(msgspec.structs.replace(m, **changes) if changes else m)
+    return out
 
 
 def turn_step(session: Session) -> str:
@@ -293,7 +329,7 @@ class Runtime:
             contact=addr.contact,
         )
         if b.duplicate_reply is not None:
-            return await self._duplicate(channel, b.duplicate_reply)
+            return await self._duplicate(channel, sid, b.duplicate_reply)
         try:
             if outbound and b.opted_out:
                 raise OptedOut(f"contact {redact_phone(addr.contact)} opted out (STOP); nothing may be sent")
@@ -303,6 +339,8 @@ class Runtime:
             now = self.clock()
             session = _session_decoder.decode(b.session) if b.session else None
             compiled = await self._compiled_for(session) if session else None
+            if session is not None and compiled is not None:
+                session.vars = self.engine(compiled).loaded_vars(session.vars)
             if timer_turns is not None and (
                 session is None or compiled is None or session.status == "ended" or session.turns != timer_turns
             ):
@@ -388,17 +426,19 @@ class Runtime:
             outbox.append(OutboxPut(item_id, _encoder.encode(item)))
         reply_messages = result.messages if sync else []
         step = turn_step(session) if sync and adapter.capabilities.idiom == "voice" else None
-        stored = StoredReply(messages=reply_messages, session_id=sid, revision=compiled.revision,
+        lean, elided = compact_messages(compiled, reply_messages)
+        stored = StoredReply(messages=lean, flow_choices=elided, revision=compiled.revision,
                              event_kind=event.kind, within_window=within, step=step)
         ttl = int(parse_duration(compiled.settings.session_ttl))
         retention = self.settings.retention_seconds
         timer = None
         if result.timer is not None and not result.ended:
             timer = TimerSet(result.timer.due, timer_member(sid, result.timer.turns))
+        saved = msgspec.structs.replace(session, vars=self.engine(compiled).stored_vars(session.vars))
         commit = Commit(
-            session=_encoder.encode(session), version=session.version, expect_version=version,
+            session=_encoder.encode(saved), version=session.version, expect_version=version,
             ttl_seconds=max(ttl, retention) if result.ended else ttl,
-            dedupe_id=dedupe_id, reply=pack_reply(_encoder.encode(stored)),
+            dedupe_id=dedupe_id, reply=_encoder.encode(stored),  # the store keeps it with the turn
             dedupe_ttl_seconds=self.settings.dedupe_ttl_seconds,
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
@@ -416,7 +456,7 @@ class Runtime:
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
 
-    async def _duplicate(self, channel: str, raw: bytes) -> TurnReply:
+    async def _duplicate(self, channel: str, sid: str, raw: bytes) -> TurnReply:
         metrics.labelled(metrics.DUPLICATES, channel).inc()
         if not raw:  # a delivery answered through the outbox: the webhook reply was empty
             return TurnReply(messages=[], duplicate=True, context=self._context(None, None))
@@ -425,9 +465,11 @@ class Runtime:
         if stored.revision:
             with contextlib.suppress(FlowError):
                 compiled = await self.catalog.for_revision(stored.revision)
+        session_id = stored.session_id or sid
         return TurnReply(
-            messages=stored.messages, duplicate=True, session_id=stored.session_id, opted_out=stored.opted_out,
-            context=self._context(compiled, stored.session_id, within_window=stored.within_window,
+            messages=expand_messages(compiled, stored.messages, stored.flow_choices), duplicate=True,
+            session_id=session_id, opted_out=stored.opted_out,
+            context=self._context(compiled, session_id, within_window=stored.within_window,
                                   event_kind=stored.event_kind, step=stored.step),
         )
 

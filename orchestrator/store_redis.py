@@ -5,8 +5,10 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
     orch:{sid}:s           hash  d = session msgpack, v = version, tm = armed timer member
     orch:{sid}:l           lock token (SET NX PX)
     orch:{sid}:t           transcript list, one element per turn (`pack_turn`: its entries in one blob)
-    orch:{sid}:d           hash delivery key -> the reply given to it (dedupe); long provider
-                           ids are kept as a 22-character digest (`delivery_key`)
+    orch:{sid}:d           hash delivery key -> "@<n>": the n-th transcript element pushed, which
+                           carries the reply given to that delivery (dedupe); "#" -> elements pushed
+                           so far (so "@<n>" is LINDEX n - "#" - 1, immune to head trims). Long
+                           provider ids are kept as a 22-character digest (`delivery_key`)
     orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
     orch:timers            zset member "<sid>|<turns>" score due      (global index)
     orch:outbox            zset member outbox id score ready-at       (global index)
@@ -60,11 +62,21 @@ STATUS_TTL_SECONDS = 30 * 86400
 # begin: atomic so that "is this a duplicate?", "take the lock" and "read the session" see
 # one consistent moment: a copy of a delivery arriving while the first copy commits either
 # finds the stored reply or waits for the lock, never loads a half-old session.
-# KEYS: lock, session, dedupe hash, optout.  ARGV: token, lock ttl ms, has dedupe ('1'/'0'), delivery id.
+# A duplicate's reply lives in its turn's transcript element ("@<n>" points at it): returned
+# as {1, element, 1}; an older full reply stored in the hash as {1, reply}.
+# KEYS: lock, session, dedupe hash, optout, transcript.
+# ARGV: token, lock ttl ms, has dedupe ('1'/'0'), delivery id.
 BEGIN_LUA = """
 if ARGV[3] == '1' then
   local reply = redis.call('HGET', KEYS[3], ARGV[4])
-  if reply then return {1, reply} end
+  if reply then
+    if string.byte(reply, 1) == 64 then
+      local n = tonumber(redis.call('HGET', KEYS[3], '#') or '0')
+      local el = redis.call('LINDEX', KEYS[5], tonumber(string.sub(reply, 2)) - n - 1)
+      return {1, el or '', 1}
+    end
+    return {1, reply}
+  end
 end
 local optout = redis.call('EXISTS', KEYS[4])
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
@@ -80,7 +92,9 @@ return {0, s[1], s[2], optout}
 # ARGV: 1 token, 2 expect version, 3 new version, 4 session, 5 ttl s, 6 delivery id ('' = none), 7 reply,
 #       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
 #       12 outbox due, 13 session id, 14 updated_at, 15 n transcript elements (0 or 1: one per turn),
-#       then the element, then one (id, payload) pair per outbox item key
+#       then the element, then one (id, payload) pair per outbox item key.
+# With an element, the delivery gets a pointer "@<n>" to it (the reply is inside the element);
+# without one, the reply itself.
 COMMIT_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'LOCK' end
 local cur = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
@@ -101,9 +115,11 @@ local n = tonumber(ARGV[15])
 if n > 0 then
   redis.call('RPUSH', KEYS[3], unpack(ARGV, 16, 15 + n))
   redis.call('EXPIRE', KEYS[3], retention)
-end
-if ARGV[6] ~= '' then
   -- one hash per conversation (not a key per delivery): far less per-key overhead
+  local pushed = redis.call('HINCRBY', KEYS[4], '#', n)
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[6], '@' .. pushed) end
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+elseif ARGV[6] ~= '' then
   redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
   redis.call('EXPIRE', KEYS[4], ARGV[8])
 end
@@ -175,7 +191,8 @@ return ARGV[1]
 # A turn's transcript entries travel and live as ONE list element (one argument to pack, one
 # listpack entry): b"\xc1" (a byte msgpack never starts with) + b"\x01" + a msgpack array of
 # the entries as bin (opaque bytes), or b"\x02" + the same zlib-compressed (preset dictionary)
-# when that pays.
+# when that pays. With the turn's reply (dedupe): b"\x03" / b"\x04" + [entries, reply] likewise,
+# so the reply costs only what it adds to the compressed turn (its texts are the entries' texts).
 # Elements written before this format (a bare entry) still read as one entry.
 _TURN_MARK = 0xC1
 _COMPRESS_FROM = 96  # bytes; below this zlib's own framing eats the gain
@@ -189,27 +206,50 @@ _bytes_list = msgspec.msgpack.Decoder(list[bytes])
 _pack = msgspec.msgpack.Encoder().encode
 
 
-def pack_turn(entries: Sequence[bytes]) -> bytes:
-    """One turn's encoded TranscriptEntry values as one transcript element."""
-    body = _pack(entries)
+# Elements with a reply (b"\x04"): the same dictionary plus the recurring tokens of runtime.StoredReply.
+_TURN_REPLY_DICT = _TURN_DICT + (
+    b"\xa5input\xa4name\xa8datetime\xa4text\xa6choice\xa8reprompt\xc3\xa7outcome\xa6target\xa9media_url"
+    b"\xa4kind\xa3end\xa4kind\xa3say\xa4text\xacflow_choices\x91\x00\xa8revision\xac\xaaevent_kind\xa5start"
+    b"\xa4step\xadwithin_window\xc2\xaaevent_kind\xa4text\x83\xa8messages\x91\x84\xa4kind\xa3ask\xa4text"
+)
+_turn_with_reply = msgspec.msgpack.Decoder(tuple[list[bytes], bytes])
+
+
+def pack_turn(entries: Sequence[bytes], reply: bytes | None = None) -> bytes:
+    """One turn's encoded TranscriptEntry values (and the reply to its delivery) as one element."""
+    plain, packed_mark = (b"\xc1\x01", b"\xc1\x02") if reply is None else (b"\xc1\x03", b"\xc1\x04")
+    body = _pack(entries) if reply is None else _pack((entries, reply))
     if len(body) >= _COMPRESS_FROM:
-        c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _TURN_DICT)
+        zdict = _TURN_DICT if reply is None else _TURN_REPLY_DICT
+        c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
         packed = c.compress(body) + c.flush()
         if len(packed) < len(body) * 0.85:
-            return b"\xc1\x02" + packed
-    return b"\xc1\x01" + body
+            return packed_mark + packed
+    return plain + body
+
+
+def _turn_body(element: bytes) -> tuple[list[bytes], bytes | None]:
+    if not element or element[0] != _TURN_MARK:
+        return [element], None
+    mark = element[1:2]
+    if mark in (b"\x02", b"\x04"):
+        d = zlib.decompressobj(zlib.MAX_WBITS, _TURN_DICT if mark == b"\x02" else _TURN_REPLY_DICT)
+        body = d.decompress(element[2:]) + d.flush()
+    else:
+        body = element[2:]
+    if mark in (b"\x03", b"\x04"):
+        return _turn_with_reply.decode(body)
+    return _bytes_list.decode(body), None
 
 
 def unpack_turn(element: bytes) -> list[bytes]:
     """The entries of one transcript element (a bare entry of the old format is itself)."""
-    if not element or element[0] != _TURN_MARK:
-        return [element]
-    if element[1:2] == b"\x02":
-        d = zlib.decompressobj(zlib.MAX_WBITS, _TURN_DICT)
-        body = d.decompress(element[2:]) + d.flush()
-    else:
-        body = element[2:]
-    return _bytes_list.decode(body)
+    return _turn_body(element)[0]
+
+
+def turn_reply(element: bytes) -> bytes:
+    """The reply kept in a transcript element (b"" when it holds none: e.g. trimmed away)."""
+    return (_turn_body(element)[1] or b"") if element else b""
 
 
 def delivery_key(dedupe_id: str) -> str:
@@ -294,6 +334,7 @@ class RedisStore:
             self._k(session_id, "s"),
             self._k(session_id, "d"),
             self._g(f"optout:{contact or '-'}"),
+            self._k(session_id, "t"),
         ]
         args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0",
                            delivery_key(dedupe_id) if dedupe_id else ""]
@@ -303,6 +344,8 @@ class RedisStore:
             res = await self._do(self._eval(self._begin, keys, args))
             code = int(res[0])
             if code == 1:
+                if len(res) > 2:  # the turn's transcript element, which carries the reply
+                    return Begin(duplicate_reply=turn_reply(bytes(res[1])))
                 return Begin(duplicate_reply=bytes(res[1]))
             if code == 0:
                 data, version, optout = res[1], res[2], res[3]
@@ -340,7 +383,8 @@ class RedisStore:
             commit.outbox_due, session_id, commit.updated_at or time.time(),
         ]
         if commit.transcript:
-            args += [1, pack_turn(commit.transcript)]
+            reply = commit.reply if commit.dedupe_id and commit.reply is not None else None
+            args += [1, pack_turn(commit.transcript, reply)]
         else:
             args.append(0)
         for item in commit.outbox:

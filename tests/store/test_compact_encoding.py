@@ -96,3 +96,33 @@ async def test_long_provider_ids_still_dedupe(store: SessionStore) -> None:
     assert dup.duplicate_reply == b"r-" + wamid.encode()
     other = await store.begin(SID, wamid[:-2] + "B=", lock_ttl_seconds=5, wait_seconds=1)
     assert other.duplicate_reply is None
+
+
+def test_turn_element_carries_the_reply_apart_from_the_entries() -> None:
+    from orchestrator.store_redis import turn_reply
+
+    entries = [entry(1.0, "Would you like to book a visit?"), entry(1.0, "menu")]
+    reply = msgspec.msgpack.encode(StoredReply(messages=[Outbound(kind="ask", text="Would you like to book a visit?",
+                                                                  state="menu", input="choice")]))
+    element = pack_turn(entries, reply)
+    assert unpack_turn(element) == entries and turn_reply(element) == reply
+    assert turn_reply(pack_turn(entries)) == b"" and turn_reply(entry(1.0, "old")) == b""
+    # the reply repeats the entries' texts: it adds little to the compressed element
+    assert len(element) < len(pack_turn(entries)) + len(reply) // 2
+
+
+async def test_duplicates_find_their_reply_through_the_transcript_after_head_trims(store: SessionStore) -> None:
+    for t in (1.0, 2.0, 3.0, 4.0):
+        await commit_turn(store, [entry(t, f"a{t}")], dedupe_id=f"SM{int(t)}")
+    await commit_turn(store, [entry(5.0, "no delivery id")])  # e.g. a turn without a provider id
+    assert await store.trim_transcript(SID, 3.0) == 2  # type: ignore[attr-defined]
+    for n in (3, 4):
+        dup = await store.begin(SID, f"SM{n}", lock_ttl_seconds=5, wait_seconds=1)
+        assert dup.duplicate_reply == f"r-SM{n}".encode()
+    if isinstance(store, RedisStore):  # the dedupe hash holds pointers, not replies
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            stored = await client.hgetall(f"{store.prefix}:{{{SID}}}:d")
+        finally:
+            await client.aclose()
+        assert stored[b"SM3"] == b"@3" and stored[b"#"] == b"5"

@@ -312,3 +312,17 @@ async def test_status_callbacks_recorded_monotonically(runtime: Runtime) -> None
     for status in ["delivered", "sent", "queued"]:
         await runtime.handle("fake_sms", Inbound(kind="status", message_id="SM77", status=status))
     assert await runtime.store.get_status("SM77") == ("delivered", None)
+
+
+async def test_a_duplicate_gets_the_identical_messages_choices_and_language_included(
+    runtime: Runtime, flows: Path,
+) -> None:
+    (flows / "intake.yaml").write_text(
+        "flow: intake\nstart: pick\nsettings: {language: fr-FR}\nstates:\n  pick:\n    ask: Which?\n"
+        "    choices:\n      a: {label: Apple, match: [apple, pomme], dtmf: '1'}\n      b: {label: Banana}\n"
+        "    next: done\n    on: {fail: done}\n  done:\n    say: Merci\n    end: ok\n")
+    assert await runtime.catalog.reload() == {}
+    first = await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    again = await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    assert again.duplicate and again.messages == first.messages and first.messages[-1].choices
+    assert first.messages[-1].language == "fr-FR" and again.context.session_id == SID
