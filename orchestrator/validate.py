@@ -38,7 +38,7 @@ from . import schema, templates
 from .connectors import ConnectorRegistry
 from .connectors import default_connectors as installed_connectors
 from .errors import Diagnostic, FlowError
-from .graph import depths, state_edges, state_kind
+from .graph import all_edges, state_edges, state_kind
 from .loader import LoadedFlow, closest, did_you_mean, load_flow
 
 BUILTINS: frozenset[str] = frozenset({"contact", "channel", "business", "now", "flow_title", "last_input"})
@@ -220,14 +220,31 @@ class _Checker:
             owners.setdefault(intent.dtmf, iname)
 
     def check_reachable(self) -> None:
+        """Report only the root causes of unreachable states.
+
+        An unknown target counts as its did-you-mean state (the typo is already reported), so
+        a misspelt `next:` does not also report every state behind it. Of the states still not
+        reached, only the roots are reported: a state that another unreached state leads to is
+        unreached only because of that one."""
         if self.flow.start not in self.states:
             return
-        reached = depths(self.flow)
-        for name in self.states:
-            if name not in reached:
-                self.add(f"$.states.{name}", f"state '{name}' is never reached from the start state "
-                         f"'{self.flow.start}'", "route to it with next/on/goto from another state, or delete it",
-                         key=True)
+        out: dict[str, list[str]] = {}
+        for e in all_edges(self.flow):
+            target = e.target if e.target in self.states else closest(e.target, self.states)
+            if target is not None:
+                out.setdefault(e.source, []).append(target)
+        reached = _closure([self.flow.start], out)
+        unreached = [name for name in self.states if name not in reached]
+        fed = {t for name in unreached for t in out.get(name, []) if t != name}
+        covered: set[str] = set()
+        roots = [n for n in unreached if n not in fed] + [n for n in unreached if n in fed]
+        for name in roots:
+            if name in covered:
+                continue
+            covered |= _closure([name], out)
+            self.add(f"$.states.{name}", f"state '{name}' is never reached from the start state "
+                     f"'{self.flow.start}'", "route to it with next/on/goto from another state, or delete it",
+                     key=True)
 
     # -- connectors ----------------------------------------------------------------------------
 
@@ -385,6 +402,17 @@ class _Checker:
         self.check_phones()
         unique = {(d.line, d.col, d.message): d for d in self.out}
         return sorted(unique.values(), key=lambda d: (d.line, d.col, d.message))
+
+
+def _closure(start: list[str], out: dict[str, list[str]]) -> set[str]:
+    seen = set(start)
+    todo = list(start)
+    while todo:
+        for target in out.get(todo.pop(), []):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
 
 
 def _strings(value: Any, path: str, where: str) -> Iterator[tuple[str, str, str]]:

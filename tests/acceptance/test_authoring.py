@@ -54,8 +54,6 @@ def test_unknown_state_is_rejected_with_did_you_mean(tmp_path: Path) -> None:
     assert re.search(rf"bad\.yaml:{line}:\d+: .*'ask_reasn'.*did you mean 'ask_reason'", result.stdout)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: one misspelt state name also reports every state behind it as "
-                   "'never reached' (11 problems for one typo) (qa_bugs.md #5)")
 def test_one_typo_in_a_state_name_is_one_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((FLOWS / "dental_booking.yaml").read_text().replace("next: ask_reason", "next: ask_reasn", 1))

@@ -586,8 +586,50 @@ def test_format_is_file_line_col_message_hint() -> None:
     found = problems("flow: demo\nstart: a\nstates:\n  a: {say: x, next: bb}\n  b: {end: done}\n")
     assert [d.format() for d in found] == [
         "t.yaml:4:21: state 'a' goes to unknown state 'bb' (hint: did you mean 'b'?)",
+    ]
+    found = problems("flow: demo\nstart: a\nstates:\n  a: {say: x, end: done}\n  b: {say: y, end: done}\n")
+    assert [d.format() for d in found] == [
         "t.yaml:5:3: state 'b' is never reached from the start state 'a' "
         "(hint: route to it with next/on/goto from another state, or delete it)",
+    ]
+
+
+def test_a_misspelt_target_is_one_problem_not_every_state_behind_it() -> None:
+    found = problems("""
+        flow: demo
+        start: a
+        intents:
+          agent: {match: [agent], goto: staf}
+        states:
+          a: {ask: Name?, next: ask_reasn}
+          ask_reason: {ask: Why?, next: c}
+          c: {say: x, next: d}
+          d: {say: y, end: done}
+          staff: {say: z, end: handed}
+        """)
+    assert [d.message for d in found] == [
+        "intent 'agent' goes to unknown state 'staf'",
+        "state 'a' goes to unknown state 'ask_reasn'",
+    ]
+
+
+def test_only_the_root_of_an_unreached_chain_is_reported() -> None:
+    found = problems("""
+        flow: demo
+        start: a
+        states:
+          a: {say: x, next: nowhere_at_all}
+          lost: {say: y, next: lost2}
+          lost2: {say: z, next: lost3}
+          lost3: {say: w, next: lost2}
+          island: {say: v, next: island2}
+          island2: {say: u, next: island}
+        """)
+    messages = [d.message for d in found]
+    assert messages == [
+        "state 'a' goes to unknown state 'nowhere_at_all'",
+        "state 'lost' is never reached from the start state 'a'",
+        "state 'island' is never reached from the start state 'a'",
     ]
 
 
