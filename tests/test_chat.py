@@ -31,7 +31,7 @@ def bot_lines(out: str) -> list[str]:
     ("channel", "menu_line", "slot_line"),
     [
         ("sms", "1) Book a visit", "1) Thu 26 Nov, 10:00 AM"),
-        ("whatsapp", "[Book a visit] [Opening hours] [Talk to someone]", "  - Thu 26 Nov, 10:00 AM"),
+        ("whatsapp", "  - Change or cancel a visit", "  - Thu 26 Nov, 10:00 AM"),
         ("voice", "For Book a visit, press 1.", "For Thu 26 Nov, 10:00 AM, press 1."),
     ],
 )

@@ -120,7 +120,7 @@ async def test_sms_booking_end_to_end(dental: Engine, calendar: FakeCalendar) ->
     assert kinds(first) == ["say", "ask"]
     assert first.messages[0].text == "Hi! Thanks for contacting Bright Smile Dental."
     menu = first.messages[1]
-    assert [c.id for c in menu.choices] == ["book", "hours", "talk"] and menu.input == "choice"
+    assert [c.id for c in menu.choices] == ["book", "hours", "talk", "change"] and menu.input == "choice"
     assert first.timer is not None and first.timer.due == talk.now + 600 and first.timer.turns == 1
     await talk.say("1", "Alex Morgan")
     assert talk.state == "ask_reason"

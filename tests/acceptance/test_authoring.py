@@ -119,7 +119,8 @@ def test_chat_renders_each_channel_idiom() -> None:
     wa = run("chat", flow, "--channel", "whatsapp").stdout
     assert "1) Book a visit" in sms
     assert "For Book a visit, press 1." in voice
-    assert "[Book a visit] [Opening hours] [Talk to someone]" in wa
+    assert "bot> [Choose]\nbot>   - Book a visit\nbot>   - Opening hours\nbot>   - Talk to someone\n" in wa
+    assert "bot>   - Change or cancel a visit" in wa  # four choices: a WhatsApp list, not buttons
 
 
 def test_chat_offers_slots_at_the_asked_time_in_the_clinic_timezone() -> None:

@@ -32,7 +32,7 @@ async def test_choices_render_as_numbered_list_and_number_keyword_label_all_work
     client: AsyncTestClient[Litestar],
 ) -> None:
     [first] = await text(client, "hi")
-    assert first.endswith("1) Book a visit\n2) Opening hours\n3) Talk to someone")
+    assert first.endswith("1) Book a visit\n2) Opening hours\n3) Talk to someone\n4) Change or cancel a visit")
     for answer in ("2", "hours", "Opening Hours!"):
         # each answer at the menu: restart the menu through the global 'restart' intent
         got = await text(client, answer)

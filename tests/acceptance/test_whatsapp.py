@@ -89,9 +89,10 @@ async def test_dental_booking_by_buttons_and_list_ends_booked(
     first = await send(client, graph, wa_text("hi", wamid="wamid.A1"), expect=2)
     greeting, menu = first[:2]
     assert greeting["text"]["body"] == "Hi! Thanks for contacting Bright Smile Dental."
-    assert menu["interactive"]["type"] == "button"
-    buttons = menu["interactive"]["action"]["buttons"]
-    assert [b["reply"]["title"] for b in buttons] == ["Book a visit", "Opening hours", "Talk to someone"]
+    assert menu["interactive"]["type"] == "list"  # four choices: more than WhatsApp's three buttons
+    menu_rows = menu["interactive"]["action"]["sections"][0]["rows"]
+    assert [r["title"] for r in menu_rows] == ["Book a visit", "Opening hours", "Talk to someone",
+                                               "Change or cancel a visit"]
     [name_q] = await send(client, graph, button_reply("book", "wamid.A2"))
     assert body_of(name_q) == "Great! What's your name?"
     [reason] = await send(client, graph, wa_text("Kerry Fisher", wamid="wamid.A3"))
