@@ -1,8 +1,11 @@
 """Draw a flow: Mermaid, Graphviz dot, or a self-contained HTML page with an inline SVG.
 
-The HTML page needs no network (no CDN): the diagram is laid out here, one row per BFS
-depth from the start state, boxes showing each state's kind and name (end states show
-their outcome), labelled arrows, and the Mermaid source underneath.
+The HTML page needs no network (no CDN, no JS library): the diagram is laid out here
+(graph_layout: layers, barycenter ordering, edges curved through the gaps, back edges along
+the sides), boxes show each state's kind and name (end states their outcome), parallel
+edges are one arrow labelled "talk, fail", labels sit on a white background where no box or
+other label is, global intents are dashed arrows from an "any question" box; a few lines of
+inline JS pan and zoom; the Mermaid source is underneath.
 
 `state_edges` is also the validator's view of the flow's edges, so both agree on what
 "goes to" means.
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 from . import schema
 from .errors import FlowError
+from .graph_layout import BOX_H, Layout, LayoutEdge, Route, layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,22 +152,80 @@ def to_dot(flow: schema.Flow) -> str:
 
 # -- HTML + SVG -------------------------------------------------------------------------------
 
-_BOX_W, _BOX_H, _GAP_X, _GAP_Y, _MARGIN = 200, 46, 40, 80, 30
+ANY = "\0any question"  # the pseudo-node global intents leave from (never a state name: YAML keys are text)
 _COLORS = {"say": "#e8f1fb", "ask": "#fff4d6", "call": "#e6f6ea", "branch": "#f3e8fb",
            "handoff": "#fde8e8", "record": "#ececec", "end": "#dfe3e8"}
+_LABEL_H = 14.0
 
 
-def _layout(flow: schema.Flow) -> dict[str, tuple[int, int]]:
-    depth = depths(flow)
-    last = max(depth.values(), default=-1) + 1
-    rows: dict[int, list[str]] = {}
-    for name in flow.states:
-        rows.setdefault(depth.get(name, last), []).append(name)  # unreachable: bottom row
-    pos: dict[str, tuple[int, int]] = {}
-    for row, names in sorted(rows.items()):
-        for col, name in enumerate(names):
-            pos[name] = (_MARGIN + col * (_BOX_W + _GAP_X), _MARGIN + row * (_BOX_H + _GAP_Y))
-    return pos
+def _label_width(text: str) -> float:
+    return 5.6 * len(text) + 10
+
+
+def _box_width(name: str, state: schema.State | None) -> float:
+    if state is None:
+        return 130.0
+    outcome = _outcome(state)
+    top = len(state_kind(state)) + 8 + (len(f"end: {outcome}") + 4 if outcome else 0)  # "ask (start)  end: x"
+    return max(120.0, min(240.0, max(7.4 * len(_clip(name, 30)), 5.8 * top) + 20))
+
+
+def _merged_edges(flow: schema.Flow) -> list[LayoutEdge]:
+    """One edge per (source, target): parallel edges share it, labels joined ("talk, fail")."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for e in (e for name, st in flow.states.items() for e in state_edges(name, st)):
+        merged.setdefault((e.source, e.target), []).append(e.label)
+    edges = [LayoutEdge(a, b, ", ".join(dict.fromkeys(labels))) for (a, b), labels in merged.items()]
+    intents: dict[str, list[str]] = {}
+    for iname, intent in flow.intents.items():
+        intents.setdefault(intent.goto, []).append(iname)
+    edges += [LayoutEdge(ANY, target, ", ".join(names), dashed=True) for target, names in intents.items()]
+    return edges
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _place_labels(lay: Layout) -> list[tuple[Route, float, float, float]]:
+    """Each route's label centre (x, y) and width: the first candidate point that overlaps no
+    box and no label already placed, else the least overlapping one (never the same point twice)."""
+    obstacles = lay.boxes()
+    placed: list[tuple[Route, float, float, float]] = []
+    taken: set[tuple[int, int]] = set()
+    for route in sorted(lay.routes, key=lambda r: (r.back, len(r.labels))):
+        w = _label_width(_clip(route.edge.label, 28))
+        best: tuple[float, float, float] | None = None
+        for x, y in route.labels:
+            rect = (x - w / 2 - 1, y - _LABEL_H / 2 - 1, x + w / 2 + 1, y + _LABEL_H / 2 + 1)
+            cost = sum(_overlap(rect, o) for o in obstacles)
+            if (round(x), round(y)) in taken:
+                cost += 1e6
+            if best is None or cost < best[2]:
+                best = (x, y, cost)
+            if cost == 0:
+                break
+        assert best is not None
+        x, y = best[0], best[1]
+        while (round(x), round(y)) in taken:
+            y += _LABEL_H
+        taken.add((round(x), round(y)))
+        obstacles.append((x - w / 2, y - _LABEL_H / 2, x + w / 2, y + _LABEL_H / 2))
+        placed.append((route, x, y, w))
+    return placed
+
+
+def _layout(flow: schema.Flow) -> Layout:
+    edges = _merged_edges(flow)
+    widths = {name: _box_width(name, st) for name, st in flow.states.items()}
+    order = list(flow.states)
+    if flow.intents:
+        widths[ANY] = _box_width(ANY, None)
+        order.append(ANY)
+    roots = [flow.start] if flow.start in flow.states else []
+    return layout(order, widths, edges, [*roots, *([ANY] if flow.intents else [])])
 
 
 def _clip(text: str, limit: int) -> str:
@@ -171,51 +233,101 @@ def _clip(text: str, limit: int) -> str:
 
 
 def to_svg(flow: schema.Flow) -> str:
-    pos = _layout(flow)
-    width = max((x for x, _ in pos.values()), default=0) + _BOX_W + 2 * _MARGIN
-    height = max((y for _, y in pos.values()), default=0) + _BOX_H + 2 * _MARGIN
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="12">',
+    lay = _layout(flow)
+    labels = _place_labels(lay)
+    x_min = min([0.0, *(x - w / 2 - 4 for _, x, _, w in labels)])
+    x_max = max([lay.width, *(x + w / 2 + 4 for _, x, _, w in labels)])
+    width, height = x_max - x_min, lay.height
+    parts = [f'<svg id="diagram" xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="{x_min:.0f} 0 {width:.0f} {height:.0f}" font-family="Helvetica, Arial, sans-serif" '
+             'font-size="12">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>']
-    for e in (e for name, st in flow.states.items() for e in state_edges(name, st)):
-        if e.source not in pos or e.target not in pos:
-            continue
-        (x1, y1), (x2, y2) = pos[e.source], pos[e.target]
-        sx: float = x1 + _BOX_W / 2
-        sy: float = y1 + _BOX_H
-        tx: float = x2 + _BOX_W / 2
-        ty: float = y2
-        if y2 <= y1:  # going back up (a loop): leave from the side, curve around
-            sx, sy, tx, ty = x1 + _BOX_W, y1 + _BOX_H / 2, x2 + _BOX_W, y2 + _BOX_H / 2
-            bend = max(abs(sy - ty) / 3, 30)
-            d = f"M {sx} {sy} C {sx + bend} {sy}, {tx + bend} {ty}, {tx} {ty}"
-            lx, ly = max(sx, tx) + bend * 0.75, (sy + ty) / 2
+             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker>'
+             '<marker id="arrow-back" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#8a6d3b"/></marker>'
+             '<marker id="arrow-intent" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#7a5ea8"/></marker></defs>']
+    for route in lay.routes:
+        e = route.edge
+        if e.dashed:
+            style = 'stroke="#7a5ea8" stroke-dasharray="5 3" marker-end="url(#arrow-intent)"'
+        elif route.back:
+            style = 'stroke="#8a6d3b" marker-end="url(#arrow-back)"'
         else:
-            mid = (sy + ty) / 2
-            d = f"M {sx} {sy} C {sx} {mid}, {tx} {mid}, {tx} {ty}"
-            lx, ly = (sx + tx) / 2, mid
-        parts.append(f'<path class="edge" d="{d}" fill="none" stroke="#555" marker-end="url(#arrow)"/>')
-        parts.append(f'<text class="edge-label" x="{lx:.0f}" y="{ly:.0f}" text-anchor="middle" fill="#333" '
-                     f'font-size="10"><title>{html.escape(e.label)}</title>{html.escape(_clip(e.label, 28))}</text>')
-    for name, state in flow.states.items():
-        x, y = pos[name]
+            style = 'stroke="#555" marker-end="url(#arrow)"'
+        source = "any question" if e.source == ANY else e.source
+        parts.append(f'<path class="edge{" back" if route.back else ""}" d="{route.d}" fill="none" {style}>'
+                     f'<title>{html.escape(source)} &#8594; {html.escape(e.target)}: {html.escape(e.label)}'
+                     "</title></path>")
+    for name, node in lay.nodes.items():
+        if node.dummy:
+            continue
+        x, y = node.x - node.width / 2, node.y
+        w = node.width
+        if name == ANY:
+            parts.append(f'<g class="intents"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.0f}" '
+                         f'height="{BOX_H:.0f}" rx="8" fill="#f4effb" stroke="#7a5ea8" stroke-dasharray="5 3"/>'
+                         f'<text x="{x + 8:.1f}" y="{y + 17:.1f}" fill="#7a5ea8" font-size="10">global intents</text>'
+                         f'<text x="{x + 8:.1f}" y="{y + 33:.1f}" font-weight="bold">any question</text></g>')
+            continue
+        state = flow.states[name]
         kind = state_kind(state)
         outcome = _outcome(state)
         stroke = 'stroke="#333" stroke-width="2"' if outcome else 'stroke="#888"'
         start = ' stroke-dasharray="4 2"' if name == flow.start else ""
-        parts.append(f'<g class="state" data-state="{html.escape(name)}"><rect x="{x}" y="{y}" width="{_BOX_W}" '
-                     f'height="{_BOX_H}" rx="8" fill="{_COLORS.get(kind, "#fff")}" {stroke}{start}/>')
-        parts.append(f'<text x="{x + 8}" y="{y + 17}" fill="#666" font-size="10">'
+        fill = _COLORS.get(kind, "#fff")
+        parts.append(f'<g class="state" data-state="{html.escape(name)}"><rect x="{x:.1f}" y="{y:.1f}" '
+                     f'width="{w:.0f}" height="{BOX_H:.0f}" rx="8" fill="{fill}" {stroke}{start}/>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{y + 17:.1f}" fill="#666" font-size="10">'
                      f'{html.escape(kind)}{" (start)" if name == flow.start else ""}</text>')
-        parts.append(f'<text x="{x + 8}" y="{y + 33}" font-weight="bold"><title>{html.escape(name)}</title>'
-                     f'{html.escape(_clip(name, 26))}</text>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{y + 33:.1f}" font-weight="bold"><title>{html.escape(name)}</title>'
+                     f'{html.escape(_clip(name, 30))}</text>')
         if outcome:
-            parts.append(f'<text x="{x + _BOX_W - 8}" y="{y + 17}" text-anchor="end" fill="#a33" font-size="10">'
-                         f'end: {html.escape(outcome)}</text>')
+            parts.append(f'<text x="{x + w - 8:.1f}" y="{y + 17:.1f}" text-anchor="end" fill="#a33" '
+                         f'font-size="10">end: {html.escape(outcome)}</text>')
         parts.append("</g>")
+    for route, x, y, w in labels:
+        text = _clip(route.edge.label, 28)
+        color = "#7a5ea8" if route.edge.dashed else ("#8a6d3b" if route.back else "#333")
+        parts.append(f'<rect class="edge-label-bg" x="{x - w / 2:.1f}" y="{y - _LABEL_H / 2:.1f}" width="{w:.1f}" '
+                     f'height="{_LABEL_H:.0f}" rx="3" fill="#fff" fill-opacity="0.92"/>')
+        parts.append(f'<text class="edge-label" x="{x:.1f}" y="{y + 3.5:.1f}" text-anchor="middle" fill="{color}" '
+                     f'font-size="10"><title>{html.escape(route.edge.label)}</title>{html.escape(text)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+_PAN_ZOOM = """<script>
+(() => {
+  const svg = document.getElementById("diagram");
+  if (!svg) return;
+  const box = svg.viewBox.baseVal, full = [box.x, box.y, box.width, box.height];
+  const w0 = svg.width.baseVal.value, h0 = svg.height.baseVal.value;
+  let scale = 1;
+  const zoom = (f) => {
+    scale = Math.min(4, Math.max(0.25, scale * f));
+    svg.setAttribute("width", w0 * scale); svg.setAttribute("height", h0 * scale);
+  };
+  document.getElementById("zoom-in").onclick = () => zoom(1.25);
+  document.getElementById("zoom-out").onclick = () => zoom(0.8);
+  document.getElementById("zoom-fit").onclick = () => {
+    const pane = svg.parentElement; scale = 1; zoom(Math.min(pane.clientWidth / w0, 1));
+    box.x = full[0]; box.y = full[1];
+  };
+  svg.parentElement.addEventListener("wheel", (ev) => {
+    if (!ev.ctrlKey && !ev.metaKey) return;
+    ev.preventDefault(); zoom(ev.deltaY < 0 ? 1.1 : 0.9);
+  }, {passive: false});
+  let drag = null;
+  const pane = svg.parentElement;
+  pane.addEventListener("mousedown", (ev) => { drag = [ev.clientX, ev.clientY, pane.scrollLeft, pane.scrollTop]; });
+  window.addEventListener("mouseup", () => { drag = null; });
+  window.addEventListener("mousemove", (ev) => {
+    if (!drag) return;
+    pane.scrollLeft = drag[2] - (ev.clientX - drag[0]); pane.scrollTop = drag[3] - (ev.clientY - drag[1]);
+  });
+})();
+</script>"""
 
 
 def to_html(flow: schema.Flow) -> str:
@@ -230,13 +342,17 @@ def to_html(flow: schema.Flow) -> str:
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{title} ({html.escape(flow.flow)})</title>\n"
         "<style>body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}"
-        ".diagram{overflow:auto;border:1px solid #ddd;padding:8px}pre{background:#f6f6f6;padding:12px}</style>\n"
+        ".diagram{overflow:auto;border:1px solid #ddd;padding:8px;cursor:grab;max-height:85vh}"
+        "pre{background:#f6f6f6;padding:12px}</style>\n"
         "</head>\n<body>\n"
         f"<h1>{title}</h1>\n<p>Flow <code>{html.escape(flow.flow)}</code>, starts at "
         f"<code>{html.escape(flow.start)}</code>, {len(flow.states)} states.</p>\n"
+        "<p class=\"tools\"><button id=\"zoom-in\">+</button> <button id=\"zoom-out\">&minus;</button> "
+        "<button id=\"zoom-fit\">fit</button> <small>drag to pan, Ctrl + wheel to zoom; brown arrows go back "
+        "to an earlier state, dashed purple ones are global intents</small></p>\n"
         f"<div class=\"diagram\">\n{to_svg(flow)}\n</div>\n{intents_html}\n"
         f"<details><summary>Mermaid source</summary><pre>{html.escape(to_mermaid(flow))}</pre></details>\n"
-        "</body>\n</html>\n"
+        f"{_PAN_ZOOM}\n</body>\n</html>\n"
     )
 
 

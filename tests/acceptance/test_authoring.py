@@ -188,8 +188,6 @@ def _edge_label_positions(html: str) -> Counter[tuple[str, str]]:
     return Counter(re.findall(r'<text class="edge-label" x="([\d.]+)" y="([\d.]+)"', html))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parallel edges between the same two states draw their labels on top "
-                   "of each other (talk/fail, done/fail, other/fail unreadable) (qa_bugs.md #6)")
 def test_graph_html_edge_labels_never_overlap() -> None:
     html = run("graph", str(FLOWS / "dental_booking.yaml"), "--format", "html").stdout
     stacked = {pos: n for pos, n in _edge_label_positions(html).items() if n > 1}

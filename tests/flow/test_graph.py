@@ -68,24 +68,56 @@ def test_html_is_a_full_offline_page_with_svg(flow: schema.Flow) -> None:
     page = to_html(flow)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<svg" in page and "<details>" in page
-    assert not re.search(r"<script|https?://(?!www\.w3\.org/2000/svg)", page), "must not need the network"
+    assert not re.search(r"<script[^>]*src|https?://(?!www\.w3\.org/2000/svg)", page), "must not need the network"
     assert "Demo &lt;Dental&gt; &amp; Co" in page
     svg = ET.fromstring(to_svg(flow))  # well-formed XML
     ns = {"s": "http://www.w3.org/2000/svg"}
-    states = {g.get("data-state") for g in svg.iterfind(".//s:g", ns)}
-    assert states == set(flow.states)
+    groups = list(svg.iterfind(".//s:g", ns))
+    assert {g.get("data-state") for g in groups if g.get("data-state")} == set(flow.states)
+    assert [g.get("class") for g in groups if not g.get("data-state")] == ["intents"]  # "any question"
     labels = [t.findtext("s:title", namespaces=ns) for t in svg.iterfind(".//s:text", ns)
               if t.get("class") == "edge-label"]
-    assert sorted(labels) == sorted(e.label for e in all_edges(flow) if not e.label.startswith("intent:"))
+    drawn = sorted(part for label in labels for part in (label or "").split(", "))
+    assert drawn == sorted([e.label for e in all_edges(flow) if not e.label.startswith("intent:")] + ["agent"])
+    assert "fail, error" not in labels  # menu->staff (fail) and find->staff (error) are different pairs
     assert "end: booked" in [t.text for t in svg.iterfind(".//s:text", ns)]
 
 
-def test_layers_follow_bfs_depth(flow: schema.Flow) -> None:
-    assert depths(flow) == {"menu": 0, "find": 1, "staff": 1, "route": 2, "done": 3}
+def _geometry(flow: schema.Flow) -> tuple[dict[str, tuple[float, float, float, float]], list[ET.Element]]:
     svg = ET.fromstring(to_svg(flow))
     ns = {"s": "http://www.w3.org/2000/svg"}
-    y = {g.get("data-state"): float(g.find("s:rect", ns).get("y", "nan")) for g in svg.iterfind(".//s:g", ns)}
-    assert y["menu"] < y["find"] == y["staff"] < y["route"] < y["done"]
+    boxes = {}
+    for g in svg.iterfind(".//s:g", ns):
+        r = g.find("s:rect", ns)
+        assert r is not None
+        x, y, w, h = (float(r.get(k, "nan")) for k in ("x", "y", "width", "height"))
+        boxes[g.get("data-state") or "any question"] = (x, y, x + w, y + h)
+    return boxes, list(svg.iterfind(".//s:text", ns))
+
+
+def test_forward_edges_go_down_a_layer_and_back_edges_are_marked(flow: schema.Flow) -> None:
+    boxes, _ = _geometry(flow)
+    assert depths(flow) == {"menu": 0, "find": 1, "staff": 1, "route": 2, "done": 3}
+    top = {name: box[1] for name, box in boxes.items()}
+    assert top["menu"] < top["find"] < top["route"] < top["done"]  # longest path: staff under find
+    assert top["find"] < top["staff"]
+    html = to_svg(flow)
+    assert html.count('class="edge back"') == 1  # route -> menu loops back, drawn along the side
+
+
+def test_no_two_boxes_overlap_and_labels_avoid_boxes() -> None:
+    for path in FLOWS:
+        flow = load_flow(path).flow
+        boxes, texts = _geometry(flow)
+        items = list(boxes.values())
+        for i, a in enumerate(items):
+            for b in items[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (path.name, a, b)
+        points = [(float(t.get("x", 0)), float(t.get("y", 0))) for t in texts if t.get("class") == "edge-label"]
+        assert len(points) == len(set(points)), path.name
+        for x, y in points:
+            inside = [n for n, (x0, y0, x1, y1) in boxes.items() if x0 < x < x1 and y0 < y - 3 < y1]
+            assert not inside, (path.name, x, y, inside)
 
 
 @pytest.mark.parametrize("path", FLOWS, ids=[p.name for p in FLOWS])
