@@ -12,6 +12,7 @@ started is stopped by pid. Prints a table and writes benchmarks/results/full-<sh
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import re
 import statistics
@@ -129,18 +130,34 @@ print(json.dumps({"shipped_flows_s": round(shipped, 3), "states_1000_s": round(b
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-PARTS = {"s": "session", "t": "transcript", "d": "dedupe", "r": "record"}
+PARTS = {"s": "session", "t": "transcript", "d": "dedupe", "r": "record", "o": "outbox"}
+
+# The fakes answer on a keep-alive connection with two writes (headers, then body): with Nagle on,
+# the body waits for the client's delayed ACK, 40 ms per send; the outbox sender then drains
+# ~25 items/s and the unsent items (o:<uniq>) showed up as a conversation's "other" bytes.
+http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
+
+
+def drain_outbox(rds: redis.Redis, prefix: str, timeout: float = 60.0) -> int:
+    """Wait (bounded) until the outbox sender has sent everything queued; returns what is left."""
+    deadline = time.monotonic() + timeout
+    while (left := int(rds.zcard(f"{prefix}:outbox"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def conversation_bytes(rds: redis.Redis, prefix: str, sample: int = 50) -> dict[str, float]:
     """MEMORY USAGE of every key of live (mid-flow) conversations, averaged over a sample, and
-    per part: session hash, transcript list, dedupe replies, conversation records, other."""
+    per part: session, transcript list, dedupe replies, conversation records, unsent outbox
+    items (transient: measured after the sender drained the queue), other."""
+    pending = drain_outbox(rds, prefix)
     totals, sessions = [], []
     parts: dict[str, list[int]] = {name: [] for name in (*PARTS.values(), "other")}
     for key in rds.scan_iter(match=f"{prefix}:{{*}}:s", count=1000):
         name = key.decode()
         sid_tag = name[len(prefix) + 1:-2]
-        if rds.hget(key, "d") is None:
+        value = rds.get(key)
+        if not value:
             continue
         keys = list(rds.scan_iter(match=f"{prefix}:{sid_tag}:*".replace("[", "\\["), count=1000))
         by_part = dict.fromkeys(parts, 0)
@@ -150,11 +167,12 @@ def conversation_bytes(rds: redis.Redis, prefix: str, sample: int = 50) -> dict[
         for part, size in by_part.items():
             parts[part].append(size)
         totals.append(sum(by_part.values()))
-        sessions.append(len(rds.hget(key, "d") or b""))
+        sessions.append(len(store_redis.parse_session_value(value)[2]))
         if len(totals) >= sample:
             break
     out = {"all_keys_bytes": round(statistics.mean(totals), 0) if totals else 0,
-           "session_msgpack_bytes": round(statistics.mean(sessions), 0) if sessions else 0}
+           "session_msgpack_bytes": round(statistics.mean(sessions), 0) if sessions else 0,
+           "outbox_pending_items": pending}
     out.update({f"{part}_bytes": round(statistics.mean(v), 0) if v else 0 for part, v in parts.items()})
     return out
 
@@ -239,9 +257,9 @@ def print_table(report: dict[str, Any]) -> None:
             (f"[{procs}p] bytes per live conversation (all keys / session msgpack)", "< 2048",
              f"{row['bytes_per_conversation']['all_keys_bytes']:.0f} / "
              f"{row['bytes_per_conversation']['session_msgpack_bytes']:.0f}"),
-            (f"[{procs}p]   of which session / transcript / dedupe / record / other keys", "",
+            (f"[{procs}p]   of which session / transcript / dedupe / record / outbox / other", "",
              " / ".join(f"{row['bytes_per_conversation'].get(f'{p}_bytes', 0):.0f}"
-                        for p in ("session", "transcript", "dedupe", "record", "other"))),
+                        for p in ("session", "transcript", "dedupe", "record", "outbox", "other"))),
         ]
         if "paced_1000" in row:
             p = row["paced_1000"]

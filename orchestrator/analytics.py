@@ -105,11 +105,26 @@ def _key(conv_id: str) -> str:
     return f"{{{sid}}}:r:{ms}"
 
 
+def _stored(record: ConversationRecord) -> bytes:
+    """A record as stored: without what its id restores (session id "<business>:<contact>")."""
+    sid = record.id.rpartition("~")[0]
+    if record.session_id == sid and ":" not in record.business and sid == f"{record.business}:{record.contact}":
+        record = msgspec.structs.replace(record, session_id="", business="", contact="")
+    return _encoder.encode(record)
+
+
+def _restore(record: ConversationRecord) -> ConversationRecord:
+    if not record.session_id:
+        record.session_id = record.id.rpartition("~")[0]
+        record.business, _, record.contact = record.session_id.partition(":")
+    return record
+
+
 def _merge(fields: dict[str, bytes]) -> ConversationRecord | None:
     raw = fields.get("end") or fields.get("seen") or fields.get("start")
     if raw is None:
         return None
-    record = _record_decoder.decode(raw)
+    record = _restore(_record_decoder.decode(raw))
     if "start" in fields and ("end" in fields or "seen" in fields):  # keep the first channel first
         first = _record_decoder.decode(fields["start"])
         record.channels = list(dict.fromkeys([*first.channels, *record.channels]))
@@ -153,7 +168,7 @@ class Recorder:
         record = record_of(session, result, channel)
         try:
             await self.side.put_indexed(
-                _key(record.id), "end" if result.ended else "start", _encoder.encode(record),
+                _key(record.id), "end" if result.ended else "start", _stored(record),
                 [INDEX, f"{INDEX}:{record.flow}"], record.id, record.started_at,
                 ttl_seconds=self.retention_seconds,
             )
@@ -226,7 +241,7 @@ class Recorder:
         if live.path == record.path:
             return
         seen = record_of(live, None, record.channels[0] if record.channels else live.channel)
-        await self.side.hset(_key(record.id), "seen", _encoder.encode(seen), ttl_seconds=self.retention_seconds)
+        await self.side.hset(_key(record.id), "seen", _stored(seen), ttl_seconds=self.retention_seconds)
 
     async def sweep_active(self) -> int:
         """Snapshot the live state of every running conversation; returns how many were seen."""

@@ -506,9 +506,11 @@ class Runtime:
             await asyncio.sleep(self.settings.timer_poll_seconds)
 
     async def _outbox_loop(self) -> None:
+        batch = 50
         while True:
             try:
-                await self.send_outbox()
+                if await self.send_outbox(batch) >= batch:
+                    continue  # a full batch: more may be ready, no pause (a backlog drains at send speed)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

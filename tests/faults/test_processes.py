@@ -31,7 +31,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
-from orchestrator.store_redis import unpack_turn
+from orchestrator.store_redis import parse_session_value, unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 Servers = tuple[Cluster, ServerProcess, ServerProcess]
@@ -40,7 +40,8 @@ WA_PHONE_ID = "106540352242922"
 
 
 def session(c: Cluster, sid: str) -> Any:
-    raw = redis.Redis(port=c.redis.port).hget(session_key(c.prefix, sid), "d")
+    raw = redis.Redis(port=c.redis.port).get(session_key(c.prefix, sid))
+    raw = parse_session_value(raw)[2] if raw else raw
     return decode_session(raw) if raw else None
 
 
@@ -210,9 +211,10 @@ def hammer_during(c: Cluster, servers: list[ServerProcess], fault: Any, seconds:
 def check_sessions_intact(c: Cluster) -> None:
     client = redis.Redis(port=c.redis.port)
     for key in client.scan_iter(match=f"{c.prefix}:*:s", count=1000):
-        s = decode_session(client.hget(key, "d"))
+        version, _, data = parse_session_value(client.get(key))
+        s = decode_session(data)
         assert s.state in ("listen", "echo", "done") or s.flow == "dental_booking"
-        assert int(client.hget(key, "v")) == s.version
+        assert version == s.version
         assert client.ttl(key) > 0
 
 

@@ -126,3 +126,18 @@ async def test_duplicates_find_their_reply_through_the_transcript_after_head_tri
         finally:
             await client.aclose()
         assert stored[b"SM3"] == b"@3" and stored[b"#"] == b"5"
+
+
+def test_a_conversation_record_is_stored_without_what_its_id_restores() -> None:
+    from orchestrator.analytics import ConversationRecord, _merge, _stored, conversation_id
+
+    sid = "+15551230000:+15557654321"
+    record = ConversationRecord(id=conversation_id(sid, 1_700_000_000.5), session_id=sid, flow="f",
+                                revision="r1", business="+15551230000", contact="+15557654321",
+                                channels=["sms"], started_at=1_700_000_000.5, last_state="menu")
+    raw = _stored(record)
+    assert b"+15557654321" in raw and raw.count(b"+15557654321") == 1  # only inside the id
+    assert _merge({"start": raw}) == record
+    odd = ConversationRecord(id=conversation_id("a:b:c", 1.0), session_id="a:b:c", flow="f", revision="r",
+                             business="a:b", contact="c")
+    assert _merge({"start": _stored(odd)}) == odd  # an ambiguous id keeps its fields
