@@ -141,3 +141,17 @@ def test_a_conversation_record_is_stored_without_what_its_id_restores() -> None:
     odd = ConversationRecord(id=conversation_id("a:b:c", 1.0), session_id="a:b:c", flow="f", revision="r",
                              business="a:b", contact="c")
     assert _merge({"start": _stored(odd)}) == odd  # an ambiguous id keeps its fields
+
+
+def test_turn_elements_compressed_with_the_older_zlib_window_still_read() -> None:
+    import zlib
+
+    from orchestrator.store_redis import _TURN_REPLY_DICT, _pack, pack_turn, turn_reply, unpack_turn
+
+    entries, reply = [b"\x81\xa4text\xa5hello" * 8, b"\x81\xa4kind\xa3ask" * 8], b"\x81\xa8messages\x90" * 8
+    c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _TURN_REPLY_DICT)
+    old = b"\xc1\x04" + c.compress(_pack((entries, reply))) + c.flush()
+    new = pack_turn(entries, reply)
+    assert new[:2] == b"\xc1\x04" and len(new) <= len(old)
+    for element in (old, new):
+        assert unpack_turn(element) == entries and turn_reply(element) == reply
