@@ -146,6 +146,12 @@ class TwilioSignatureVerifier:
             )
 
 
+def twilio_configured(settings: Any) -> bool:
+    """Whether a deployment set up Twilio (either key given): then its webhooks are mounted,
+    and a missing half is a configuration error, not a silent fail-open."""
+    return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+
+
 def action_url(public_url: str, path: str, **query: str) -> str:
     """An absolute callback URL under the public base (relative when none is configured:
     Twilio resolves it against the URL it requested)."""

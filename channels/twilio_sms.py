@@ -33,6 +33,7 @@ from ._twilio import (
     response,
     rest_client,
     send_error_from,
+    twilio_configured,
 )
 
 log = logging.getLogger("channels.twilio_sms")
@@ -87,9 +88,7 @@ class TwilioSmsChannel:
         self.timeout_seconds = timeout_seconds
         self._client: Any = None
 
-    @staticmethod
-    def is_configured(settings: Any) -> bool:
-        return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+    is_configured = staticmethod(twilio_configured)
 
     # ---- inbound ----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ._twilio import (
     element,
     form_of,
     response,
+    twilio_configured,
 )
 
 BASE = "/webhooks/twilio/voice"
@@ -60,9 +61,7 @@ class TwilioVoiceChannel:
         self._verifier = TwilioSignatureVerifier(token or "")
         self.public_url = (public_url if public_url is not None else getattr(settings, "public_url", None)) or ""
 
-    @staticmethod
-    def is_configured(settings: Any) -> bool:
-        return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+    is_configured = staticmethod(twilio_configured)
 
     # ---- inbound ----------------------------------------------------------------------------
 
