@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from rediskit import REDIS_URL
 
 from orchestrator.model import Outbound, OutChoice, TranscriptEntry
 from orchestrator.runtime import StoredReply, pack_reply, unpack_reply
@@ -16,7 +17,6 @@ from orchestrator.store import Commit, SessionStore
 from orchestrator.store_memory import MemoryStore
 from orchestrator.store_redis import RedisStore, delivery_key, pack_turn, unpack_turn
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SID = "+15551230000:+15550001111"
 
 

@@ -10,12 +10,11 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from rediskit import REDIS_URL
 
 from orchestrator.errors import StoreUnavailable
 from orchestrator.store import Commit, OutboxPut, TimerSet, timer_member
 from orchestrator.store_redis import RedisStore
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 pytestmark = pytest.mark.redis
 SID = "+15551230000:+15557654321"
