@@ -27,16 +27,6 @@ FLOWS = ROOT / "flows"
 ADMIN_TOKEN = "acceptance-admin-token-xyz"
 
 
-@pytest.fixture
-def fake_twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as server:
-        yield server
-
-
-@pytest.fixture
-def graph() -> Iterator[FakeGraph]:
-    with FakeGraph() as server:
-        yield server
 
 
 @pytest.fixture

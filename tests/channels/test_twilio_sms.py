@@ -4,7 +4,6 @@ budget, and send() through twilio's own Client against the fake Twilio REST serv
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 from fakes.signing import CALLER, CLINIC, PUBLIC_URL, sms_form, twilio_request
@@ -20,11 +19,6 @@ from orchestrator.schema import Settings
 
 PATH = "/webhooks/twilio/sms"
 
-
-@pytest.fixture
-def fake_twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Meta's real shapes, and send() through heyoo against the fake Graph API."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from fakes.graph import PHONE_NUMBER_ID, WA_TOKEN, FakeGraph
@@ -25,12 +24,6 @@ from orchestrator.channels import Address, ChannelAdapter, InboundRequest, Reply
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
 from orchestrator.model import Outbound, OutChoice
 from orchestrator.schema import Settings
-
-
-@pytest.fixture
-def graph() -> Iterator[FakeGraph]:
-    with FakeGraph() as server:
-        yield server
 
 
 @pytest.fixture
