@@ -27,8 +27,6 @@ FLOWS = ROOT / "flows"
 ADMIN_TOKEN = "acceptance-admin-token-xyz"
 
 
-
-
 @pytest.fixture
 def flows_copy(tmp_path: Path) -> Path:
     """A private copy of the shipped flows (tests may edit it)."""

@@ -70,8 +70,6 @@ states:
 """
 
 
-
-
 @pytest.fixture
 def settings(tmp_path: Path, fake_twilio: FakeTwilio, graph: FakeGraph) -> AppSettings:
     (tmp_path / "pizza.yaml").write_text(FLOW)

@@ -20,7 +20,6 @@ from orchestrator.schema import Settings
 PATH = "/webhooks/twilio/sms"
 
 
-
 @pytest.fixture
 def sms(fake_twilio: FakeTwilio) -> TwilioSmsChannel:
     return TwilioSmsChannel(auth_token=AUTH_TOKEN, account_sid=ACCOUNT_SID, from_number=CLINIC,
