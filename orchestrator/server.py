@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
@@ -389,8 +391,18 @@ def main(host: str = "127.0.0.1", port: int = 8000, flows_dir: str | None = None
         sys.stderr.write(f"orchestrator serve: {exc}\n")
         return 2
     if workers > 1:
-        uvicorn.run("orchestrator.server:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, access_log=False)
+        # Each worker keeps its own metrics: without a shared directory /metrics would show
+        # whichever worker answered. Give them one unless the operator chose a directory.
+        own_dir = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            own_dir = tempfile.mkdtemp(prefix="orchestrator-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+        try:
+            uvicorn.run("orchestrator.server:create_app", factory=True, host=host, port=port, workers=workers,
+                        log_config=None, access_log=False)
+        finally:
+            if own_dir:
+                shutil.rmtree(own_dir, ignore_errors=True)
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     return 0
