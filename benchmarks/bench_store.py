@@ -4,7 +4,10 @@
 
 Runs the shipped dental_booking flow through the real Runtime (engine + Redis store) with
 an in-process SMS-like channel, and prints a table. Round trips are counted from Redis'
-INFO commandstats (run it on a quiet Redis for exact figures).
+INFO commandstats (run it on a quiet Redis for exact figures). Bytes are MEMORY USAGE of the
+conversation's keys `<prefix>:{<sid>}:*` by part, for 4 turns of a booking and for bench_full's
+SMS walk (7 turns, two restarts), and its share of the global indexes (sessions, timers, records
+zsets: MEMORY USAGE over their members once the throughput phase filled them; its contact set).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from orchestrator.store_redis import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ["hi", "1", "Alex Morgan", "cleaning", "tomorrow at 10am", "1"]
+SMS_WALK = ["hi", "1", "Alex Morgan", "restart", "1", "Sam Lee", "restart"]  # loadgen.py's sms scenario
+PARTS = {"s": "session", "t": "transcript", "d": "dedupe", "r": "record"}
 BUSINESS = "+15551230000"
 
 
@@ -79,13 +84,41 @@ class RoundTrips:
                 self.count += 1
                 return await execute(*args)
 
-            lean.execute = counted  # type: ignore[method-assign]
+            lean.execute = counted
         return self
 
 
 async def script_calls(client: aioredis.Redis) -> int:
     stats = await client.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+async def conversation_bytes(client: aioredis.Redis, prefix: str, sid: str) -> dict[str, int]:
+    """MEMORY USAGE of a conversation's keys by part (session, transcript, dedupe, record, other)."""
+    sizes = dict.fromkeys([*PARTS.values(), "other"], 0)
+    async for key in client.scan_iter(match=f"{prefix}:{{{sid}}}:*"):
+        part = bytes(key).decode().rpartition("}:")[2].split(":", 1)[0]
+        sizes[PARTS.get(part, "other")] += int(await client.memory_usage(key) or 0)
+    return sizes
+
+
+async def index_bytes(client: aioredis.Redis, prefix: str, contacts: list[str]) -> dict[str, float]:
+    """A conversation's share of the global indexes: each zset's MEMORY USAGE over its members,
+    and the mean MEMORY USAGE of a contact's set."""
+    out: dict[str, float] = {}
+    keys = ["sessions", "timers"] + [bytes(k).decode()[len(prefix) + 1:]
+                                     async for k in client.scan_iter(match=f"{prefix}:records*")]
+    for name in keys:
+        members = int(await client.zcard(f"{prefix}:{name}") or 0)
+        if members:
+            out[f"{name} ({members} members)"] = int(await client.memory_usage(f"{prefix}:{name}") or 0) / members
+    sets = [int(await client.memory_usage(f"{prefix}:c:{c}") or 0) for c in contacts]
+    out["contact set c:<contact>"] = sum(sets) / max(1, len(sets))
+    return out
+
+
+def split(sizes: dict[str, int]) -> str:
+    return " / ".join(str(sizes[p]) for p in (*PARTS.values(), "other"))
 
 
 async def main(url: str, conversations: int) -> None:
@@ -124,9 +157,11 @@ async def main(url: str, conversations: int) -> None:
         for n, text in enumerate(SCRIPT[:4]):
             await turn("+15550000002", text, n)
         keys = [k async for k in client.scan_iter(match=f"{prefix}:{{{BUSINESS}:+15550000002}}:*")]
-        sizes = {bytes(k).decode().rpartition("}:")[2]: int(await client.memory_usage(k) or 0) for k in keys}
-        memory = sum(sizes.values())
+        sizes = await conversation_bytes(client, prefix, f"{BUSINESS}:+15550000002")
         session_bytes = len(await store.load(f"{BUSINESS}:+15550000002") or b"")
+        for n, text in enumerate(SMS_WALK):
+            await turn("+15550000003", text, n)
+        walk = await conversation_bytes(client, prefix, f"{BUSINESS}:+15550000003")
 
         # throughput: whole conversations, one process, sequential turns
         started = time.perf_counter()
@@ -137,15 +172,20 @@ async def main(url: str, conversations: int) -> None:
                 await turn(contact, text, n)
                 turns += 1
         elapsed = time.perf_counter() - started
+        contacts = [f"+1556{c:07d}" for c in range(conversations)]
+        shares = await index_bytes(client, prefix, contacts)
 
         rows = [
             ("Redis round trips per turn (target <= 2-3)", f"{rtt:.1f}"),
             ("Lua scripts run per turn (INFO commandstats)", f"{scripts:.1f}"),
             ("live conversation: keys", str(len(keys))),
-            ("live conversation: MEMORY USAGE bytes (target < 2 KB)", str(memory)),
-            ("  of which session / transcript / dedupe / record", f"{sizes.get('s', 0)} / {sizes.get('t', 0)} / "
-             f"{sizes.get('d', 0)} / {sum(v for k, v in sizes.items() if k.startswith('r:'))}"),
+            ("live conversation, 4 booking turns: MEMORY USAGE bytes (target < 2 KB)", str(sum(sizes.values()))),
+            ("  of which session / transcript / dedupe / record / other", split(sizes)),
+            ("live conversation, SMS walk of bench_full (7 turns): MEMORY USAGE bytes", str(sum(walk.values()))),
+            ("  of which session / transcript / dedupe / record / other", split(walk)),
             ("live conversation: session msgpack bytes", str(session_bytes)),
+            ("its share of the global indexes, bytes", f"{sum(shares.values()):.0f}"),
+            *((f"  {name}", f"{value:.0f}") for name, value in shares.items()),
             ("turns/s, engine + Redis store, one process", f"{turns / elapsed:,.0f}"),
             ("mean turn latency ms", f"{elapsed / turns * 1000:.2f}"),
         ]

@@ -10,9 +10,14 @@ turns in between, so the hot path keeps its two round trips):
 
 Storage (beside the session store, TTL = retention): the hash `{<sid>}:r:<started ms>` with
 fields `start` and `end` (so a start and an end written by two processes never overwrite
-each other), indexed in the sorted sets `records` and `records:<flow>` by start time. A
-conversation's id is `<session id>~<started ms>`; it shares the session's hash tag, so the
-store's contact erasure removes the record hash too.
+each other; `seen`: the sweep's snapshot of a running one), indexed in the sorted sets
+`records` and `records:<flow>` by start time. A conversation's id is `<session id>~<started ms>`;
+it shares the session's hash tag, so the store's contact erasure removes the record hash too.
+
+A value is a msgpack array (`_Compact`: without what the id and the field restore) cut into
+pieces of at most 64 bytes (`start`, `start1`, ...): Redis keeps a hash whose values are all
+that short as a listpack (hash-max-listpack-value), ~180 B for a running conversation instead
+of ~420 B as a hashtable. Values written before (one msgpack map) still read.
 """
 
 from __future__ import annotations
@@ -87,8 +92,28 @@ class FlowAnalytics(msgspec.Struct, kw_only=True):
     channels: dict[str, dict[str, int]]  # first channel -> started, active, abandoned, <outcome>: counts
 
 
+class _Compact(msgspec.Struct, array_like=True):
+    """A record as stored: its id (the hash's key), status and duration (from ended_at) and the
+    last state (when it ends the path) are left out, and trailing defaults too (`_stored`)."""
+
+    flow: str
+    revision: str
+    started_at: float
+    channels: list[str] = []
+    turns: int = 0
+    path: list[str] = []
+    last_state: str | None = None  # None: the path's last state
+    ended_at: float | None = None  # set: the conversation ended
+    outcome: str | None = None
+    summary: dict[str, Any] | None = None
+    who: list[str] | None = None  # [session id, business, contact] when the id does not restore them
+
+
+_COMPACT_DEFAULTS: tuple[Any, ...] = ([], 0, [], None, None, None, None, None)  # the fields after started_at
 _record_decoder = msgspec.msgpack.Decoder(ConversationRecord)
+_compact_decoder = msgspec.msgpack.Decoder(_Compact)
 _encoder = msgspec.msgpack.Encoder()
+PIECE_BYTES = 64  # Redis' default hash-max-listpack-value
 
 
 def conversation_id(session_id: str, started_at: float) -> str:
@@ -106,11 +131,27 @@ def _key(conv_id: str) -> str:
 
 
 def _stored(record: ConversationRecord) -> bytes:
-    """A record as stored: without what its id restores (session id "<business>:<contact>")."""
+    """A record as stored (`_Compact`), without what its id restores (session id "<business>:<contact>").
+    One whose status or duration does not follow from ended_at keeps the full map."""
     sid = record.id.rpartition("~")[0]
-    if record.session_id == sid and ":" not in record.business and sid == f"{record.business}:{record.contact}":
-        record = msgspec.structs.replace(record, session_id="", business="", contact="")
-    return _encoder.encode(record)
+    derived = (record.status == ("ended" if record.ended_at is not None else "active")
+               and record.duration_seconds == _duration(record.started_at, record.ended_at)
+               and parse_conversation_id(record.id) is not None)
+    plain = record.session_id == sid and ":" not in record.business and sid == f"{record.business}:{record.contact}"
+    if not derived:
+        if plain:
+            record = msgspec.structs.replace(record, session_id="", business="", contact="")
+        return _encoder.encode(record)
+    last = None if record.path and record.last_state == record.path[-1] else record.last_state
+    rest = [record.channels, record.turns, record.path, last, record.ended_at, record.outcome, record.summary,
+            None if plain else [record.session_id, record.business, record.contact]]
+    while rest and rest[-1] == _COMPACT_DEFAULTS[len(rest) - 1]:
+        rest.pop()
+    return _encoder.encode([record.flow, record.revision, record.started_at, *rest])
+
+
+def _duration(started_at: float, ended_at: float | None) -> float | None:
+    return round(ended_at - started_at, 3) if ended_at is not None else None
 
 
 def _restore(record: ConversationRecord) -> ConversationRecord:
@@ -120,13 +161,46 @@ def _restore(record: ConversationRecord) -> ConversationRecord:
     return record
 
 
-def _merge(fields: dict[str, bytes]) -> ConversationRecord | None:
-    raw = fields.get("end") or fields.get("seen") or fields.get("start")
+def _decode(raw: bytes, conv_id: str) -> ConversationRecord:
+    if not (0x90 <= raw[0] <= 0x9F or raw[0] in (0xDC, 0xDD)):  # a map: written by older code
+        return _restore(_record_decoder.decode(raw))
+    c = _compact_decoder.decode(raw)
+    session_id, business, contact = c.who or ("", "", "")
+    return _restore(ConversationRecord(
+        id=conv_id, session_id=session_id, flow=c.flow, revision=c.revision, business=business, contact=contact,
+        channels=c.channels, status="ended" if c.ended_at is not None else "active", started_at=c.started_at,
+        ended_at=c.ended_at, outcome=c.outcome, turns=c.turns, duration_seconds=_duration(c.started_at, c.ended_at),
+        last_state=c.last_state if c.last_state is not None else (c.path[-1] if c.path else ""), path=c.path,
+        summary=c.summary,
+    ))
+
+
+def _pieces(field: str, value: bytes) -> tuple[dict[str, bytes], str]:
+    """`value` as hash fields of at most PIECE_BYTES (`field`, `field1`, ...), and the field after
+    the last piece: the writer deletes it, so pieces of an older, longer value are never joined."""
+    parts = [value[i : i + PIECE_BYTES] for i in range(0, len(value), PIECE_BYTES)] or [b""]
+    return {field if i == 0 else f"{field}{i}": part for i, part in enumerate(parts)}, f"{field}{len(parts)}"
+
+
+def _joined(fields: dict[str, bytes], field: str) -> bytes | None:
+    first = fields.get(field)
+    if first is None:
+        return None
+    parts, i = [first], 1
+    while (part := fields.get(f"{field}{i}")) is not None:
+        parts.append(part)
+        i += 1
+    return b"".join(parts)
+
+
+def _merge(fields: dict[str, bytes], conv_id: str) -> ConversationRecord | None:
+    start = _joined(fields, "start")
+    raw = _joined(fields, "end") or _joined(fields, "seen") or start
     if raw is None:
         return None
-    record = _restore(_record_decoder.decode(raw))
-    if "start" in fields and ("end" in fields or "seen" in fields):  # keep the first channel first
-        first = _record_decoder.decode(fields["start"])
+    record = _decode(raw, conv_id)
+    if start is not None and raw is not start:  # keep the first channel first
+        first = _decode(start, conv_id)
         record.channels = list(dict.fromkeys([*first.channels, *record.channels]))
     return record
 
@@ -166,11 +240,11 @@ class Recorder:
         if result.ended:
             metrics.ACTIVE.dec()
         record = record_of(session, result, channel)
+        fields, after = _pieces("end" if result.ended else "start", _stored(record))
         try:
             await self.side.put_indexed(
-                _key(record.id), "end" if result.ended else "start", _stored(record),
-                [INDEX, f"{INDEX}:{record.flow}"], record.id, record.started_at,
-                ttl_seconds=self.retention_seconds,
+                _key(record.id), fields, [INDEX, f"{INDEX}:{record.flow}"], record.id, record.started_at,
+                ttl_seconds=self.retention_seconds, drop=[after],
             )
         except Exception as exc:  # the turn is saved already; a lost record is logged, not fatal
             log.warning("conversation record %s not written: %s", redact_phone(record.id), exc)
@@ -179,7 +253,7 @@ class Recorder:
     async def get(self, conv_id: str) -> ConversationRecord | None:
         if parse_conversation_id(conv_id) is None:
             return None
-        return _merge(await self.side.hgetall(_key(conv_id)))
+        return _merge(await self.side.hgetall(_key(conv_id)), conv_id)
 
     async def scan(
         self, *, flow: str | None = None, since: float | None = None, until: float | None = None,
@@ -195,8 +269,8 @@ class Recorder:
         batch = 500
         for i in range(0, len(ids), batch):
             chunk = [m for m, _ in ids[i : i + batch]]
-            for fields in await self.side.hgetall_many([_key(m) for m in chunk]):
-                record = _merge(fields)
+            for conv_id, fields in zip(chunk, await self.side.hgetall_many([_key(m) for m in chunk]), strict=True):
+                record = _merge(fields, conv_id)
                 if record is not None:
                     out.append(record)
         return out
@@ -241,7 +315,8 @@ class Recorder:
         if live.path == record.path:
             return
         seen = record_of(live, None, record.channels[0] if record.channels else live.channel)
-        await self.side.hset(_key(record.id), "seen", _stored(seen), ttl_seconds=self.retention_seconds)
+        fields, after = _pieces("seen", _stored(seen))
+        await self.side.hset(_key(record.id), fields, ttl_seconds=self.retention_seconds, drop=[after])
 
     async def sweep_active(self) -> int:
         """Snapshot the live state of every running conversation; returns how many were seen."""

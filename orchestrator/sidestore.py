@@ -3,7 +3,7 @@ audit log, leases of periodic jobs. Never on a turn's hot path (a write at a con
 start and end, one per admin action).
 
     side = side_store(runtime.store)       # the Redis or the in-memory flavour, cached per store
-    await side.hset("{sid}:r:17000", "start", data, ttl_seconds=86400)
+    await side.hset("{sid}:r:17000", {"start": data}, ttl_seconds=86400)
     await side.zadd("records", "conv-id", score=1700000000.0, ttl_seconds=86400)
 
 Keys are given without the store's prefix. Keys of one conversation are written as
@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from .store import SessionStore
@@ -24,12 +25,15 @@ _cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
 
 
 class SideStore(Protocol):
-    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None: ...
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None: ...
     async def hgetall(self, key: str) -> dict[str, bytes]: ...
     async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
     async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
     async def put_indexed(
-        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
     ) -> None: ...
     async def zrange(
         self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
@@ -73,9 +77,13 @@ class MemorySide:
             return None
         return item[0]
 
-    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None:
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None:
         current = self._live(self._hashes, key) or {}
-        current[field] = value
+        current.update(fields)
+        for field in drop:
+            current.pop(field, None)
         self._hashes[key] = (current, self._clock() + ttl_seconds)
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
@@ -90,9 +98,10 @@ class MemorySide:
         self._zsets[key] = (current, self._clock() + ttl_seconds)
 
     async def put_indexed(
-        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
     ) -> None:
-        await self.hset(key, field, value, ttl_seconds=ttl_seconds)
+        await self.hset(key, fields, ttl_seconds=ttl_seconds, drop=drop)
         for index in indexes:
             await self.zadd(index, member, score, ttl_seconds=ttl_seconds)
 
@@ -170,9 +179,14 @@ class RedisSide:
                 "check ORCHESTRATOR_REDIS_URL and that Redis is running"
             ) from None
 
-    async def hset(self, key: str, field: str, value: bytes, *, ttl_seconds: int) -> None:
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None:
+        """Set `fields` and delete `drop` together (MULTI: a reader never sees half of it)."""
         pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self._k(key), field, value)
+        pipe.hset(self._k(key), mapping=dict(fields))
+        if drop:
+            pipe.hdel(self._k(key), *drop)
         pipe.expire(self._k(key), max(1, int(ttl_seconds)))
         await self._do(pipe.execute())
 
@@ -196,12 +210,16 @@ class RedisSide:
         await self._do(pipe.execute())
 
     async def put_indexed(
-        self, key: str, field: str, value: bytes, indexes: list[str], member: str, score: float, *, ttl_seconds: int
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
     ) -> None:
-        """One round trip: the hash field and its index entries (a record at start or end)."""
+        """One round trip: the hash fields, `drop` deleted, and the index entries (a record at
+        start or end: written once, so no reader can catch a stale field between the two)."""
         ttl = max(1, int(ttl_seconds))
         pipe = self._r.pipeline(transaction=False)
-        pipe.hset(self._k(key), field, value)
+        pipe.hset(self._k(key), mapping=dict(fields))
+        if drop:
+            pipe.hdel(self._k(key), *drop)
         pipe.expire(self._k(key), ttl)
         for index in indexes:
             pipe.zadd(self._k(index), {member: score})

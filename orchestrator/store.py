@@ -57,7 +57,7 @@ class Commit(msgspec.Struct, kw_only=True):
     expect_version: int  # the version loaded by `begin`; another value stored -> StaleWrite
     ttl_seconds: int
     dedupe_id: str | None = None
-    reply: bytes | None = None  # kept for dedupe_ttl_seconds under dedupe_id
+    reply: bytes | None = None  # kept under dedupe_id for dedupe_ttl_seconds (Redis: with the turn's transcript)
     dedupe_ttl_seconds: int = 172_800
     transcript: list[bytes] = []
     retention_seconds: int = 30 * 86400
