@@ -68,13 +68,16 @@ STATUS_TTL_SECONDS = 30 * 86400
 # one consistent moment: a copy of a delivery arriving while the first copy commits either
 # finds the stored reply or waits for the lock, never loads a half-old session.
 # A duplicate's reply lives in its turn's transcript element, just after the delivery's tag
-# (LPOS from the tail: a retried delivery is a recent one) or, written by older code, where an
-# "@<n>" pointer says: returned as {1, element, 1}; a full reply in the hash as {1, reply}.
+# or, written by older code, where an "@<n>" pointer says: returned as {1, element, 1}; a full
+# reply in the hash as {1, reply}. LPOS looks from the tail (a retried delivery is a recent one)
+# at the last DEDUPE_SCAN elements: ~18 ns each, so a conversation with thousands of turns
+# still costs a begin a few us; a delivery older than its last ~500 turns counts as new.
 # KEYS: lock, session, dedupe hash, optout, transcript.
-# ARGV: token, lock ttl ms, has dedupe ('1'/'0'), delivery key (hash field), delivery tag.
+# ARGV: token, lock ttl ms, has dedupe ('1'/'0'), delivery key (hash field), delivery tag, DEDUPE_SCAN.
+DEDUPE_SCAN = 1000
 BEGIN_LUA = """
 if ARGV[3] == '1' then
-  local at = redis.call('LPOS', KEYS[5], ARGV[5], 'RANK', -1)
+  local at = redis.call('LPOS', KEYS[5], ARGV[5], 'RANK', -1, 'MAXLEN', ARGV[6])
   if at then return {1, redis.call('LINDEX', KEYS[5], at + 1) or '', 1} end
   local reply = redis.call('HGET', KEYS[3], ARGV[4])
   if reply then
@@ -466,7 +469,8 @@ class RedisStore:
             self._k(session_id, "t"),
         ]
         args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0",
-                           delivery_key(dedupe_id) if dedupe_id else "", delivery_tag(dedupe_id) if dedupe_id else ""]
+                           delivery_key(dedupe_id) if dedupe_id else "", delivery_tag(dedupe_id) if dedupe_id else "",
+                           DEDUPE_SCAN]
         deadline = time.monotonic() + wait_seconds
         delay = 0.002
         while True:

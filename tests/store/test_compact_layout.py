@@ -30,6 +30,7 @@ from orchestrator.store_memory import MemoryStore
 from orchestrator.store_redis import (
     _TURN_DICT,
     _TURN_REPLY_DICT,
+    DEDUPE_SCAN,
     RedisStore,
     _pack,
     delivery_key,
@@ -151,6 +152,21 @@ async def test_pointers_and_replies_written_by_older_code_still_answer(redis_sto
     assert await duplicate(redis_store, "SM3") == b"r-SM3"
     assert await duplicate(redis_store, "SM2") == b""  # its turn was trimmed: a duplicate with no reply, as before
     assert await redis_store.get_transcript(SID) == [entry(3.0, "c"), entry(4.0, "d")]
+
+
+async def test_begin_looks_for_a_tag_among_the_last_dedupe_scan_elements_only(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookup's cost stays bounded however long the conversation: ~500 turns back by default."""
+    from orchestrator import store_redis
+
+    for n in range(5):
+        await turn(redis_store, [entry(float(n), f"x{n}")], f"SM{n}")
+    monkeypatch.setattr(store_redis, "DEDUPE_SCAN", 4)  # the last two turns and their tags
+    assert await duplicate(redis_store, "SM4") == b"r-SM4"
+    assert await duplicate(redis_store, "SM3") == b"r-SM3"
+    assert await duplicate(redis_store, "SM2") is None  # too far back: new again
+    assert DEDUPE_SCAN >= 1000  # the default: ~500 turns
 
 
 async def test_trims_take_a_turn_and_its_tag_together(redis_store: RedisStore) -> None:
