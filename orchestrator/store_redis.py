@@ -239,8 +239,9 @@ _TURN_REPLY_DICT = _TURN_DICT + (
 # The dictionary of b"\x05" elements: a turn as msgspec encodes it (TranscriptEntry arrays, a
 # runtime.StoredReply map; rarer shapes first, the most common turn last, nearest to the data) and
 # phrases common in prompts. Never change it: elements written with it must stay readable (a
-# better one takes a new mark). Measured on the shipped flow's walks: turns 21-24 % smaller than
-# b"\x04" with the same CPU (the compressor is primed once and copied per turn).
+# better one takes a new mark). Measured on walks of the shipped flow (SMS, booking, voice,
+# WhatsApp): turns 21-26 % smaller than b"\x04", ~10 % less CPU (the compressor is primed once
+# and copied per turn).
 _TURN_DICT_2 = (
     b"Sorry, I didn't get that. Please reply with one of the options, or say it again. Thank you! Is there anything"
     b" else I can help you with? We'll get back to you as soon as we can. Would you like to book an appointment? Wh"
@@ -346,8 +347,9 @@ def delivery_tag(dedupe_id: str) -> bytes:
 
 # The session key's value is "<version>,<timer turns>," + the session: its msgpack, or
 # b"\xc1\x01" + raw deflate of it with this dictionary (a Session as msgspec encodes it) when
-# that is smaller: ~315 -> ~135 bytes for the shipped flow, ~5 us. Never change the dictionary
-# (a better one takes a new mark).
+# that is smaller: ~315 -> ~140 bytes for the shipped flow (~220 B less MEMORY USAGE), ~7 us to
+# pack, ~2 us to read. Never change the dictionary (a better one takes a new mark). A session
+# msgpack never starts with b"\xc1".
 _SESSION_DICT = (
     b"\xde\x00\x0b\xa2id\xa1x\xa4flow\xa1x\xa8revision\xa1x\xa5state\xa1x\xa7channel\xa8whatsapp\xa4vars\x81\xa1x"
     b"\x84\xa2id\xa0\xa5start\xa0\xa3end\xa0\xa5label\xa0\xa7retries\x01\xa9reminders\x01\xa6status\xa5ended\xa7out"
