@@ -13,6 +13,7 @@ nothing sent. See RELIABILITY in the team notes for the failure cases this answe
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -31,7 +32,7 @@ from .channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyCo
 from .compiler import CompiledFlow
 from .connectors import ConnectorRegistry
 from .engine import Engine
-from .errors import FlowError, OptedOut, SendError
+from .errors import FlowError, LockTimeout, OptedOut, SendError
 from .logs import correlation, redact_phone
 from .model import Event, Outbound, Session, TurnResult
 from .schema import parse_duration
@@ -153,6 +154,62 @@ def unpack_reply(raw: bytes) -> bytes:
 _outbox_decoder = msgspec.msgpack.Decoder(OutboxItem)
 
 
+class SessionGates:
+    """One turn per session at a time inside this process, the others queued in arrival order.
+
+    Without it, every concurrent turn of a busy conversation polls the store's lock (Redis:
+    a script call every 2-50 ms), costing CPU and round trips while one turn holds it; with
+    it, only one turn per session per process contends for the store's lock and the rest
+    wait here for a direct hand-over. An entry lives while its session has a turn running,
+    so memory stays flat whatever the number of conversations."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    async def acquire(self, key: str, timeout: float) -> bool:
+        """Take `key`'s gate, waiting at most `timeout` s; False when the wait ran out (the
+        gate is then not held). The caller must `release(key)` after a True."""
+        waiters = self._queues.get(key)
+        if waiters is None:  # nobody holds it: the usual case, no await
+            self._queues[key] = collections.deque()
+            return True
+        loop = asyncio.get_running_loop()
+        gate = loop.create_future()
+        waiters.append(gate)
+        expiry = loop.call_later(max(0.0, timeout), _expire, gate)
+        try:
+            await gate
+        except TimeoutError:
+            return False
+        except BaseException:
+            if gate.done() and not gate.cancelled() and gate.exception() is None:
+                self.release(key)  # handed over just as this task was cancelled: pass it on
+            raise
+        finally:
+            expiry.cancel()
+        return True
+
+    def release(self, key: str) -> None:
+        """Hand the gate to the longest waiter still waiting, or drop the entry."""
+        waiters = self._queues.get(key)
+        if waiters is None:
+            return
+        while waiters:
+            gate = waiters.popleft()
+            if not gate.done():
+                gate.set_result(None)
+                return
+        del self._queues[key]
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+
+def _expire(gate: asyncio.Future[None]) -> None:
+    if not gate.done():
+        gate.set_exception(TimeoutError())
+
+
 class Runtime:
     def __init__(
         self,
@@ -172,6 +229,7 @@ class Runtime:
         self.clock = clock
         self.fault = os.environ.get("ORCHESTRATOR_FAULT", "")  # test-only: before_save | after_save
         self._engines: dict[str, Engine] = {}
+        self._gates = SessionGates()  # one turn per session per process at the store's lock
         self._wake = asyncio.Event()
         from .analytics import Recorder  # conversation records at start / end (admin API, analytics)
 
@@ -293,7 +351,8 @@ class Runtime:
             return self.settings.help_text
         return HELP_TEXT.format(business=(compiled.title if compiled else None) or "This service")
 
-    async def _missed_call(self, sid: str, addr: Address, event: Event, opted_out: bool) -> TurnReply:
+    async def _missed_call(self, sid: str, addr: Address, event: Event, opted_out: bool,
+                           started: float) -> TurnReply:
         """A call nobody answered (no-answer / busy / failed / canceled, the bot never spoke):
         start the missed-call flow by SMS. Deduped on the status delivery (CallSid + status)."""
         flow_id = self.settings.missed_call_flow or MISSED_CALL_FLOW
@@ -311,7 +370,8 @@ class Runtime:
         start = Event(kind="start", channel=self.channels.get(channel).capabilities.idiom,
                       provider_id=event.provider_id)
         try:
-            return await self._turn(channel, addr, sid, start, None, flow_id=flow_id, outbound=True)
+            # this turn's gate is held already (the call's status turn released only the store's lock)
+            return await self._gated_turn(channel, addr, sid, start, None, started, flow_id=flow_id, outbound=True)
         except OptedOut:
             return TurnReply(session_id=sid, opted_out=True)
 
@@ -320,13 +380,32 @@ class Runtime:
         *, flow_id: str | None = None, vars: dict[str, Any] | None = None, outbound: bool = False,
         timer_turns: int | None = None,
     ) -> TurnReply:
+        """A turn, queued behind this process's other turns of the session (`SessionGates`);
+        the whole wait, here and at the store's lock, is bounded by lock_wait_seconds."""
         started = time.perf_counter()
+        wait = self.settings.lock_wait_seconds
+        if not await self._gates.acquire(sid, wait):
+            raise LockTimeout(
+                f"session {redact_phone(sid)!r}: other turns of it held this process for more than {wait} s; "
+                "the provider should retry (raise ORCHESTRATOR_LOCK_WAIT_SECONDS if turns are slow)"
+            )
+        try:
+            return await self._gated_turn(channel, addr, sid, event, route_key, started, flow_id=flow_id,
+                                          vars=vars, outbound=outbound, timer_turns=timer_turns)
+        finally:
+            self._gates.release(sid)
+
+    async def _gated_turn(
+        self, channel: str, addr: Address, sid: str, event: Event, route_key: str | None, started: float,
+        *, flow_id: str | None = None, vars: dict[str, Any] | None = None, outbound: bool = False,
+        timer_turns: int | None = None,
+    ) -> TurnReply:
         adapter = self.channels.get(channel)
         s = self.settings
         dedupe_id = event.provider_id
         b = await self.store.begin(
-            sid, dedupe_id, lock_ttl_seconds=s.lock_ttl_seconds, wait_seconds=s.lock_wait_seconds,
-            contact=addr.contact,
+            sid, dedupe_id, lock_ttl_seconds=s.lock_ttl_seconds,
+            wait_seconds=max(0.0, s.lock_wait_seconds - (time.perf_counter() - started)), contact=addr.contact,
         )
         if b.duplicate_reply is not None:
             return await self._duplicate(channel, sid, b.duplicate_reply)
@@ -355,7 +434,7 @@ class Runtime:
                     await self.store.release(sid, b.token)  # e.g. a late status for an unknown call
                     if (event.kind == "hangup" and not outbound and timer_turns is None
                             and (event.text or "").lower() in MISSED_CALL_STATUSES):
-                        return await self._missed_call(sid, addr, event, b.opted_out)
+                        return await self._missed_call(sid, addr, event, b.opted_out, started)
                     return TurnReply(session_id=sid)
                 compiled = await self.catalog.latest(flow_id or self.catalog.route(route_key or addr.business))
                 new = self.engine(compiled).new_session(
