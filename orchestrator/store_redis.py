@@ -279,7 +279,8 @@ _turn_maybe_reply = msgspec.msgpack.Decoder(tuple[list[bytes], bytes | None])
 
 def _deflater(zdict: bytes, wbits: int) -> Any:
     """A raw-deflate compressor primed with `zdict`; `_deflate` copies it (cheaper than setting the
-    dictionary per call). Level 6, memLevel 4: small state, the same bytes as the defaults here."""
+    dictionary per call). Level 6, memLevel 4: a small state to copy, the same bytes as the
+    defaults on values of a few hundred bytes."""
     return zlib.compressobj(6, zlib.DEFLATED, -wbits, 4, zlib.Z_DEFAULT_STRATEGY, zdict)
 
 
@@ -288,12 +289,15 @@ def _deflate(primed: Any, data: bytes) -> bytes:
     return bytes(c.compress(data) + c.flush())
 
 
-def _inflate(data: bytes, zdict: bytes) -> bytes:
-    d = zlib.decompressobj(-zlib.MAX_WBITS, zdict)  # the largest window reads any smaller one
+def _inflate(data: bytes, zdict: bytes, wbits: int) -> bytes:
+    """Inflate what `_deflater(zdict, wbits)` wrote: the writer's window is part of the format (a
+    smaller reader window fails, a larger one costs an allocation per call)."""
+    d = zlib.decompressobj(-wbits, zdict)
     return d.decompress(data) + d.flush()
 
 
-_turn_deflater = _deflater(_TURN_DICT_2, 12)
+_TURN_WBITS = 12  # a 4 KB window: the dictionary and a turn fit in it
+_turn_deflater = _deflater(_TURN_DICT_2, _TURN_WBITS)
 
 
 def pack_turn(entries: Sequence[bytes], reply: bytes | None = None) -> bytes:
@@ -311,7 +315,7 @@ def _turn_body(element: bytes) -> tuple[list[bytes], bytes | None]:
         return [element], None
     mark = element[1:2]
     if mark == b"\x05":
-        return _turn_maybe_reply.decode(_inflate(element[2:], _TURN_DICT_2))
+        return _turn_maybe_reply.decode(_inflate(element[2:], _TURN_DICT_2, _TURN_WBITS))
     if mark == b"\x00":  # a delivery tag, not a turn
         return [], None
     if mark in (b"\x02", b"\x04"):
@@ -348,8 +352,10 @@ def delivery_tag(dedupe_id: str) -> bytes:
 # The session key's value is "<version>,<timer turns>," + the session: its msgpack, or
 # b"\xc1\x01" + raw deflate of it with this dictionary (a Session as msgspec encodes it) when
 # that is smaller: ~315 -> ~140 bytes for the shipped flow (~220 B less MEMORY USAGE), ~7 us to
-# pack, ~2 us to read. Never change the dictionary (a better one takes a new mark). A session
-# msgpack never starts with b"\xc1".
+# pack, ~2 us to read. Sessions over 2 KB (a path of hundreds of states, large vars) stay plain:
+# their cost grows with their size (3.5 KB: ~35 us a turn to pack and read in a live process).
+# Never change the dictionary or the 2 KB window (a new one takes a new mark). A session msgpack
+# never starts with b"\xc1".
 _SESSION_DICT = (
     b"\xde\x00\x0b\xa2id\xa1x\xa4flow\xa1x\xa8revision\xa1x\xa5state\xa1x\xa7channel\xa8whatsapp\xa4vars\x81\xa1x"
     b"\x84\xa2id\xa0\xa5start\xa0\xa3end\xa0\xa5label\xa0\xa7retries\x01\xa9reminders\x01\xa6status\xa5ended\xa7out"
@@ -360,7 +366,9 @@ _SESSION_DICT = (
     b"d_at\xcbA\xda\xc1\xab\xa0\x00\x00\x00\xa5turns\x01\xa7version\x01\xa4path\x93\xa4ask_\xa4menu\xa4ask_"
 )
 _SESSION_MARK = b"\xc1\x01"
-_session_deflater = _deflater(_SESSION_DICT, 11)
+_SESSION_WBITS = 11
+_SESSION_DEFLATE_UP_TO = 2048
+_session_deflater = _deflater(_SESSION_DICT, _SESSION_WBITS)
 
 
 def session_value(version: int, session: bytes, timer_member: str | None, session_id: str) -> bytes:
@@ -371,7 +379,7 @@ def session_value(version: int, session: bytes, timer_member: str | None, sessio
         sid, _, turns = timer_member.rpartition("|")
         if sid != session_id or not turns.isdigit():
             raise ValueError(f"timer member {timer_member!r} must be {session_id!r} + '|<turns>'")
-    if len(session) >= _DEFLATE_FROM:
+    if _DEFLATE_FROM <= len(session) <= _SESSION_DEFLATE_UP_TO:
         packed = _SESSION_MARK + _deflate(_session_deflater, session)
         if len(packed) < len(session):
             session = packed
@@ -382,7 +390,7 @@ def parse_session_value(value: bytes) -> tuple[int, str, bytes]:
     """(version, timer turns or "", session msgpack) of a session key's value."""
     version, turns, data = value.split(b",", 2)
     if data[:2] == _SESSION_MARK:
-        data = _inflate(data[2:], _SESSION_DICT)
+        data = _inflate(data[2:], _SESSION_DICT, _SESSION_WBITS)
     return int(version), turns.decode(), data
 
 

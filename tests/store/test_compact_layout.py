@@ -196,6 +196,9 @@ def test_a_session_value_is_compressed_and_plain_ones_still_read() -> None:
     assert parse_session_value(value) == (3, "3", data)
     assert parse_session_value(b"3,," + data) == (3, "", data)  # written before compression
     assert parse_session_value(session_value(1, b"tiny", None, SID)) == (1, "", b"tiny")
+    big = msgspec.msgpack.encode(msgspec.structs.replace(
+        msgspec.msgpack.decode(data, type=Session), path=["ask_name", "ask_reason"] * 200))
+    assert session_value(9, big, None, SID) == b"9,," + big  # its cost would grow with it: kept plain
 
 
 async def test_a_plain_session_value_of_older_code_loads_and_is_replaced(redis_store: RedisStore) -> None:
