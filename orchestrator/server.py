@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -46,6 +47,7 @@ log = logging.getLogger("orchestrator.server")
 MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 2
 SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
+GC_GEN0_THRESHOLD = 10_000  # CPython's default is 700
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -198,6 +200,30 @@ class WebhookGateway:
 # ---- litestar --------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_gc() -> Iterator[None]:
+    """The cyclic garbage collector, tuned for serving (measured on the turn path):
+
+    - `gc.freeze()` once started: every object alive then (imports, compiled flows, the
+      runtime: ~85,000) leaves the collector's sight for good, so a full collection no longer
+      walks them all (a 35-40 ms pause every ~3,500 turns: a p99 of its own).
+    - a generation-0 threshold of 10,000 instead of 700: with tens of turns in flight the
+      count of live containers passes 700 several times a second, and each collection walked
+      objects that were all still in use (~10 us a turn). Garbage cycles are rare on this path;
+      they are still collected, a little later.
+
+    Undone on exit, so a process that builds many apps (tests) keeps nothing frozen."""
+    old = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def _webhook_routes(gateway: WebhookGateway) -> list[BaseRouteHandler]:
     by_path: dict[str, dict[str, str]] = {}
     for name in gateway.channels.names():
@@ -322,7 +348,8 @@ def create_app(
         jobs = [asyncio.create_task(job) for job in background_jobs(gateway.runtime, settings)] \
             if start_background else []
         try:
-            yield
+            with quiet_gc():
+                yield
         finally:
             for job_task in jobs:
                 job_task.cancel()

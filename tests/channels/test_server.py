@@ -4,6 +4,7 @@ input answered 4xx or politely (never 500) with nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from litestar.testing import AsyncTestClient
 from channels.twilio_sms import TwilioSmsChannel
 from orchestrator.channels import ChannelRegistry
 from orchestrator.errors import ConfigError, LockTimeout, StoreUnavailable
-from orchestrator.server import MAX_BODY_BYTES, build_channels, create_app
+from orchestrator.server import GC_GEN0_THRESHOLD, MAX_BODY_BYTES, build_channels, create_app
 from orchestrator.settings import AppSettings
 
 FLOW = """\
@@ -248,6 +249,17 @@ async def test_oversized_body_is_413(client: AsyncTestClient[Litestar]) -> None:
     response = await client.post("/webhooks/twilio/sms", content=body,
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 413
+
+
+async def test_a_running_app_keeps_its_start_up_objects_out_of_the_collector_and_gives_them_back(
+    settings: AppSettings,
+) -> None:
+    before = gc.get_threshold()
+    async with AsyncTestClient(create_app(settings)) as c:
+        assert gc.get_freeze_count() > 10_000  # imports, compiled flows, the runtime
+        assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD
+        assert (await twilio_post(c, "/webhooks/twilio/sms", sms_form("hi"))).status_code == 200
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
 
 
 async def test_health(client: AsyncTestClient[Litestar]) -> None:
