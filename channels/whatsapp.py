@@ -6,8 +6,10 @@ Routes: `GET /webhooks/whatsapp` (the subscription handshake: `hub.mode=subscrib
 
 Every entry, change, message and status of a batch is parsed (heyoo's getters read only
 the first). Replies are not part of the webhook answer (`sync_reply=False`): the runtime
-puts them in the outbox and calls `send`, which drives heyoo in a thread with a timeout,
-a current Graph version, and errors raised instead of returned.
+puts them in the outbox and calls `send`. heyoo builds each Graph call (its payloads, URL and
+headers, pointed at a current Graph version); the call itself goes out on the event loop
+through `_http.LeanHttp` (keep-alive, a timeout, errors raised instead of returned), or
+through `requests` in a thread when the environment routes the Graph URL through a proxy.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import hmac
 import json
 import logging
 import types
-from typing import Any
+from typing import Any, NamedTuple
+
+import msgspec
 
 from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
 from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.render import present, shorten
 
+from ._http import LeanHttp
 from .twilio_sms import keyword_kind
 
 log = logging.getLogger("channels.whatsapp")
@@ -74,6 +79,9 @@ class WhatsAppChannel:
         self.graph_version = graph_version
         self.timeout_seconds = timeout_seconds
         self._clients: dict[str, Any] = {}
+        self._http = LeanHttp(timeout_seconds)
+        self._proxied: dict[str, bool] = {}  # Graph URL -> whether requests would use a proxy for it
+        self._requests: _GraphHttp | None = None  # the proxied path: requests in a thread
 
     @staticmethod
     def is_configured(settings: Any) -> bool:
@@ -130,12 +138,37 @@ class WhatsAppChannel:
     # ---- outbound ---------------------------------------------------------------------------
 
     async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
-        return await asyncio.to_thread(self._send_sync, to, messages, ctx)
+        ids: list[str] = []
+        for call in self._calls(to, messages, ctx):  # in order; the first failure stops the rest
+            ids.append(_message_id(await self._post(call)))
+        return ids
 
-    def _send_sync(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def _post(self, call: GraphCall) -> Any:
+        """One Graph API call: its JSON answer, or SendError (graph_error for an HTTP error)."""
+        proxied = self._proxied.get(call.url)
+        if proxied is None:
+            proxied = self._proxied[call.url] = LeanHttp.proxied(call.url)
+        if proxied:
+            if self._requests is None:
+                self._requests = _GraphHttp(self.timeout_seconds)
+            answer = await asyncio.to_thread(self._requests.post, call.url, headers=call.headers, json=call.payload)
+            return answer.json()
+        try:
+            response = await self._http.request("POST", call.url, call.headers, msgspec.json.encode(call.payload))
+        except (OSError, TimeoutError) as exc:
+            raise SendError(f"WhatsApp Graph API unreachable: {type(exc).__name__}", retryable=True) from exc
+        if response.status >= 400:
+            raise graph_error(response.status, response.text())
+        return msgspec.json.decode(response.body)
+
+    def _calls(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[GraphCall]:
+        """The Graph calls that send `messages`, built by heyoo (nothing is sent here)."""
         wa = self._client(to.business)
         recipient = to.contact.lstrip("+")
-        ids: list[str] = []
+        calls: list[GraphCall] = []
         if not ctx.within_window:
             template = getattr(ctx.settings, "whatsapp_template", None)
             if not template:
@@ -146,7 +179,7 @@ class WhatsAppChannel:
             text = " ".join(m.text for m in messages if m.text)[:BODY_LIMIT]
             components = [{"type": "body", "parameters": [{"type": "text", "text": text}]}] if text else []
             lang = getattr(ctx.settings, "whatsapp_template_language", "en_US")
-            return [_message_id(wa.send_template(template, recipient, components, lang=lang))]
+            return [wa.send_template(template, recipient, components, lang=lang)]
         for message in messages:
             if message.kind == "end" and not message.text:
                 continue
@@ -159,7 +192,7 @@ class WhatsAppChannel:
                         {"type": "reply", "reply": {"id": c.id[:256], "title": c.label}} for c in shown.choices
                     ]},
                 }
-                ids.append(_message_id(wa.send_reply_button(interactive, recipient)))
+                calls.append(wa.send_reply_button(interactive, recipient))
             elif shown.mode == "list":
                 rows = []
                 for c in shown.choices:
@@ -172,13 +205,13 @@ class WhatsAppChannel:
                     "body": {"text": _body(shown.text)},
                     "action": {"button": LIST_BUTTON, "sections": [{"title": shorten("Options", 24), "rows": rows}]},
                 }
-                ids.append(_message_id(wa.send_reply_button(interactive, recipient)))
+                calls.append(wa.send_reply_button(interactive, recipient))
             else:
                 if shown.text:
-                    ids.append(_message_id(wa.send_message(shown.text[:4096], recipient, preview_url=False)))
+                    calls.append(wa.send_message(shown.text[:4096], recipient, preview_url=False))
                 if message.media_url:
-                    ids.append(_message_id(wa.send_image(message.media_url, recipient, link=True)))
-        return ids
+                    calls.append(wa.send_image(message.media_url, recipient, link=True))
+        return calls
 
     def _client(self, business: str) -> Any:
         phone_id = business if business and business.isdigit() else self.phone_number_id
@@ -189,12 +222,37 @@ class WhatsAppChannel:
         client = self._clients.get(phone_id)
         if client is None:
             client = self._clients[phone_id] = heyoo_client(
-                self._token, phone_id, self.api_base, self.graph_version, self.timeout_seconds
+                self._token, phone_id, self.api_base, self.graph_version, self.timeout_seconds, http=_CallRecorder()
             )
         return client
 
 
 # ---- heyoo, made safe ------------------------------------------------------------------------
+
+
+class GraphCall(NamedTuple):
+    url: str
+    headers: dict[str, str]
+    payload: Any
+
+
+class _CallRecorder:
+    """Stands in for the `requests` module inside heyoo's methods on the send path: heyoo
+    builds the call (URL, headers, payload) and gets it back as its answer's JSON, so each
+    `wa.send_*` returns the GraphCall to make; `WhatsAppChannel._post` makes it."""
+
+    def post(self, url: str, headers: dict[str, str] | None = None, json: Any = None, **kwargs: Any) -> _Recorded:
+        return _Recorded(GraphCall(url, dict(headers or {}), json))
+
+
+class _Recorded:
+    status_code = 200
+
+    def __init__(self, call: GraphCall) -> None:
+        self._call = call
+
+    def json(self) -> GraphCall:
+        return self._call
 
 
 class _GraphHttp:
@@ -243,11 +301,13 @@ def graph_error(status: int, text: str) -> SendError:
                      retryable=retryable, status=status, code=code)
 
 
-def heyoo_client(token: str, phone_number_id: str, api_base: str, graph_version: str, timeout: float) -> Any:
+def heyoo_client(token: str, phone_number_id: str, api_base: str, graph_version: str, timeout: float,
+                 *, http: Any = None) -> Any:
     """A `heyoo.WhatsApp` pointed at `api_base`/`graph_version`, whose HTTP calls go through
-    a `_GraphHttp` (timeout, errors raised) and whose logging goes to the `heyoo` logger at
-    debug level instead of the root logger. heyoo looks `requests` up in its module globals,
-    so each method is rebound to a copy of those globals: heyoo itself is left untouched."""
+    `http` (default: a `_GraphHttp`: timeout, errors raised) and whose logging goes to the
+    `heyoo` logger at debug level instead of the root logger. heyoo looks `requests` up in its
+    module globals, so each method is rebound to a copy of those globals: heyoo itself is
+    left untouched."""
     import heyoo
 
     wa = heyoo.WhatsApp(token=token, phone_number_id=phone_number_id)
@@ -258,7 +318,7 @@ def heyoo_client(token: str, phone_number_id: str, api_base: str, graph_version:
     wa.v15_base_url = base
     wa.url = f"{base}/{phone_number_id}/messages"
     namespace = dict(vars(heyoo))
-    namespace["requests"] = _GraphHttp(timeout)
+    namespace["requests"] = http if http is not None else _GraphHttp(timeout)
     namespace["logging"] = _QuietLog(logging.getLogger("heyoo"))
     for name, func in vars(heyoo.WhatsApp).items():
         if isinstance(func, types.FunctionType) and name != "__init__":

@@ -12,6 +12,8 @@ A channel adapter is one module in `channels/` (or another installed package, th
   through the provider's REST client; returns provider message ids; raises on failure.
 - `routes` (optional): the `(method, path)` pairs the server mounts for this adapter;
   default `(("POST", "/webhooks/<name>"),)`.
+- `close()` (optional, async): release what `send` keeps open (connections); the runtime
+  calls it when it closes.
 - `capabilities`: what the channel can show; rich output degrades from them in one place
   (`orchestrator.render`), never through `if channel == ...` in the engine.
 """

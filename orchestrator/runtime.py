@@ -252,6 +252,11 @@ class Runtime:
         return cls(settings, store, catalog, connectors, channels, clock=clock)
 
     async def close(self) -> None:
+        for name in self.channels.names():  # adapters holding connections (optional `close`)
+            close = getattr(self.channels.get(name), "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         await self.store.close()
 
     # ------------------------------------------------------------------ helpers

@@ -19,6 +19,7 @@ from fakes.signing import (
     whatsapp_request,
 )
 
+from channels import _http
 from channels.whatsapp import GRAPH_VERSION, WhatsAppChannel, heyoo_client
 from orchestrator.channels import Address, ChannelAdapter, InboundRequest, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
@@ -283,6 +284,34 @@ async def test_timeout(graph: FakeGraph) -> None:
     with pytest.raises(SendError) as info:
         await wa.send(TO, [Outbound(kind="say", text="Hello")], ctx())
     assert info.value.retryable
+
+
+async def test_sends_reuse_one_connection_and_carry_heyoos_payloads(
+    wa: WhatsAppChannel, graph: FakeGraph, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[object] = []
+    made = _http._Connection.connection_made
+    monkeypatch.setattr(_http._Connection, "connection_made", lambda conn, t: (opened.append(t), made(conn, t)))
+    await wa.send(TO, [Outbound(kind="say", text="One"), Outbound(kind="say", text="Two ü")], ctx())
+    await wa.send(TO, [Outbound(kind="say", text="Three")], ctx())
+    assert [b["text"]["body"] for b in graph.sent()] == ["One", "Two ü", "Three"]
+    assert graph.sent()[0] == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": WA_USER,
+                               "type": "text", "text": {"preview_url": False, "body": "One"}}
+    assert all(r.headers["content-type"] == "application/json" for r in graph.requests)
+    assert len(opened) == 1  # one keep-alive connection for the three calls
+    await wa.close()
+
+
+async def test_a_proxied_graph_url_is_sent_through_requests(graph: FakeGraph, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", graph.url)  # the fake Graph API stands in for the proxy
+    wa = WhatsAppChannel(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, token=WA_TOKEN,
+                         phone_number_id=PHONE_NUMBER_ID, api_base="http://graph.example.invalid")
+    assert await wa.send(TO, [Outbound(kind="say", text="Hello")], ctx()) == ["wamid.FAKE00000001"]
+    [req] = graph.requests
+    assert req.path == f"/{GRAPH_VERSION}/{PHONE_NUMBER_ID}/messages"
+    assert req.headers["host"] == "graph.example.invalid"  # a proxy request: the target's host
 
 
 def test_heyoo_urls_point_at_the_base_and_heyoo_is_untouched(graph: FakeGraph) -> None:
