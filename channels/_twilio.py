@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -31,29 +32,44 @@ _ATTR_ESCAPES = str.maketrans({
 })
 
 
+def _any_of(table: dict[int, Any]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in table) + "]")
+
+
+# Most values need no escaping: one regex search (C, no per-character dict lookups) says so
+# ~3x faster than `translate` would find out.
+_TEXT_SPECIAL = _any_of(_TEXT_ESCAPES)
+_ATTR_SPECIAL = _any_of(_ATTR_ESCAPES)
+
+
 # ---- TwiML ---------------------------------------------------------------------------------
 
 
 def xml_text(value: str) -> str:
-    return value.translate(_TEXT_ESCAPES)
+    return value if _TEXT_SPECIAL.search(value) is None else value.translate(_TEXT_ESCAPES)
 
 
 def _attr_value(value: object) -> str:
     if isinstance(value, bool):
-        value = "true" if value else "false"
-    return str(value).translate(_ATTR_ESCAPES)
+        return "true" if value else "false"
+    text = value if isinstance(value, str) else str(value)
+    return text if _ATTR_SPECIAL.search(text) is None else text.translate(_ATTR_ESCAPES)
 
 
 def element(name: str, text: str | None = None, children: Iterable[str] = (), **attrs: Any) -> str:
     """One TwiML element. `attrs` are given in TwiML's camelCase; None values are left out.
     Children are already-built element strings."""
-    attr_text = "".join(
-        f' {key}="{_attr_value(value)}"' for key, value in sorted(attrs.items()) if value is not None
-    )
+    out = ["<", name]
+    for key in sorted(attrs):
+        value = attrs[key]
+        if value is not None:
+            out += (" ", key, '="', _attr_value(value), '"')
     inner = (xml_text(text) if text else "") + "".join(children)
     if not inner:
-        return f"<{name}{attr_text} />"
-    return f"<{name}{attr_text}>{inner}</{name}>"
+        out.append(" />")
+    else:
+        out += (">", inner, "</", name, ">")
+    return "".join(out)
 
 
 def response(children: Iterable[str]) -> bytes:

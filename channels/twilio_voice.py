@@ -14,6 +14,7 @@ answer: Twilio's retries repeat the URL, a new question gets a new step.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from typing import Any
 
@@ -177,11 +178,11 @@ class TwilioVoiceChannel:
     def _gather(self, message: Outbound, base: str, say: Any, language: str) -> str:
         shown = present(message, self.capabilities)
         choices = message.choices
-        hints: list[str] = []
+        hints: dict[str, None] = {}  # ordered, each phrase once (a list's `in` made this quadratic)
         for choice in choices:
             for phrase in (choice.label, *choice.match):
-                if phrase and phrase not in hints and "," not in phrase:
-                    hints.append(phrase)
+                if phrase and "," not in phrase:
+                    hints[phrase] = None
         digits = [c.dtmf or str(i + 1) for i, c in enumerate(choices)]
         single_digit = bool(choices) and all(len(d) == 1 for d in digits)
         numeric = message.input in ("number", "phone")
@@ -190,7 +191,7 @@ class TwilioVoiceChannel:
             children=[say(shown.text, message)] if shown.text else [],
             action=action_url(base, f"{BASE}/gather", step=_step()),
             actionOnEmptyResult=True,
-            hints=", ".join(hints[:_MAX_HINTS]) or None,
+            hints=", ".join(itertools.islice(hints, _MAX_HINTS)) or None,
             input="speech dtmf",
             language=language,
             method="POST",

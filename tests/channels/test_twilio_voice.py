@@ -7,9 +7,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fakes.signing import CALL_SID, CALLER, CLINIC, PUBLIC_URL, twilio_request, voice_form
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
-from channels._twilio import element, response
+from channels._twilio import _ATTR_ESCAPES, _TEXT_ESCAPES, _attr_value, element, response, xml_text
 from channels.twilio_voice import TwilioVoiceChannel
 from orchestrator.channels import ChannelAdapter, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SignatureError
@@ -247,6 +249,16 @@ def test_hostile_text_is_escaped(voice: TwilioVoiceChannel) -> None:
     text = 'Tom & "Jerry" <b>\x07</b>\n'
     [say] = list(twiml(voice, [Outbound(kind="say", text=text)]))
     assert say.text == 'Tom & "Jerry" <b></b>\n'
+
+
+_SPECIAL = '&<>"\n\r\t\x00\x07\x0b\x1f\ufffe\uffff\x7f\xa0\u2028'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.one_of(st.sampled_from(_SPECIAL), st.characters()), max_size=60))
+def test_escaping_fast_path_gives_the_translate_result(value: str) -> None:
+    assert xml_text(value) == value.translate(_TEXT_ESCAPES)
+    assert _attr_value(value) == value.translate(_ATTR_ESCAPES)
 
 
 def test_twiml_builder_matches_twilio() -> None:

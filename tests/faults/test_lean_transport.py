@@ -12,11 +12,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 from faultkit import RedisServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orchestrator._resp import LeanRedis, encode_command
+from orchestrator._resp import LeanRedis, _encode_command, encode_command
 
 pytestmark = pytest.mark.redis
 ECHO = "return {KEYS[1], ARGV[1]}"
@@ -34,6 +36,16 @@ def test_encoding_is_resp2_bulk_strings() -> None:
         b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\x00v\r\n$2\r\n12\r\n$3\r\n1.5\r\n")
     with pytest.raises(TypeError, match="give bytes, str, int or float"):
         encode_command(["SET", "k", True])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.binary(), st.integers(), st.floats()), max_size=30))
+def test_the_c_packer_gives_the_bytes_of_the_python_encoder(args: list[object]) -> None:
+    assert encode_command(args) == _encode_command(args)
+
+
+def test_what_the_c_packer_refuses_is_still_encoded() -> None:
+    assert encode_command(["SET", bytearray(b"k"), memoryview(b"v")]) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
 
 
 async def test_concurrent_commands_share_writes_and_get_their_own_replies(server: RedisServer) -> None:
