@@ -252,7 +252,8 @@ class _Turn:
             state = self.compiled.states[name]
             s = self.session
             s.state, s.retries, s.reminders = name, 0, 0
-            s.path.append(name)
+            if name not in s.path:  # first visits only: bounded by the flow, not by the turns
+                s.path.append(name)
             self.transcript.append(TranscriptEntry(at=self.now, dir="state", text=name))
             kind = state.kind
             next_name: str | None

@@ -129,7 +129,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_inbound_at: float = 0.0  # WhatsApp 24 h customer-service window
     turns: int = 0  # inbound events applied
     version: int = 0  # bumped on every save (fencing / compare-and-set)
-    path: list[str] = []  # states visited, in order (drop-off analytics)
+    path: list[str] = []  # states visited, each once, in order of first visit (funnel / drop-off analytics)
 
 
 class Timer(msgspec.Struct, kw_only=True, omit_defaults=True):
