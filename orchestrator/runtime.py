@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -105,6 +106,12 @@ def expand_messages(compiled: CompiledFlow | None, messages: list[Outbound], eli
             changes["language"] = language
         out.append(msgspec.structs.replace(m, **changes) if changes else m)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _seconds(duration: str) -> int:
+    """A flow setting's duration in whole seconds, parsed once per distinct text."""
+    return int(parse_duration(duration))
 
 
 def turn_step(session: Session) -> str:
@@ -501,8 +508,9 @@ class Runtime:
                                   contact=session.contact, messages=for_contact,
                                   revision=compiled.revision, within_window=within, created_at=now)
                 outbox.append(OutboxPut(item_id, _encoder.encode(item)))
-        staff_adapter = self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")
-        for note in notify.staff_messages(compiled, result) if staff_adapter else []:
+        notes = notify.staff_messages(compiled, result)
+        staff_adapter = (self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")) if notes else None
+        for note in notes if staff_adapter else []:
             item_id = f"{sid}|staff-{uuid.uuid4().hex[:16]}"
             item = OutboxItem(id=item_id, adapter=staff_adapter or "", business=session.business,
                               contact=note.target or "", messages=[note], revision=compiled.revision,
@@ -513,7 +521,7 @@ class Runtime:
         lean, elided = compact_messages(compiled, reply_messages)
         stored = StoredReply(messages=lean, flow_choices=elided, revision=compiled.revision,
                              event_kind=event.kind, within_window=within, step=step)
-        ttl = int(parse_duration(compiled.settings.session_ttl))
+        ttl = _seconds(compiled.settings.session_ttl)
         retention = self.settings.retention_seconds
         timer = None
         if result.timer is not None and not result.ended:

@@ -160,7 +160,7 @@ class WebhookGateway:
             except (UnicodeDecodeError, ValueError) as exc:
                 raise BadRequest(f"{path}: form body unreadable ({type(exc).__name__})") from None
         try:
-            query = dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=100))
+            query = dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=100)) if query_string else {}
         except ValueError as exc:
             raise BadRequest(f"{path}: query string unreadable ({exc})") from None
         return InboundRequest(
@@ -259,9 +259,8 @@ def _webhook_handler(gateway: WebhookGateway, path: str, methods: dict[str, str]
             await _respond(send, 413, b"payload too large", "text/plain")
             return
         query = http.get("query_string", b"").decode("latin-1")
-        rendered = await gateway.dispatch(
-            methods[method], method, http["path"], query, _seen_url(http, headers, query), headers, body,
-        )
+        seen = "" if gateway.public_url else _seen_url(http, headers, query)  # only signed when no public URL is set
+        rendered = await gateway.dispatch(methods[method], method, http["path"], query, seen, headers, body)
         extra = {"retry-after": str(RETRY_AFTER_SECONDS)} if rendered.status_code == 503 else None
         await _respond(send, rendered.status_code, rendered.body, rendered.media_type, extra)
 
