@@ -120,7 +120,7 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "compiled", "engine", "event", "messages", "now", "session", "steps", "summary",
+    __slots__ = ("_ctx", "_dt", "compiled", "engine", "event", "messages", "now", "session", "steps", "summary",
                  "transcript")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
@@ -134,6 +134,7 @@ class _Turn:
         self.steps = 0
         self.summary: dict[str, Any] | None = None
         self._ctx: dict[str, Any] | None = None
+        self._dt: datetime | None = None
 
     # ------------------------------------------------------------------ dispatch
     async def run(self) -> None:
@@ -567,7 +568,9 @@ class _Turn:
             raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
 
     def _now_dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now, self.compiled.timezone)
+        if self._dt is None:  # once per turn: the clock does not move within it
+            self._dt = datetime.fromtimestamp(self.now, self.compiled.timezone)
+        return self._dt
 
     def ctx(self) -> dict[str, Any]:
         """Template context: the flow's variables plus the builtins (ARCHITECTURE.md)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -291,12 +292,17 @@ def _seen_url(scope: Any, headers: Mapping[str, str], query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
+@functools.lru_cache(maxsize=64)
+def _content_type(media_type: str) -> bytes:
+    """The Content-Type header value: text types get `; charset=utf-8` unless they name one."""
+    if "charset" in media_type or not media_type.startswith("text/"):
+        return media_type.encode("latin-1")
+    return f"{media_type}; charset=utf-8".encode("latin-1")
+
+
 async def _respond(send: Send, status: int, body: bytes, media_type: str,
                    extra: Mapping[str, str] | None = None) -> None:
-    content_type = media_type if "charset" in media_type or not media_type.startswith("text/") \
-        else f"{media_type}; charset=utf-8"
-    headers = [(b"content-type", content_type.encode("latin-1")),
-               (b"content-length", str(len(body)).encode("latin-1"))]
+    headers = [(b"content-type", _content_type(media_type)), (b"content-length", b"%d" % len(body))]
     if extra:
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
