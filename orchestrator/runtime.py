@@ -19,6 +19,7 @@ import functools
 import hashlib
 import logging
 import os
+import secrets
 import time
 import uuid
 import zlib
@@ -503,7 +504,7 @@ class Runtime:
                 log.error("session %s: no channel adapter for %r; messages dropped",
                           redact_phone(sid), session.channel)
             else:
-                item_id = f"{sid}|{uuid.uuid4().hex[:16]}"
+                item_id = f"{sid}|{secrets.token_hex(8)}"  # 16 hex digits, as uuid4().hex[:16] gave
                 item = OutboxItem(id=item_id, adapter=target, business=session.business,
                                   contact=session.contact, messages=for_contact,
                                   revision=compiled.revision, within_window=within, created_at=now)
@@ -511,7 +512,7 @@ class Runtime:
         notes = notify.staff_messages(compiled, result)
         staff_adapter = (self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")) if notes else None
         for note in notes if staff_adapter else []:
-            item_id = f"{sid}|staff-{uuid.uuid4().hex[:16]}"
+            item_id = f"{sid}|staff-{secrets.token_hex(8)}"
             item = OutboxItem(id=item_id, adapter=staff_adapter or "", business=session.business,
                               contact=note.target or "", messages=[note], revision=compiled.revision,
                               created_at=now)
@@ -671,12 +672,12 @@ class Runtime:
                     await self.store.ack_outbox(item.id)
                     log.error("send %s failed permanently after %d attempt(s): %s", redact_phone(item.id), attempts,
                               exc)
-                metrics.SENDS.labels(item.adapter, "failed").inc()
+                metrics.labelled(metrics.SENDS, item.adapter, "failed").inc()
                 continue
             await self.store.ack_outbox(item.id)
             await self.store.record_status(item.id, "sent")
             for message_id in ids:
                 await self.store.record_status(message_id, "sent")
-            metrics.SENDS.labels(item.adapter, "sent").inc()
+            metrics.labelled(metrics.SENDS, item.adapter, "sent").inc()
             sent += 1
         return sent
