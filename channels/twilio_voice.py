@@ -126,6 +126,9 @@ class TwilioVoiceChannel:
     def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
         settings = ctx.settings
         base = ctx.public_url or self.public_url
+        # the runtime's nonce for this turn (ReplyContext.step): a re-rendered duplicate gets the same
+        # action URLs, so its TwiML is byte-identical; a fresh one only when rendering without a turn
+        step = ctx.step or _step()
         voice = getattr(settings, "voice", None) or "Polly.Joanna"
         flow_language = getattr(settings, "language", None) or "en-US"
         verbs: list[str] = []
@@ -149,13 +152,13 @@ class TwilioVoiceChannel:
                 if message.media_url:
                     verbs.append(element("Play", message.media_url))
             elif message.kind == "ask":
-                verbs.append(self._gather(message, base, say, message.language or flow_language))
+                verbs.append(self._gather(message, base, say, message.language or flow_language, step))
             elif message.kind == "record":
                 if message.text:
                     verbs.append(say(message.text, message))
                 verbs.append(element(
                     "Record",
-                    action=action_url(base, f"{BASE}/record", step=_step()),
+                    action=action_url(base, f"{BASE}/record", step=step),
                     maxLength=int(message.max_seconds or 120),
                     recordingStatusCallback=action_url(base, f"{BASE}/recording"),
                     transcribe=True if getattr(settings, "transcription", False) else None,
@@ -166,7 +169,7 @@ class TwilioVoiceChannel:
                 if message.target:
                     verbs.append(element(
                         "Dial", children=[element("Number", message.target)],
-                        action=action_url(base, f"{BASE}/dial", step=_step()),
+                        action=action_url(base, f"{BASE}/dial", step=step),
                         timeout=DIAL_TIMEOUT_SECONDS,
                     ))
             elif message.kind == "end":
@@ -175,7 +178,7 @@ class TwilioVoiceChannel:
                 verbs.append(element("Hangup"))
         return Rendered(body=response(verbs), media_type=TWIML_MEDIA_TYPE)
 
-    def _gather(self, message: Outbound, base: str, say: Any, language: str) -> str:
+    def _gather(self, message: Outbound, base: str, say: Any, language: str, step: str) -> str:
         shown = present(message, self.capabilities)
         choices = message.choices
         hints: dict[str, None] = {}  # ordered, each phrase once (a list's `in` made this quadratic)
@@ -189,7 +192,7 @@ class TwilioVoiceChannel:
         return element(
             "Gather",
             children=[say(shown.text, message)] if shown.text else [],
-            action=action_url(base, f"{BASE}/gather", step=_step()),
+            action=action_url(base, f"{BASE}/gather", step=step),
             actionOnEmptyResult=True,
             hints=", ".join(itertools.islice(hints, _MAX_HINTS)) or None,
             input="speech dtmf",

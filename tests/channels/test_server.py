@@ -133,6 +133,19 @@ async def test_duplicate_delivery_answers_the_same_and_advances_once(client: Asy
         "Thanks Ann, one small pizza."]
 
 
+async def test_voice_retry_gets_byte_identical_twiml(client: AsyncTestClient[Litestar]) -> None:
+    """Twilio retries a Gather callback it got no answer to: the copy advances nothing and gets the
+    same TwiML, action URLs (their step nonce) included, as the first answer."""
+    first = await twilio_post(client, "/webhooks/twilio/voice", voice_form())
+    query = ET.fromstring(first.content)[1].get("action", "").split("?", 1)[1]
+    form = [*voice_form(status="in-progress"), ("Digits", "1"), ("FinishedOnKey", "")]
+    a = await twilio_post(client, "/webhooks/twilio/voice/gather", form, query=query)
+    b = await twilio_post(client, "/webhooks/twilio/voice/gather", form, query=query)
+    assert a.status_code == b.status_code == 200
+    assert a.content == b.content and b"step=" in a.content
+    assert query.encode() not in a.content  # the next question has a new nonce
+
+
 async def test_voice_call(client: AsyncTestClient[Litestar]) -> None:
     response = await twilio_post(client, "/webhooks/twilio/voice", voice_form())
     assert response.status_code == 200
