@@ -44,6 +44,7 @@ from .store import Commit, OutboxPut, SessionStore, TimerSet, open_store, parse_
 log = logging.getLogger("orchestrator.runtime")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
+OPT_OUT_RECHECK_SECONDS = 1.0  # an outbox claim's opt-out flag older than this is checked again
 OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
 OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
 HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
@@ -638,14 +639,19 @@ class Runtime:
 
     async def send_outbox(self, limit: int = 50) -> int:
         """Send ready outbox items once each (leased); failures retry with backoff, keeping
-        the item id as the idempotency key; a permanent (4xx) failure is recorded. Returns sends."""
+        the item id as the idempotency key; a permanent (4xx) failure is recorded. Returns sends.
+        The opt-out flag comes with the claim (same store call); an item sent long after its claim
+        (a backlog, slow sends) asks again, so no send acts on a flag older than OPT_OUT_RECHECK_SECONDS."""
         sent = 0
         now = self.clock()
+        claimed_at = time.monotonic()
         for claim in await self.store.claim_outbox(now, limit, self.settings.outbox_lease_seconds):
             item = _outbox_decoder.decode(claim.payload)
-            if await self.store.is_opted_out(item.contact):
-                await self.store.record_status(item.id, "canceled", "opted_out")
-                await self.store.ack_outbox(item.id)
+            opted_out = claim.opted_out
+            if opted_out is None or time.monotonic() - claimed_at > OPT_OUT_RECHECK_SECONDS:
+                opted_out = await self.store.is_opted_out(item.contact)
+            if opted_out:
+                await self.store.finish_outbox(item.id, "canceled", "opted_out")
                 continue
             compiled = None
             if item.revision:
@@ -668,16 +674,12 @@ class Runtime:
                                 redact_phone(item.id), attempts, delay, exc)
                 else:
                     code = getattr(exc, "code", None) or getattr(exc, "status", None)
-                    await self.store.record_status(item.id, "failed", str(code) if code else type(exc).__name__)
-                    await self.store.ack_outbox(item.id)
+                    await self.store.finish_outbox(item.id, "failed", str(code) if code else type(exc).__name__)
                     log.error("send %s failed permanently after %d attempt(s): %s", redact_phone(item.id), attempts,
                               exc)
                 metrics.labelled(metrics.SENDS, item.adapter, "failed").inc()
                 continue
-            await self.store.ack_outbox(item.id)
-            await self.store.record_status(item.id, "sent")
-            for message_id in ids:
-                await self.store.record_status(message_id, "sent")
+            await self.store.finish_outbox(item.id, "sent", message_ids=ids)
             metrics.labelled(metrics.SENDS, item.adapter, "sent").inc()
             sent += 1
         return sent

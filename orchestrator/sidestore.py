@@ -54,7 +54,8 @@ def side_store(store: SessionStore) -> SideStore:
     if side is None:
         client = getattr(store, "client", None) or getattr(store, "_r", None)
         prefix = getattr(store, "prefix", None)
-        side = RedisSide(client, prefix) if client is not None and prefix is not None else MemorySide()
+        side = (RedisSide(client, prefix, getattr(store, "lean", None)) if client is not None and prefix is not None
+                else MemorySide())
         _cache[store] = side
     return side
 
@@ -154,13 +155,56 @@ class MemorySide:
 _RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-class RedisSide:
-    """The same Redis as the session store, under its prefix. Every key gets a TTL."""
+# put: a hash's fields set and `drop` deleted (in that order: a field in both ends deleted), its
+# TTL, and the member's score in each index with the index's TTL, atomically (one script call
+# costs ~10x less CPU through the lean transport than redis-py's pipeline of the same commands).
+# KEYS: the hash, then the indexes. ARGV: ttl, n fields, the n (field, value) pairs, n drop, the
+# dropped fields, then member and score (only with indexes).
+_PUT_LUA = """
+local ttl = ARGV[1]
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * n)) end
+local a = 3 + 2 * n
+local d = tonumber(ARGV[a])
+if d > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, a + 1, a + d)) end
+redis.call('EXPIRE', KEYS[1], ttl)
+a = a + d + 1
+for k = 2, #KEYS do
+  redis.call('ZADD', KEYS[k], ARGV[a + 1], ARGV[a])
+  redis.call('EXPIRE', KEYS[k], ttl)
+end
+return 1
+"""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+
+class RedisSide:
+    """The same Redis as the session store, under its prefix. Every key gets a TTL. Writes go
+    through the store's lean transport (`lean`, `_resp.LeanRedis`) when it has one (not with TLS)."""
+
+    def __init__(self, client: Any, prefix: str, lean: Any = None) -> None:
         self._r = client
         self.prefix = prefix
+        self._lean = lean
         self._release = client.register_script(_RELEASE_LUA)
+        self._put = client.register_script(_PUT_LUA)
+
+    def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        if self._lean is not None:
+            return self._lean.evalsha(script.sha, script.script, keys, args)
+        return script(keys=keys, args=args)
+
+    def _put_args(
+        self, key: str, fields: Mapping[str, bytes], indexes: Sequence[str], member: str, score: float,
+        ttl_seconds: int, drop: Sequence[str],
+    ) -> tuple[list[Any], list[Any]]:
+        args: list[Any] = [max(1, int(ttl_seconds)), len(fields)]
+        for name, value in fields.items():
+            args += (name, value)
+        args.append(len(drop))
+        args += drop
+        if indexes:
+            args += (member, score)
+        return [self._k(key), *[self._k(i) for i in indexes]], args
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -182,13 +226,8 @@ class RedisSide:
     async def hset(
         self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
     ) -> None:
-        """Set `fields` and delete `drop` together (MULTI: a reader never sees half of it)."""
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(self._k(key), mapping=dict(fields))
-        if drop:
-            pipe.hdel(self._k(key), *drop)
-        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
-        await self._do(pipe.execute())
+        """Set `fields` and delete `drop` together (one script: a reader never sees half of it)."""
+        await self._do(self._eval(self._put, *self._put_args(key, fields, (), "", 0.0, ttl_seconds, drop)))
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         raw = await self._do(self._r.hgetall(self._k(key)))
@@ -213,18 +252,9 @@ class RedisSide:
         self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
         ttl_seconds: int, drop: Sequence[str] = (),
     ) -> None:
-        """One round trip: the hash fields, `drop` deleted, and the index entries (a record at
-        start or end: written once, so no reader can catch a stale field between the two)."""
-        ttl = max(1, int(ttl_seconds))
-        pipe = self._r.pipeline(transaction=False)
-        pipe.hset(self._k(key), mapping=dict(fields))
-        if drop:
-            pipe.hdel(self._k(key), *drop)
-        pipe.expire(self._k(key), ttl)
-        for index in indexes:
-            pipe.zadd(self._k(index), {member: score})
-            pipe.expire(self._k(index), ttl)
-        await self._do(pipe.execute())
+        """One script call: the hash fields, `drop` deleted, and the index entries, atomically (a
+        record at start or end: written once, so no reader can catch a stale field between the two)."""
+        await self._do(self._eval(self._put, *self._put_args(key, fields, indexes, member, score, ttl_seconds, drop)))
 
     async def zrange(
         self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,

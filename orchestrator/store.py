@@ -18,6 +18,7 @@ only reads the session's `version`, which the caller passes explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -71,6 +72,9 @@ class Commit(msgspec.Struct, kw_only=True):
 class OutboxClaim(msgspec.Struct, frozen=True):
     id: str
     payload: bytes
+    # whether the payload's `contact` had opted out when the item was claimed; None when the
+    # store could not tell (a payload that is not a msgpack map with a string "contact")
+    opted_out: bool | None = None
 
 
 class SessionInfo(msgspec.Struct, frozen=True):
@@ -123,10 +127,18 @@ class SessionStore(Protocol):
         ...
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
-        """Lease ready outbox items; an item not acked before its lease ends is claimed again."""
+        """Lease ready outbox items; an item not acked before its lease ends is claimed again.
+        Each claim says whether its payload's contact has opted out (Redis: in the same script call)."""
         ...
 
     async def ack_outbox(self, item_id: str) -> None: ...
+
+    async def finish_outbox(
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+    ) -> None:
+        """Done with an item, in one step: record `status` for it (and "sent" for each provider
+        message id), never backwards, and remove it from the outbox (Redis: one script call)."""
+        ...
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None: ...
 
@@ -158,6 +170,17 @@ def entry_time(raw: bytes) -> float:
         return float(value[0]) if isinstance(value, list) and value else 0.0
     except (msgspec.DecodeError, TypeError, ValueError):
         return 0.0
+
+
+def payload_contact(payload: bytes) -> str | None:
+    """The `contact` of an outbox payload that is a msgpack map (the runtime's OutboxItem), else
+    None. The Redis store's claim script reads it the same way (cmsgpack) to check the opt-out."""
+    try:
+        value = msgspec.msgpack.decode(payload)
+    except msgspec.DecodeError:
+        return None
+    contact = value.get("contact") if isinstance(value, dict) else None
+    return contact if isinstance(contact, str) else None
 
 
 def timer_member(session_id: str, turns: int) -> str:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import LockTimeout, StaleWrite
-from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, entry_time, status_rank
+from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, entry_time, payload_contact, status_rank
 
 OPT_OUT_TTL_SECONDS = 10 * 365 * 86400
 REVISION_TTL_SECONDS = 400 * 86400
@@ -190,12 +190,21 @@ class MemoryStore:
                 del self._outbox[item_id]
                 continue
             self._outbox[item_id] = now + lease_seconds
-            out.append(OutboxClaim(item_id, payload))
+            contact = payload_contact(payload)
+            out.append(OutboxClaim(item_id, payload, None if contact is None else await self.is_opted_out(contact)))
         return out
 
     async def ack_outbox(self, item_id: str) -> None:
         self._outbox.pop(item_id, None)
         self._outbox_items.pop(item_id)
+
+    async def finish_outbox(
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+    ) -> None:
+        await self.record_status(item_id, status, error_code)
+        for message_id in message_ids:
+            await self.record_status(message_id, "sent")
+        await self.ack_outbox(item_id)
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
         if item_id in self._outbox and self._outbox_items.get(item_id) is not None:

@@ -178,7 +178,10 @@ return due
 
 # claim_outbox: read + push the ready-at forward (a lease) in one step so two senders never
 # take the same item at once; an item whose sender died becomes ready again when the lease ends.
+# Each claim also says whether its contact has opted out (the `contact` of the payload, a msgpack
+# map: the runtime's OutboxItem; -1 when the payload has none), so a send costs no extra call.
 # KEYS: outbox zset. ARGV: now, limit, lease end, key prefix.
+# Returns id, payload, opt-out (1, 0 or -1) per claimed item.
 CLAIM_OUTBOX_LUA = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
@@ -187,8 +190,14 @@ for _, id in ipairs(ids) do
   local payload = sid and redis.call('GET', ARGV[4] .. ':{' .. sid .. '}:o:' .. uniq)
   if payload then
     redis.call('ZADD', KEYS[1], ARGV[3], id)
+    local optout = -1
+    local ok, item = pcall(cmsgpack.unpack, payload)
+    if ok and type(item) == 'table' and type(item.contact) == 'string' then
+      optout = redis.call('EXISTS', ARGV[4] .. ':optout:' .. item.contact)
+    end
     table.insert(out, id)
     table.insert(out, payload)
+    table.insert(out, optout)
   else
     redis.call('ZREM', KEYS[1], id)
   end
@@ -196,20 +205,46 @@ end
 return out
 """
 
+# retry_outbox: the item's new payload (attempts counted) and its next ready-at, both only if
+# the item is still there (an item acked meanwhile stays gone).
+# KEYS: outbox zset, item key. ARGV: payload, due, item id.
+RETRY_OUTBOX_LUA = """
+redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL', 'XX')
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[3])
+return 1
+"""
+
 # record_status: read-compare-write in one step so concurrent callbacks arriving out of
 # order never move a status backwards (queued < sent < delivered < read; failed terminal).
 # KEYS: status hash. ARGV: status, rank, error code, ttl.
-STATUS_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'r')
-if cur then
-  cur = tonumber(cur)
-  if cur >= 9 or cur >= tonumber(ARGV[2]) then return redis.call('HGET', KEYS[1], 's') end
+_STATUS_FUNCTION = """
+local function record(key, status, rank, err, ttl)
+  local cur = redis.call('HGET', key, 'r')
+  if cur then
+    cur = tonumber(cur)
+    if cur >= 9 or cur >= tonumber(rank) then return redis.call('HGET', key, 's') end
+  end
+  redis.call('HSET', key, 's', status, 'r', rank, 'e', err)
+  redis.call('EXPIRE', key, ttl)
+  return status
 end
-redis.call('HSET', KEYS[1], 's', ARGV[1], 'r', ARGV[2], 'e', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return ARGV[1]
+"""
+STATUS_LUA = _STATUS_FUNCTION + """
+return record(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 """
 
+# finish_outbox: the item's final status (and "sent" for each provider message id), recorded as
+# record_status does, and the item removed, all in one step: a sender dying in between can
+# neither lose the status of a removed item nor leave a recorded item to be sent again.
+# KEYS: outbox zset, item key, item status hash (none: remove only, `ack_outbox`), then one status
+# hash per provider message id. ARGV: item id, status, rank, error code, ttl, rank of "sent".
+FINISH_OUTBOX_LUA = _STATUS_FUNCTION + """
+if KEYS[3] then record(KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) end
+for k = 4, #KEYS do record(KEYS[k], 'sent', ARGV[6], '', ARGV[5]) end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
 
 # A turn's transcript entries travel and live as ONE list element (one argument to pack, one
 # listpack entry), starting with b"\xc1" (a byte msgpack never starts with) and a mark:
@@ -418,7 +453,10 @@ class RedisStore:
         self._claim_timers = client.register_script(CLAIM_TIMERS_LUA)
         self._claim_outbox = client.register_script(CLAIM_OUTBOX_LUA)
         self._status = client.register_script(STATUS_LUA)
-        # the hot path (begin, commit, release) goes through one persistent pipelined connection
+        self._retry_outbox = client.register_script(RETRY_OUTBOX_LUA)
+        self._finish_outbox = client.register_script(FINISH_OUTBOX_LUA)
+        # the hot path (begin, commit, release; the outbox sender, conversation records) goes
+        # through one persistent pipelined connection
         pool = client.connection_pool
         plain = pool.connection_class.__name__ in ("Connection", "UnixDomainSocketConnection")
         self._lean = LeanRedis.from_pool_kwargs(pool.connection_kwargs, plain=plain)
@@ -451,6 +489,18 @@ class RedisStore:
         if self._lean is not None:
             return self._lean.evalsha(script.sha, script.script, keys, args)
         return script(keys=keys, args=args)
+
+    def _call(self, *args: Any) -> Awaitable[Any]:
+        """A plain command, through the lean transport when there is one (as `_eval`)."""
+        if self._lean is not None:
+            return self._lean.execute(*args)
+        return self._r.execute_command(*args)
+
+    @property
+    def lean(self) -> LeanRedis | None:
+        """The lean transport (`_resp.py`), None when the URL needs TLS: storage beside the sessions
+        (sidestore.py) sends its scripts through it too."""
+        return self._lean
 
     async def _do(self, awaitable: Awaitable[Any]) -> Any:
         try:
@@ -581,7 +631,7 @@ class RedisStore:
             await self._do(self._r.delete(key))
 
     async def is_opted_out(self, contact: str) -> bool:
-        return bool(await self._do(self._r.exists(self._g(f"optout:{contact}"))))
+        return bool(await self._do(self._call("EXISTS", self._g(f"optout:{contact}"))))
 
     # flow revisions ------------------------------------------------------------------
     async def put_revision(self, flow_id: str, revision: str, source: str) -> None:
@@ -605,38 +655,43 @@ class RedisStore:
 
     # timers and outbox ---------------------------------------------------------------
     async def claim_due_timers(self, now: float, limit: int = 100) -> list[str]:
-        res = await self._do(self._claim_timers(keys=[self._g("timers")], args=[now, limit]))
+        res = await self._do(self._eval(self._claim_timers, [self._g("timers")], [now, limit]))
         return [bytes(m).decode() for m in res]
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         res = await self._do(
-            self._claim_outbox(keys=[self._g("outbox")], args=[now, limit, now + lease_seconds, self.prefix])
+            self._eval(self._claim_outbox, [self._g("outbox")], [now, limit, now + lease_seconds, self.prefix])
         )
-        return [OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1])) for i in range(0, len(res), 2)]
+        return [
+            OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1]), None if int(res[i + 2]) < 0 else bool(res[i + 2]))
+            for i in range(0, len(res), 3)
+        ]
 
     def _outbox_key(self, item_id: str) -> str:
         sid, _, uniq = item_id.rpartition("|")
         return self._k(sid, f"o:{uniq}")
 
     async def ack_outbox(self, item_id: str) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        pipe.zrem(self._g("outbox"), item_id)
-        pipe.delete(self._outbox_key(item_id))
-        await self._do(pipe.execute())
+        await self._do(self._eval(self._finish_outbox, [self._g("outbox"), self._outbox_key(item_id)],
+                                  [item_id, "", 0, "", 1, 0]))
+
+    async def finish_outbox(
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+    ) -> None:
+        keys = [self._g("outbox"), self._outbox_key(item_id), self._g(f"st:{item_id}")]
+        keys += [self._g(f"st:{m}") for m in message_ids]
+        args = [item_id, status, status_rank(status), error_code or "", STATUS_TTL_SECONDS, status_rank("sent")]
+        await self._do(self._eval(self._finish_outbox, keys, args))
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        pipe.set(self._outbox_key(item_id), payload, keepttl=True, xx=True)
-        pipe.zadd(self._g("outbox"), {item_id: due}, xx=True)
-        await self._do(pipe.execute())
+        await self._do(self._eval(self._retry_outbox, [self._g("outbox"), self._outbox_key(item_id)],
+                                  [payload, due, item_id]))
 
     # delivery statuses ---------------------------------------------------------------
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:
         res = await self._do(
-            self._status(
-                keys=[self._g(f"st:{message_id}")],
-                args=[status, status_rank(status), error_code or "", STATUS_TTL_SECONDS],
-            )
+            self._eval(self._status, [self._g(f"st:{message_id}")],
+                       [status, status_rank(status), error_code or "", STATUS_TTL_SECONDS])
         )
         return bytes(res).decode() if isinstance(res, bytes) else str(res)
 

@@ -1,4 +1,5 @@
-"""Fixtures: one `store` fixture parametrised over the in-memory and the real Redis store."""
+"""Fixtures: one `store` fixture parametrised over the in-memory and the real Redis store (through the lean transport,
+and through redis-py alone as with a TLS URL)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,18 @@ async def redis_store(redis_prefix: str) -> AsyncIterator[RedisStore]:
     await store.close()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-py", marks=pytest.mark.redis)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """"memory", "redis" (the hot path through the lean transport) or "redis-py" (every call through
+    redis-py, as with a rediss:// URL: `RedisStore.lean` is None)."""
     if request.param == "memory":
         yield MemoryStore()
         return
     prefix = unique_prefix("store")
     redis_store = await RedisStore.connect(REDIS_URL, prefix)
+    if request.param == "redis-py":
+        redis_store._lean = None  # not connected yet: connect() checks through redis-py
     try:
         yield redis_store
     finally:

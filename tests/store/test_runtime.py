@@ -8,13 +8,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from orchestrator import runtime as runtime_module
 from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
 from orchestrator.connectors import ConnectorRegistry
 from orchestrator.errors import OptedOut, SendError
 from orchestrator.model import Event, Session, TranscriptEntry
 from orchestrator.runtime import Runtime
 from orchestrator.settings import AppSettings
-from orchestrator.store import SessionStore
+from orchestrator.store import OutboxClaim, SessionStore
 
 FLOW = """\
 flow: intake
@@ -326,3 +327,28 @@ async def test_a_duplicate_gets_the_identical_messages_choices_and_language_incl
     again = await runtime.handle("fake_sms", inbound("hi", "SM1"))
     assert again.duplicate and again.messages == first.messages and first.messages[-1].choices
     assert first.messages[-1].language == "fr-FR" and again.context.session_id == SID
+
+
+async def test_sender_cancels_items_of_a_contact_who_opted_out_after_they_were_queued(
+    runtime: Runtime, wa: FakeChannel, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    addr = Address(business=BIZ, contact=WHO)
+    await runtime.start_outbound(addr, "fake_wa", "intake")
+    [queued] = await runtime.store.claim_outbox(runtime.clock(), 10, 0)
+    assert queued.opted_out is False  # the claim carries the flag: no extra store call per send
+    await runtime.store.set_opt_out(WHO, True)
+    assert await runtime.send_outbox() == 0 and wa.sent == []
+    assert await runtime.store.get_status(queued.id) == ("canceled", "opted_out")
+    assert await runtime.store.claim_outbox(runtime.clock() + 1000, 10, 30) == []
+    # a flag older than OPT_OUT_RECHECK_SECONDS (a long batch) is checked again before the send
+    await runtime.store.set_opt_out(WHO, False)
+    await runtime.start_outbound(addr, "fake_wa", "intake")
+    await runtime.store.set_opt_out(WHO, True)
+    claim_outbox = runtime.store.claim_outbox
+
+    async def stale_claims(now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
+        return [msgspec.structs.replace(c, opted_out=False) for c in await claim_outbox(now, limit, lease_seconds)]
+
+    monkeypatch.setattr(runtime.store, "claim_outbox", stale_claims)
+    monkeypatch.setattr(runtime_module, "OPT_OUT_RECHECK_SECONDS", -1.0)
+    assert await runtime.send_outbox() == 0 and wa.sent == []
