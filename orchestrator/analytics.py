@@ -231,7 +231,7 @@ class Recorder:
         for entry in result.transcript:
             if entry.dir == "call":
                 outcome = entry.data.get("outcome", "?") if isinstance(entry.data, dict) else "?"
-                metrics.CONNECTOR_CALLS.labels(entry.text, outcome).inc()
+                metrics.labelled(metrics.CONNECTOR_CALLS, entry.text, outcome).inc()
         started = session.turns == 1
         if not started and not result.ended:
             return
