@@ -1,10 +1,12 @@
 """Conversation records and per-flow analytics.
 
 A compact record is written when a conversation starts and when it ends (never on the
-turns in between, so the hot path keeps its two round trips):
+turns in between), in the turn's commit script, so every turn keeps its two round trips:
 
     recorder = Recorder(store, retention_seconds)
-    await recorder.after_commit(adapter_name, compiled, result)   # runtime, after each commit
+    put = recorder.record_put(channel, result)                     # runtime, before each commit
+    await store.commit(sid, token, Commit(..., side=[put] if put else []))
+    await recorder.after_commit(channel, result, recorded=True)    # metrics (writes when not recorded)
     rows = await recorder.list_records(flow="dental_booking", outcome="booked")
     report = await recorder.analytics(compiled)                   # funnel, outcomes, channels
 
@@ -33,7 +35,7 @@ from . import metrics
 from .logs import redact_phone
 from .model import Session, TranscriptEntry, TurnResult
 from .sidestore import side_store
-from .store import SessionStore
+from .store import SessionStore, SidePut
 
 if TYPE_CHECKING:
     from .compiler import CompiledFlow
@@ -225,29 +227,38 @@ class Recorder:
         self.retention_seconds = max(1, int(retention_seconds))
         self.side = side_store(store)
 
-    # writing (the runtime calls this once per committed turn; it writes only at start / end)
-    async def after_commit(self, channel: str, result: TurnResult) -> None:
+    # writing (the runtime asks for the record before each commit and calls after_commit after it;
+    # a record exists only at a conversation's start and end)
+    def record_put(self, channel: str, result: TurnResult) -> SidePut | None:
+        """The record write of this turn (its first or last, else None), for the turn's commit to
+        carry (`Commit.side`): written atomically with the turn, at no round trip of its own."""
+        session = result.session
+        if session.turns != 1 and not result.ended:
+            return None
+        record = record_of(session, result, channel)
+        fields, after = _pieces("end" if result.ended else "start", _stored(record))
+        return SidePut(key=_key(record.id), fields=fields, ttl_seconds=self.retention_seconds, drop=[after],
+                       indexes=[INDEX, f"{INDEX}:{record.flow}"], member=record.id, score=record.started_at)
+
+    async def after_commit(self, channel: str, result: TurnResult, *, recorded: bool = False) -> None:
+        """Count the turn; write its record (`record_put`) unless the commit carried it (`recorded`)."""
         session = result.session
         for entry in result.transcript:
             if entry.dir == "call":
                 outcome = entry.data.get("outcome", "?") if isinstance(entry.data, dict) else "?"
                 metrics.labelled(metrics.CONNECTOR_CALLS, entry.text, outcome).inc()
-        started = session.turns == 1
-        if not started and not result.ended:
-            return
-        if started:
+        if session.turns == 1:
             metrics.ACTIVE.inc()
         if result.ended:
             metrics.ACTIVE.dec()
-        record = record_of(session, result, channel)
-        fields, after = _pieces("end" if result.ended else "start", _stored(record))
+        put = None if recorded else self.record_put(channel, result)
+        if put is None:
+            return
         try:
-            await self.side.put_indexed(
-                _key(record.id), fields, [INDEX, f"{INDEX}:{record.flow}"], record.id, record.started_at,
-                ttl_seconds=self.retention_seconds, drop=[after],
-            )
+            await self.side.put_indexed(put.key, put.fields, put.indexes, put.member, put.score,
+                                        ttl_seconds=put.ttl_seconds, drop=put.drop)
         except Exception as exc:  # the turn is saved already; a lost record is logged, not fatal
-            log.warning("conversation record %s not written: %s", redact_phone(record.id), exc)
+            log.warning("conversation record %s not written: %s", redact_phone(put.member), exc)
 
     # reading
     async def get(self, conv_id: str) -> ConversationRecord | None:

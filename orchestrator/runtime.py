@@ -529,6 +529,7 @@ class Runtime:
         if result.timer is not None and not result.ended:
             timer = TimerSet(result.timer.due, timer_member(sid, result.timer.turns))
         saved = msgspec.structs.replace(session, vars=self.engine(compiled).stored_vars(session.vars))
+        record = self.recorder.record_put(event.channel, result)  # at the first and last turn: with the commit
         commit = Commit(
             session=_encoder.encode(saved), version=session.version, expect_version=version,
             ttl_seconds=max(ttl, retention) if result.ended else ttl,
@@ -536,6 +537,7 @@ class Runtime:
             dedupe_ttl_seconds=self.settings.dedupe_ttl_seconds,
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
+            side=[record] if record is not None else [],
         )
         self._fault_point("before_save")
         await self.store.commit(sid, token, commit)
@@ -544,7 +546,7 @@ class Runtime:
             self._wake.set()
         if result.ended:
             metrics.labelled(metrics.CONVERSATIONS_ENDED, compiled.id, session.outcome or "ended").inc()
-        await self.recorder.after_commit(event.channel, result)  # writes only at start / end
+        await self.recorder.after_commit(event.channel, result, recorded=True)  # the commit wrote the record
         return TurnReply(
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),

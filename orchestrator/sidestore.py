@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from .store import SessionStore
+from .store import SessionStore, SidePut
 
 _cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
 
@@ -81,11 +81,7 @@ class MemorySide:
     async def hset(
         self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
     ) -> None:
-        current = self._live(self._hashes, key) or {}
-        current.update(fields)
-        for field in drop:
-            current.pop(field, None)
-        self._hashes[key] = (current, self._clock() + ttl_seconds)
+        self.put(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop)))
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         return dict(self._live(self._hashes, key) or {})
@@ -94,6 +90,9 @@ class MemorySide:
         return [await self.hgetall(k) for k in keys]
 
     async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
+        self._zadd(key, member, score, ttl_seconds)
+
+    def _zadd(self, key: str, member: str, score: float, ttl_seconds: int) -> None:
         current = self._live(self._zsets, key) or {}
         current[member] = score
         self._zsets[key] = (current, self._clock() + ttl_seconds)
@@ -102,9 +101,19 @@ class MemorySide:
         self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
         ttl_seconds: int, drop: Sequence[str] = (),
     ) -> None:
-        await self.hset(key, fields, ttl_seconds=ttl_seconds, drop=drop)
-        for index in indexes:
-            await self.zadd(index, member, score, ttl_seconds=ttl_seconds)
+        self.put(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop), indexes=indexes,
+                         member=member, score=score))
+
+    def put(self, put: SidePut) -> None:
+        """`put_indexed` without an await: the memory store applies a commit's side writes with it,
+        in the commit's one step of the event loop."""
+        current = self._live(self._hashes, put.key) or {}
+        current.update(put.fields)
+        for field in put.drop:
+            current.pop(field, None)
+        self._hashes[put.key] = (current, self._clock() + put.ttl_seconds)
+        for index in put.indexes:
+            self._zadd(index, put.member, put.score, put.ttl_seconds)
 
     async def zrange(
         self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
@@ -158,23 +167,44 @@ _RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 # put: a hash's fields set and `drop` deleted (in that order: a field in both ends deleted), its
 # TTL, and the member's score in each index with the index's TTL, atomically (one script call
 # costs ~10x less CPU through the lean transport than redis-py's pipeline of the same commands).
-# KEYS: the hash, then the indexes. ARGV: ttl, n fields, the n (field, value) pairs, n drop, the
-# dropped fields, then member and score (only with indexes).
-_PUT_LUA = """
-local ttl = ARGV[1]
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * n)) end
-local a = 3 + 2 * n
-local d = tonumber(ARGV[a])
-if d > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, a + 1, a + d)) end
-redis.call('EXPIRE', KEYS[1], ttl)
-a = a + d + 1
-for k = 2, #KEYS do
-  redis.call('ZADD', KEYS[k], ARGV[a + 1], ARGV[a])
+# `put(k, nk, a)`: KEYS[k] the hash, KEYS[k + 1 .. k + nk - 1] the indexes; ARGV from a: ttl,
+# n fields, the n (field, value) pairs, n drop, the dropped fields, then member and score (only
+# with indexes). Returns the index of the ARGV after them. The Redis store's commit script
+# (store_redis.COMMIT_LUA) includes this function for the side writes riding in a turn's commit.
+PUT_FUNCTION = """
+local function put(k, nk, a)
+  local ttl = ARGV[a]
+  local n = tonumber(ARGV[a + 1])
+  if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, a + 2, a + 1 + 2 * n)) end
+  a = a + 2 + 2 * n
+  local d = tonumber(ARGV[a])
+  if d > 0 then redis.call('HDEL', KEYS[k], unpack(ARGV, a + 1, a + d)) end
   redis.call('EXPIRE', KEYS[k], ttl)
+  a = a + d + 1
+  if nk < 2 then return a end
+  for i = k + 1, k + nk - 1 do
+    redis.call('ZADD', KEYS[i], ARGV[a + 1], ARGV[a])
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+  return a + 2
 end
+"""
+_PUT_LUA = PUT_FUNCTION + """
+put(1, #KEYS, 1)
 return 1
 """
+
+
+def put_script_args(prefix: str, put: SidePut) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of `put` for PUT_FUNCTION (keys under `prefix`)."""
+    args: list[Any] = [max(1, int(put.ttl_seconds)), len(put.fields)]
+    for name, value in put.fields.items():
+        args += (name, value)
+    args.append(len(put.drop))
+    args += put.drop
+    if put.indexes:
+        args += (put.member, put.score)
+    return [f"{prefix}:{put.key}", *[f"{prefix}:{i}" for i in put.indexes]], args
 
 
 class RedisSide:
@@ -192,19 +222,6 @@ class RedisSide:
         if self._lean is not None:
             return self._lean.evalsha(script.sha, script.script, keys, args)
         return script(keys=keys, args=args)
-
-    def _put_args(
-        self, key: str, fields: Mapping[str, bytes], indexes: Sequence[str], member: str, score: float,
-        ttl_seconds: int, drop: Sequence[str],
-    ) -> tuple[list[Any], list[Any]]:
-        args: list[Any] = [max(1, int(ttl_seconds)), len(fields)]
-        for name, value in fields.items():
-            args += (name, value)
-        args.append(len(drop))
-        args += drop
-        if indexes:
-            args += (member, score)
-        return [self._k(key), *[self._k(i) for i in indexes]], args
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -227,7 +244,8 @@ class RedisSide:
         self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
     ) -> None:
         """Set `fields` and delete `drop` together (one script: a reader never sees half of it)."""
-        await self._do(self._eval(self._put, *self._put_args(key, fields, (), "", 0.0, ttl_seconds, drop)))
+        put = SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop))
+        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         raw = await self._do(self._r.hgetall(self._k(key)))
@@ -254,7 +272,9 @@ class RedisSide:
     ) -> None:
         """One script call: the hash fields, `drop` deleted, and the index entries, atomically (a
         record at start or end: written once, so no reader can catch a stale field between the two)."""
-        await self._do(self._eval(self._put, *self._put_args(key, fields, indexes, member, score, ttl_seconds, drop)))
+        put = SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop), indexes=list(indexes),
+                      member=member, score=score)
+        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
 
     async def zrange(
         self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,

@@ -11,9 +11,10 @@ A turn is two calls:
     await store.commit(sid, b.token, Commit(...))   # StaleWrite if the lock was lost
 
 `begin` = dedupe check + lock + load + opt-out flag (Redis: one round trip);
-`commit` = fencing check + save + transcript + dedupe reply + outbox + timer + unlock
-(Redis: one round trip). Values are opaque bytes (msgpack of model structs); the store
-only reads the session's `version`, which the caller passes explicitly.
+`commit` = fencing check + save + transcript + dedupe reply + outbox + timer + side writes
+(the conversation record at its first and last turn) + unlock (Redis: one round trip). Values
+are opaque bytes (msgpack of model structs); the store only reads the session's `version`,
+which the caller passes explicitly.
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ class OutboxPut(msgspec.Struct, frozen=True):
     payload: bytes
 
 
+class SidePut(msgspec.Struct, frozen=True, kw_only=True):
+    """A write beside the sessions (sidestore.py's `put_indexed`: a conversation record) that rides
+    in a turn's commit: no round trip of its own, and never lost between the commit and a write."""
+
+    key: str  # without the store's prefix; `{<session id>}:...` shares the session's hash tag
+    fields: dict[str, bytes]
+    ttl_seconds: int  # of the hash and of each index
+    drop: list[str] = []  # fields deleted after `fields` are set (one in both ends deleted)
+    indexes: list[str] = []  # sorted sets (without the prefix) that get `member` at `score`
+    member: str = ""
+    score: float = 0.0
+
+
 class Commit(msgspec.Struct, kw_only=True):
     session: bytes
     version: int  # the new version written (expect_version + 1)
@@ -67,6 +81,7 @@ class Commit(msgspec.Struct, kw_only=True):
     timer: TimerSet | None = None  # arm this timer; None clears the session's timer
     contact: str = ""  # indexes the conversation for export / erasure
     updated_at: float = 0.0
+    side: list[SidePut] = []  # written with the turn, as `side_store(store).put_indexed` would
 
 
 class OutboxClaim(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import LockTimeout, StaleWrite
+from .sidestore import MemorySide, side_store
 from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, entry_time, payload_contact, status_rank
 
 OPT_OUT_TTL_SECONDS = 10 * 365 * 86400
@@ -136,6 +137,11 @@ class MemoryStore:
         if commit.contact:
             sids = self._contacts.get(commit.contact) or set()
             self._contacts.set(commit.contact, sids | {session_id}, retention)
+        if commit.side:
+            side = side_store(self)
+            assert isinstance(side, MemorySide)  # what side_store gives a store without a Redis client
+            for put in commit.side:
+                side.put(put)
         self._locks.pop(session_id)
 
     async def release(self, session_id: str, token: str) -> None:

@@ -50,6 +50,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._resp import LeanRedis
 from .errors import LockTimeout, StaleWrite, StoreError, StoreUnavailable
+from .sidestore import PUT_FUNCTION, put_script_args
 from .store import (
     Begin,
     Commit,
@@ -108,15 +109,17 @@ return {0, s, optout}
 # token and the stored version must be the one we loaded (a stalled holder's late write is
 # refused); session, transcript, dedupe reply, outbox, timer and indexes change together.
 # KEYS: 1 lock, 2 session, 3 transcript, 4 dedupe, 5 timers, 6 outbox zset, 7 sessions zset,
-#       8 contact set, 9.. outbox item keys
+#       8 contact set, 9.. the side writes' keys (each: its hash, then its indexes), then outbox item keys
 # ARGV: 1 token, 2 expect version, 3 new version (inside 4), 4 session value (`session_value`), 5 ttl s,
 #       6 delivery key of a reply kept in the hash ('' = none), 7 that reply,
 #       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
 #       12 outbox due, 13 session id, 14 updated_at, 15 n transcript elements (0, 1 = the turn,
-#       2 = the delivery's tag and the turn), then the elements, then one (id, payload) pair per outbox item key.
+#       2 = the delivery's tag and the turn), then the elements, then the number of side writes and
+#       for each its number of keys and its `put` arguments (sidestore.PUT_FUNCTION: the conversation
+#       record, written as `RedisSide.put_indexed` writes it), then one (id, payload) pair per outbox item key.
 # A delivery whose turn has an element is found by its tag (the reply is inside the element);
 # without one, the hash keeps the reply itself.
-COMMIT_LUA = """
+COMMIT_LUA = PUT_FUNCTION + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'LOCK' end
 local cur, turns = 0, ''
 local s = redis.call('GET', KEYS[2])
@@ -146,13 +149,19 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
   redis.call('EXPIRE', KEYS[4], ARGV[8])
 end
-local a = 16 + n
-for k = 9, #KEYS do
+local a = 17 + n
+local first = 9
+for _ = 1, tonumber(ARGV[16 + n]) do
+  local nk = tonumber(ARGV[a])
+  a = put(first, nk, a + 1)
+  first = first + nk
+end
+for k = first, #KEYS do
   redis.call('SET', KEYS[k], ARGV[a + 1], 'EX', retention)
   redis.call('ZADD', KEYS[6], ARGV[12], ARGV[a])
   a = a + 2
 end
-if #KEYS >= 9 then redis.call('EXPIRE', KEYS[6], retention) end
+if #KEYS >= first then redis.call('EXPIRE', KEYS[6], retention) end
 redis.call('ZADD', KEYS[7], ARGV[14], ARGV[13])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', tonumber(ARGV[14]) - retention)
 redis.call('EXPIRE', KEYS[7], retention)
@@ -582,6 +591,12 @@ class RedisStore:
             args += [2, delivery_tag(commit.dedupe_id or ""), element] if deduped else [1, element]
         else:
             args.append(0)
+        args.append(len(commit.side))
+        for put in commit.side:
+            put_keys, put_args = put_script_args(self.prefix, put)
+            keys += put_keys
+            args.append(len(put_keys))
+            args += put_args
         for item in commit.outbox:
             sid, _, uniq = item.id.rpartition("|")
             if sid != session_id:

@@ -10,8 +10,9 @@ import msgspec
 import pytest
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 
+from orchestrator.errors import StaleWrite
 from orchestrator.sidestore import MemorySide, RedisSide, SideStore, side_store
-from orchestrator.store import Commit, OutboxPut, SessionStore
+from orchestrator.store import Commit, OutboxPut, SessionStore, SidePut
 from orchestrator.store_redis import RedisStore
 
 SID = "+15551230000:+15557654321"
@@ -110,3 +111,43 @@ async def test_side_record_writes_match_the_memory_side_on_both_transports() -> 
         finally:
             await store.close()
             await drop_prefix(prefix)
+
+
+RECORD_PUTS = [  # write_records' put_indexed calls, as side writes riding in commits
+    SidePut(key="{s1}:r:1", fields={"start": b"a" * 64, "start1": b"b", "seen": b"x"}, ttl_seconds=3600,
+            drop=["start2"], indexes=["records", "records:f"], member="s1~1", score=1700000000.125),
+    SidePut(key="{s1}:r:1", fields={"end": b"e", "end1": b"f"}, ttl_seconds=3600, drop=["end2", "seen"],
+            indexes=["records", "records:f"], member="s1~1", score=1700000000.125),
+    SidePut(key="{s2}:r:2", fields={"start": b"c", "x": b"y"}, ttl_seconds=3600, drop=["x"], indexes=["records"],
+            member="s2~2", score=1700000001.5),
+]
+
+
+async def test_side_writes_in_a_commit_match_put_indexed(store: SessionStore) -> None:
+    memory = MemorySide()
+    await write_records(memory)
+    expected = await side_state(memory)
+    now = time.time()
+    b = await store.begin(SID, None, lock_ttl_seconds=5, wait_seconds=5, contact=CONTACT)
+    # a stale commit writes nothing beside the session either
+    with pytest.raises(StaleWrite):
+        await store.commit(SID, b.token, Commit(session=b"s", version=b.version + 2, expect_version=b.version + 1,
+                                                ttl_seconds=60, side=RECORD_PUTS[:1]))
+    side = side_store(store)
+    assert await side.hgetall("{s1}:r:1") == {} and await side.zrange("records") == []
+    # two commits (the first and the last turn), the second with outbox items after its side writes
+    await store.commit(SID, b.token, Commit(session=b"s", version=b.version + 1, expect_version=b.version,
+                                            ttl_seconds=60, contact=CONTACT, side=RECORD_PUTS[:1]))
+    b = await store.begin(SID, None, lock_ttl_seconds=5, wait_seconds=5, contact=CONTACT)
+    await store.commit(SID, b.token, Commit(
+        session=b"s2", version=b.version + 1, expect_version=b.version, ttl_seconds=60, contact=CONTACT,
+        outbox=[OutboxPut(f"{SID}|a", b"p1"), OutboxPut(f"{SID}|b", b"p2")], outbox_due=now, side=RECORD_PUTS[1:]))
+    await side.hset("{s2}:r:2", {"seen": b"z"}, ttl_seconds=3600, drop=["nothing"])
+    await side.hset("{s3}:r:3", {}, ttl_seconds=3600, drop=["a"])
+    assert await side_state(side) == expected
+    assert {(c.id, c.payload) for c in await store.claim_outbox(now, 10, 30)} == {
+        (f"{SID}|a", b"p1"), (f"{SID}|b", b"p2")}
+    assert await store.load(SID) == b"s2"
+    if isinstance(store, RedisStore):
+        for key in ("{s1}:r:1", "{s2}:r:2", "records", "records:f"):
+            assert 0 < await store.client.ttl(f"{store.prefix}:{key}") <= 3600
