@@ -529,7 +529,11 @@ class Runtime:
         if result.timer is not None and not result.ended:
             timer = TimerSet(result.timer.due, timer_member(sid, result.timer.turns))
         saved = msgspec.structs.replace(session, vars=self.engine(compiled).stored_vars(session.vars))
-        record = self.recorder.record_put(event.channel, result)  # at the first and last turn: with the commit
+        try:  # at the first and last turn: the record rides with the commit
+            record = self.recorder.record_put(event.channel, result)
+        except Exception as exc:  # analytics never costs a turn: save it without its record
+            log.warning("conversation record of %s not built: %s", redact_phone(sid), exc)
+            record = None
         commit = Commit(
             session=_encoder.encode(saved), version=session.version, expect_version=version,
             ttl_seconds=max(ttl, retention) if result.ended else ttl,

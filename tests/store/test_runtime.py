@@ -352,3 +352,17 @@ async def test_sender_cancels_items_of_a_contact_who_opted_out_after_they_were_q
     monkeypatch.setattr(runtime.store, "claim_outbox", stale_claims)
     monkeypatch.setattr(runtime_module, "OPT_OUT_RECHECK_SECONDS", -1.0)
     assert await runtime.send_outbox() == 0 and wa.sent == []
+
+
+async def test_a_record_that_cannot_be_built_never_costs_the_turn(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Analytics is not the conversation: a failing record build is logged and the turn saved."""
+    def broken(channel: str, result: object) -> None:
+        raise ValueError("cannot encode the summary")
+
+    monkeypatch.setattr(runtime.recorder, "record_put", broken)
+    r1 = await runtime.handle("fake_sms", inbound("hi", "SM1"))
+    assert texts(r1) == ["Hi from v1", "Your name?"]
+    assert (await session_of(runtime)).version == 1
+    assert "conversation record" in caplog.text and "cannot encode the summary" in caplog.text
