@@ -162,6 +162,15 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+def run_script(lean: LeanRedis | None, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    """Run a registered redis-py `Script`: EVALSHA through `lean` (~10x less CPU than redis-py's
+    client), or the Script itself when there is no lean transport (a URL that needs TLS).
+    Returns the awaitable."""
+    if lean is not None:
+        return lean.evalsha(script.sha, script.script, keys, args)
+    return script(keys=keys, args=args)
+
+
 class LeanRedis:
     """A persistent, auto-pipelined RESP2 connection (see the module doc)."""
 

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from ._resp import run_script
 from .store import SessionStore, SidePut
 
 _cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
@@ -219,9 +220,11 @@ class RedisSide:
         self._put = client.register_script(_PUT_LUA)
 
     def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
-        if self._lean is not None:
-            return self._lean.evalsha(script.sha, script.script, keys, args)
-        return script(keys=keys, args=args)
+        return run_script(self._lean, script, keys, args)
+
+    async def _write(self, put: SidePut) -> None:
+        """`put` (fields, drops, indexes) in one script call: a reader never sees half of it."""
+        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -243,9 +246,8 @@ class RedisSide:
     async def hset(
         self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
     ) -> None:
-        """Set `fields` and delete `drop` together (one script: a reader never sees half of it)."""
-        put = SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop))
-        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
+        """Set `fields` and delete `drop` together."""
+        await self._write(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop)))
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         raw = await self._do(self._r.hgetall(self._k(key)))
@@ -272,9 +274,8 @@ class RedisSide:
     ) -> None:
         """One script call: the hash fields, `drop` deleted, and the index entries, atomically (a
         record at start or end: written once, so no reader can catch a stale field between the two)."""
-        put = SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop), indexes=list(indexes),
-                      member=member, score=score)
-        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
+        await self._write(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop),
+                                  indexes=list(indexes), member=member, score=score))
 
     async def zrange(
         self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,

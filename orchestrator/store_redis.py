@@ -48,7 +48,7 @@ from redis.exceptions import BusyLoadingError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._resp import LeanRedis
+from ._resp import LeanRedis, run_script
 from .errors import LockTimeout, StaleWrite, StoreError, StoreUnavailable
 from .sidestore import PUT_FUNCTION, put_script_args
 from .store import (
@@ -495,9 +495,7 @@ class RedisStore:
     def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
         """A hot-path script call: EVALSHA through the lean transport (`_resp.py`; ~10x less CPU
         than redis-py's client), or redis-py's Script when the URL needs TLS."""
-        if self._lean is not None:
-            return self._lean.evalsha(script.sha, script.script, keys, args)
-        return script(keys=keys, args=args)
+        return run_script(self._lean, script, keys, args)
 
     def _call(self, *args: Any) -> Awaitable[Any]:
         """A plain command, through the lean transport when there is one (as `_eval`)."""
