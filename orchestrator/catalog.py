@@ -42,6 +42,8 @@ def _validate(loaded: LoadedFlow, connectors: ConnectorRegistry) -> CompiledFlow
         validate = None
     if validate is not None:
         validate.check(loaded, connectors)
+        for warning in loaded.warnings:
+            log.warning("flow %s: %s", loaded.filename, warning.format())
     return compile_flow(loaded, loaded.revision, connectors=connectors)
 
 

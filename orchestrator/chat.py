@@ -115,10 +115,13 @@ async def run_chat(
     path: str, *, channel: str, contact: str, now: float, stdin: TextIO, stdout: TextIO,
     connectors: ConnectorRegistry,
 ) -> int:
-    from .loader import load_flow
+    from .validate import load_checked
 
     caps = CAPABILITIES[channel]
-    compiled = compile_flow(load_flow(path))
+    loaded = load_checked(path, connectors)  # the verdict of `validate` and `serve`: errors refuse it
+    for warning in loaded.warnings:
+        sys.stderr.write(warning.format() + "\n")
+    compiled = compile_flow(loaded)
     engine = Engine(compiled, connectors)
     session = engine.new_session(f"{BUSINESS}:{contact}", business=BUSINESS, contact=contact,
                                  channel=channel, now=now)

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check flow files (errors as file:line:col: message)")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 1), for CI")
 
     p = sub.add_parser("chat", help="talk to a flow in the terminal (stdin lines in, bot lines out)")
     p.add_argument("file", metavar="FILE")
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_chat(args.file, channel=args.channel, contact=args.contact, now=args.now)
     if command == "validate":
         fn = _lazy("orchestrator.validate", "main_validate", command)
-        return int(fn(args.files)) if fn else 2
+        return int(fn(args.files, strict=args.strict)) if fn else 2
     if command == "graph":
         fn = _lazy("orchestrator.graph", "main_graph", command)
         return int(fn(args.file, args.format)) if fn else 2

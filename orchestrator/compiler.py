@@ -244,7 +244,9 @@ def _static_choices(state: schema.AskState) -> list[OutChoice]:
     ]
 
 
-def _routes(state: schema.State, intents: Mapping[str, schema.Intent]) -> dict[str, str]:
+def _routes(
+    state: schema.State, intents: Mapping[str, schema.Intent], defaults: schema.Defaults | None = None
+) -> dict[str, str]:
     routes: dict[str, str] = {}
     if isinstance(state, schema.BranchState):
         for i, case in enumerate(state.branch):
@@ -256,6 +258,12 @@ def _routes(state: schema.State, intents: Mapping[str, schema.Intent]) -> dict[s
     routes.update(getattr(state, "on", None) or {})
     if isinstance(state, schema.CallState) and "ok" not in routes and nxt:
         routes["ok"] = nxt
+    if defaults is not None:  # the flow's defaults, for what the state does not route itself
+        wanted = {"fail": defaults.fail, "timeout": defaults.timeout} if isinstance(state, schema.AskState) else (
+            {"error": defaults.error} if isinstance(state, schema.CallState) else {})
+        for key, target in wanted.items():
+            if target:
+                routes.setdefault(key, target)
     if isinstance(state, schema.AskState):
         for name, intent in intents.items():
             routes[INTENT_PREFIX + name] = intent.goto
@@ -281,7 +289,7 @@ def _summary_vars(flow: schema.Flow) -> SummaryVars:
 def _compile_state(
     name: str, state: schema.State, flow: schema.Flow, engine: TemplateEngine, where: str
 ) -> CompiledState:
-    routes = _routes(state, flow.intents)
+    routes = _routes(state, flow.intents, flow.defaults)
     empty = Texts(None)
     if isinstance(state, schema.SayState):
         return CompiledState(

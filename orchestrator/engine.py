@@ -12,7 +12,9 @@ Semantics worth knowing (see also the README):
   `hangup`, `timeout`, `dial`, `recording`, `empty` and `reaction` after the end are
   recorded and ignored (a late recording is still saved).
 - At an ask: global intents first, then the typed answer. `max_retries` failed answers
-  are re-asked; the next failure takes `on.fail` (no route: end with outcome `failed`).
+  are re-asked; the next failure takes `on.fail`, else the flow's `defaults.fail`, else the
+  built-in fallback: an apology, staff notified with what was collected (the summary), and
+  the outcome `not_understood` (a lead is never silently dropped).
 - `timeout`: the first reminds and re-asks, the second takes `on.timeout` or ends as
   `abandoned`. `hangup` ends as `hung_up`, unless `on_hangup: text_back` and the caller was
   being asked something: then the conversation moves to SMS and the question is re-sent.
@@ -47,7 +49,7 @@ CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "medi
 ANSWERS = frozenset({"text", "speech", "digits", "choice", "media", "location"})
 DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "canceled", "cancelled"})
 SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
-SORRY_FAILED = "Sorry, I'm having trouble understanding. Please try again later."
+SORRY_FAILED = "Sorry, I'm having trouble understanding. Someone from our team will get back to you."
 NOT_HEARD = "Sorry, I didn't hear anything."
 NOT_UNDERSTOOD = "Sorry, I didn't understand that."
 LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
@@ -451,7 +453,7 @@ class _Turn:
         elif "fail" in state.routes:
             await self._enter(self._route(state, "fail"))
         else:
-            self.finish("failed", SORRY_FAILED)
+            self.finish("not_understood", SORRY_FAILED)
 
     async def _timeout(self, state: CompiledState) -> None:
         s = self.session

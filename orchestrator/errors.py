@@ -26,9 +26,17 @@ class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     hint: str | None = None
     path: str = "$"  # msgspec-style path to the node, e.g. `$.states.book.on`
+    # "error" refuses the flow everywhere (validate, chat, test, serve); "warning" is printed
+    # and never refuses it (`validate --strict` makes warnings fail, for CI).
+    severity: str = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def format(self) -> str:
-        text = f"{self.file}:{self.line}:{self.col}: {self.message}"
+        label = "" if self.severity == "error" else f"{self.severity}: "
+        text = f"{self.file}:{self.line}:{self.col}: {label}{self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text

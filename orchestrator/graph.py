@@ -62,9 +62,26 @@ def intent_edges(flow: schema.Flow) -> list[Edge]:
     ]
 
 
+def default_edges(flow: schema.Flow) -> list[Edge]:
+    """`defaults: {fail, timeout, error}` as edges from every state that does not route them."""
+    d = flow.defaults
+    edges: list[Edge] = []
+    for name, state in flow.states.items():
+        on = getattr(state, "on", None) or {}
+        if isinstance(state, schema.AskState):
+            wanted = [("fail", d.fail), ("timeout", d.timeout)]
+        elif isinstance(state, schema.CallState):
+            wanted = [("error", d.error)]
+        else:
+            continue
+        edges += [Edge(name, target, key, f"$.defaults.{key}") for key, target in wanted
+                  if target and key not in on]
+    return edges
+
+
 def all_edges(flow: schema.Flow) -> list[Edge]:
     edges = [e for name, st in flow.states.items() for e in state_edges(name, st)]
-    return edges + intent_edges(flow)
+    return edges + default_edges(flow) + intent_edges(flow)
 
 
 def depths(flow: schema.Flow) -> dict[str, int]:

@@ -50,14 +50,19 @@ class LoadedFlow:
     filename: str
     positions: dict[str, Position] = field(default_factory=dict)  # `$.states.book` -> value node
     key_positions: dict[str, Position] = field(default_factory=dict)  # `$.states.book` -> its key
+    warnings: list[Diagnostic] = field(default_factory=list)  # set by validate.check
+
 
     def position(self, path: str, *, key: bool = False) -> Position:
         """The line:col of `path`, or of its nearest known ancestor."""
         return position_of(self.positions, self.key_positions, path, key=key)
 
-    def diagnostic(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> Diagnostic:
+    def diagnostic(
+        self, path: str, message: str, hint: str | None = None, *, key: bool = False, severity: str = "error"
+    ) -> Diagnostic:
         line, col = self.position(path, key=key)
-        return Diagnostic(file=self.filename, line=line, col=col, message=message, hint=hint, path=path)
+        return Diagnostic(file=self.filename, line=line, col=col, message=message, hint=hint, path=path,
+                          severity=severity)
 
 
 def revision_of(source: str) -> str:

@@ -19,9 +19,10 @@ from .model import Outbound, TurnResult
 if TYPE_CHECKING:
     from .compiler import CompiledFlow
 
-# Outcomes staff act on: a booking, a handoff, a message taken. Others (hours given,
+# Outcomes staff act on: a booking, a handoff, a message taken, a contact the flow could not
+# understand (the built-in fallback). Others (hours given,
 # cancelled) are in the records and the analytics but page nobody.
-NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_requested"})
+NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_requested", "not_understood"})
 
 
 def summary_text(title: str, summary: Mapping[str, Any]) -> str:

@@ -183,6 +183,14 @@ STATE_TYPES: dict[str, type[StateBase]] = {
 }
 
 
+class Defaults(Base):
+    """Routes taken by every state that does not route them itself."""
+
+    fail: str | None = None  # an ask's answers not understood after max_retries
+    timeout: str | None = None  # no reply after the reminder (messaging)
+    error: str | None = None  # a connector call failed (and empty / conflict when not routed)
+
+
 class Flow(Base):
     flow: Identifier
     start: str
@@ -191,6 +199,7 @@ class Flow(Base):
     vars: dict[str, Any] = {}
     settings: Settings = msgspec.field(default_factory=Settings)
     intents: dict[str, Intent] = {}
+    defaults: Defaults = msgspec.field(default_factory=Defaults)
 
 
 def infer_kind(state: dict[str, Any]) -> str | None:

@@ -9,8 +9,8 @@ Rules worth knowing:
   needs `next` or `on.ok`; a `branch` needs a last case without `when` (exactly one).
 - An `ask` goes forward by `next` or by an `on` route for every static choice.
 - An `ask` that can fail to understand (it has choices, a `pattern`, or an input other
-  than `text`) must route `on.fail`: after `max_retries` misunderstood answers the engine
-  takes `on.fail`, and without it the conversation would just end.
+  than `text`) should route `on.fail` or rely on `defaults.fail`; without either it gets a
+  warning: the built-in fallback (apology, staff notified, outcome `not_understood`) runs.
 - `choices` and `choices_from` may be combined: the static choices follow the list's items
   (e.g. "None of these"). An `on` key may name a static choice, `fail`, `timeout`, or a
   list item by position (`slots_1`).
@@ -26,6 +26,7 @@ import re
 import sys
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -65,6 +66,9 @@ class _Checker:
     def add(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.out.append(self.loaded.diagnostic(path, message, hint, key=key))
 
+    def warn(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.out.append(self.loaded.diagnostic(path, message, hint, key=key, severity="warning"))
+
     def state_hint(self, name: str) -> str | None:
         return did_you_mean(name, self.states) or (
             f"states are: {', '.join(self.states)}" if len(self.states) <= 12 else None
@@ -83,6 +87,11 @@ class _Checker:
                 if edge.target not in self.states:
                     self.add(edge.path, f"state '{name}' goes to unknown state '{edge.target}'",
                              self.state_hint(edge.target))
+        for key in ("fail", "timeout", "error"):
+            target = getattr(self.flow.defaults, key)
+            if target is not None and target not in self.states:
+                self.add(f"$.defaults.{key}", f"defaults.{key} goes to unknown state '{target}'",
+                         self.state_hint(target))
         for iname, intent in self.flow.intents.items():
             if intent.goto not in self.states:
                 self.add(f"$.intents.{iname}.goto", f"intent '{iname}' goes to unknown state '{intent.goto}'",
@@ -171,10 +180,11 @@ class _Checker:
             self.add(base, f"state '{name}' is a dead end: {what}",
                      "add 'next: <state>', or an 'on:' entry for every choice", key=True)
         can_fail = kind != "text" or state.pattern is not None
-        if can_fail and "fail" not in state.on:
-            self.add(base, f"state '{name}' has no 'on: {{fail: ...}}': after too many answers it cannot "
-                     "understand, the conversation would just end", "route 'fail' to a handoff or another "
-                     "question", key=True)
+        if can_fail and "fail" not in state.on and not self.flow.defaults.fail:
+            self.warn(base, f"state '{name}' relies on the built-in fallback: after too many answers it cannot "
+                      "understand, the contact gets an apology, staff are notified and the conversation ends "
+                      "'not_understood'", "route 'on: {fail: <state>}' here, or set 'defaults: {fail: <state>}' "
+                      "once for the flow", key=True)
         if state.pattern is not None:
             try:
                 re.compile(state.pattern)
@@ -481,18 +491,26 @@ def _hours_problem(value: str) -> str | None:
 
 
 def validate(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> list[Diagnostic]:
-    """Every semantic problem of a loaded flow, sorted by position. Empty when valid.
+    """Every problem of a loaded flow, errors and warnings, sorted by position. Empty when clean.
 
     `connectors=None` skips the check that `call:` actions exist."""
     return _Checker(loaded, connectors).run()
 
 
 def check(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> LoadedFlow:
-    """`validate`, raising FlowError with every diagnostic when there is any."""
+    """The one verdict every command and the server share: FlowError with every error when
+    there is any; otherwise the flow, its warnings kept in `loaded.warnings` (never refusing)."""
     problems = validate(loaded, connectors)
-    if problems:
-        raise FlowError(problems)
+    errors = [d for d in problems if d.is_error]
+    if errors:
+        raise FlowError(errors)
+    loaded.warnings = [d for d in problems if not d.is_error]
     return loaded
+
+
+def load_checked(path: str | Path, connectors: ConnectorRegistry | None = None) -> LoadedFlow:
+    """Read, load and `check` a flow file: what `validate`, `chat`, `test` and `serve` all run."""
+    return check(load_flow(path), connectors)
 
 
 def default_connectors() -> ConnectorRegistry | None:
@@ -501,10 +519,11 @@ def default_connectors() -> ConnectorRegistry | None:
     return registry if registry.names() else None
 
 
-def main_validate(paths: list[str]) -> int:
-    """`orchestrator validate FILE...`: print `file:line:col: message (hint: ...)`, exit 0 / 1."""
+def main_validate(paths: list[str], *, strict: bool = False) -> int:
+    """`orchestrator validate FILE...`: print `file:line:col: message (hint: ...)`; exit 1 when
+    a file has errors (or, with `strict`, warnings), else 0."""
     connectors = default_connectors()
-    bad_files = problems = 0
+    bad_files = errors = warnings = 0
     for path in paths:
         try:
             found = validate(load_flow(path), connectors)
@@ -512,14 +531,20 @@ def main_validate(paths: list[str]) -> int:
             found = exc.diagnostics
         for d in found:
             print(d.format())
-        if found:
+        n_errors = sum(1 for d in found if d.is_error)
+        errors += n_errors
+        warnings += len(found) - n_errors
+        if n_errors or (strict and found):
             bad_files += 1
-            problems += len(found)
     files = f"{len(paths)} file{'s' if len(paths) != 1 else ''}"
+    counts = ", ".join(part for part in (
+        f"{errors} error{'s' if errors != 1 else ''}" if errors else "",
+        f"{warnings} warning{'s' if warnings != 1 else ''}" if warnings else "",
+    ) if part)
     if bad_files:
-        print(f"{files} checked: {bad_files} invalid, {problems} problem{'s' if problems != 1 else ''}")
+        print(f"{files} checked: {bad_files} invalid, {counts}" + (" (--strict)" if strict and not errors else ""))
         return 1
-    print(f"{files} checked: all valid")
+    print(f"{files} checked: all valid" + (f", {counts}" if counts else ""))
     return 0
 
 

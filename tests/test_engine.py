@@ -438,7 +438,7 @@ async def test_hundred_turns_build_no_machine_and_add_no_model(
     assert compiler.Machine is transitions.Machine
 
 
-async def test_ask_without_fail_route_ends_as_failed() -> None:
+async def test_ask_without_fail_route_takes_the_builtin_fallback() -> None:
     engine = make_engine("""
 flow: t
 start: q
@@ -449,7 +449,37 @@ states:
     talk = Talk(engine)
     await talk.send("start")
     result = await talk.say("zzz")
-    assert result.ended and talk.session.outcome == "failed" and "trouble understanding" in result.messages[0].text
+    assert result.ended and talk.session.outcome == "not_understood"
+    assert "trouble understanding" in result.messages[0].text and "get back to you" in result.messages[0].text
+    assert result.summary is not None and result.summary["outcome"] == "not_understood"
+
+
+async def test_defaults_route_fail_timeout_and_error_for_states_without_their_own() -> None:
+    engine = make_engine("""
+flow: t
+start: q
+defaults: {fail: sorry, timeout: gone, error: sorry}
+settings: {no_reply_timeout: 10m}
+states:
+  q: {ask: "Pick", choices: {a: {label: A}}, on: {a: c}, max_retries: 0}
+  c: {call: calendar.find_slots, args: {around: "2026-01-01T10:00:00"}, next: bye}
+  sorry: {say: "Let me get someone.", end: handed_off}
+  gone: {end: abandoned_here}
+  bye: {end: ok}
+""")
+    talk = Talk(engine)
+    await talk.send("start")
+    await talk.say("zzz")
+    assert talk.session.outcome == "handed_off"
+    talk = Talk(engine)
+    await talk.send("start")
+    await talk.send("timeout")
+    await talk.send("timeout")
+    assert talk.session.outcome == "abandoned_here"
+    talk = Talk(engine)
+    await talk.send("start")
+    result = await talk.say("a")  # no calendar registered: the call fails -> defaults.error
+    assert talk.session.outcome == "handed_off" and "Let me get someone." in [m.text for m in result.messages]
 
 
 async def test_record_on_messaging_takes_the_typed_message() -> None:

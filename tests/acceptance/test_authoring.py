@@ -58,7 +58,7 @@ def test_one_typo_in_a_state_name_is_one_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((FLOWS / "dental_booking.yaml").read_text().replace("next: ask_reason", "next: ask_reasn", 1))
     result = run("validate", str(bad))
-    assert re.search(r"invalid, 1 problem\b", result.stdout), result.stdout
+    assert re.search(r"invalid, 1 error\b", result.stdout), result.stdout
 
 
 def test_many_mistakes_are_all_reported_at_once(tmp_path: Path) -> None:

@@ -206,7 +206,7 @@ CASES: list[tuple[str, str, str, str | None, int, int | None]] = [
             choices: {book: {label: Book}}
             next: bye
           bye: {end: done}
-        """, "state 'menu' has no 'on: {fail: ...}'", "route 'fail'", 4, 3),
+        """, "state 'menu' relies on the built-in fallback", "defaults: {fail: <state>}", 4, 3),
     ("ask_choice_unrouted", """
         flow: demo
         start: menu
@@ -672,7 +672,7 @@ def test_main_validate_output_and_exit_codes(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{bad}:4:22: state 'a' goes to unknown state 'c' (hint: states are: a)"
     assert out[1].startswith(f"{tmp_path / 'missing.yaml'}:1:1: cannot read the flow file")
-    assert out[-1] == "3 files checked: 2 invalid, 2 problems"
+    assert out[-1] == "3 files checked: 2 invalid, 2 errors"
 
 
 def test_check_raises_flow_error_with_all_diagnostics() -> None:
