@@ -33,7 +33,7 @@ states:
       colour: {label: Colour, match: [colour, color]}
     save: service
     next: when
-    on: {fail: bye}
+    on: {fail: sorry}
   when:
     ask: "Which day suits you?"
     input: text
@@ -42,6 +42,9 @@ states:
   bye:
     say: "Lovely: {{ service }} on {{ day }}. See you!"
     end: requested
+  sorry:
+    say: "Sorry, we do haircuts and colour only."
+    end: not_understood
 """
 
 

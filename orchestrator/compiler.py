@@ -29,6 +29,7 @@ from transitions import Machine, MachineError
 from . import schema
 from .connectors import ConnectorRegistry
 from .errors import Diagnostic, FlowError, FlowRuntimeError
+from .hours import OpeningHours
 from .inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from .model import OutChoice
 from .templates import CompiledArgs, Expression, Template, TemplateEngine
@@ -116,6 +117,8 @@ class CompiledFlow:
     summary_vars: SummaryVars
     reminder: Prompt
     consent_notice: Prompt
+    hours: OpeningHours
+    uses_hours: bool = False  # a template or condition reads open_now / next_open
     filename: str = "<flow>"
 
     @property
@@ -387,14 +390,18 @@ def compile_flow(
     engine = TemplateEngine(settings.timezone, settings.language)
     states = {name: _compile_state(name, st, flow, engine, where) for name, st in flow.states.items()}
     machine = build_machine(flow, {name: cs.routes for name, cs in states.items()})
+    texts = msgspec.json.encode([flow.states, flow.settings])  # only to see whether hours are asked
+    timezone = ZoneInfo(settings.timezone)
     return CompiledFlow(
         flow=flow, revision=revision, machine=machine, states=states, settings=settings,
-        templates=engine, timezone=ZoneInfo(settings.timezone), title=flow.title or flow.flow,
+        templates=engine, timezone=timezone, title=flow.title or flow.flow,
         no_reply_seconds=schema.parse_duration(settings.no_reply_timeout) if settings.no_reply_timeout else None,
         intents=dict(flow.intents), intent_matcher=IntentMatcher(flow.intents) if flow.intents else None,
         summary_vars=_summary_vars(flow),
         reminder=compile_text(engine, settings.reminder),
         consent_notice=compile_text(engine, settings.consent_notice),
+        hours=OpeningHours.from_settings(settings, timezone),
+        uses_hours=b"open_now" in texts or b"next_open" in texts,
         filename=where,
     )
 

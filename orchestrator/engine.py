@@ -439,6 +439,8 @@ class _Turn:
             return
         if choice_id is not None and choice_id in values:
             value = values[choice_id]
+        elif state.input == "yes_no" and isinstance(value, bool):
+            choice_id = "yes" if value else "no"  # `on: {yes: ..., no: ...}`
         if state.save:
             self._save(state.save, value)
         trigger = choice_id if choice_id is not None and choice_id in state.routes else "next"
@@ -575,19 +577,29 @@ class _Turn:
         return self._dt
 
     def ctx(self) -> dict[str, Any]:
-        """Template context: the flow's variables plus the builtins (ARCHITECTURE.md)."""
+        """Template context: the built-in names, then the flow's variables over them (a name the
+        flow defines wins); the built-ins stay reachable as `sys.<name>` (ARCHITECTURE.md)."""
         if self._ctx is None:
             s = self.session
             contact = s.vars.get(CONTACT_KEY) or {}
             name_var = self.compiled.summary_vars.name
-            ctx = {k: v for k, v in s.vars.items() if k != CONTACT_KEY}
-            ctx.update(
-                contact={"phone": s.contact, "name": (s.vars.get(name_var) if name_var else None)
-                         or contact.get("name"), "known": bool(contact.get("known"))},
-                channel=s.channel, business=s.business,
-                now=self._now_dt().isoformat(timespec="seconds"),
-                flow_title=self.compiled.title, last_input=self.event.text or "",
-            )
+            now = self._now_dt()
+            builtins: dict[str, Any] = {
+                "contact": {"phone": s.contact, "name": (s.vars.get(name_var) if name_var else None)
+                            or contact.get("name"), "known": bool(contact.get("known"))},
+                "channel": s.channel, "business": s.business,
+                "now": now.isoformat(timespec="seconds"),
+                "flow_title": self.compiled.title, "last_input": self.event.text or "",
+            }
+            if self.compiled.uses_hours:
+                hours = self.compiled.hours
+                opening = hours.next_open(now)
+                builtins["open_now"] = hours.is_open(now)
+                builtins["next_open"] = opening.isoformat(timespec="seconds") if opening else None
+            ctx = dict(builtins)
+            ctx.update(s.vars)
+            ctx.pop(CONTACT_KEY, None)
+            ctx["sys"] = builtins
             self._ctx = ctx
         return self._ctx
 

@@ -46,15 +46,21 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaul
 
 class BusinessHours(Base):
     """Opening hours per weekday, `"09:00-17:00"`, several ranges comma-separated, or
-    `closed`. Missing days are closed."""
+    `closed`. A day not listed is closed (`{sat: "09:00-13:00"}` opens Saturdays only);
+    a flow without `business_hours` gets Monday to Friday, 09:00-17:00."""
 
-    mon: str | None = "09:00-17:00"
-    tue: str | None = "09:00-17:00"
-    wed: str | None = "09:00-17:00"
-    thu: str | None = "09:00-17:00"
-    fri: str | None = "09:00-17:00"
+    mon: str | None = None
+    tue: str | None = None
+    wed: str | None = None
+    thu: str | None = None
+    fri: str | None = None
     sat: str | None = None
     sun: str | None = None
+
+
+def default_business_hours() -> BusinessHours:
+    weekday = "09:00-17:00"
+    return BusinessHours(mon=weekday, tue=weekday, wed=weekday, thu=weekday, fri=weekday)
 
 
 class Settings(Base):
@@ -64,7 +70,7 @@ class Settings(Base):
     no_reply_timeout: Duration | None = None  # messaging channels: remind, then abandon
     session_ttl: Duration = "24h"
     on_hangup: Literal["end", "text_back"] = "end"
-    business_hours: BusinessHours = msgspec.field(default_factory=BusinessHours)
+    business_hours: BusinessHours = msgspec.field(default_factory=default_business_hours)
     closed_dates: list[str] = []  # ISO dates (holidays, closures)
     min_notice: Duration = "1h"  # earliest bookable slot from now
     buffer: Duration = "0m"  # gap kept between visits

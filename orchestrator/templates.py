@@ -6,9 +6,10 @@ never built from a contact's words: a contact's answer is only ever a *value* in
 context, so it cannot inject template code.
 
 The environment is jinja2's `ImmutableSandboxedEnvironment` (no `_`/dunder attributes, no
-mutation of lists and dicts), with no loader (`include`, `extends`, `import` fail), no
-autoescape (the output is text, not HTML) and `StrictUndefined` (a misspelt variable is
-an error, not a silent blank). On top of jinja's sandbox, operations that could allocate
+mutation of lists and dicts), with no loader (`include`, `extends`, `import` fail) and no
+autoescape (the output is text, not HTML). A variable that is not set renders empty (and
+`x.y` of it too) and logs a warning: `validate` proves statically that every variable is set
+on every path, so at run time a gap never ends a conversation. On top of jinja's sandbox, operations that could allocate
 without bound (`'a' * 10**9`, `10**10**10`, `'%999999999s' % x`, `'x'.center(10**9)`,
 `range(10**9)`) are refused.
 
@@ -21,6 +22,7 @@ national format), `label`. Every error raised while rendering is a `TemplateErro
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +48,8 @@ __all__ = [
     "expression_variables",
     "template_variables",
 ]
+
+log = logging.getLogger("orchestrator.templates")
 
 MAX_RANGE = 1_000  # items `range()` may produce in one call
 MAX_STRING = 100_000  # characters a `*` / `%` may produce
@@ -116,11 +120,28 @@ def _bounded_range(*args: int) -> range:
     return rng
 
 
+# An unset variable (and any attribute of it) renders as nothing, is false and empty, and
+# logs one warning naming it: the turn goes on.
+_Unset: type[jinja2.Undefined] = jinja2.make_logging_undefined(logger=log, base=jinja2.ChainableUndefined)
+
+
+def _unset_value(value: Any) -> bool:
+    """True for an unset variable handed to a filter (it renders empty, with the warning)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # logs the warning once, like a plain `{{ x }}`
+        return True
+    return False
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """jinja's immutable sandbox plus bounds on operations that could exhaust memory or CPU."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
     intercepted_unops = frozenset()
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        # jinja hands back an undefined that would render empty here: refuse loudly instead
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is not allowed")
 
     def wrap_str_format(self, value: Any) -> None:
         return None  # no `str.format` at all (widths allocate); `is_safe_attribute` refuses it
@@ -214,6 +235,8 @@ class Formats:
         self.us_order = self.region in _US_STYLE or self.region is None
 
     def time(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
         when = _as_datetime(value, self.tz, "time")
         if not self.twelve_hour:
             return f"{when.hour:02d}:{when.minute:02d}"
@@ -221,11 +244,15 @@ class Formats:
         return f"{hour}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}"
 
     def date(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
         when = _as_datetime(value, self.tz, "date")
         day, month = _DAYS[when.weekday()], _MONTHS[when.month - 1]
         return f"{day}, {month} {when.day}" if self.us_order else f"{day} {when.day} {month}"
 
     def datetime(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
         when = _as_datetime(value, self.tz, "datetime")
         return f"{_DAYS[when.weekday()][:3]} {when.day} {_MONTHS[when.month - 1][:3]}, {self.time(when)}"
 
@@ -337,8 +364,8 @@ class Expression:
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         try:
             value = self._fn(context)
-            if isinstance(value, jinja2.Undefined):
-                value._fail_with_undefined_error()
+            if _unset_value(value):
+                return None
             return value
         except TemplateError:
             raise
@@ -422,7 +449,7 @@ class TemplateEngine:
         env = _Sandbox(
             loader=None,
             autoescape=False,
-            undefined=jinja2.StrictUndefined,
+            undefined=_Unset,
             finalize=_finalize if finalize else None,
             keep_trailing_newline=True,
             auto_reload=False,
@@ -506,6 +533,15 @@ class TemplateEngine:
         if len(body) != 1 or not isinstance(body[0], jinja2.nodes.Output) or len(body[0].nodes) != 1:
             raise jinja2.TemplateSyntaxError(f"expected one expression, got {expr!r}", 1)
         return set(jinja2.meta.find_undeclared_variables(tree)) - set(self.env.globals)
+
+
+def bare_expression(expr: str) -> str:
+    """A branch condition without the `{{ }}` some authors put around it."""
+    text = expr.strip()
+    single = _SINGLE_EXPR.match(text)
+    if single and "{{" not in single.group("expr") and "}}" not in single.group("expr"):
+        return single.group("expr").strip()
+    return text
 
 
 @lru_cache(maxsize=1)

@@ -252,7 +252,7 @@ class _Hours:
         return when
 
 
-_DEFAULT_HOURS = schema.BusinessHours()
+_DEFAULT_HOURS = schema.default_business_hours()
 
 
 def _local(day: dt.date, hour: int, minute: int, tz: Any) -> dt.datetime:

@@ -36,16 +36,27 @@ import jinja2.nodes
 import phonenumbers
 
 from . import schema, templates
+from .assigned import assigned_on_entry, unset_path
 from .connectors import ConnectorRegistry
 from .connectors import default_connectors as installed_connectors
 from .errors import Diagnostic, FlowError
 from .graph import all_edges, state_edges, state_kind
 from .loader import LoadedFlow, closest, did_you_mean, load_flow
 
-BUILTINS: frozenset[str] = frozenset({"contact", "channel", "business", "now", "flow_title", "last_input"})
+BUILTINS: frozenset[str] = frozenset({
+    "contact", "channel", "business", "now", "flow_title", "last_input", "open_now", "next_open",
+})
+BUILTIN_MEANING: dict[str, str] = {
+    "contact": "the contact's phone, name and known flag", "channel": "the conversation's channel",
+    "business": "the number (or WhatsApp id) the contact reached", "now": "the current time",
+    "flow_title": "the flow's title", "last_input": "the contact's last answer",
+    "open_now": "whether the business is open now", "next_open": "the next opening time",
+}
+RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer",)
 ASK_ROUTES: tuple[str, ...] = ("fail", "timeout")
+YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it
 _DTMF = re.compile(r"^[0-9*#]+$")
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
 _HOURS_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -53,6 +64,9 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNKNOWN_FILTER = re.compile(r"^No filter named '([^']+)'")
 _TEXT_FIELDS = ("say", "ask", "reprompt", "handoff", "record", "media")
+_LOADING_NODES = (jinja2.nodes.Include, jinja2.nodes.Import, jinja2.nodes.FromImport, jinja2.nodes.Extends)
+_UNSAFE_METHODS = frozenset({"format", "format_map", "mro"})  # refused by the sandbox at run time
+_GUARDS = frozenset({"defined", "undefined", "none", "default", "d"})
 
 
 class _Checker:
@@ -62,6 +76,7 @@ class _Checker:
         self.connectors = connectors
         self.out: list[Diagnostic] = []
         self.states = self.flow.states
+        self.entry = assigned_on_entry(self.flow, set(self.flow.vars) | BUILTINS | RESERVED)
 
     def add(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.out.append(self.loaded.diagnostic(path, message, hint, key=key))
@@ -104,7 +119,7 @@ class _Checker:
         on: dict[str, str] = getattr(state, "on", None) or {}
         kind = state_kind(state)
         if isinstance(state, schema.AskState):
-            allowed = [*(state.choices or {}), *ASK_ROUTES]
+            allowed = [*(state.choices or {}), *ASK_ROUTES, *(YES_NO_ROUTES if state.input == "yes_no" else ())]
             listed = re.compile(rf"^{re.escape(state.choices_from)}_\d+$") if state.choices_from else None
         else:
             allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES)
@@ -152,13 +167,14 @@ class _Checker:
             if case.when is None:
                 continue
             try:
-                used = templates.expression_variables(case.when)
+                templates.expression_variables(case.when)
+                tree = _parse("{{ " + templates.bare_expression(case.when) + " }}")
             except jinja2.TemplateSyntaxError as exc:
                 self.add(f"{base}[{i}].when", f"state '{name}': the condition '{case.when}' does not compile: "
                          f"{exc.message}", "write a jinja2 expression such as 'contact.known' or "
                          "\"reason == 'cleaning'\"")
                 continue
-            self.check_variables(f"{base}[{i}].when", f"state '{name}'", used)
+            self._check_tree(f"{base}[{i}].when", f"state '{name}'", tree, name)
 
     def check_ask(self, name: str, state: schema.AskState) -> None:
         base = f"$.states.{name}"
@@ -174,9 +190,12 @@ class _Checker:
             self.add(f"{base}.choices_from", f"state '{name}' takes its choices from '{state.choices_from}', "
                      "which nothing sets", did_you_mean(state.choices_from, self.settable)
                      or "save: a list into it in an earlier state, or define it under vars:")
+        if kind == "yes_no":
+            choices = {key: schema.Choice() for key in YES_NO_ROUTES if key in state.on or not state.next}
         unrouted = [c for c in choices if c not in state.on]
         if not state.next and (unrouted or not choices):
-            what = f"choice '{unrouted[0]}' has no route" if unrouted and choices else "it has no 'next'"
+            word = "the answer" if kind == "yes_no" else "choice"
+            what = f"{word} '{unrouted[0]}' has no route" if unrouted and choices else "it has no 'next'"
             self.add(base, f"state '{name}' is a dead end: {what}",
                      "add 'next: <state>', or an 'on:' entry for every choice", key=True)
         can_fail = kind != "text" or state.pattern is not None
@@ -286,7 +305,7 @@ class _Checker:
 
     @property
     def settable(self) -> set[str]:
-        names = set(self.flow.vars) | BUILTINS
+        names = set(self.flow.vars) | BUILTINS | RESERVED
         for state in self.states.values():
             save = getattr(state, "save", None)
             if save:
@@ -299,9 +318,23 @@ class _Checker:
             if save and not _VARIABLE.match(save):
                 self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', which is not a variable name",
                          "use letters, digits and _ only, e.g. " + (re.sub(r"\W+", "_", save).strip("_") or "answer"))
+            elif save in RESERVED:
+                self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', which is reserved for the "
+                         "built-in names (sys.business, sys.now, ...)", "pick another name")
             elif save in BUILTINS:
-                self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', a builtin variable",
-                         "pick another name")
+                self._shadow(f"$.states.{name}.save", f"state '{name}' saves into '{save}'", save)
+        for var in self.flow.vars:
+            if var in RESERVED:
+                self.add(f"$.vars.{var}", f"vars: '{var}' is reserved for the built-in names (sys.business, "
+                         "sys.now, ...)", "pick another name", key=True)
+            elif var in BUILTINS:
+                self._shadow(f"$.vars.{var}", f"vars: '{var}'", var, key=True)
+
+    def _shadow(self, path: str, what: str, name: str, *, key: bool = False) -> None:
+        """A flow's own name wins over the built-in of that name: say so, never silently."""
+        self.warn(path, f"{what} hides the built-in '{name}' ({BUILTIN_MEANING[name]}): templates and "
+                  f"conditions see the flow's value", f"the built-in stays reachable as 'sys.{name}'; rename "
+                  "yours if you meant the built-in", key=key)
 
     def check_variables(self, path: str, where: str, used: set[str]) -> None:
         known = self.settable
@@ -311,43 +344,146 @@ class _Checker:
                      hint or "define it under vars:, or save: it in an earlier state")
 
     def check_templates(self) -> None:
-        for path, where, source in self._template_fields():
-            try:
-                tree = _parse(source)
-                used = set(jinja2.meta.find_undeclared_variables(tree)) - set(_env().globals)
-            except jinja2.TemplateSyntaxError as exc:
-                unknown = _UNKNOWN_FILTER.match(exc.message or "")
-                if unknown:
-                    name = unknown.group(1)
-                    self.add(path, f"{where} uses unknown filter '{name}'",
-                             did_you_mean(name, _filters()) or f"filters: {', '.join(sorted(_filters()))}")
-                    continue
-                line, col = self.loaded.position(path)
-                line += (exc.lineno or 1) - 1 + (1 if self._block_scalar(line, col) else 0)
-                self.out.append(Diagnostic(
-                    file=self.loaded.filename, line=line, col=col if (exc.lineno or 1) == 1 else 1, path=path,
-                    message=f"{where}: template error: {exc.message}",
-                    hint="write values as '{{ name }}' and logic as '{% if ... %}...{% endif %}'",
-                ))
-                continue
-            self.check_variables(path, where, used)
-            for node in tree.find_all(jinja2.nodes.Filter):
+        for path, where, source, state in self._template_fields():
+            tree = self._parse_template(path, where, source)
+            if tree is not None:
+                self._check_tree(path, where, tree, state)
+
+    def _parse_template(self, path: str, where: str, source: str) -> jinja2.nodes.Template | None:
+        try:
+            return _parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            unknown = _UNKNOWN_FILTER.match(exc.message or "")
+            if unknown:
+                name = unknown.group(1)
+                self.add(path, f"{where} uses unknown filter '{name}'",
+                         did_you_mean(name, _filters()) or f"filters: {', '.join(sorted(_filters()))}")
+                return None
+            line, col = self._at(path, exc.lineno or 1)
+            self.out.append(Diagnostic(
+                file=self.loaded.filename, line=line, col=col, path=path,
+                message=f"{where}: template error: {exc.message}",
+                hint="write values as '{{ name }}' and logic as '{% if ... %}...{% endif %}'",
+            ))
+            return None
+
+    def _at(self, path: str, lineno: int, needle: str | None = None) -> tuple[int, int]:
+        """The YAML line:col of line `lineno` of the template at `path` (of `needle` in it when
+        it can be found there)."""
+        line, col = self.loaded.position(path)
+        line += lineno - 1 + (1 if self._block_scalar(line, col) else 0)
+        col = col if lineno == 1 else 1
+        lines = self.loaded.source.splitlines()
+        if needle and 0 < line <= len(lines):
+            found = lines[line - 1].find(needle, col - 1)
+            if found >= 0:
+                col = found + 1
+        return line, col
+
+    def _node_error(self, path: str, node: jinja2.nodes.Node, needle: str | None, message: str,
+                    hint: str | None = None) -> None:
+        line, col = self._at(path, node.lineno or 1, needle)
+        self.out.append(Diagnostic(file=self.loaded.filename, line=line, col=col, path=path,
+                                   message=message, hint=hint))
+
+    def _check_tree(self, path: str, where: str, tree: jinja2.nodes.Template, state: str | None) -> None:
+        self.check_safety(path, where, tree)
+        try:
+            used = set(jinja2.meta.find_undeclared_variables(tree)) - set(_env().globals)
+        except jinja2.TemplateSyntaxError:  # an unknown filter or test: reported by check_safety
+            return
+        self.check_variables(path, where, used)
+        self.check_assigned(path, where, used - _guarded(tree), state)
+        self.check_yes_no_compare(path, where, tree)
+
+    def check_safety(self, path: str, where: str, tree: jinja2.nodes.Template) -> None:
+        """What the sandbox would refuse at run time, refused here at its line:col."""
+        internal_hint = "templates read variables and use filters; Python internals are not reachable"
+        for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Filter,
+                                   jinja2.nodes.Test, *_LOADING_NODES)):
+            if isinstance(node, _LOADING_NODES):
+                word = {"Include": "include", "Import": "import", "FromImport": "from", "Extends": "extends"}[
+                    type(node).__name__]
+                self._node_error(path, node, word, f"{where}: '{word}' is not available in templates",
+                                 "a flow is one file: put shared text under vars: and use '{{ name }}'")
+            elif isinstance(node, jinja2.nodes.Getattr):
+                if node.attr.startswith("_") or node.attr in _UNSAFE_METHODS:
+                    self._node_error(path, node, "." + node.attr, f"{where} reads '.{node.attr}', which templates "
+                                     "may not use", internal_hint)
+                elif isinstance(node.node, jinja2.nodes.Name) and node.node.name == "sys" \
+                        and node.attr not in BUILTINS:
+                    self._node_error(path, node, "sys." + node.attr, f"{where} reads 'sys.{node.attr}', which is "
+                                     "not a built-in", did_you_mean(node.attr, BUILTINS)
+                                     or f"built-ins: {', '.join(sorted(BUILTINS))}")
+            elif isinstance(node, jinja2.nodes.Getitem):
+                key = node.arg.value if isinstance(node.arg, jinja2.nodes.Const) else None
+                if isinstance(key, str) and key.startswith("_"):
+                    self._node_error(path, node, key, f"{where} reads ['{key}'], which templates may not use",
+                                     internal_hint)
+            elif isinstance(node, jinja2.nodes.Filter):
                 if node.name not in _filters():
-                    self.add(path, f"{where} uses unknown filter '{node.name}'",
-                             did_you_mean(node.name, _filters()) or f"filters: {', '.join(sorted(_filters()))}")
+                    self._node_error(path, node, node.name, f"{where} uses unknown filter '{node.name}'",
+                                     did_you_mean(node.name, _filters())
+                                     or f"filters: {', '.join(sorted(_filters()))}")
+                elif node.name == "attr":
+                    self._node_error(path, node, "attr", f"{where} uses the 'attr' filter, which templates may "
+                                     "not use", "read a value as '{{ booking.start }}'")
+            elif isinstance(node, jinja2.nodes.Test) and node.name not in _env().tests:
+                self._node_error(path, node, node.name, f"{where} uses unknown test '{node.name}'",
+                                 did_you_mean(node.name, _env().tests) or "tests: defined, none, number, string, "
+                                 "in, eq, ne, lt, gt")
+
+    def check_assigned(self, path: str, where: str, used: set[str], state: str | None) -> None:
+        """Definite assignment: every variable read must be set on every path to `state`."""
+        entry = self.entry
+        if state is None:  # settings templates: rendered where the conversation waits or ends
+            sets = [entry[n] for n, st in self.states.items() if n in entry and isinstance(
+                st, schema.AskState | schema.RecordState)]
+            assigned = frozenset.intersection(*sets) if sets else entry.get(self.flow.start, frozenset())
+            missing = sorted((used & self.settable) - assigned)
+            for var in missing:
+                self.add(path, f"{where} uses '{var}', which is not set in every state where it is said",
+                         f"define a default for '{var}' under vars:, or guard it: '{{% if {var} is defined %}}'")
+            return
+        if state not in entry:  # unreachable: reported as such
+            return
+        for var in sorted((used & self.settable) - entry[state]):
+            route = unset_path(self.flow, state, var)
+            self.add(path, f"{where} uses '{var}', which is not set on every path that reaches it: "
+                     + " → ".join(route), f"save '{var}' on that path, give it a default under vars:, "
+                     f"or guard it: '{{% if {var} is defined %}}...{{% endif %}}'")
+
+    def check_yes_no_compare(self, path: str, where: str, tree: jinja2.nodes.Template) -> None:
+        """`answer == 'yes'` on a yes_no answer (true/false) is never true: refuse it."""
+        yes_no = self.yes_no_saves
+        for node in tree.find_all(jinja2.nodes.Compare):
+            sides = [node.expr, *(op.expr for op in node.ops)]
+            names = [n.name for n in sides if isinstance(n, jinja2.nodes.Name) and n.name in yes_no]
+            texts = [n.value for n in sides if isinstance(n, jinja2.nodes.Const) and isinstance(n.value, str)]
+            if names and texts:
+                self._node_error(path, node, names[0], f"{where} compares '{names[0]}' with '{texts[0]}', but a "
+                                 f"yes_no answer is saved as true or false, so this is never true",
+                                 f"route the ask with 'on: {{yes: ..., no: ...}}', or test it as "
+                                 f"'{names[0]}' / 'not {names[0]}'")
+
+    @property
+    def yes_no_saves(self) -> set[str]:
+        return {s.save for s in self.states.values()
+                if isinstance(s, schema.AskState) and s.input == "yes_no" and s.save}
 
     def _block_scalar(self, line: int, col: int) -> bool:
         lines = self.loaded.source.splitlines()
         return 0 < line <= len(lines) and lines[line - 1][col - 1 : col] in ("|", ">")
 
-    def _template_fields(self) -> Iterator[tuple[str, str, str]]:
+    def _template_fields(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(path, how to name it, template source, the state it is rendered in; None: a setting)."""
         for name, state in self.states.items():
             base = f"$.states.{name}"
             where = f"state '{name}'"
             for field in _TEXT_FIELDS:
                 value = getattr(state, field, None)
                 if isinstance(value, str):
-                    yield f"{base}.{field}", where, value
+                    yield f"{base}.{field}", where, value, name
             for channel in schema.CHANNELS:
                 override = getattr(state, channel, None)
                 if override is None:
@@ -355,12 +491,13 @@ class _Checker:
                 for field in _TEXT_FIELDS:
                     value = getattr(override, field, None)
                     if isinstance(value, str):
-                        yield f"{base}.{channel}.{field}", f"{where} ({channel})", value
+                        yield f"{base}.{channel}.{field}", f"{where} ({channel})", value, name
             if isinstance(state, schema.CallState):
-                yield from _strings(state.args, f"{base}.args", where)
+                for path, text in _strings(state.args, f"{base}.args"):
+                    yield path, where, text, name
         settings = self.flow.settings
-        yield "$.settings.reminder", "settings.reminder", settings.reminder
-        yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice
+        yield "$.settings.reminder", "settings.reminder", settings.reminder, None
+        yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice, None
 
     def check_phones(self) -> None:
         targets = [(f"$.states.{n}.handoff", f"state '{n}' hands off to", s.handoff)
@@ -425,15 +562,24 @@ def _closure(start: list[str], out: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def _strings(value: Any, path: str, where: str) -> Iterator[tuple[str, str, str]]:
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
-        yield path, where, value
+        yield path, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(v, f"{path}.{k}", where)
+            yield from _strings(v, f"{path}.{k}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _strings(v, f"{path}[{i}]", where)
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def _guarded(tree: jinja2.nodes.Template) -> set[str]:
+    """Names the template itself guards (`x is defined`, `x | default(...)`): no path needs them."""
+    names: set[str] = set()
+    for node in tree.find_all((jinja2.nodes.Test, jinja2.nodes.Filter)):
+        if isinstance(node.node, jinja2.nodes.Name) and node.name in _GUARDS:
+            names.add(node.node.name)
+    return names
 
 
 @lru_cache(maxsize=1)

@@ -177,6 +177,7 @@ async def test_unsigned_sms_is_403_and_nothing_stored(client: AsyncTestClient[Li
 TIMER_FLOW = """\
 flow: nudge
 start: a
+vars: {who: there}
 settings: {no_reply_timeout: 1s, max_retries: 1}
 states:
   a:

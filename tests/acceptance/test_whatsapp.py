@@ -113,6 +113,7 @@ async def test_dental_booking_by_buttons_and_list_ends_booked(
 FLOW_CHOICES = """\
 flow: wa_menu
 start: a
+vars: {pick: "", n: "", m: ""}
 states:
   a:
     ask: "Pick one"

@@ -272,7 +272,7 @@ CASES: list[tuple[str, str, str, str | None, int, int | None]] = [
           greet:
             say: "{{ items | jion(', ') }}"
             end: done
-        """, "state 'greet' uses unknown filter 'jion'", "did you mean 'join'?", 6, 10),
+        """, "state 'greet' uses unknown filter 'jion'", "did you mean 'join'?", 6, 22),
     ("bad_duration", """
         flow: demo
         start: greet
@@ -523,7 +523,7 @@ CASES: list[tuple[str, str, str, str | None, int, int | None]] = [
             save: contact
             next: bye
           bye: {end: done}
-        """, "state 'ask' saves into 'contact', a builtin variable", "another name", 7, 11),
+        """, "state 'ask' saves into 'contact' hides the built-in 'contact'", "reachable as 'sys.contact'", 7, 11),
 ]
 
 
