@@ -153,3 +153,18 @@ class ChannelRegistry:
                 log.warning("channel entry point %s failed to load: %s", ep.name, exc)
                 continue
             self.register(adapter, ep.name)
+
+
+def declared_capabilities() -> dict[str, Capabilities]:
+    """What every installed channel declares it can show, by entry-point name, read from the
+    adapter classes without building them (no credentials needed): the validator's view."""
+    found: dict[str, Capabilities] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            caps = getattr(ep.load(), "capabilities", None)
+        except Exception as exc:  # a broken plugin is reported where it is built; skip it here
+            log.debug("channel entry point %s failed to load: %s", ep.name, exc)
+            continue
+        if isinstance(caps, Capabilities):
+            found[ep.name] = caps
+    return found

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,13 @@ import phonenumbers
 
 from . import schema, templates
 from .assigned import assigned_on_entry, unset_path
+from .channel_limits import limit_warnings
+from .channels import Capabilities, declared_capabilities
 from .connectors import ConnectorRegistry
 from .connectors import default_connectors as installed_connectors
 from .errors import Diagnostic, FlowError
 from .graph import all_edges, state_edges, state_kind
+from .inputs import normalise
 from .loader import LoadedFlow, closest, did_you_mean, load_flow
 
 BUILTINS: frozenset[str] = frozenset({
@@ -70,7 +73,9 @@ _GUARDS = frozenset({"defined", "undefined", "none", "default", "d"})
 
 
 class _Checker:
-    def __init__(self, loaded: LoadedFlow, connectors: ConnectorRegistry | None) -> None:
+    def __init__(self, loaded: LoadedFlow, connectors: ConnectorRegistry | None,
+                 capabilities: Mapping[str, Capabilities] | None = None) -> None:
+        self.capabilities = _installed_capabilities() if capabilities is None else capabilities
         self.loaded = loaded
         self.flow = loaded.flow
         self.connectors = connectors
@@ -538,6 +543,32 @@ class _Checker:
                 self.add(f"$.settings.closed_dates[{i}]", f"closed date '{text}' is not a date",
                          'write it as YYYY-MM-DD, e.g. "2026-12-25"')
 
+    def check_intent_overlaps(self) -> None:
+        """An intent phrase inside a choice's label or keyword (or the other way round) makes one
+        answer mean two things: the choice wins at that ask, but say so."""
+        phrases = [(tuple(normalise(p).split()), iname, p) for iname, i in self.flow.intents.items() for p in i.match]
+        for name, state in self.states.items():
+            if not isinstance(state, schema.AskState):
+                continue
+            for cid, choice in (state.choices or {}).items():
+                words = [(choice.label, "label"), *((m, "match") for m in choice.match)]
+                for text, field in words:
+                    if not text:
+                        continue
+                    mine = tuple(normalise(text).split())
+                    for phrase, iname, raw in phrases:
+                        if phrase and mine and (_within(phrase, mine) or _within(mine, phrase)):
+                            self.warn(f"$.states.{name}.choices.{cid}" + (".label" if field == "label" else ".match"),
+                                      f"state '{name}' choice '{cid}' ({field} '{text}') overlaps the intent "
+                                      f"'{iname}' phrase '{raw}': at this question the choice wins, elsewhere "
+                                      f"'{raw}' jumps to '{self.flow.intents[iname].goto}'",
+                                      "make the intent phrase more specific, or reword the choice")
+                            break
+
+    def check_channel_limits(self) -> None:
+        for path, message, hint in limit_warnings(self.flow, self.capabilities):
+            self.warn(path, message, hint)
+
     def run(self) -> list[Diagnostic]:
         self.check_structure()
         self.check_intents()
@@ -547,6 +578,8 @@ class _Checker:
         self.check_templates()
         self.check_settings()
         self.check_phones()
+        self.check_channel_limits()
+        self.check_intent_overlaps()
         unique = {(d.line, d.col, d.message): d for d in self.out}
         return sorted(unique.values(), key=lambda d: (d.line, d.col, d.message))
 
@@ -573,6 +606,11 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings(v, f"{path}[{i}]")
 
 
+def _within(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
+
+
 def _guarded(tree: jinja2.nodes.Template) -> set[str]:
     """Names the template itself guards (`x is defined`, `x | default(...)`): no path needs them."""
     names: set[str] = set()
@@ -580,6 +618,11 @@ def _guarded(tree: jinja2.nodes.Template) -> set[str]:
         if isinstance(node.node, jinja2.nodes.Name) and node.name in _GUARDS:
             names.add(node.node.name)
     return names
+
+
+@lru_cache(maxsize=1)
+def _installed_capabilities() -> dict[str, Capabilities]:
+    return declared_capabilities()
 
 
 @lru_cache(maxsize=1)
@@ -636,11 +679,13 @@ def _hours_problem(value: str) -> str | None:
     return None
 
 
-def validate(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> list[Diagnostic]:
+def validate(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None,
+             capabilities: Mapping[str, Capabilities] | None = None) -> list[Diagnostic]:
     """Every problem of a loaded flow, errors and warnings, sorted by position. Empty when clean.
 
-    `connectors=None` skips the check that `call:` actions exist."""
-    return _Checker(loaded, connectors).run()
+    `connectors=None` skips the check that `call:` actions exist; `capabilities` (by channel)
+    defaults to what the installed channels declare."""
+    return _Checker(loaded, connectors, capabilities).run()
 
 
 def check(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> LoadedFlow:

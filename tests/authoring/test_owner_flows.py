@@ -325,3 +325,52 @@ def test_validate_strict_fails_on_warnings(tmp_path: Path, capsys: pytest.Captur
     assert main_validate([str(path)], strict=True) == 1
     out = capsys.readouterr().out
     assert "warning: state 'ask_name' relies on the built-in fallback" in out and "(--strict)" in out
+
+
+# -- intents and choices -----------------------------------------------------------------------
+
+def test_an_intent_phrase_inside_a_choice_label_is_a_warning_at_the_choice() -> None:
+    found = warnings("""
+        flow: salon
+        start: q
+        intents:
+          cancel: {match: [da igual, cancelar], goto: bye}
+        states:
+          q:
+            ask: "¿Qué día?"
+            choices: {any: {label: Me da igual}, mon: {label: Lunes}}
+            on: {any: bye, mon: bye, fail: bye}
+          bye: {end: done}
+        """)
+    (d,) = [d for d in found if "overlaps" in d.message]
+    assert "choice 'any' (label 'Me da igual') overlaps the intent 'cancel' phrase 'da igual'" in d.message
+    assert d.line == 8
+
+
+# -- per-channel limits ------------------------------------------------------------------------
+
+def test_whatsapp_and_sms_limits_are_warnings_naming_the_rendering_used_instead() -> None:
+    rows = ", ".join(f"k{i}: {{label: Row {i}}}" for i in range(12))
+    long_text = "We will call you back. " * 25
+    found = warnings(f"""
+        flow: wa
+        start: a
+        states:
+          a:
+            ask: "Pick one"
+            choices: {{x: {{label: "This label is far too long for a WhatsApp button"}}, y: {{label: Short}}}}
+            on: {{x: b, y: b, fail: b}}
+          b:
+            ask: "Pick a row"
+            choices: {{{rows}}}
+            next: c
+            on: {{fail: c}}
+          c: {{say: "{long_text}", end: done}}
+        """)
+    messages = [d.message for d in found]
+    assert any("on whatsapp: the button title 'This label is far too long for a WhatsApp button' has 48 "
+               "characters, at most 20 fit: it shows as 'This label is far…'" in m for m in messages), messages
+    assert any("on whatsapp: 12 choices: a list holds at most 10 rows, so they are sent as a numbered text menu"
+               in m for m in messages)
+    assert any("state 'c' on sms: the text is about 4 segments, over the budget of 3" in m
+               and "sent as 2 messages" in m for m in messages)
