@@ -44,8 +44,8 @@ from .loader import LoadedFlow, closest, did_you_mean, load_flow
 
 BUILTINS: frozenset[str] = frozenset({"contact", "channel", "business", "now", "flow_title", "last_input"})
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
-HANDOFF_ROUTES: tuple[str, ...] = ("no_answer",)
-ASK_ROUTES: tuple[str, ...] = ("fail", "timeout")
+HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
+ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered")
 _DTMF = re.compile(r"^[0-9*#]+$")
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
 _HOURS_RANGE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -107,7 +107,7 @@ class _Checker:
             allowed = [*(state.choices or {}), *ASK_ROUTES]
             listed = re.compile(rf"^{re.escape(state.choices_from)}_\d+$") if state.choices_from else None
         else:
-            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES)
+            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES if kind == "handoff" else ("undelivered",))
             listed = None
         for key in on:
             if key in allowed or (listed and listed.match(key)):
