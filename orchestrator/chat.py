@@ -168,12 +168,14 @@ class Conversation:
                                                channel=channel, now=now, vars=vars)
         self.ask: Outbound | None = None
         self.opted_out = False
+        self.last_summary: dict[str, Any] | None = None  # the summary of the last step, when it ended
 
     async def start(self) -> Reply:
         return await self.send(Event(kind="start", channel=self.channel))
 
     async def type(self, line: str) -> Reply:
         """One typed line: a carrier keyword on a text channel, else the provider's event."""
+        self.last_summary = None
         keyword = keyword_kind(line) if self.caps.idiom != "voice" else None
         if keyword == "opt_out":
             self.opted_out = True
@@ -191,7 +193,7 @@ class Conversation:
         if event.kind != "start":
             self.now += SECONDS_PER_TURN
         result = await self.engine.turn(self.session, event, self.now)
-        self.session = result.session
+        self.session, self.last_summary = result.session, result.summary
         if self.session.channel != self.channel and self.session.channel in CAPABILITIES:  # text-back
             self.channel, self.caps = self.session.channel, CAPABILITIES[self.session.channel]
         reply = Reply(ended=result.ended, staff=staff_messages(self.compiled, result))
