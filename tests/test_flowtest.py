@@ -263,3 +263,16 @@ tests:
     assert "staff were told, which they must not be" in out
     assert "staff were not told\n" in out
 
+
+
+def test_the_spec_example_test_file_runs_and_passes(tmp_path: Path) -> None:
+    """docs/SPEC.md §4.2 lists every key of a test file in one example: it must stay true."""
+    spec = (ROOT / "docs" / "SPEC.md").read_text()
+    section = spec[spec.index("### 4.2 Flow tests"):]
+    example = section[section.index("```yaml\n") + len("```yaml\n"):]
+    example = example[:example.index("```")]
+    path = tmp_path / "spec.test.yaml"
+    path.write_text(example.replace("flow: ../dental_booking.yaml", f"flow: {ROOT}/flows/dental_booking.yaml"))
+    code, out = run(path)
+    assert code == 0, out
+    assert "1 passed, 0 failed" in out
