@@ -9,8 +9,9 @@ about a handoff (a voice handoff dials them instead).
 Semantics worth knowing (see also the README):
 - `start` (or any conversational event after the conversation ended) starts afresh from
   the flow's start state, same session id; the opening text itself is not an answer.
-  `hangup`, `timeout`, `dial`, `recording`, `empty` and `reaction` after the end are
-  recorded and ignored (a late recording is still saved).
+  `hangup`, `timeout`, `dial`, `recording`, `empty`, `reaction` and `undelivered` after the
+  end are recorded and ignored (a late recording is still saved), except an `undelivered`
+  when the state the conversation ended at routes it (below).
 - At an ask: global intents first, then the typed answer. `max_retries` failed answers
   are re-asked; the next failure takes `on.fail`, else the flow's `defaults.fail`, else the
   built-in fallback: an apology, staff notified with what was collected (the summary), and
@@ -18,6 +19,11 @@ Semantics worth knowing (see also the README):
 - `timeout`: the first reminds and re-asks, the second takes `on.timeout` or ends as
   `abandoned`. `hangup` ends as `hung_up`, unless `on_hangup: text_back` and the caller was
   being asked something: then the conversation moves to SMS and the question is re-sent.
+- `undelivered` (a message to the contact could not be delivered; text = the provider's error
+  code) applies to the state the session is at: its `on: {undelivered: ...}` route, else the
+  end with outcome `undelivered` (staff are told). A say does not wait, so a session is at a
+  say only when the conversation ended there (`end:`); its route then reopens the
+  conversation (the goodbye or text-back never arrived). Ended elsewhere: ignored.
 - Anything that cannot go on (loop of automatic states, missing route, a template that
   fails) ends the conversation politely with outcome `error` and a log line: never a hang.
 """
@@ -155,6 +161,10 @@ class _Turn:
             if ev.kind in CONVERSATIONAL:
                 self._restart()
                 await self._begin()
+            elif ev.kind == "undelivered" and "undelivered" in getattr(
+                    self.compiled.states.get(s.state), "routes", {}):
+                s.status, s.outcome = "active", None  # the last message never arrived: its route goes on
+                await self._undelivered(self.compiled.states[s.state])
             else:
                 self._after_end()
             return
@@ -175,6 +185,8 @@ class _Turn:
             await self._timeout(state)
         elif ev.kind == "dial":
             await self._dial(state)
+        elif ev.kind == "undelivered":
+            await self._undelivered(state)
         elif ev.kind == "recording" or (state.kind == "record" and ev.kind in ANSWERS):
             await self._recorded(state)
         elif state.kind == "ask" and (ev.kind in ANSWERS or ev.kind == "empty"):
@@ -495,6 +507,16 @@ class _Turn:
         next_name = self._after_handoff(state)
         if next_name is not None:
             await self._enter(next_name)
+
+    async def _undelivered(self, state: CompiledState) -> None:
+        """The contact could not be reached by message: there is no one to re-ask, so take the
+        state's own route or end (nothing is said: it would not arrive either)."""
+        code = (self.event.text or "").strip()
+        self.note(f"message undelivered at {state.name!r}" + (f": {code}" if code else ""))
+        if "undelivered" in state.routes:
+            await self._enter(self._route(state, "undelivered"))
+        else:
+            self.finish("undelivered")
 
     async def _recorded(self, state: CompiledState) -> None:
         if state.kind != "record":

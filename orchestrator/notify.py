@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from .compiler import CompiledFlow
 
 # Outcomes staff act on: a booking, a handoff, a message taken, a contact the flow could not
-# understand (the built-in fallback). Others (hours given,
+# understand (the built-in fallback), a message that could not be delivered. Others (hours given,
 # cancelled) are in the records and the analytics but page nobody.
-NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_requested", "not_understood"})
+NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_requested", "not_understood",
+                            "undelivered"})
 
 
 def summary_text(title: str, summary: Mapping[str, Any]) -> str:

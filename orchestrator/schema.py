@@ -133,6 +133,7 @@ class SayState(StateBase, tag="say", kw_only=True):
     media: str | None = None  # an image/audio URL template (MMS, WhatsApp, <Play>)
     next: str | None = None
     end: str | None = None  # outcome label: speak, then end
+    on: dict[str, str] = {}  # undelivered -> state (only while the session rests here)
 
 
 class AskState(StateBase, tag="ask", kw_only=True):
@@ -145,7 +146,7 @@ class AskState(StateBase, tag="ask", kw_only=True):
     pattern: str | None = None  # regex the (text) answer must match
     max_retries: int | None = None  # default settings.max_retries
     next: str | None = None
-    on: dict[str, str] = {}  # choice id | fail | timeout -> state
+    on: dict[str, str] = {}  # choice id | fail | timeout | undelivered -> state
 
 
 class CallState(StateBase, tag="call", kw_only=True):
@@ -165,7 +166,7 @@ class HandoffState(StateBase, tag="handoff", kw_only=True):
     handoff: str  # the staff number (template); voice dials it, messaging notifies staff
     say: str | None = None  # told to the contact first
     next: str | None = None
-    on: dict[str, str] = {}  # no_answer -> state (voice <Dial> not answered)
+    on: dict[str, str] = {}  # no_answer (voice <Dial> not answered) | undelivered -> state
     end: str | None = None
 
 
@@ -175,6 +176,7 @@ class RecordState(StateBase, tag="record", kw_only=True):
     max_length: Duration = "2m"
     next: str | None = None
     end: str | None = None
+    on: dict[str, str] = {}  # undelivered -> state (the prompt could not be delivered)
 
 
 class EndState(StateBase, tag="end", kw_only=True):
