@@ -140,6 +140,34 @@ def test_serve_with_two_workers_books_and_logs_json_without_phones_names_or_secr
         assert secret not in log, f"{secret!r} leaked into the logs"
 
 
+def test_serve_with_several_workers_and_no_redis_refuses_to_start_naming_the_key(
+    serve_env: dict[str, str], tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in {**os.environ, **serve_env}.items() if k != "ORCHESTRATOR_REDIS_URL"}
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "orchestrator"), "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "ORCHESTRATOR_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_serve_with_one_worker_and_no_redis_still_answers(serve_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in serve_env.items() if k != "ORCHESTRATOR_REDIS_URL"}
+    saved = os.environ.pop("ORCHESTRATOR_REDIS_URL", None)
+    try:
+        server = Server(env, tmp_path, workers=1)
+    finally:
+        if saved is not None:
+            os.environ["ORCHESTRATOR_REDIS_URL"] = saved
+    try:
+        assert "1) Book a visit" in texts(server.sms("hi")[1])
+        assert texts(server.sms("book")[1]) == "Great! What's your name?"
+    finally:
+        server.kill()
+
+
 @pytest.mark.redis
 def test_a_conversation_continues_on_another_process_after_kill_9(
     serve_env: dict[str, str], tmp_path: Path,
