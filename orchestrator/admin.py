@@ -378,14 +378,23 @@ def _adapter_name(runtime: Any, channel: str) -> str:
     )
 
 
-@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out", status_code=201,
+@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out, 422 on a channel that "
+      "cannot start one", status_code=201,
       responses={**NOT_FOUND, 409: ResponseSpec(Problem, description="the contact opted out; nothing was sent",
                                                 generate_examples=False)})
 async def start_conversation(runtime: Any, settings: AppSettings, data: StartConversation) -> StartedConversation:
     contact = normalize_phone(data.contact)
     check_flow_id(data.flow)
     adapter = _adapter_name(runtime, data.channel)
-    idiom = runtime.channels.get(adapter).capabilities.idiom
+    capabilities = runtime.channels.get(adapter).capabilities
+    if not capabilities.outbound:
+        able = [n for n in runtime.channels.names() if runtime.channels.get(n).capabilities.outbound]
+        raise ClientException(
+            status_code=422,
+            detail=f"channel {data.channel[:40]!r} cannot start a conversation (it takes only conversations the "
+                   f"contact starts); channels that can: {', '.join(able) or 'none configured'}"
+        )
+    idiom = capabilities.idiom
     business = data.business or (settings.whatsapp_phone_number_id if idiom == "whatsapp"
                                  else settings.twilio_from_number)
     if not business:

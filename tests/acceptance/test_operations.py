@@ -293,3 +293,19 @@ async def test_analytics_counts_outcomes_funnel_and_channels(client: AsyncTestCl
     assert funnel["confirm"]["reached"] == 1
     assert report["booking_conversion"] == pytest.approx(1 / 3, abs=1e-3)
     assert report["channels"]["sms"]["started"] == 3
+
+
+async def test_outbound_start_on_a_channel_that_cannot_start_one_is_a_422_naming_those_that_can(
+    client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio,
+) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"contact": CONTACT, "flow": "missed_call_textback"}
+    for channel in ("voice", "twilio_voice"):
+        refused = await client.post("/api/conversations", json={**body, "channel": channel}, headers=auth)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert "cannot start a conversation" in detail and "twilio_sms" in detail and "whatsapp" in detail
+        assert "twilio_voice," not in detail and not detail.endswith("twilio_voice")
+    assert (await admin_get(client, "/api/conversations", contact=CONTACT)) == []  # nothing was started
+    started = await client.post("/api/conversations", json={**body, "channel": "sms"}, headers=auth)
+    assert started.status_code == 201, started.text
