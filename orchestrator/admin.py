@@ -324,7 +324,7 @@ async def flow_analytics(
     return report
 
 
-@get("/conversations", summary="List conversations (newest first)")
+@get("/conversations", summary="List conversations (newest first), running ones as they stand now")
 async def list_conversations(
     runtime: Any, flow: str | None = None, channel: str | None = None, outcome: str | None = None,
     contact: str | None = None, since: str | None = None, until: str | None = None,
@@ -346,6 +346,7 @@ async def get_conversation(runtime: Any, conv_id: str) -> ConversationDetail:
     record = await recorder.get(conv_id)
     if record is None:
         raise NotFoundException(detail="no such conversation (ids come from GET /api/conversations)")
+    record = (await recorder.current([record]))[0]
     entries = await recorder.transcript(record)
     live = await recorder.live_session(record)
     variables: dict[str, Any] = dict(live.vars) if live is not None else {}
