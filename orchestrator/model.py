@@ -25,6 +25,7 @@ EventKind = Literal[
     "recording",  # a <Record> finished (url, duration, transcription)
     "dial",  # a <Dial> handoff ended: text = DialCallStatus (completed, no-answer, busy...)
     "reaction",
+    "undelivered",  # a message to the contact could not be delivered: text = provider error code or ""
 ]
 
 
