@@ -372,3 +372,37 @@ async def test_the_list_shows_running_conversations_as_they_stand_now(client: An
     running = (await client.get("/api/conversations", params={"contact": ANN, "channel": "whatsapp"},
                                 headers=AUTH)).json()
     assert [r.get("status", "active") for r in running] == ["active"]
+
+
+async def test_erasure_pseudonymises_the_calendar_and_reports_a_failing_connector(
+    client: Any, env: Env, tmp_path: Any,
+) -> None:
+    import sqlite3
+
+    from integrations.crm_http import CrmHttp
+
+    await env.converse(ANN, BOOK)  # books "Cleaning - Ann Lee" in the embedded calendar
+    await env.converse(BOB, ["hi", "book", "Bob Ray", "cleaning", "tomorrow at 2pm", "1"])
+    exported = (await client.get(f"/api/contacts/{ANN}", headers=AUTH)).json()
+    [held] = exported["connectors"]["calendar"]
+    assert held["phone"] == ANN and held["name"] == "Ann Lee"
+
+    # a CRM that cannot be reached (nothing listens on port 1), through its real client
+    env.runtime.connectors.register(CrmHttp("http://127.0.0.1:1", retries=0, timeout_seconds=1), "crm")
+    failed = await client.delete(f"/api/contacts/{ANN}", headers=AUTH)
+    assert failed.status_code == 502, failed.text
+    body = failed.json()
+    assert body["complete"] is False and body["connectors"] == {"calendar": 1}
+    assert [f["connector"] for f in body["failed"]] == ["crm"] and "again" in body["failed"][0]["retry"]
+
+    rows = sqlite3.connect(tmp_path / "cal.sqlite3").execute(
+        "SELECT title, name, reason, phone, session_id, status, start_ts FROM bookings ORDER BY start_ts").fetchall()
+    assert len(rows) == 2 and all(r[5] == "confirmed" for r in rows)  # both slots stay taken
+    dump = json.dumps(rows)
+    assert "Ann" not in dump and ANN not in dump and "Bob Ray" in dump  # only the erased contact's booking
+
+    env.runtime.connectors._connectors.pop("crm")  # the CRM fixed (here: gone); the erasure run again
+    again = await client.delete(f"/api/contacts/{ANN}", headers=AUTH)
+    assert again.status_code == 200 and again.json()["complete"] is True and again.json()["connectors"] == {
+        "calendar": 0}
+    assert (await client.get(f"/api/contacts/{ANN}", headers=AUTH)).json()["connectors"] == {"calendar": []}
