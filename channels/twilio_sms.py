@@ -60,7 +60,8 @@ def keyword_kind(body: str) -> str | None:
 
 class TwilioSmsChannel:
     name = "twilio_sms"
-    capabilities = Capabilities(idiom="sms", segment_budget=DEFAULT_SEGMENT_BUDGET, max_text_len=1600, sync_reply=True)
+    capabilities = Capabilities(idiom="sms", segment_budget=DEFAULT_SEGMENT_BUDGET, max_text_len=1600, sync_reply=True,
+                                outbound=True)
     routes: tuple[tuple[str, str], ...] = (("POST", BASE), ("POST", f"{BASE}/status"))
 
     def __init__(

@@ -45,7 +45,9 @@ def _step() -> str:
 
 class TwilioVoiceChannel:
     name = "twilio_voice"
-    capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096)
+    capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096,
+                                # no outbound calls yet: the admin API refuses to start one
+                                outbound=False)
     routes: tuple[tuple[str, str], ...] = (
         ("POST", BASE),
         ("POST", f"{BASE}/gather"),

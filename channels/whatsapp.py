@@ -45,7 +45,7 @@ class WhatsAppChannel:
     name = "whatsapp"
     capabilities = Capabilities(
         idiom="whatsapp", max_buttons=3, button_title_len=20, max_list_rows=10, row_title_len=24,
-        max_text_len=4096, sync_reply=False,
+        max_text_len=4096, sync_reply=False, outbound=True,
     )
     routes: tuple[tuple[str, str], ...] = (("GET", PATH), ("POST", PATH))
 

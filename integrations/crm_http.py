@@ -2,8 +2,11 @@
 
 Point it at any CRM (or a Zapier/Make webhook) that takes JSON:
 
-    PUT  {CRM_URL}/contacts/{phone}    the contact (idempotent: PUT by the phone number)
-    POST {CRM_URL}/conversations       a conversation summary, `Idempotency-Key` header set
+    PUT    {CRM_URL}/contacts/{phone}  the contact (idempotent: PUT by the phone number)
+    POST   {CRM_URL}/conversations     a conversation summary, `Idempotency-Key` header set
+    DELETE {CRM_URL}/contacts/{phone}  erasure: the contact and the summaries logged for it
+                                       (answers `{"removed": n}`, or 404 when nothing is held)
+    GET    {CRM_URL}/contacts/{phone}  the export: what the CRM holds (404: nothing)
 
 Configuration (env or a dict): `CRM_URL`, `CRM_AUTH_HEADER` (`"Authorization: Bearer x"`),
 `CRM_FIELD_MAP` (JSON: our field name -> the CRM's, e.g. `{"phone": "mobile"}`),
@@ -25,7 +28,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.connectors import Action, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("integrations.crm")
@@ -207,6 +210,40 @@ class CrmHttp:
         # the same summary of the same conversation is one record, however often it is retried
         key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return await self._send("POST", "/conversations", body, "crm log_conversation", {"Idempotency-Key": key})
+
+
+    # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
+    async def _contact_call(self, method: str, phone: str) -> httpx.Response:
+        what = f"crm {'erase' if method == 'DELETE' else 'export'}_contact"
+        async with httpx.AsyncClient(timeout=self.timeout_seconds, headers=self._headers) as client:
+            response = await request_with_retries(
+                client, method, f"{self.url}/contacts/{urllib.parse.quote(phone, safe='')}", what=what,
+                retries=self.retries, base_delay=self.retry_base_seconds,
+            )
+        if response.status_code >= 400 and response.status_code != 404:
+            log.error("%s: HTTP %s", what, response.status_code)
+            raise CrmError(f"{what}: HTTP {response.status_code}")
+        return response
+
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int:
+        """DELETE the contact (the CRM removes its summaries too); raises CrmError on failure."""
+        response = await self._contact_call("DELETE", phone)
+        if response.status_code == 404:
+            return 0
+        try:
+            return int((response.json() if response.content else {}).get("removed", 1))
+        except (ValueError, TypeError, AttributeError):
+            return 1
+
+    async def export_contact(self, phone: str, ctx: ErasureContext) -> list[dict[str, Any]]:
+        response = await self._contact_call("GET", phone)
+        if response.status_code == 404 or not response.content:
+            return []
+        try:
+            held = response.json()
+        except ValueError:
+            return []
+        return held if isinstance(held, list) else [held]
 
 
 def crm_from_env(env: Mapping[str, str], **kwargs: Any) -> CrmHttp | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from orchestrator.connectors import CallContext, ConnectorResult
+from orchestrator.connectors import ERASED_TITLE, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConnectorError
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking
@@ -233,6 +233,36 @@ class EmbeddedCalendar(CalendarConnector):
                 "SELECT * FROM bookings WHERE calendar = ? AND status = 'confirmed' AND phone = ? AND end_ts > ?"
                 " ORDER BY start_ts",
                 (self.calendar_id, phone, now_ts),
+            ).fetchall()
+        finally:
+            conn.close()
+
+    # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int:
+        """Pseudonymise this calendar's bookings of `phone`: the slot stays taken (time, status),
+        the title, name, reason, phone and session id (which holds the phone) are cleared."""
+        return await self._thread("erase_contact", self._erase_sync, phone)
+
+    def _erase_sync(self, phone: str) -> int:
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE bookings SET title = ?, name = NULL, reason = NULL, phone = NULL, session_id = NULL"
+                " WHERE calendar = ? AND (phone = ? OR session_id LIKE '%:' || ?)",
+                (ERASED_TITLE, self.calendar_id, phone, phone),
+            ).rowcount
+        return int(changed)
+
+    async def export_contact(self, phone: str, ctx: ErasureContext) -> list[dict[str, Any]]:
+        rows = await self._thread("export_contact", self._export_sync, phone)
+        return [{**self._value(r), "status": r["status"], "name": r["name"], "reason": r["reason"],
+                 "phone": r["phone"]} for r in rows]
+
+    def _export_sync(self, phone: str) -> list[sqlite3.Row]:
+        conn = self._connect()
+        try:
+            return conn.execute(
+                "SELECT * FROM bookings WHERE calendar = ? AND (phone = ? OR session_id LIKE '%:' || ?)"
+                " ORDER BY start_ts", (self.calendar_id, phone, phone),
             ).fetchall()
         finally:
             conn.close()

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import httplib2
 
-from orchestrator.connectors import CallContext, Connector, ConnectorResult
+from orchestrator.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError, ConnectorError
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking, now_of
@@ -377,6 +377,51 @@ class GoogleCalendar(CalendarConnector):
             return [e for e in result.get("items", []) if e.get("status") != "cancelled"]
 
         return [self._value(e) for e in await self._run("list_bookings", run)]
+
+
+    # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
+    def _events_of_sync(self, phone: str) -> list[dict[str, Any]]:
+        """Every live event this product created for `phone` in this calendar (all pages)."""
+        events: list[dict[str, Any]] = []
+        page: str | None = None
+        while True:
+            result = self._execute(
+                "events.list",
+                lambda api, page=page: api.events().list(
+                    calendarId=self.calendar_id, privateExtendedProperty=f"phone={phone}", singleEvents=True,
+                    maxResults=250, pageToken=page,
+                ),
+            )
+            events += [e for e in result.get("items", []) if e.get("status") != "cancelled"]
+            page = result.get("nextPageToken")
+            if not page:
+                return events
+
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int:
+        """Pseudonymise the contact's events: the time stays booked; the summary, description,
+        attendees and private properties no longer name the person or the phone."""
+
+        def run() -> int:
+            changed = 0
+            for event in self._events_of_sync(phone):
+                body = {
+                    "summary": ERASED_TITLE, "description": "The contact's details were erased on request.",
+                    "attendees": [],
+                    # patch merges the private properties: each one naming the contact is overwritten
+                    "extendedProperties": {"private": {"orchestrator": "1", "erased": "1", "phone": "",
+                                                       "name": "", "reason": "", "session": ""}},
+                }
+                eid = event["id"]
+                self._execute("events.patch", lambda api, eid=eid, body=body: api.events().patch(
+                    calendarId=self.calendar_id, eventId=eid, body=body, sendUpdates="none"))
+                changed += 1
+            return changed
+
+        return await self._run("erase_contact", run)
+
+    async def export_contact(self, phone: str, ctx: ErasureContext) -> list[dict[str, Any]]:
+        events = await self._run("export_contact", lambda: self._events_of_sync(phone))
+        return [{**self._value(e), "description": e.get("description", "")} for e in events]
 
 
 def calendar_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:

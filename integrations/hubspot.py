@@ -12,7 +12,12 @@ moves the base URL (tests point it at a local fake), `HUBSPOT_TIMEOUT_SECONDS` t
 One note per summary, however often it is retried: the note ends with a reference (a hash
 of the conversation id and the summary, like the generic CRM's Idempotency-Key) that is
 searched for (`POST /crm/v3/objects/notes/search`, on the contact) before the note is
-created, and again after a 5xx or timeout before the create is repeated. Limit: HubSpot's
+created, and again after a 5xx or timeout before the create is repeated.
+
+Erasure (`erase_contact`): the notes on each contact with the phone are archived
+(`DELETE /crm/v3/objects/notes/{id}`), then the contact is deleted with HubSpot's GDPR delete
+(`POST /crm/v3/objects/contacts/gdpr-delete` by its id), which also blocks it from coming
+back through forms. Limit: HubSpot's
 search is eventually consistent (a few seconds), so a note created moments before a failed
 answer can still be missed and doubled; a failing search never blocks the note.
 """
@@ -30,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.connectors import Action, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError
 
 from .crm_http import (
@@ -198,6 +203,53 @@ class HubSpot:
         if created.status_code not in (200, 201):
             raise self._fail("create note", created)
         return str(created.json()["id"])
+
+
+    # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
+    async def _contacts_with(self, client: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]:
+        search = {
+            "filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ", "value": phone}]}],
+            "properties": ["phone", "firstname", "lastname", "email"], "limit": 100,
+        }
+        found = await self._call(client, "POST", "/crm/v3/objects/contacts/search", "search", search)
+        if found.status_code != 200:
+            raise self._fail("contact search", found)
+        return list(found.json().get("results") or [])
+
+    async def _notes_of(self, client: httpx.AsyncClient, contact_id: str) -> list[dict[str, Any]]:
+        search = {"filterGroups": [{"filters": [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id}]}],
+            "properties": ["hs_note_body", "hs_timestamp"], "limit": 100}
+        found = await self._call(client, "POST", "/crm/v3/objects/notes/search", "note search", search)
+        if found.status_code != 200:
+            raise self._fail("note search", found)
+        return list(found.json().get("results") or [])
+
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int:
+        """Archive the contact's notes, then GDPR-delete the contact; raises CrmError on failure."""
+        changed = 0
+        async with self._client() as client:
+            for contact in await self._contacts_with(client, phone):
+                contact_id = str(contact["id"])
+                for note in await self._notes_of(client, contact_id):
+                    gone = await self._call(client, "DELETE", f"/crm/v3/objects/notes/{note['id']}", "delete note",
+                                            {})
+                    if gone.status_code not in (200, 204, 404):
+                        raise self._fail("delete note", gone)
+                    changed += gone.status_code != 404
+                deleted = await self._call(client, "POST", "/crm/v3/objects/contacts/gdpr-delete", "gdpr delete",
+                                           {"objectId": contact_id})
+                if deleted.status_code not in (200, 204, 404):
+                    raise self._fail("gdpr delete", deleted)
+                changed += deleted.status_code != 404
+        return changed
+
+    async def export_contact(self, phone: str, ctx: ErasureContext) -> list[dict[str, Any]]:
+        async with self._client() as client:
+            contacts = await self._contacts_with(client, phone)
+            return [{"id": c["id"], "properties": c.get("properties") or {},
+                     "notes": [n.get("properties") or {} for n in await self._notes_of(client, str(c["id"]))]}
+                    for c in contacts]
 
 
 def note_ref(conversation_id: str, body_html: str) -> str:

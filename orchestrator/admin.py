@@ -30,6 +30,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import graph
 from .admin_models import (
+    ConnectorFailure,
     ContactData,
     ConversationDetail,
     Diagnostic,
@@ -46,6 +47,7 @@ from .analytics import ConversationRecord, FlowAnalytics, conversation_id, parse
 from .audit import AuditEntry, AuditLog, contact_ref, fingerprint
 from .catalog import NoRoute
 from .channels import Address
+from .connectors import ErasureContext
 from .errors import FlowError, OptedOut
 from .loader import load_flow_text
 from .logs import redact_phone
@@ -324,7 +326,7 @@ async def flow_analytics(
     return report
 
 
-@get("/conversations", summary="List conversations (newest first)")
+@get("/conversations", summary="List conversations (newest first), running ones as they stand now")
 async def list_conversations(
     runtime: Any, flow: str | None = None, channel: str | None = None, outcome: str | None = None,
     contact: str | None = None, since: str | None = None, until: str | None = None,
@@ -346,6 +348,7 @@ async def get_conversation(runtime: Any, conv_id: str) -> ConversationDetail:
     record = await recorder.get(conv_id)
     if record is None:
         raise NotFoundException(detail="no such conversation (ids come from GET /api/conversations)")
+    record = (await recorder.current([record]))[0]
     entries = await recorder.transcript(record)
     live = await recorder.live_session(record)
     variables: dict[str, Any] = dict(live.vars) if live is not None else {}
@@ -378,14 +381,23 @@ def _adapter_name(runtime: Any, channel: str) -> str:
     )
 
 
-@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out", status_code=201,
+@post("/conversations", summary="Start a flow for a contact (outbound); 409 if opted out, 422 on a channel that "
+      "cannot start one", status_code=201,
       responses={**NOT_FOUND, 409: ResponseSpec(Problem, description="the contact opted out; nothing was sent",
                                                 generate_examples=False)})
 async def start_conversation(runtime: Any, settings: AppSettings, data: StartConversation) -> StartedConversation:
     contact = normalize_phone(data.contact)
     check_flow_id(data.flow)
     adapter = _adapter_name(runtime, data.channel)
-    idiom = runtime.channels.get(adapter).capabilities.idiom
+    capabilities = runtime.channels.get(adapter).capabilities
+    if not capabilities.outbound:
+        able = [n for n in runtime.channels.names() if runtime.channels.get(n).capabilities.outbound]
+        raise ClientException(
+            status_code=422,
+            detail=f"channel {data.channel[:40]!r} cannot start a conversation (it takes only conversations the "
+                   f"contact starts); channels that can: {', '.join(able) or 'none configured'}"
+        )
+    idiom = capabilities.idiom
     business = data.business or (settings.whatsapp_phone_number_id if idiom == "whatsapp"
                                  else settings.twilio_from_number)
     if not business:
@@ -410,8 +422,35 @@ async def start_conversation(runtime: Any, settings: AppSettings, data: StartCon
     return StartedConversation(conversation_id=record, session_id=reply.session_id, channel=adapter)
 
 
-@get("/contacts/{phone:str}", summary="Everything held about a contact (access request)")
-async def export_contact(runtime: Any, phone: str) -> ContactData:
+def _erasable(runtime: Any, hook: str) -> list[tuple[str, Any]]:
+    """(name, connector) of every registered connector with the optional `hook`."""
+    out = []
+    for name in runtime.connectors.names():
+        connector = runtime.connectors.get(name)
+        if callable(getattr(connector, hook, None)):
+            out.append((name, connector))
+    return out
+
+
+def _erasure_context(runtime: Any, settings: AppSettings) -> ErasureContext:
+    numbers = [n for n in (settings.twilio_from_number, settings.whatsapp_phone_number_id) if n]
+    return ErasureContext(now=runtime.clock(), businesses=numbers)
+
+
+async def export_connectors(runtime: Any, settings: AppSettings, contact: str) -> dict[str, Any]:
+    held: dict[str, Any] = {}
+    ctx = _erasure_context(runtime, settings)
+    for name, connector in _erasable(runtime, "export_contact"):
+        try:
+            held[name] = await connector.export_contact(contact, ctx)
+        except Exception as exc:
+            log.warning("contact export: connector %s failed: %s", name, type(exc).__name__)
+            held[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return held
+
+
+@get("/contacts/{phone:str}", summary="Everything held about a contact (access request), the connectors' too")
+async def export_contact(runtime: Any, settings: AppSettings, phone: str) -> ContactData:
     contact = normalize_phone(phone)
     exported = await runtime.store.export_contact(contact)
     records = await _recorder(runtime).list_records(contact=contact, limit=MAX_LIMIT)
@@ -423,6 +462,7 @@ async def export_contact(runtime: Any, phone: str) -> ContactData:
                      for sid, entries in exported.transcripts.items()},
         conversations=records,
         bookings=bookings,
+        connectors=await export_connectors(runtime, settings, contact),
     )
 
 
@@ -443,13 +483,33 @@ async def erase_statuses(store: Any, contact: str) -> int:
     return removed
 
 
-@delete("/contacts/{phone:str}", status_code=200, summary="Erase a contact (deletion request); keeps the opt-out")
-async def erase_contact(runtime: Any, phone: str) -> Erasure:
+@delete("/contacts/{phone:str}", status_code=200, summary="Erase a contact (deletion request); keeps the opt-out",
+        responses={502: ResponseSpec(Erasure, description="a connector failed: the erasure is incomplete; run it "
+                                                          "again", generate_examples=False)})
+async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Response[Erasure]:
+    """The store, the records, then every connector with an `erase_contact` hook (the calendar's
+    bookings keep their slot but lose the name and phone; CRM records go). Every connector is
+    tried even when one fails; a failure makes the answer 502 and `complete: false`."""
     contact = normalize_phone(phone)
     removed = await _recorder(runtime).erase_contact(contact)
     removed += await runtime.store.erase_contact(contact)
     removed += await erase_statuses(runtime.store, contact)
-    return Erasure(contact=contact, removed=removed, opted_out=await runtime.store.is_opted_out(contact))
+    changed: dict[str, int] = {}
+    failed: list[ConnectorFailure] = []
+    ctx = _erasure_context(runtime, settings)
+    for name, connector in _erasable(runtime, "erase_contact"):
+        try:
+            changed[name] = int(await connector.erase_contact(contact, ctx))
+        except Exception as exc:
+            log.error("erasure of %s: connector %s failed: %s", contact_ref(contact), name, type(exc).__name__)
+            failed.append(ConnectorFailure(
+                connector=name, error=f"{type(exc).__name__}: {exc}"[:300],
+                retry=f"the contact may still be in {name}: fix its access, then run DELETE /api/contacts/{{phone}} "
+                      "again (erasure is safe to repeat)",
+            ))
+    erasure = Erasure(contact=contact, removed=removed, opted_out=await runtime.store.is_opted_out(contact),
+                      connectors=changed, failed=failed, complete=not failed)
+    return Response(erasure, status_code=502 if failed else 200)
 
 
 @get("/audit", summary="The admin audit log, newest first")

@@ -83,12 +83,24 @@ class ContactData(msgspec.Struct, kw_only=True):
     transcripts: dict[str, list[TranscriptLine]]
     conversations: list[ConversationRecord]
     bookings: list[Any]
+    connectors: dict[str, Any] = {}  # connector -> the records it holds (those with export_contact), or {"error"}
+
+
+class ConnectorFailure(msgspec.Struct, kw_only=True):
+    connector: str
+    error: str
+    retry: str  # what to do: run the erasure again once the connector is reachable
 
 
 class Erasure(msgspec.Struct, kw_only=True):
+    """DELETE /api/contacts/{phone}: 200 when complete; 502 (with this body) when a connector failed."""
+
     contact: str
     removed: int  # stored items removed
     opted_out: bool  # the opt-out record is kept
+    connectors: dict[str, int] = {}  # connector -> records it removed or pseudonymised
+    failed: list[ConnectorFailure] = []
+    complete: bool = True  # False: some connector still holds the contact (see failed)
 
 
 class Problem(msgspec.Struct, kw_only=True):

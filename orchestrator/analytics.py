@@ -57,9 +57,10 @@ class ConversationRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     business: str = ""
     contact: str = ""
     channels: list[str] = []
-    status: str = "active"  # active | ended (the analytics also report "abandoned")
+    status: str = "active"  # active | ended | abandoned (listed: the session expired or moved on before an end)
     started_at: float = 0.0
     ended_at: float | None = None
+    last_activity_at: float | None = None  # listed: the last turn (the live session's), or the end
     outcome: str | None = None
     turns: int = 0
     duration_seconds: float | None = None
@@ -291,9 +292,13 @@ class Recorder:
         contact: str | None = None, since: float | None = None, until: float | None = None,
         limit: int = 100, offset: int = 0,
     ) -> list[ConversationRecord]:
+        """Records as they stand now (`current`), newest first; the filters apply to current data."""
         filtered = not (channel or outcome or contact)
         rows = await self.scan(flow=flow, since=since, until=until,
                                limit=limit if filtered else MAX_SCAN, offset=offset if filtered else 0)
+        if contact:  # the contact is in the id: narrow before reading live sessions
+            rows = [r for r in rows if r.contact == contact]
+        rows = await self.current(rows)
         if filtered:
             return rows
         keep = [
@@ -310,6 +315,33 @@ class Recorder:
         entries = [_entry_decoder.decode(raw) for raw in await self.store.get_transcript(record.session_id)]
         end = record.ended_at if record.ended_at is not None else float("inf")
         return [e for e in entries if record.started_at <= e.at <= end]
+
+    async def current(self, records: list[ConversationRecord]) -> list[ConversationRecord]:
+        """`records` brought up to date: a record is written only at a conversation's first and last
+        turns, so a running one is read from its live session (state, turns, path, channels, last
+        activity), in one pipelined read per batch of the rows not ended. Nothing is written and the
+        turn path is untouched: the cost is paid by the reader."""
+        for r in records:
+            if r.status == "ended":
+                r.last_activity_at = r.ended_at
+        running = [r for r in records if r.status != "ended"]
+        batch = 500
+        for i in range(0, len(running), batch):
+            chunk = running[i : i + batch]
+            for r, raw in zip(chunk, await self.store.load_many([r.session_id for r in chunk]), strict=True):
+                live = _session_decoder.decode(raw) if raw is not None else None
+                if live is None or round(live.started_at * 1000) != round(r.started_at * 1000):
+                    r.status = "abandoned"  # expired, or the contact's session moved on to a newer one
+                    continue
+                ended = live.status == "ended"  # its end record was lost: the session is the truth
+                r.status = "ended" if ended else "active"
+                r.last_state, r.path, r.turns = live.state, list(live.path), live.turns
+                r.channels = list(dict.fromkeys([*r.channels, live.channel]))
+                r.last_activity_at = live.updated_at or None
+                if ended:
+                    r.outcome, r.ended_at = live.outcome, live.updated_at
+                    r.duration_seconds = _duration(live.started_at, live.updated_at)
+        return records
 
     async def live_session(self, record: ConversationRecord) -> Session | None:
         raw = await self.store.load(record.session_id)

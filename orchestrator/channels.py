@@ -15,7 +15,9 @@ A channel adapter is one module in `channels/` (or another installed package, th
 - `close()` (optional, async): release what `send` keeps open (connections); the runtime
   calls it when it closes.
 - `capabilities`: what the channel can show; rich output degrades from them in one place
-  (`orchestrator.render`), never through `if channel == ...` in the engine.
+  (`orchestrator.render`), never through `if channel == ...` in the engine. `outbound`
+  says whether the business can start a conversation on it (the admin API's outbound
+  start answers 422 on a channel that cannot).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     segment_budget: int | None = None  # SMS: longest reply in segments
     max_text_len: int = 4096
     sync_reply: bool = True  # answers in the webhook response (TwiML); False: sends via the outbox
+    outbound: bool = True  # can start a conversation (POST /api/conversations); voice: no outbound calls yet
 
 
 class Address(msgspec.Struct, frozen=True, kw_only=True):

@@ -55,6 +55,29 @@ class CallContext(msgspec.Struct, kw_only=True):
 
 ActionFn = Callable[[Any, CallContext], Awaitable[ConnectorResult]]
 
+ERASED_TITLE = "Appointment (contact erased)"  # what a pseudonymised booking is called afterwards
+
+
+class ErasureContext(msgspec.Struct, kw_only=True):
+    """What a connector's optional erasure hooks get (admin `DELETE /api/contacts/{phone}` and
+    the export `GET`). A connector is configured for one business (its calendar, its CRM
+    account), so it touches only what it holds there."""
+
+    now: float  # epoch seconds
+    businesses: list[str] = []  # the business numbers / WhatsApp ids this deployment answers for
+
+
+@runtime_checkable
+class ErasableConnector(Protocol):
+    """Optional hooks of a connector that keeps data about contacts outside the session store.
+
+    `erase_contact` removes or pseudonymises every record it wrote about `phone` (a booking
+    keeps its slot, but no longer names the person or the phone) and returns how many records
+    it changed; it raises on failure (the erasure is then reported incomplete and can be run
+    again: it must be idempotent). `export_contact` (optional) lists what it holds."""
+
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int: ...
+
 
 class Action(msgspec.Struct, frozen=True):
     args: type  # a msgspec Struct type; the state's rendered args convert into it

@@ -392,7 +392,7 @@ class Runtime:
     async def _turn(
         self, channel: str, addr: Address, sid: str, event: Event, route_key: str | None,
         *, flow_id: str | None = None, vars: dict[str, Any] | None = None, outbound: bool = False,
-        timer_turns: int | None = None,
+        timer_turns: int | None = None, proactive: bool = False,
     ) -> TurnReply:
         """A turn, queued behind this process's other turns of the session (`SessionGates`);
         the whole wait, here and at the store's lock, is bounded by lock_wait_seconds."""
@@ -405,15 +405,17 @@ class Runtime:
             )
         try:
             return await self._gated_turn(channel, addr, sid, event, route_key, started, flow_id=flow_id,
-                                          vars=vars, outbound=outbound, timer_turns=timer_turns)
+                                          vars=vars, outbound=outbound, timer_turns=timer_turns, proactive=proactive)
         finally:
             self._gates.release(sid)
 
     async def _gated_turn(
         self, channel: str, addr: Address, sid: str, event: Event, route_key: str | None, started: float,
         *, flow_id: str | None = None, vars: dict[str, Any] | None = None, outbound: bool = False,
-        timer_turns: int | None = None,
+        timer_turns: int | None = None, proactive: bool = False,
     ) -> TurnReply:
+        """`proactive`: no webhook waits for this turn's answer (a delivery failure fed back), so
+        its messages go out through the outbox."""
         adapter = self.channels.get(channel)
         s = self.settings
         dedupe_id = event.provider_id
@@ -469,7 +471,7 @@ class Runtime:
             if outbound:  # the contact said nothing: the WhatsApp window is the last real inbound's
                 result.session.last_inbound_at = carried_inbound_at
             reply = await self._save(adapter, sid, b.token, b.version, dedupe_id, event, compiled, result, now,
-                                     proactive=outbound or timer_turns is not None)
+                                     proactive=proactive or outbound or timer_turns is not None)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.store.release(sid, b.token)
@@ -590,6 +592,35 @@ class Runtime:
                                      outbound=True)
         return reply
 
+    async def _undelivered(self, item: OutboxItem, exc: SendError) -> bool:
+        """Feed a permanent (4xx) refusal of a message to the contact back into its conversation:
+        `Event(kind="undelivered", text=<provider error code>)` through the normal turn pipeline, so
+        the flow's `on: {undelivered: ...}` route (or the engine's default) runs. The dedupe key is
+        derived from the outbox item id, so a re-fed item never advances the conversation twice; it
+        is fed before the item is finished, so a crash in between re-sends and re-feeds (deduped).
+        A staff notification is not the contact's conversation: its failure is only logged.
+        False when the feed itself failed (the caller retries the item)."""
+        sid = item.id.rpartition("|")[0]
+        if item.id.rpartition("|")[2].startswith("staff-"):
+            log.error("staff notification %s undelivered (%s); not fed into the conversation",
+                      redact_phone(item.id), exc.code or exc.status or "refused")
+            return True
+        try:
+            idiom = self.channels.get(item.adapter).capabilities.idiom
+        except LookupError:
+            return True
+        event = Event(kind="undelivered", channel=idiom, text=exc.code or "",
+                      provider_id=f"undelivered:{item.id.rpartition('|')[2]}")
+        addr = Address(business=item.business, contact=item.contact)
+        try:
+            with correlation(f"undelivered-{uuid.uuid4().hex[:8]}"):
+                await self._turn(item.adapter, addr, sid, event, None, proactive=True)
+        except Exception as exc2:
+            log.warning("undelivered message %s not fed into its conversation yet: %s", redact_phone(item.id), exc2)
+            return False
+        self._wake.set()  # the flow's answer to it (staff told) is in the outbox now
+        return True
+
     # ------------------------------------------------------------------ background
     async def run_background(self) -> None:
         """Timer poller and outbox sender until cancelled; safe with several processes."""
@@ -680,6 +711,11 @@ class Runtime:
                                 redact_phone(item.id), attempts, delay, exc)
                 else:
                     code = getattr(exc, "code", None) or getattr(exc, "status", None)
+                    if isinstance(exc, SendError) and not exc.retryable and not await self._undelivered(item, exc):
+                        item.attempts = attempts  # the feed failed: send (and feed) again later
+                        await self.store.retry_outbox(item.id, _encoder.encode(item), now + min(2.0 ** attempts, 300.0))
+                        metrics.labelled(metrics.SENDS, item.adapter, "failed").inc()
+                        continue
                     await self.store.finish_outbox(item.id, "failed", str(code) if code else type(exc).__name__)
                     log.error("send %s failed permanently after %d attempt(s): %s", redact_phone(item.id), attempts,
                               exc)

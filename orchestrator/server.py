@@ -419,6 +419,13 @@ def main(host: str = "127.0.0.1", port: int = 8000, flows_dir: str | None = None
         configure_logging(json=True, redact=settings.redact_logs)
         register_secrets(settings.secrets())
         build_channels(settings)  # fail fast, before forking workers, on a missing secret
+        if workers > 1 and not settings.redis_url:
+            # The in-memory store lives in one process: each worker would hold its own
+            # conversations (double greetings, answers landing on a worker that never asked).
+            raise ConfigError(
+                f"--workers {workers} needs a shared session store: set ORCHESTRATOR_REDIS_URL "
+                "(e.g. redis://127.0.0.1:6379/0), or run one worker (--workers 1) with the in-memory store"
+            )
     except ConfigError as exc:
         sys.stderr.write(f"orchestrator serve: {exc}\n")
         return 2

@@ -152,6 +152,9 @@ class MemoryStore:
         stored = self._sessions.get(session_id)
         return stored[0] if stored else None
 
+    async def load_many(self, session_ids: list[str]) -> list[bytes | None]:
+        return [stored[0] if (stored := self._sessions.get(sid)) else None for sid in session_ids]
+
     # opt-outs ------------------------------------------------------------------------
     async def set_opt_out(self, contact: str, opted_out: bool) -> None:
         if opted_out:

@@ -635,6 +635,22 @@ class RedisStore:
         value = await self._session_value(session_id)
         return value[2] or None if value else None
 
+    async def load_many(self, session_ids: list[str]) -> list[bytes | None]:
+        """One pipelined GET per id; a key of the older hash layout (WRONGTYPE) is read on its own."""
+        if not session_ids:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for sid in session_ids:
+            pipe.get(self._k(sid, "s"))
+        rows = await self._do(pipe.execute(raise_on_error=False))
+        out: list[bytes | None] = []
+        for sid, raw in zip(session_ids, rows, strict=True):
+            if isinstance(raw, Exception):
+                out.append(await self.load(sid))
+            else:
+                out.append(parse_session_value(bytes(raw))[2] or None if raw else None)
+        return out
+
     # opt-outs ------------------------------------------------------------------------
     async def set_opt_out(self, contact: str, opted_out: bool) -> None:
         key = self._g(f"optout:{contact}")

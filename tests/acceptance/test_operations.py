@@ -140,6 +140,34 @@ def test_serve_with_two_workers_books_and_logs_json_without_phones_names_or_secr
         assert secret not in log, f"{secret!r} leaked into the logs"
 
 
+def test_serve_with_several_workers_and_no_redis_refuses_to_start_naming_the_key(
+    serve_env: dict[str, str], tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in {**os.environ, **serve_env}.items() if k != "ORCHESTRATOR_REDIS_URL"}
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "orchestrator"), "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "ORCHESTRATOR_REDIS_URL" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_serve_with_one_worker_and_no_redis_still_answers(serve_env: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in serve_env.items() if k != "ORCHESTRATOR_REDIS_URL"}
+    saved = os.environ.pop("ORCHESTRATOR_REDIS_URL", None)
+    try:
+        server = Server(env, tmp_path, workers=1)
+    finally:
+        if saved is not None:
+            os.environ["ORCHESTRATOR_REDIS_URL"] = saved
+    try:
+        assert "1) Book a visit" in texts(server.sms("hi")[1])
+        assert texts(server.sms("book")[1]) == "Great! What's your name?"
+    finally:
+        server.kill()
+
+
 @pytest.mark.redis
 def test_a_conversation_continues_on_another_process_after_kill_9(
     serve_env: dict[str, str], tmp_path: Path,
@@ -265,3 +293,19 @@ async def test_analytics_counts_outcomes_funnel_and_channels(client: AsyncTestCl
     assert funnel["confirm"]["reached"] == 1
     assert report["booking_conversion"] == pytest.approx(1 / 3, abs=1e-3)
     assert report["channels"]["sms"]["started"] == 3
+
+
+async def test_outbound_start_on_a_channel_that_cannot_start_one_is_a_422_naming_those_that_can(
+    client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio,
+) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"contact": CONTACT, "flow": "missed_call_textback"}
+    for channel in ("voice", "twilio_voice"):
+        refused = await client.post("/api/conversations", json={**body, "channel": channel}, headers=auth)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"]
+        assert "cannot start a conversation" in detail and "twilio_sms" in detail and "whatsapp" in detail
+        assert "twilio_voice," not in detail and not detail.endswith("twilio_voice")
+    assert (await admin_get(client, "/api/conversations", contact=CONTACT)) == []  # nothing was started
+    started = await client.post("/api/conversations", json={**body, "channel": "sms"}, headers=auth)
+    assert started.status_code == 201, started.text

@@ -347,3 +347,62 @@ async def test_openapi_documents_typed_responses(client: Any) -> None:
     assert "FlowRevision" in ref("/api/flows/{flow_id}", "put", "200")
     assert "404" in schema["paths"]["/api/conversations/{conv_id}"]["get"]["responses"]
     assert "409" in schema["paths"]["/api/conversations"]["post"]["responses"]
+
+
+async def test_the_list_shows_running_conversations_as_they_stand_now(client: Any, env: Env) -> None:
+    """Records are written at a conversation's first and last turns only; the list reads the
+    live session of the rows still running, and the filters apply to that current data."""
+    await env.converse(ANN, ["hi", "book", "Ann Lee"])
+    last_turn_at = env.clock.now
+    rows = (await client.get("/api/conversations", headers=AUTH)).json()
+    assert len(rows) == 1 and rows[0].get("status", "active") == "active"  # the default is left out
+    assert rows[0]["turns"] == 3 and rows[0]["last_state"] == "ask_reason"
+    assert rows[0]["path"][:3] == ["greet", "menu", "ask_name"] and rows[0]["last_activity_at"] == last_turn_at
+    assert rows[0].get("outcome") is None and rows[0].get("ended_at") is None
+
+    await env.say(ANN, "cleaning", channel="whatsapp")  # the same conversation, carried on WhatsApp
+    moved = (await client.get("/api/conversations", params={"channel": "whatsapp"}, headers=AUTH)).json()
+    assert [(r["contact"], r["turns"], r["channels"]) for r in moved] == [(ANN, 4, ["sms", "whatsapp"])]
+    detail = (await client.get(f"/api/conversations/{rows[0]['id']}", headers=AUTH)).json()
+    assert detail["conversation"]["turns"] == 4 and detail["live_state"] == detail["conversation"]["last_state"]
+
+    await env.converse(BOB, HOURS)
+    ended = (await client.get("/api/conversations", params={"outcome": "info_given"}, headers=AUTH)).json()
+    assert [(r["contact"], r["status"], r["last_activity_at"]) for r in ended] == [(BOB, "ended", env.clock.now)]
+    running = (await client.get("/api/conversations", params={"contact": ANN, "channel": "whatsapp"},
+                                headers=AUTH)).json()
+    assert [r.get("status", "active") for r in running] == ["active"]
+
+
+async def test_erasure_pseudonymises_the_calendar_and_reports_a_failing_connector(
+    client: Any, env: Env, tmp_path: Any,
+) -> None:
+    import sqlite3
+
+    from integrations.crm_http import CrmHttp
+
+    await env.converse(ANN, BOOK)  # books "Cleaning - Ann Lee" in the embedded calendar
+    await env.converse(BOB, ["hi", "book", "Bob Ray", "cleaning", "tomorrow at 2pm", "1"])
+    exported = (await client.get(f"/api/contacts/{ANN}", headers=AUTH)).json()
+    [held] = exported["connectors"]["calendar"]
+    assert held["phone"] == ANN and held["name"] == "Ann Lee"
+
+    # a CRM that cannot be reached (nothing listens on port 1), through its real client
+    env.runtime.connectors.register(CrmHttp("http://127.0.0.1:1", retries=0, timeout_seconds=1), "crm")
+    failed = await client.delete(f"/api/contacts/{ANN}", headers=AUTH)
+    assert failed.status_code == 502, failed.text
+    body = failed.json()
+    assert body["complete"] is False and body["connectors"] == {"calendar": 1}
+    assert [f["connector"] for f in body["failed"]] == ["crm"] and "again" in body["failed"][0]["retry"]
+
+    rows = sqlite3.connect(tmp_path / "cal.sqlite3").execute(
+        "SELECT title, name, reason, phone, session_id, status, start_ts FROM bookings ORDER BY start_ts").fetchall()
+    assert len(rows) == 2 and all(r[5] == "confirmed" for r in rows)  # both slots stay taken
+    dump = json.dumps(rows)
+    assert "Ann" not in dump and ANN not in dump and "Bob Ray" in dump  # only the erased contact's booking
+
+    env.runtime.connectors._connectors.pop("crm")  # the CRM fixed (here: gone); the erasure run again
+    again = await client.delete(f"/api/contacts/{ANN}", headers=AUTH)
+    assert again.status_code == 200 and again.json()["complete"] is True and again.json()["connectors"] == {
+        "calendar": 0}
+    assert (await client.get(f"/api/contacts/{ANN}", headers=AUTH)).json()["connectors"] == {"calendar": []}

@@ -88,6 +88,18 @@ class FakeCrm(FakeServer):
             created = phone not in self.contacts
             self.contacts[phone] = body
             return (201 if created else 200), {"id": phone, **body}
+        if method in ("GET", "DELETE") and path.startswith("/contacts/"):
+            phone = urllib.parse.unquote(path.removeprefix("/contacts/"))
+            logged = [k for k, c in self.conversations.items() if phone in c.values()]  # under any field map
+            if phone not in self.contacts and not logged:
+                return 404, {"error": "not found"}
+            if method == "GET":
+                return 200, {"contact": self.contacts.get(phone),
+                             "conversations": [self.conversations[k] for k in logged]}
+            removed = int(self.contacts.pop(phone, None) is not None)
+            for key in logged:
+                del self.conversations[key]
+            return 200, {"removed": removed + len(logged)}
         if method == "POST" and path == "/conversations":
             key = headers.get("Idempotency-Key") or str(len(self.conversations))
             self.conversations.setdefault(key, body)
@@ -127,6 +139,12 @@ class FakeHubSpot(FakeServer):
                 return 404, {"status": "error", "category": "OBJECT_NOT_FOUND"}
             self.contacts[cid].update(body["properties"])
             return 200, {"id": cid, "properties": self.contacts[cid]}
+        if method == "POST" and path == "/crm/v3/objects/contacts/gdpr-delete":
+            return (204, None) if self.contacts.pop(str(body["objectId"]), None) is not None else (
+                404, {"status": "error", "category": "OBJECT_NOT_FOUND"})
+        if method == "DELETE" and path.startswith("/crm/v3/objects/notes/"):
+            gone = self.notes.pop(path.rsplit("/", 1)[1], None)
+            return (204, None) if gone is not None else (404, {"status": "error", "category": "OBJECT_NOT_FOUND"})
         if method == "POST" and path == "/crm/v3/objects/notes/search":  # (consistent at once, unlike HubSpot)
             hits = [{"id": nid, "properties": note["properties"]} for nid, note in self.notes.items()
                     if all(self._note_matches(note, f) for f in body["filterGroups"][0]["filters"])]

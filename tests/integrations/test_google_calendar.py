@@ -15,7 +15,8 @@ from fake_google import FakeGoogleCalendar, Fault
 
 from integrations.calendar_base import BookArgs, CancelArgs, FindSlotsArgs, ListArgs, RescheduleArgs
 from integrations.embedded_calendar import EmbeddedCalendar
-from integrations.google_calendar import GoogleCalendar, calendar_from_env, event_id
+from integrations.google_calendar import GoogleCalendar, GoogleCalendarError, calendar_from_env, event_id
+from orchestrator.connectors import ERASED_TITLE, ErasureContext
 from orchestrator.errors import ConfigError
 
 CAL = "clinic@example.com"
@@ -226,3 +227,32 @@ async def test_unknown_calendar_error_is_logged(
     fake.unknown_calendars.add(CAL)
     result = await google.book(BookArgs(slot=SLOT), ctx_factory())
     assert result.outcome == "error" and f"calendar {CAL!r} answered notFound" in caplog.text
+
+
+ANN = "+15550001111"
+ERASE = ErasureContext(now=0.0)
+
+
+async def test_google_calendar_pseudonymises_the_event_through_the_real_client(
+    google: GoogleCalendar, fake: FakeGoogleCalendar, ctx_factory: CtxFactory,
+) -> None:
+    await google.book(BookArgs(slot=SLOT, title="Cleaning - Ann Lee", name="Ann Lee", reason="cleaning"), ctx_factory())
+    fake.add_event(CAL, "2026-11-26T14:00:00-05:00", "2026-11-26T15:00:00-05:00", summary="Staff meeting")
+    assert [e["title"] for e in await google.export_contact(ANN, ERASE)] == ["Cleaning - Ann Lee"]
+
+    assert await google.erase_contact(ANN, ERASE) == 1
+    events = fake.events(CAL)
+    [erased] = [e for e in events if e["summary"] != "Staff meeting"]
+    assert erased["status"] != "cancelled" and erased["start"]["dateTime"].startswith("2026-11-26T10:00")
+    assert erased["summary"] == ERASED_TITLE and not any(t in json.dumps(erased) for t in ("Ann", ANN, ANN[1:]))
+    assert fake.count("PATCH", "/calendars") == 1
+    assert await google.export_contact(ANN, ERASE) == [] and await google.erase_contact(ANN, ERASE) == 0
+
+
+async def test_google_calendar_failure_during_erasure_raises(
+    google: GoogleCalendar, fake: FakeGoogleCalendar, ctx_factory: CtxFactory,
+) -> None:
+    await google.book(BookArgs(slot=SLOT, title="Cleaning - Ann Lee"), ctx_factory())
+    fake.faults = [Fault("PATCH", "/calendars", 403, "forbidden")]
+    with pytest.raises(GoogleCalendarError, match="erase_contact"):
+        await google.erase_contact(ANN, ERASE)

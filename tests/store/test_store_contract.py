@@ -40,6 +40,14 @@ async def test_new_session_then_saved_and_versioned(store: SessionStore) -> None
     assert await store.load(SID) == b"two"
 
 
+async def test_load_many_reads_sessions_in_order_with_none_for_missing(store: SessionStore) -> None:
+    other = "+15551230000:+15557650000"
+    await turn(store, SID, None, b"first" * 40)  # long enough to be stored compressed on Redis
+    await turn(store, other, None, b"second")
+    assert await store.load_many([other, "+1:+2", SID]) == [b"second", None, b"first" * 40]
+    assert await store.load_many([]) == []
+
+
 async def test_duplicate_delivery_returns_stored_reply_without_locking(store: SessionStore) -> None:
     b = await store.begin(SID, "SM1", lock_ttl_seconds=5, wait_seconds=1)
     await store.commit(SID, b.token, commit_for(0, b"s1", dedupe_id="SM1", reply=b"reply-1"))
