@@ -35,7 +35,7 @@ import msgspec
 from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from .connectors import CallContext, ConnectorRegistry, ConnectorResult
 from .errors import FlowRuntimeError
-from .inputs import parse_input
+from .inputs import Idiom, choice_matcher, parse_input
 from .logs import redact_phone
 from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
 
@@ -51,6 +51,7 @@ DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "can
 SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
 SORRY_FAILED = "Sorry, I'm having trouble understanding. Someone from our team will get back to you."
 NOT_HEARD = "Sorry, I didn't hear anything."
+NOT_RECEIVED = "Sorry, I didn't get an answer."
 NOT_UNDERSTOOD = "Sorry, I didn't understand that."
 LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
 TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
@@ -378,6 +379,9 @@ class _Turn:
             text = f"{hint or NOT_UNDERSTOOD} {self._text(state)}".strip()
         self._ask(state, reprompt=text)
 
+    def _idiom(self) -> Idiom:
+        return "voice" if self.session.channel in VOICE_CHANNELS else "text"
+
     def _choices(self, state: CompiledState) -> tuple[list[OutChoice], dict[str, Any]]:
         """The ask's choices now: items of `choices_from` (numbered 1..n), then static ones."""
         if not state.choices_from:
@@ -404,8 +408,9 @@ class _Turn:
 
     async def _answer(self, state: CompiledState) -> None:
         ev, settings = self.event, self.compiled.settings
+        idiom = self._idiom()
         if ev.kind == "empty":
-            await self._failed(state, NOT_HEARD)
+            await self._failed(state, NOT_HEARD if idiom == "voice" else NOT_RECEIVED)
             return
         text = ev.text or ""
         if not text and ev.media:
@@ -414,6 +419,12 @@ class _Turn:
         ids = {c.id for c in choices}
         picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
         intents = self.compiled.intent_matcher
+        if picked is None and intents is not None and text and choices:
+            # the ask's own choices outrank a global intent ("Me da igual" is that choice,
+            # not an intent matching "da igual"); typos are left to the full parse below
+            own = (state.matcher or choice_matcher(choices)).match(text, idiom=idiom, fuzzy=False)
+            if own.ok and own.choice_id in ids:
+                picked = own.choice_id
         if picked is None and intents is not None and text:
             intent = intents.match(text, digits=text if ev.kind == "digits" else None)
             if intent is not None:
@@ -431,7 +442,7 @@ class _Turn:
         else:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
-                pattern=state.pattern, confidence=ev.confidence,
+                pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
         if not ok:

@@ -554,3 +554,84 @@ async def test_inbound_media_and_location_are_recorded_in_the_transcript() -> No
     where = Event(kind="location", channel="whatsapp", location=Location(latitude=40.7, longitude=-74.0, name="Home"))
     [entry] = [e for e in (await engine.turn(result.session, where, FIXED_NOW)).transcript if e.dir == "in"]
     assert entry.data["location"] == {"latitude": 40.7, "longitude": -74.0, "name": "Home"}
+
+
+async def test_builtin_reprompts_use_the_channel_idiom(dental: Engine) -> None:
+    sms = Talk(dental, "sms")
+    await sms.send("start")
+    typed = await sms.send("text", "banana split")
+    assert typed.messages[0].reprompt
+    assert "reply with its number" in typed.messages[0].text and "press" not in typed.messages[0].text
+    quiet = await sms.send("empty")
+    assert "didn't hear" not in (quiet.messages[0].text or "")
+    voice = Talk(dental, "voice")
+    await voice.send("start")
+    spoken = await voice.send("speech", "banana split", confidence=0.9)
+    assert spoken.messages[0].reprompt
+    assert "press its number" in spoken.messages[0].text and "reply" not in spoken.messages[0].text
+
+
+YES_NO_FLOW = """
+flow: confirm
+start: ok
+states:
+  ok:
+    ask: "Shall I book it?"
+    input: yes_no
+    save: agree
+    next: done
+    on: {fail: done}
+  done: {end: completed, say: "Bye."}
+"""
+
+
+async def test_yes_no_reprompt_on_sms_never_says_press() -> None:
+    talk = Talk(make_engine(YES_NO_FLOW), "whatsapp")
+    await talk.send("start")
+    result = await talk.send("text", "hmm banana")
+    assert "press" not in result.messages[0].text and "yes or no" in result.messages[0].text
+    voice = Talk(make_engine(YES_NO_FLOW), "voice")
+    await voice.send("start")
+    result = await voice.send("speech", "hmm banana", confidence=0.9)
+    assert "press 1 for yes" in result.messages[0].text
+
+
+CHOICE_VS_INTENT = """
+flow: citas
+start: when
+settings: {language: es}
+intents:
+  cancel: {match: [da igual, cancelar], goto: bye}
+  urgent: {match: [urgente, emergency], goto: bye}
+states:
+  when:
+    ask: "¿Mañana o el viernes?"
+    choices:
+      manana: {label: Mañana}
+      viernes: {label: Viernes}
+      any: {label: Me da igual}
+    save: day
+    next: done
+  done: {end: completed, say: "Vale: {{ day }}."}
+  bye: {end: cancelled, say: "Adiós."}
+"""
+
+
+async def test_an_answer_matching_the_asks_own_choice_beats_a_global_intent() -> None:
+    talk = Talk(make_engine(CHOICE_VS_INTENT))
+    await talk.send("start")
+    result = await talk.send("text", "Me da igual")
+    assert result.session.outcome == "completed" and result.session.vars["day"] == "any"
+    other = Talk(make_engine(CHOICE_VS_INTENT))
+    await other.send("start")
+    cancelled = await other.send("text", "mejor cancelar")  # no choice says this: the intent
+    assert cancelled.session.outcome == "cancelled"
+
+
+async def test_a_negated_intent_phrase_is_answered_not_jumped_on(dental: Engine) -> None:
+    talk = Talk(dental, "sms")
+    await talk.send("start")
+    await talk.send("text", "book")
+    result = await talk.send("text", "No, I don't want an agent")
+    assert talk.state == "ask_name" and "handoff" not in kinds(result)
+    assert result.messages[0].reprompt  # an answer to the name question (not a name): asked again

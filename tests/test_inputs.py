@@ -335,6 +335,60 @@ def test_match_intent_without_intents() -> None:
     assert match_intent("agent", {}) is None
 
 
+URGENT = {
+    "emergency": Intent(goto="urgent", match=["emergency", "urgent", "urgente", "no heat"]),
+    "agent": Intent(goto="handoff", match=["agent", "human"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("no, it's not an emergency", None),
+        ("it isn't urgent", None),
+        ("not urgent", None),
+        ("I don't want an agent", None),
+        ("I do not need a human", None),
+        ("no es urgente", None),
+        ("nothing urgent, just a checkup", None),
+        # still fire: the negation belongs to another clause, or names the problem itself
+        ("no, it's an emergency", "emergency"),
+        ("No. I want an agent", "agent"),
+        ("not sure but it's urgent", "emergency"),
+        ("we have no heat", "emergency"),
+        ("it's urgent", "emergency"),
+        ("es urgente", "emergency"),
+        ("I don't know, get me an agent", "agent"),
+    ],
+)
+def test_a_negated_phrase_does_not_fire_its_intent(text: str, intent: str | None) -> None:
+    assert match_intent(text, URGENT) == intent
+
+
+def test_choice_matching_without_the_typo_step() -> None:
+    menu = choice_matcher(MENU)
+    assert menu.match("apointment").ok  # the full match reads a typo
+    assert not menu.match("apointment", fuzzy=False).ok  # the strict one (before intents) does not
+    assert menu.match("book a visit", fuzzy=False).choice_id == "book"
+
+
+# ------------------------------------------------------------------ the channel's idiom
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "choices"),
+    [("choice", "banana", MENU), ("yes_no", "banana", None), ("text", "  ", None), ("email", "banana", None)],
+)
+def test_reprompt_hints_speak_the_channel_idiom(kind: str, text: str, choices: Any) -> None:
+    spoken = parse(kind, text, choices=choices, idiom="voice").reprompt
+    typed = parse(kind, text, choices=choices, idiom="text").reprompt
+    assert spoken and typed and spoken != typed
+    for word in ("reply", "type", "tap"):
+        assert word not in spoken.lower(), spoken
+    for word in ("press", "say ", "hear"):
+        assert word not in typed.lower(), typed
+
+
 # ------------------------------------------------------------------ cost
 
 
