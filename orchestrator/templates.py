@@ -29,8 +29,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
+import jinja2.environment
 import jinja2.meta
 import jinja2.nodes
+import jinja2.parser
 import phonenumbers
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -239,6 +241,53 @@ def label_of(value: Any) -> Any:
     return value
 
 
+ChoiceLabels = Mapping[str | None, Mapping[str, str]]
+
+
+def flow_choice_labels(flow: Any) -> dict[str | None, dict[str, str]]:
+    """The flow's static choices, id -> label: per variable an ask saves into (`save: reason`),
+    and under None for the whole flow, the first ask's label winning when two asks share an id."""
+    labels: dict[str | None, dict[str, str]] = {None: {}}
+    for state in getattr(flow, "states", {}).values():
+        choices = getattr(state, "choices", None)
+        if not isinstance(choices, Mapping):
+            continue
+        save = getattr(state, "save", None)
+        for cid, choice in choices.items():
+            text = getattr(choice, "label", None) or cid.replace("_", " ")
+            labels[None].setdefault(cid, text)
+            if save:
+                labels.setdefault(save, {}).setdefault(cid, text)
+    return labels
+
+
+class _Label:
+    """The `label` filter: a mapping's label, or a static choice's label for its saved id
+    (`{{ reason | label }}` -> "Teeth cleaning"). `var` (added at compile time when the filter
+    is applied to a plain variable) prefers the ask that saves into that variable."""
+
+    def __init__(self, labels: ChoiceLabels) -> None:
+        self.labels = labels
+
+    def __call__(self, value: Any, var: str | None = None) -> Any:
+        if isinstance(value, str):
+            own = self.labels.get(var) if var is not None else None
+            if own is not None and value in own:
+                return own[value]
+            flow = self.labels.get(None)
+            if flow is not None and value in flow:
+                return flow[value]
+            return value
+        return label_of(value)
+
+
+def _name_label_filters(tree: jinja2.nodes.Node) -> None:
+    """`x | label` -> `x | label("x")`: the filter learns which variable its id came from."""
+    for node in tree.find_all(jinja2.nodes.Filter):
+        if node.name == "label" and isinstance(node.node, jinja2.nodes.Name) and not node.args and not node.kwargs:
+            node.args = [jinja2.nodes.Const(node.node.name, lineno=node.lineno)]
+
+
 def _join(value: Iterable[Any], d: str = "", attribute: str | None = None, last: str | None = None) -> str:
     """jinja's `join`, rendering mappings by their label; `last` separates the final pair:
     `slots | join(', ', last=' or ')` -> "Thu 10 AM, Thu 11 AM or Fri 9 AM"."""
@@ -412,10 +461,13 @@ _MARKERS = ("{{", "{%", "{#")
 class TemplateEngine:
     """One per flow revision (timezone and language come from the flow's settings)."""
 
-    def __init__(self, timezone: str = "UTC", language: str = "en-US") -> None:
+    def __init__(
+        self, timezone: str = "UTC", language: str = "en-US", choice_labels: ChoiceLabels | None = None
+    ) -> None:
         self.timezone = timezone
         self.language = language
         self.formats = Formats(timezone, language)
+        self.choice_labels: ChoiceLabels = choice_labels or {}
         self.env = self._make_env(finalize=True)
 
     def _make_env(self, *, finalize: bool) -> _Sandbox:
@@ -436,7 +488,7 @@ class TemplateEngine:
             datetime=self.formats.datetime,
             join=_join,
             phone=_Phone(self.formats.region),
-            label=label_of,
+            label=_Label(self.choice_labels),
             format=_safe_format,
         )
         env.globals = {"range": _bounded_range, "dict": dict, "namespace": jinja2.utils.Namespace}
@@ -450,6 +502,7 @@ class TemplateEngine:
         try:
             tree = self.env.parse(source)
             _refuse_unsafe_nodes(tree)
+            _name_label_filters(tree)
             return Template(source, self.env.from_string(tree))
         except Exception as exc:
             raise _wrap(exc, source) from None
@@ -461,7 +514,16 @@ class TemplateEngine:
             text = single.group("expr").strip()  # tolerate `when: "{{ x > 1 }}"`
         try:
             _refuse_unsafe_nodes(self.env.parse("{{ " + text + " }}"))
-            compiled = self.env.compile_expression(text, undefined_to_none=False)
+            parser = jinja2.parser.Parser(self.env, text, state="variable")
+            expr = parser.parse_expression()
+            if not parser.stream.eos:
+                raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+            expr.set_environment(self.env)
+            _name_label_filters(expr)
+            body = [jinja2.nodes.Assign(jinja2.nodes.Name("result", "store"), expr, lineno=1)]
+            compiled = jinja2.environment.TemplateExpression(
+                self.env.from_string(jinja2.nodes.Template(body, lineno=1)), False
+            )
         except Exception as exc:
             raise _wrap(exc, source, "expression") from None
         return Expression(source, compiled)
