@@ -55,6 +55,7 @@ NOT_RECEIVED = "Sorry, I didn't get an answer."
 NOT_UNDERSTOOD = "Sorry, I didn't understand that."
 LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
 TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
+CLOSED_NOTICE = "We're closed on {day}."
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
@@ -331,6 +332,10 @@ class _Turn:
         ))
         if result.outcome in ("ok", "empty") and state.save:
             self._save(state.save, result.value)
+        if result.closed and result.outcome in ("ok", "empty"):
+            if "closed" in state.routes:  # the flow says it in its own words
+                return self._route(state, "closed")
+            self._closed_notice(state, result.closed)
         trigger = result.outcome
         if trigger not in state.routes:
             trigger = "error"
@@ -340,6 +345,13 @@ class _Turn:
             self.finish("error", SORRY_ERROR)
             return None
         return self._route(state, trigger)
+
+    def _closed_notice(self, state: CompiledState, day: str) -> None:
+        try:
+            when = self.compiled.templates.formats.date(day)
+        except ValueError:
+            when = day
+        self._emit(Outbound(kind="say", text=CLOSED_NOTICE.format(day=when), state=state.name))
 
     def _handoff(self, state: CompiledState) -> str | None:
         s = self.session

@@ -43,7 +43,7 @@ from .graph import all_edges, state_edges, state_kind
 from .loader import LoadedFlow, closest, did_you_mean, load_flow
 
 BUILTINS: frozenset[str] = frozenset({"contact", "channel", "business", "now", "flow_title", "last_input"})
-CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
+CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer",)
 ASK_ROUTES: tuple[str, ...] = ("fail", "timeout")
 _DTMF = re.compile(r"^[0-9*#]+$")

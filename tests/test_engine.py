@@ -635,3 +635,50 @@ async def test_a_negated_intent_phrase_is_answered_not_jumped_on(dental: Engine)
     result = await talk.send("text", "No, I don't want an agent")
     assert talk.state == "ask_name" and "handoff" not in kinds(result)
     assert result.messages[0].reprompt  # an answer to the name question (not a name): asked again
+
+
+class ClosedCalendar(FakeCalendar):
+    async def find_slots(self, args: FindArgs, ctx: CallContext) -> ConnectorResult:
+        found = await super().find_slots(args, ctx)
+        return msgspec.structs.replace(found, closed="2026-11-29")
+
+
+CLOSED_FLOW = """
+flow: closed
+start: find
+states:
+  find:
+    call: calendar.find_slots
+    args: {around: "2026-11-29T10:00:00-05:00"}
+    save: slots
+    on: {ok: offer, empty: done, error: done%s}
+  offer:
+    ask: "Which time? {{ slots | join(', ') }}"
+    choices_from: slots
+    save: slot
+    next: done
+  own:
+    say: "Sundays we rest."
+    next: offer
+  done: {end: completed}
+"""
+
+
+async def test_a_closed_day_notice_comes_before_the_offer_unless_the_flow_routes_closed() -> None:
+    talk = Talk(make_engine(CLOSED_FLOW % "", ClosedCalendar()))
+    first = await talk.send("start")
+    assert [m.text for m in first.messages][:1] == ["We're closed on Sunday, November 29."]
+    assert first.messages[-1].kind == "ask" and talk.state == "offer"
+    own = Talk(make_engine(CLOSED_FLOW % ", closed: own", ClosedCalendar()))
+    first = await own.send("start")
+    assert first.messages[0].text == "Sundays we rest."
+    assert own.session.vars["slots"]  # the nearest times are saved for the flow's own words
+
+
+def test_validate_accepts_a_closed_route_on_a_call() -> None:
+    from orchestrator import validate
+
+    loaded = load_test_flow(CLOSED_FLOW % ", closed: own", "closed.yaml")
+    registry = ConnectorRegistry()
+    registry.register(ClosedCalendar())
+    validate.check(loaded, registry)  # type: ignore[arg-type]
