@@ -35,7 +35,7 @@ from .slots import (
 
 
 class FindSlotsArgs(msgspec.Struct, kw_only=True):
-    around: str | None = None  # ISO datetime; None = the earliest free slots
+    around: Any = None  # ISO datetime or a datetime answer; None / asap / any time = the earliest
     duration: str | None = None  # default: settings.slot_length
     count: int = 3
 

@@ -254,11 +254,22 @@ def parse_instant(text: str, tz: ZoneInfo, what: str = "time") -> datetime:
     return value.astimezone(UTC)
 
 
+_EARLIEST_WORDS = frozenset({
+    "", "none", "null", "any", "asap", "earliest", "as soon as possible", "any time", "anytime", "whenever",
+})
+
+
 def parse_around(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A wanted time: ISO text, a slot-like mapping (its `start`), or None / "asap" / an
+    "as soon as possible" or "any time" answer (a mapping with `preference`): the earliest."""
     if value is None:
         return None
+    if isinstance(value, Mapping):
+        if value.get("preference") or not value.get("start"):
+            return None
+        value = value["start"]
     text = str(value).strip()
-    if text.lower() in ("", "none", "null", "any", "asap", "earliest"):
+    if text.lower() in _EARLIEST_WORDS:
         return None
     return parse_instant(text, tz, "around")
 

@@ -38,6 +38,7 @@ from .errors import FlowRuntimeError
 from .inputs import Idiom, choice_matcher, parse_input
 from .logs import redact_phone
 from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from .templates import label_of
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -636,7 +637,7 @@ class _Turn:
         if summary["reason"]:
             parts.append(f"Reason: {summary['reason']}.")
         if summary["wanted"]:
-            parts.append(f"Preferred time: {summary['wanted']}.")
+            parts.append(f"Preferred time: {label_of(summary['wanted'])}.")
         booking = summary["booking"]
         if isinstance(booking, Mapping) and booking.get("label"):
             parts.append(f"Booked: {booking['label']}.")

@@ -496,6 +496,9 @@ def _notice(duration: str) -> float:
     return schema.parse_duration(duration)
 
 
+PREFERENCE_LABELS = {"asap": "as soon as possible", "any": "any time"}
+
+
 def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datetime) -> InputResult:
     want: Want = "date" if kind == "date" else "time" if kind == "time" else "datetime"
     parsed = parse_when(
@@ -509,6 +512,15 @@ def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datet
     )
     if parsed.kind in ("exact", "earliest") and parsed.value is not None:
         value = parsed.value
+        if parsed.preference is not None and want != "date":
+            # "asap" / "any time" names no time: never save a clock time the flow would then
+            # promise ("we'll call you at 1 PM"). A mapping like a slot's: it prints as its
+            # label, `.start` is the earliest bookable time, find_slots reads it as "earliest".
+            return InputResult(True, {
+                "start": value.isoformat(timespec="seconds"),
+                "label": PREFERENCE_LABELS[parsed.preference],
+                "preference": parsed.preference,
+            })
         if want == "date":
             return InputResult(True, value.date().isoformat())
         if want == "time":

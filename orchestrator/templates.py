@@ -206,6 +206,12 @@ def _as_datetime(value: Any, tz: ZoneInfo, filter_name: str) -> dt.datetime:
     raise ValueError(f"`{filter_name}` needs a date/time, got {type(value).__name__} {value!r}")
 
 
+def _is_preference(value: Any) -> bool:
+    """An "asap" / "any time" answer (inputs `_when`): it names no clock time, so the time
+    filters print its words ("as soon as possible"), never the earliest slot as a promise."""
+    return isinstance(value, Mapping) and bool(value.get("preference")) and value.get("label") is not None
+
+
 class Formats:
     """Date and time wording for one flow (English; the country picks 12/24 h and order)."""
 
@@ -216,6 +222,8 @@ class Formats:
         self.us_order = self.region in _US_STYLE or self.region is None
 
     def time(self, value: Any) -> str:
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "time")
         if not self.twelve_hour:
             return f"{when.hour:02d}:{when.minute:02d}"
@@ -223,11 +231,15 @@ class Formats:
         return f"{hour}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}"
 
     def date(self, value: Any) -> str:
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "date")
         day, month = _DAYS[when.weekday()], _MONTHS[when.month - 1]
         return f"{day}, {month} {when.day}" if self.us_order else f"{day} {when.day} {month}"
 
     def datetime(self, value: Any) -> str:
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "datetime")
         return f"{_DAYS[when.weekday()][:3]} {when.day} {_MONTHS[when.month - 1][:3]}, {self.time(when)}"
 

@@ -19,7 +19,7 @@ CONTACT = "+15555550123"
 
 
 class FindArgs(msgspec.Struct, kw_only=True):
-    around: str | None = None
+    around: Any = None  # an ISO time, or a datetime answer such as "asap" (a mapping)
     duration: str | None = None
     count: int = 3
 
@@ -682,3 +682,24 @@ def test_validate_accepts_a_closed_route_on_a_call() -> None:
     registry = ConnectorRegistry()
     registry.register(ClosedCalendar())
     validate.check(loaded, registry)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("answer", "words"), [("asap", "as soon as possible"), ("anytime", "any time")])
+async def test_an_asap_or_anytime_callback_is_never_promised_as_a_clock_time(answer: str, words: str) -> None:
+    talk = Talk(make_engine(FLOWS_DIR / "missed_call_textback.yaml"))
+    await talk.send("start")
+    result = await talk.say("Dana Scully", "My crown came loose", answer)
+    assert talk.session.vars["callback_time"]["label"] == words
+    texts = " ".join(m.text or "" for m in result.messages)
+    assert "1:00" not in texts and "13:00" not in texts and "{" not in texts  # no invented time, no raw value
+    notify = next(m for m in result.messages if m.kind == "notify")
+    assert f"Preferred time: {words}." in notify.text
+
+
+async def test_asap_at_a_booking_ask_offers_the_earliest_times(calendar: FakeCalendar, dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("book", "Alex Morgan", "cleaning", "as soon as possible")
+    assert talk.state == "offer"
+    around = calendar.calls[-1][1].around
+    assert around["preference"] == "asap" and around["start"].startswith("2026-11-25T13:00")

@@ -139,3 +139,11 @@ async def test_an_open_day_gets_no_closed_notice(engine: Engine) -> None:
     await talk.start()
     offer = await talk.say("1", "Ann Lee", "cleaning", "Saturday at 10am")
     assert not any("closed" in (m.text or "") for m in offer.messages)
+
+
+async def test_asap_offers_the_earliest_times(engine: Engine) -> None:
+    talk = Talk(engine, "+15550000005")
+    await talk.start()
+    offer = await talk.say("1", "Ann Lee", "cleaning", "asap")
+    assert talk.session.state == "offer"
+    assert offered(offer)[:2] == ["Wed 25 Nov, 1:30 PM", "Wed 25 Nov, 2:00 PM"]  # noon + 1 h notice, on the grid
