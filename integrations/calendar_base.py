@@ -23,6 +23,7 @@ from .slots import (
     Interval,
     SlotError,
     SlotRules,
+    closed_on,
     coerce_slot,
     find_free,
     is_bookable,
@@ -34,7 +35,7 @@ from .slots import (
 
 
 class FindSlotsArgs(msgspec.Struct, kw_only=True):
-    around: str | None = None  # ISO datetime; None = the earliest free slots
+    around: Any = None  # ISO datetime or a datetime answer; None / asap / any time = the earliest
     duration: str | None = None  # default: settings.slot_length
     count: int = 3
 
@@ -186,9 +187,12 @@ class CalendarConnector:
         except ConnectorError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
         slots = find_free(rules, busy, now, around, args.count)
+        closed_day = closed_on(rules, now, around)
+        closed = closed_day.isoformat() if closed_day is not None else None
         if not slots:
-            return ConnectorResult(outcome="empty", detail=f"no free slot within {rules.horizon.days} days")
-        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots])
+            return ConnectorResult(outcome="empty", value=[], closed=closed,
+                                   detail=f"no free slot within {rules.horizon.days} days")
+        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots], closed=closed)
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
         checked = bookable_slot(ctx, args.slot, args.duration)

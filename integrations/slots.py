@@ -131,6 +131,22 @@ def day_slots(rules: SlotRules, day: date) -> Iterator[Interval]:
             start += rules.step
 
 
+def is_closed_day(rules: SlotRules, day: date) -> bool:
+    """The business does not open on `day`: a date in `closed_dates`, or a weekday without
+    opening hours (whatever `business_hours` says; a missing day counts as no hours)."""
+    return day.isoformat() in rules.closed_dates or not rules.hours.get(day.weekday())
+
+
+def closed_on(rules: SlotRules, now: datetime, around: datetime | None) -> date | None:
+    """The local day of a wanted time when the business is closed that day, else None: the
+    nearest open times are still offered, but the contact must hear that the day they asked
+    for is closed (never a silent move to another day)."""
+    if around is None or around < earliest_start(rules, now.astimezone(UTC)) - timedelta(days=1):
+        return None
+    day = around.astimezone(rules.tz).date()
+    return day if is_closed_day(rules, day) else None
+
+
 def overlaps(slot: Interval, busy: Iterable[Interval], buffer: timedelta) -> bool:
     start, end = slot
     return any(b_start < end + buffer and b_end + buffer > start for b_start, b_end in busy)
@@ -238,11 +254,22 @@ def parse_instant(text: str, tz: ZoneInfo, what: str = "time") -> datetime:
     return value.astimezone(UTC)
 
 
+_EARLIEST_WORDS = frozenset({
+    "", "none", "null", "any", "asap", "earliest", "as soon as possible", "any time", "anytime", "whenever",
+})
+
+
 def parse_around(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A wanted time: ISO text, a slot-like mapping (its `start`), or None / "asap" / an
+    "as soon as possible" or "any time" answer (a mapping with `preference`): the earliest."""
     if value is None:
         return None
+    if isinstance(value, Mapping):
+        if value.get("preference") or not value.get("start"):
+            return None
+        value = value["start"]
     text = str(value).strip()
-    if text.lower() in ("", "none", "null", "any", "asap", "earliest"):
+    if text.lower() in _EARLIEST_WORDS:
         return None
     return parse_instant(text, tz, "around")
 

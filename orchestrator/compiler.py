@@ -32,7 +32,7 @@ from .errors import Diagnostic, FlowError, FlowRuntimeError
 from .hours import OpeningHours
 from .inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from .model import OutChoice
-from .templates import CompiledArgs, Expression, Template, TemplateEngine
+from .templates import CompiledArgs, Expression, Template, TemplateEngine, flow_choice_labels
 
 # `transitions` logs INFO on every state change (two records per turn): only its warnings matter.
 logging.getLogger("transitions").setLevel(logging.WARNING)
@@ -387,7 +387,7 @@ def compile_flow(
     if connectors is not None:
         _check_connectors(flow, connectors, where)
     settings = flow.settings
-    engine = TemplateEngine(settings.timezone, settings.language)
+    engine = TemplateEngine(settings.timezone, settings.language, flow_choice_labels(flow))
     states = {name: _compile_state(name, st, flow, engine, where) for name, st in flow.states.items()}
     machine = build_machine(flow, {name: cs.routes for name, cs in states.items()})
     texts = msgspec.json.encode([flow.states, flow.settings])  # only to see whether hours are asked

@@ -38,6 +38,9 @@ class ConnectorResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     outcome: Outcome
     value: Any = None  # saved into the flow variable named by `save:`
     detail: str | None = None  # for the transcript and logs (never secrets)
+    # The business is closed on this ISO date, the day the contact asked for (find_slots):
+    # the engine routes `closed` when the state has it, else says a notice before going on.
+    closed: str | None = None
 
 
 class CallContext(msgspec.Struct, kw_only=True):

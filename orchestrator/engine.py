@@ -41,9 +41,10 @@ import msgspec
 from .compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from .connectors import CallContext, ConnectorRegistry, ConnectorResult
 from .errors import FlowRuntimeError
-from .inputs import parse_input
+from .inputs import Idiom, choice_matcher, parse_input
 from .logs import redact_phone
 from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from .templates import label_of
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -57,9 +58,11 @@ DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "can
 SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
 SORRY_FAILED = "Sorry, I'm having trouble understanding. Someone from our team will get back to you."
 NOT_HEARD = "Sorry, I didn't hear anything."
+NOT_RECEIVED = "Sorry, I didn't get an answer."
 NOT_UNDERSTOOD = "Sorry, I didn't understand that."
 LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
 TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
+CLOSED_NOTICE = "We're closed on {day}."
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
@@ -342,6 +345,10 @@ class _Turn:
         ))
         if result.outcome in ("ok", "empty") and state.save:
             self._save(state.save, result.value)
+        if result.closed and result.outcome in ("ok", "empty"):
+            if "closed" in state.routes:  # the flow says it in its own words
+                return self._route(state, "closed")
+            self._closed_notice(state, result.closed)
         trigger = result.outcome
         if trigger not in state.routes:
             trigger = "error"
@@ -351,6 +358,13 @@ class _Turn:
             self.finish("error", SORRY_ERROR)
             return None
         return self._route(state, trigger)
+
+    def _closed_notice(self, state: CompiledState, day: str) -> None:
+        try:
+            when = self.compiled.templates.formats.date(day)
+        except ValueError:
+            when = day
+        self._emit(Outbound(kind="say", text=CLOSED_NOTICE.format(day=when), state=state.name))
 
     def _handoff(self, state: CompiledState) -> str | None:
         s = self.session
@@ -390,6 +404,9 @@ class _Turn:
             text = f"{hint or NOT_UNDERSTOOD} {self._text(state)}".strip()
         self._ask(state, reprompt=text)
 
+    def _idiom(self) -> Idiom:
+        return "voice" if self.session.channel in VOICE_CHANNELS else "text"
+
     def _choices(self, state: CompiledState) -> tuple[list[OutChoice], dict[str, Any]]:
         """The ask's choices now: items of `choices_from` (numbered 1..n), then static ones."""
         if not state.choices_from:
@@ -416,8 +433,9 @@ class _Turn:
 
     async def _answer(self, state: CompiledState) -> None:
         ev, settings = self.event, self.compiled.settings
+        idiom = self._idiom()
         if ev.kind == "empty":
-            await self._failed(state, NOT_HEARD)
+            await self._failed(state, NOT_HEARD if idiom == "voice" else NOT_RECEIVED)
             return
         text = ev.text or ""
         if not text and ev.media:
@@ -426,6 +444,12 @@ class _Turn:
         ids = {c.id for c in choices}
         picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
         intents = self.compiled.intent_matcher
+        if picked is None and intents is not None and text and choices:
+            # the ask's own choices outrank a global intent ("Me da igual" is that choice,
+            # not an intent matching "da igual"); typos are left to the full parse below
+            own = (state.matcher or choice_matcher(choices)).match(text, idiom=idiom, fuzzy=False)
+            if own.ok and own.choice_id in ids:
+                picked = own.choice_id
         if picked is None and intents is not None and text:
             intent = intents.match(text, digits=text if ev.kind == "digits" else None)
             if intent is not None:
@@ -443,7 +467,7 @@ class _Turn:
         else:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
-                pattern=state.pattern, confidence=ev.confidence,
+                pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
         if not ok:
@@ -647,7 +671,7 @@ class _Turn:
         if summary["reason"]:
             parts.append(f"Reason: {summary['reason']}.")
         if summary["wanted"]:
-            parts.append(f"Preferred time: {summary['wanted']}.")
+            parts.append(f"Preferred time: {label_of(summary['wanted'])}.")
         booking = summary["booking"]
         if isinstance(booking, Mapping) and booking.get("label"):
             parts.append(f"Booked: {booking['label']}.")

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -34,6 +34,7 @@ from .timeparse import Want, parse_when
 
 __all__ = [
     "ChoiceMatcher",
+    "Idiom",
     "InputResult",
     "IntentMatcher",
     "choice_matcher",
@@ -42,6 +43,13 @@ __all__ = [
     "parse_input",
     "parse_number",
 ]
+
+
+# How the contact answers on this channel: "voice" (speaks, presses keys) or "text" (types,
+# taps a button). The engine passes it from the conversation's channel so the built-in hints
+# use the channel's own words: a text reprompt never says "press 1", a spoken one never
+# says "reply with the number". The module stays vendor-neutral.
+Idiom = Literal["voice", "text"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +220,9 @@ class ChoiceMatcher:
             return "".join(labels)
         return ", ".join(labels[:-1]) + " or " + labels[-1]
 
-    def _not_understood(self) -> InputResult:
+    def _not_understood(self, idiom: Idiom = "text") -> InputResult:
+        if idiom == "voice":
+            return _fail(f"Sorry, I didn't catch that. Please say {self.options_text()}, or press its number.")
         return _fail(
             f"Sorry, I didn't catch that. Please choose {self.options_text()}"
             f" (you can also reply with its number)."
@@ -222,10 +232,12 @@ class ChoiceMatcher:
         unique = list(dict.fromkeys(ids))
         return _fail(f"Sorry, did you mean {self.options_text(unique)}?")
 
-    def match(self, text: str) -> InputResult:
+    def match(self, text: str, *, idiom: Idiom = "text", fuzzy: bool = True) -> InputResult:
+        """`fuzzy=False` leaves out the typo step: what the engine asks before global intents,
+        so only a real match of the ask's own choices outranks an intent."""
         raw = text.strip()
         if not raw:
-            return self._not_understood()
+            return self._not_understood(idiom)
         # 1. the exact choice id (a button reply, a chat client)
         cid = self.ids.get(raw.lower()) or self.ids.get(normalise(raw))
         if cid is not None:
@@ -268,6 +280,8 @@ class ChoiceMatcher:
                 return InputResult(True, within[0], within[0])
             if len(within) > 1:
                 return self._ambiguous(within)
+        if not fuzzy:
+            return self._not_understood(idiom)
         # 4. a small typo ("apointment")
         scores: dict[str, float] = {}
         candidates = [" ".join(words), *(w for w in words if len(w) >= 4)]
@@ -285,7 +299,7 @@ class ChoiceMatcher:
             top_score = max(scores.values())
             top = [cid for cid, score in scores.items() if score == top_score]
             return InputResult(True, top[0], top[0]) if len(top) == 1 else self._ambiguous(top)
-        return self._not_understood()
+        return self._not_understood(idiom)
 
 
 _MATCHERS: OrderedDict[tuple[Any, ...], ChoiceMatcher] = OrderedDict()
@@ -306,8 +320,41 @@ def choice_matcher(choices: Sequence[OutChoice]) -> ChoiceMatcher:
 # ------------------------------------------------------------------ intents
 
 
+# Words that negate what follows them in the same clause ("it's not an emergency", "I don't
+# want an agent", "no es urgente"). Apostrophes are gone after `normalise` ("dont").
+_NEGATORS = frozenset({
+    "not", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "never", "nothing",
+    "neither", "nor", "without", "nunca", "sin", "tampoco",
+})
+# "no" negates only when it is not right before the phrase: "no, it's not urgent", "no es
+# urgente" are negations, but "no hot water" / "no heat" name the problem itself.
+_NO_WORD = "no"
+NEGATION_WINDOW = 4  # words before a phrase that a negator may stand in
+# Where a clause ends: "No, I want an agent" is a "no" and then a request for an agent.
+_CLAUSE = re.compile(r"[,.;:!?\u2026]+|\s(?:but|pero|though|although)\s", re.IGNORECASE)
+
+
+def _negated(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+    """True when every occurrence of `phrase` in `words` (one clause) follows a negator."""
+    n = len(phrase)
+    found = False
+    for i in range(len(words) - n + 1):
+        if words[i : i + n] != phrase:
+            continue
+        found = True
+        before = words[max(0, i - NEGATION_WINDOW) : i]
+        if not any(w in _NEGATORS or (w == _NO_WORD and j < len(before) - 1) for j, w in enumerate(before)):
+            return False
+    return found
+
+
 class IntentMatcher:
-    """Global intents (`agent: {match: [agent, human], dtmf: "0"}`), precomputed once."""
+    """Global intents (`agent: {match: [agent, human], dtmf: "0"}`), precomputed once.
+
+    A phrase said negated does not fire its intent: "it's not an emergency", "I don't want
+    an agent", "not urgent", "no es urgente" (a negator within `NEGATION_WINDOW` words
+    before the phrase, in the same clause). The clause check only runs once a phrase is
+    found, so the common turn (no intent phrase at all) costs what it did."""
 
     def __init__(self, intents: Mapping[str, schema.Intent]) -> None:
         self.intents = intents
@@ -321,8 +368,15 @@ class IntentMatcher:
         words = _tokens(text)
         if not words:
             return None
+        clauses: list[tuple[str, ...]] | None = None
         for phrase, name in self.phrases:  # longest phrase first
-            if _contains(words, phrase):
+            if not _contains(words, phrase):
+                continue
+            if _NEGATORS.isdisjoint(words) and _NO_WORD not in words:
+                return name
+            if clauses is None:
+                clauses = [c for c in (_tokens(part) for part in _CLAUSE.split(text)) if c]
+            if any(_contains(c, phrase) and not _negated(c, phrase) for c in clauses):
                 return name
         return None
 
@@ -345,10 +399,11 @@ def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | 
 # ------------------------------------------------------------------ the kinds
 
 
-def _text(text: str, pattern: str | None) -> InputResult:
+def _text(text: str, pattern: str | None, idiom: Idiom = "text") -> InputResult:
     value = text.strip()
     if not value:
-        return _fail("Sorry, I didn't get an answer. Could you type or say it again?")
+        again = "say it again" if idiom == "voice" else "type it again"
+        return _fail(f"Sorry, I didn't get an answer. Could you {again}?")
     if pattern is not None and re.fullmatch(pattern, value) is None:
         return _fail("Sorry, that doesn't look right. Please check it and try again.")
     return InputResult(True, value)
@@ -364,7 +419,7 @@ _NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|thanks|thank you|please)$", re.I
 _NAME_OK = re.compile(r"^[^\W\d_][^\W\d_'\u2019.\- ]*(?:['\u2019.\- ]+[^\W\d_]+)*\.?$")
 
 
-def _name(text: str) -> InputResult:
+def _name(text: str, idiom: Idiom = "text") -> InputResult:
     value = " ".join(text.replace("\u2019", "'").split()).strip(" ,.!?;:\"")
     value = _NAME_PREFIX.sub("", value)
     value = _NAME_SUFFIX.sub("", value).strip(" ,.!?;:\"")
@@ -381,7 +436,7 @@ def _title(word: str) -> str:
     return re.sub(r"^Mc(\w)", lambda m: "Mc" + m.group(1).upper(), out)
 
 
-def _number(text: str) -> InputResult:
+def _number(text: str, idiom: Idiom = "text") -> InputResult:
     value = parse_number(text)
     if value is None:
         return _fail("Sorry, I need a number, like 2 or 'two'.")
@@ -416,10 +471,12 @@ def _yes_no_words(norm: str) -> bool | None:
     return yes if yes != no else None
 
 
-def _yes_no(text: str) -> InputResult:
+def _yes_no(text: str, idiom: Idiom = "text") -> InputResult:
     answer = _yes_no_words(normalise(text))
     if answer is None:
-        return _fail("Sorry, was that a yes or a no? You can also press 1 for yes or 2 for no.")
+        if idiom == "voice":
+            return _fail("Sorry, was that a yes or a no? You can also press 1 for yes or 2 for no.")
+        return _fail("Sorry, was that a yes or a no? Please reply yes or no.")
     return InputResult(True, answer)
 
 
@@ -439,6 +496,9 @@ def _notice(duration: str) -> float:
     return schema.parse_duration(duration)
 
 
+PREFERENCE_LABELS = {"asap": "as soon as possible", "any": "any time"}
+
+
 def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datetime) -> InputResult:
     want: Want = "date" if kind == "date" else "time" if kind == "time" else "datetime"
     parsed = parse_when(
@@ -452,6 +512,15 @@ def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datet
     )
     if parsed.kind in ("exact", "earliest") and parsed.value is not None:
         value = parsed.value
+        if parsed.preference is not None and want != "date":
+            # "asap" / "any time" names no time: never save a clock time the flow would then
+            # promise ("we'll call you at 1 PM"). A mapping like a slot's: it prints as its
+            # label, `.start` is the earliest bookable time, find_slots reads it as "earliest".
+            return InputResult(True, {
+                "start": value.isoformat(timespec="seconds"),
+                "label": PREFERENCE_LABELS[parsed.preference],
+                "preference": parsed.preference,
+            })
         if want == "date":
             return InputResult(True, value.date().isoformat())
         if want == "time":
@@ -510,26 +579,28 @@ _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9](?:[A-Za-z
 _EMAIL_PREFIX = re.compile(r"^(?:(?:my|the)\s+)?(?:e-?mail(?:\s+address)?(?:'s|\s+is)?|it'?s|it\s+is)\s+", re.I)
 
 
-def _email(text: str) -> InputResult:
+def _email(text: str, idiom: Idiom = "text") -> InputResult:
     value = _EMAIL_PREFIX.sub("", text.strip()).strip(" <>\"'.,;")
     if " " in value:  # spoken: "alex dot morgan at example dot com"
         value = re.sub(r"\s+(?:at)\s+", "@", value, flags=re.I)
         value = re.sub(r"\s+(?:dot)\s+", ".", value, flags=re.I)
         value = value.replace(" ", "")
     if len(value) > 254 or not _EMAIL.match(value) or ".." in value:
+        if idiom == "voice":
+            return _fail("Sorry, I didn't get that email address. Please spell it, like 'name at example dot com'.")
         return _fail("Sorry, that doesn't look like an email address. Please type it like name@example.com.")
     local, _, domain = value.rpartition("@")
     return InputResult(True, f"{local}@{domain.lower()}")
 
 
-def _choice(text: str, choices: Sequence[OutChoice] | ChoiceMatcher | None) -> InputResult:
+def _choice(text: str, choices: Sequence[OutChoice] | ChoiceMatcher | None, idiom: Idiom) -> InputResult:
     if choices is None:
-        return _text(text, None)
+        return _text(text, None, idiom)
     matcher = choices if isinstance(choices, ChoiceMatcher) else choice_matcher(choices)
-    return matcher.match(text)
+    return matcher.match(text, idiom=idiom)
 
 
-_SIMPLE: dict[str, Callable[[str], InputResult]] = {"name": _name, "number": _number, "yes_no": _yes_no,
+_SIMPLE: dict[str, Callable[[str, Idiom], InputResult]] = {"name": _name, "number": _number, "yes_no": _yes_no,
                                                     "email": _email}
 
 
@@ -542,20 +613,22 @@ def parse_input(
     now: float | dt.datetime,
     pattern: str | None = None,
     confidence: float | None = None,
+    idiom: Idiom = "text",
 ) -> InputResult:
     """Read one answer of `kind` (`schema.INPUT_KINDS`; None: choice when choices are given,
-    else text). `now` is epoch seconds (or an aware datetime)."""
+    else text). `now` is epoch seconds (or an aware datetime). `idiom` picks the words of
+    the reprompt hint: "voice" (say / press) or "text" (type / reply)."""
     if kind is None:
         kind = "choice" if choices else "text"
     if confidence is not None and confidence < settings.speech_confidence:
         return _fail("Sorry, I didn't quite hear that. Could you say it again?")
     simple = _SIMPLE.get(kind)
     if simple is not None:
-        return simple(text)
+        return simple(text, idiom)
     if kind == "choice":
-        return _choice(text, choices)
+        return _choice(text, choices, idiom)
     if kind == "text":
-        return _text(text, pattern)
+        return _text(text, pattern, idiom)
     if kind in ("date", "time", "datetime"):
         if not text.strip():
             return _fail("Sorry, I didn't catch a date. You can say things like 'tomorrow at 10am'.")

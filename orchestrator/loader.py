@@ -109,8 +109,9 @@ def did_you_mean(word: str, options: Any, *, cutoff: float = 0.6) -> str | None:
 
 
 class _Builder:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, text: str = "") -> None:
         self.filename = filename
+        self.lines = text.splitlines()
         self.positions: dict[str, Position] = {}
         self.key_positions: dict[str, Position] = {}
         self.scalar_text: dict[PathKey, str] = {}  # what the author wrote, for non-string scalars
@@ -145,6 +146,11 @@ class _Builder:
                             merged.setdefault(k, v)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
+                template = self._template_value(node)
+                if template is not None:  # `say: {{ name }}` parsed as a mapping
+                    self.problems.append(self._diag(node, parts, "a value starting with {{ must be in quotes",
+                                                    template))
+                    return result
                 message = "a mapping key must be plain text, not a list or mapping"
                 self.problems.append(self._diag(key_node, parts, message))
                 continue
@@ -165,6 +171,18 @@ class _Builder:
             result.setdefault(k, v)
         return result
 
+    def _template_value(self, node: yaml.Node) -> str | None:
+        """The fix when `node` is a `{{ ... }}` template YAML read as a flow mapping."""
+        line, col = node.start_mark.line, node.start_mark.column
+        rest = self.lines[line][col:] if 0 <= line < len(self.lines) else ""
+        if not rest.startswith("{{"):
+            return None
+        close = rest.find("}}")
+        value = rest[: close + 2] if close >= 0 else rest
+        key = re.search(r"([^\s{,:]+):\s*$", self.lines[line][:col])
+        name = key.group(1) if key else "say"
+        return TEMPLATE_HINT % (name, value.replace('"', '\\"'))
+
     def _diag(self, node: yaml.Node, parts: PathKey, message: str, hint: str | None = None) -> Diagnostic:
         line, col = _mark(node)
         return Diagnostic(file=self.filename, line=line, col=col, message=message, hint=hint, path=path_str(parts))
@@ -174,26 +192,88 @@ def _mark(node: yaml.Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_TEMPLATE_VALUE = re.compile(r"^\s*(?:-\s+)?(?P<key>[^\s:#'\"][^:#]*?):\s+(?P<value>\{\{.*)$")
+_KEY_VALUE = re.compile(r"^(?P<indent>\s*)(?P<dash>-\s+)?(?P<key>[^\s:#'\"][^:]*?):\s+(?P<value>.*?)\s*$")
+TEMPLATE_HINT = "quote a value that starts with {{: write %s: \"%s\" (YAML reads {{ ... }} as a mapping)"
+
+
+def _template_fix(line: str) -> str | None:
+    """The quoted form of a `key: {{ ... }}` line, or None when the line is not one."""
+    match = _TEMPLATE_VALUE.match(line)
+    if match is None:
+        return None
+    value = match.group("value").strip().replace('"', '\\"')
+    return TEMPLATE_HINT % (match.group("key").strip(), value)
+
+
 def _syntax_diagnostic(exc: yaml.YAMLError, filename: str, text: str) -> Diagnostic:
+    """A YAML syntax error in the owner's words, at the parser's line:col, with the fix."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    hint = None
+    context = getattr(exc, "context", None) or ""
+    opened = getattr(exc, "context_mark", None)
+    opened_at = f"line {opened.line + 1}:{opened.column + 1}" if opened is not None else "above"
     lines = text.splitlines()
-    bad_char = lines[line - 1][col - 1 : col] if 0 < line <= len(lines) else ""
-    if bad_char == "\t" or "\\t" in problem:
-        hint = "indent with spaces, not tabs"
+
+    def at(n: int) -> str:
+        return lines[n - 1] if 0 < n <= len(lines) else ""
+
+    here = at(line)
+    bad_char = here[col - 1 : col]
+    message: str | None = None
+    hint: str | None = None
+    template = _template_fix(here) or (_template_fix(at(opened.line + 1)) if opened is not None else None)
+    if bad_char == "\t" or "\\t" in problem or here[: len(here) - len(here.lstrip())].count("\t"):
+        message = f"line {line} is indented with a tab"
+        hint = "indent with spaces, not tabs (YAML does not allow tabs; 2 spaces per level)"
+    elif template is not None:
+        message = "a value starting with {{ must be in quotes"
+        hint = template
+    elif "quoted scalar" in context:
+        message = f"the quote opened at {opened_at} is never closed"
+        hint = "end the text with the same quote mark it starts with; inside \"...\" write \\\" for a quote"
+    elif "flow mapping" in context or "flow sequence" in context:
+        bracket, closing = ("{", "}") if "mapping" in context else ("[", "]")
+        message = f"the '{bracket}' opened at {opened_at} is not closed (or a ',' is missing between items)"
+        hint = (f"close it with '{closing}' on the same value, or put text containing "
+                f"{bracket} or , in quotes")
     elif "mapping values are not allowed" in problem:
-        hint = "put text containing ': ' in quotes"
+        before = here[: col - 1]
+        key = _KEY_VALUE.match(here)
+        if ": " in before.strip() + " " and key is not None and ": " in before:
+            message = "this text contains ': ', which YAML reads as the start of another key"
+            value = key.group("value").replace('"', '\\"')
+            hint = f'put the whole text in quotes: {key.group("key")}: "{value}"'
+        else:
+            message = f"line {line} is indented further than the key above it"
+            hint = "line up the keys of one state under each other (the same number of spaces)"
     elif "expected a single document" in problem or "but found another document" in problem:
-        hint = "a flow file holds one document; remove the extra '---'"
+        message = "a flow file holds one document, but this line starts another ('---')"
+        hint = "remove the extra '---'"
     elif "found undefined alias" in problem:
+        alias = re.match(r"\*[^\s,\]}]*", here[col - 1 :])
+        message = f"'{alias.group() if alias else '*'}' refers to an anchor that is not defined"
         hint = "define the anchor (&name) before using *name"
+    elif "did not find expected key" in problem or "expected <block end>" in problem:
+        stripped = here.lstrip()
+        indent = len(here) - len(stripped)
+        if stripped.startswith("- ") or stripped == "-":
+            message = "a list item ('- ') is mixed into a mapping of 'key: value' lines"
+            hint = ("write it as 'key: value' at the indentation of the keys above, without the '-', "
+                    "or make every entry of this block a '- ' item")
+        else:
+            above = next((n for n in range(line - 1, 0, -1) if at(n).strip() and not at(n).lstrip().startswith("#")), 0)
+            above_indent = len(at(above)) - len(at(above).lstrip())
+            message = f"line {line} is indented {indent} spaces, which does not line up with the lines above"
+            hint = (f"line its key up with the key it belongs with ({above_indent} spaces, like line {above})"
+                    + (f" or with the block at {opened_at} ({opened.column} spaces)" if opened is not None else ""))
     elif "could not find expected ':'" in problem or "could not find expected" in problem:
+        message = f"line {line} is neither 'key: value' nor a continuation of the line above"
         hint = "check the indentation and that every key ends with ':'"
-    return Diagnostic(file=filename, line=line, col=col, message=message, hint=hint)
+    detail = f"{problem}" + (f" ({context})" if context else "")
+    text_out = f"YAML syntax error: {message} [parser: {detail}]" if message else f"YAML syntax error: {detail}"
+    return Diagnostic(file=filename, line=line, col=col, message=text_out, hint=hint)
 
 
 # -- plain data -> Flow ---------------------------------------------------------------------
@@ -476,7 +556,7 @@ def yaml_data(text: str, filename: str = "<yaml>") -> Any:
         raise FlowError([_syntax_diagnostic(exc, filename, text)]) from None
     if node is None:
         return None
-    b = _Builder(filename)
+    b = _Builder(filename, text)
     data = b.build(node, ())
     if b.problems:
         raise FlowError(b.problems)
@@ -489,7 +569,7 @@ def load_flow_text(text: str, filename: str = "<flow>") -> LoadedFlow:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise FlowError([_syntax_diagnostic(exc, filename, text)]) from None
-    b = _Builder(filename)
+    b = _Builder(filename, text)
     if node is None:
         raise FlowError([Diagnostic(file=filename, line=1, col=1, message="the flow file is empty",
                                     hint="start with 'flow:', 'start:' and 'states:'")])

@@ -31,8 +31,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
+import jinja2.environment
 import jinja2.meta
 import jinja2.nodes
+import jinja2.parser
 import phonenumbers
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -225,6 +227,12 @@ def _as_datetime(value: Any, tz: ZoneInfo, filter_name: str) -> dt.datetime:
     raise ValueError(f"`{filter_name}` needs a date/time, got {type(value).__name__} {value!r}")
 
 
+def _is_preference(value: Any) -> bool:
+    """An "asap" / "any time" answer (inputs `_when`): it names no clock time, so the time
+    filters print its words ("as soon as possible"), never the earliest slot as a promise."""
+    return isinstance(value, Mapping) and bool(value.get("preference")) and value.get("label") is not None
+
+
 class Formats:
     """Date and time wording for one flow (English; the country picks 12/24 h and order)."""
 
@@ -237,6 +245,8 @@ class Formats:
     def time(self, value: Any) -> str:
         if _unset_value(value):
             return ""
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "time")
         if not self.twelve_hour:
             return f"{when.hour:02d}:{when.minute:02d}"
@@ -246,6 +256,8 @@ class Formats:
     def date(self, value: Any) -> str:
         if _unset_value(value):
             return ""
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "date")
         day, month = _DAYS[when.weekday()], _MONTHS[when.month - 1]
         return f"{day}, {month} {when.day}" if self.us_order else f"{day} {when.day} {month}"
@@ -253,6 +265,8 @@ class Formats:
     def datetime(self, value: Any) -> str:
         if _unset_value(value):
             return ""
+        if _is_preference(value):
+            return str(value["label"])
         when = _as_datetime(value, self.tz, "datetime")
         return f"{_DAYS[when.weekday()][:3]} {when.day} {_MONTHS[when.month - 1][:3]}, {self.time(when)}"
 
@@ -264,6 +278,53 @@ def label_of(value: Any) -> Any:
             if value.get(key) is not None:
                 return value[key]
     return value
+
+
+ChoiceLabels = Mapping[str | None, Mapping[str, str]]
+
+
+def flow_choice_labels(flow: Any) -> dict[str | None, dict[str, str]]:
+    """The flow's static choices, id -> label: per variable an ask saves into (`save: reason`),
+    and under None for the whole flow, the first ask's label winning when two asks share an id."""
+    labels: dict[str | None, dict[str, str]] = {None: {}}
+    for state in getattr(flow, "states", {}).values():
+        choices = getattr(state, "choices", None)
+        if not isinstance(choices, Mapping):
+            continue
+        save = getattr(state, "save", None)
+        for cid, choice in choices.items():
+            text = getattr(choice, "label", None) or cid.replace("_", " ")
+            labels[None].setdefault(cid, text)
+            if save:
+                labels.setdefault(save, {}).setdefault(cid, text)
+    return labels
+
+
+class _Label:
+    """The `label` filter: a mapping's label, or a static choice's label for its saved id
+    (`{{ reason | label }}` -> "Teeth cleaning"). `var` (added at compile time when the filter
+    is applied to a plain variable) prefers the ask that saves into that variable."""
+
+    def __init__(self, labels: ChoiceLabels) -> None:
+        self.labels = labels
+
+    def __call__(self, value: Any, var: str | None = None) -> Any:
+        if isinstance(value, str):
+            own = self.labels.get(var) if var is not None else None
+            if own is not None and value in own:
+                return own[value]
+            flow = self.labels.get(None)
+            if flow is not None and value in flow:
+                return flow[value]
+            return value
+        return label_of(value)
+
+
+def _name_label_filters(tree: jinja2.nodes.Node) -> None:
+    """`x | label` -> `x | label("x")`: the filter learns which variable its id came from."""
+    for node in tree.find_all(jinja2.nodes.Filter):
+        if node.name == "label" and isinstance(node.node, jinja2.nodes.Name) and not node.args and not node.kwargs:
+            node.args = [jinja2.nodes.Const(node.node.name, lineno=node.lineno)]
 
 
 def _join(value: Iterable[Any], d: str = "", attribute: str | None = None, last: str | None = None) -> str:
@@ -439,10 +500,13 @@ _MARKERS = ("{{", "{%", "{#")
 class TemplateEngine:
     """One per flow revision (timezone and language come from the flow's settings)."""
 
-    def __init__(self, timezone: str = "UTC", language: str = "en-US") -> None:
+    def __init__(
+        self, timezone: str = "UTC", language: str = "en-US", choice_labels: ChoiceLabels | None = None
+    ) -> None:
         self.timezone = timezone
         self.language = language
         self.formats = Formats(timezone, language)
+        self.choice_labels: ChoiceLabels = choice_labels or {}
         self.env = self._make_env(finalize=True)
 
     def _make_env(self, *, finalize: bool) -> _Sandbox:
@@ -463,7 +527,7 @@ class TemplateEngine:
             datetime=self.formats.datetime,
             join=_join,
             phone=_Phone(self.formats.region),
-            label=label_of,
+            label=_Label(self.choice_labels),
             format=_safe_format,
         )
         env.globals = {"range": _bounded_range, "dict": dict, "namespace": jinja2.utils.Namespace}
@@ -477,6 +541,7 @@ class TemplateEngine:
         try:
             tree = self.env.parse(source)
             _refuse_unsafe_nodes(tree)
+            _name_label_filters(tree)
             return Template(source, self.env.from_string(tree))
         except Exception as exc:
             raise _wrap(exc, source) from None
@@ -488,7 +553,16 @@ class TemplateEngine:
             text = single.group("expr").strip()  # tolerate `when: "{{ x > 1 }}"`
         try:
             _refuse_unsafe_nodes(self.env.parse("{{ " + text + " }}"))
-            compiled = self.env.compile_expression(text, undefined_to_none=False)
+            parser = jinja2.parser.Parser(self.env, text, state="variable")
+            expr = parser.parse_expression()
+            if not parser.stream.eos:
+                raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+            expr.set_environment(self.env)
+            _name_label_filters(expr)
+            body = [jinja2.nodes.Assign(jinja2.nodes.Name("result", "store"), expr, lineno=1)]
+            compiled = jinja2.environment.TemplateExpression(
+                self.env.from_string(jinja2.nodes.Template(body, lineno=1)), False
+            )
         except Exception as exc:
             raise _wrap(exc, source, "expression") from None
         return Expression(source, compiled)

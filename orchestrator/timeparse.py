@@ -9,8 +9,10 @@ team's FIELD-NOTES):
 - a weekday is the next such day (today's weekday: next week once the time has passed);
   "next friday" said while this week's Friday is still ahead asks which one is meant;
 - "morning" / "afternoon" / "evening" -> 9:00 / 14:00 / 17:00, "noon", "midnight";
-- "asap", "any time", "whenever", "earliest"... -> the earliest moment: now + the minimum
-  notice, moved to the next opening time;
+- "asap", "now", "as soon as possible", "earliest"... -> the earliest moment (now + the
+  minimum notice, moved to the next opening time) with `preference="asap"`; "any time",
+  "whenever", "no preference"... -> the same moment with `preference="any"`: the contact
+  named no time, so nothing may be promised as if they had (see inputs `_when`);
 - "next week" -> next Monday at opening; a date alone -> that date at opening time;
 - "in 2 hours" / "in 3 days"; "12/3" (month/day for US English, else day/month),
   "december 3rd", "3 dec", "the 5th", ISO dates.
@@ -35,6 +37,7 @@ __all__ = ["ParsedTime", "Want", "parse_when", "warm_up"]
 
 Kind = Literal["exact", "earliest", "ambiguous", "none"]
 Want = Literal["datetime", "date", "time"]
+Preference = Literal["asap", "any"]
 
 UTC = dt.UTC
 
@@ -50,6 +53,8 @@ class ParsedTime:
     kind: Kind
     clarify: str | None = None
     has_time: bool = False  # the answer named a time of day (not only a day)
+    # "asap": as soon as possible; "any": no preference. Set with kind "earliest" only.
+    preference: Preference | None = None
 
 
 # ------------------------------------------------------------------ vocabulary
@@ -68,10 +73,13 @@ _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"
 _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                 "September", "October", "November", "December")
 
-_EARLIEST = re.compile(
+_ASAP = re.compile(
     r"\b(asap|a\s?s\s?a\s?p|as soon as (possible|you can)|soonest|earliest|first available|next available"
-    r"|any ?time|whenever|right (now|away)|now|whatever (is|works)|doesn'?t matter|don'?t mind|no preference"
-    r"|first (slot|opening))\b"
+    r"|right (now|away)|now|immediately|first (slot|opening))\b"
+)
+_ANY_TIME = re.compile(
+    r"\b(any ?time|whenever|whatever (is|works)|doesn'?t matter|don'?t mind|no preference|either|any day"
+    r"|up to you|you (choose|pick|decide))\b"
 )
 _PERIODS: dict[str, tuple[int, int]] = {
     "first thing": (-1, 0), "early morning": (-1, 0),  # -1: the day's opening time
@@ -457,15 +465,19 @@ def parse_when(
     if found.day == dt.date.min:
         found.day = today
     earliest = hours.next_open(local_now + dt.timedelta(seconds=min_notice_seconds)).astimezone(zone)
-    if found.day is not None and found.day > today and found.hour is None and _EARLIEST.search(s):
+    asap = _ASAP.search(s) is not None
+    anytime = not asap and _ANY_TIME.search(s) is not None
+    if found.day is not None and found.day > today and found.hour is None and (asap or anytime):
         # "any time tomorrow": the day's opening time
         return ParsedTime(hours.next_open(_local(found.day, *hours.opening(found.day), zone)), "exact")
-    if _EARLIEST.search(s) or s in ("today", "today please", "this week"):
+    named = found.hour is not None or found.exact is not None or (found.day is not None and found.day != today)
+    if ((asap or anytime) and not named) or s in ("today", "today please", "this week"):
         if s.startswith("today") and earliest.date() != today:
             return ParsedTime(earliest, "ambiguous",
                               f"We're fully closed for today. The earliest is {_fmt_day(earliest.date())} "
                               f"at {_fmt_time(earliest.hour, earliest.minute)}. Does another day work?")
-        return ParsedTime(earliest, "earliest")
+        preference: Preference | None = "asap" if asap else "any" if anytime else None
+        return ParsedTime(earliest, "earliest", preference=preference)
 
     if found.clarify:
         return ParsedTime(None, "none", f"{found.clarify} {_EXAMPLES[want]}")

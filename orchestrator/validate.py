@@ -56,7 +56,7 @@ BUILTIN_MEANING: dict[str, str] = {
     "open_now": "whether the business is open now", "next_open": "the next opening time",
 }
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
-CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
+CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
 ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered")
 YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it

@@ -19,7 +19,7 @@ CONTACT = "+15555550123"
 
 
 class FindArgs(msgspec.Struct, kw_only=True):
-    around: str | None = None
+    around: Any = None  # an ISO time, or a datetime answer such as "asap" (a mapping)
     duration: str | None = None
     count: int = 3
 
@@ -554,3 +554,152 @@ async def test_inbound_media_and_location_are_recorded_in_the_transcript() -> No
     where = Event(kind="location", channel="whatsapp", location=Location(latitude=40.7, longitude=-74.0, name="Home"))
     [entry] = [e for e in (await engine.turn(result.session, where, FIXED_NOW)).transcript if e.dir == "in"]
     assert entry.data["location"] == {"latitude": 40.7, "longitude": -74.0, "name": "Home"}
+
+
+async def test_builtin_reprompts_use_the_channel_idiom(dental: Engine) -> None:
+    sms = Talk(dental, "sms")
+    await sms.send("start")
+    typed = await sms.send("text", "banana split")
+    assert typed.messages[0].reprompt
+    assert "reply with its number" in typed.messages[0].text and "press" not in typed.messages[0].text
+    quiet = await sms.send("empty")
+    assert "didn't hear" not in (quiet.messages[0].text or "")
+    voice = Talk(dental, "voice")
+    await voice.send("start")
+    spoken = await voice.send("speech", "banana split", confidence=0.9)
+    assert spoken.messages[0].reprompt
+    assert "press its number" in spoken.messages[0].text and "reply" not in spoken.messages[0].text
+
+
+YES_NO_FLOW = """
+flow: confirm
+start: ok
+states:
+  ok:
+    ask: "Shall I book it?"
+    input: yes_no
+    save: agree
+    next: done
+    on: {fail: done}
+  done: {end: completed, say: "Bye."}
+"""
+
+
+async def test_yes_no_reprompt_on_sms_never_says_press() -> None:
+    talk = Talk(make_engine(YES_NO_FLOW), "whatsapp")
+    await talk.send("start")
+    result = await talk.send("text", "hmm banana")
+    assert "press" not in result.messages[0].text and "yes or no" in result.messages[0].text
+    voice = Talk(make_engine(YES_NO_FLOW), "voice")
+    await voice.send("start")
+    result = await voice.send("speech", "hmm banana", confidence=0.9)
+    assert "press 1 for yes" in result.messages[0].text
+
+
+CHOICE_VS_INTENT = """
+flow: citas
+start: when
+settings: {language: es}
+intents:
+  cancel: {match: [da igual, cancelar], goto: bye}
+  urgent: {match: [urgente, emergency], goto: bye}
+states:
+  when:
+    ask: "¿Mañana o el viernes?"
+    choices:
+      manana: {label: Mañana}
+      viernes: {label: Viernes}
+      any: {label: Me da igual}
+    save: day
+    next: done
+  done: {end: completed, say: "Vale: {{ day }}."}
+  bye: {end: cancelled, say: "Adiós."}
+"""
+
+
+async def test_an_answer_matching_the_asks_own_choice_beats_a_global_intent() -> None:
+    talk = Talk(make_engine(CHOICE_VS_INTENT))
+    await talk.send("start")
+    result = await talk.send("text", "Me da igual")
+    assert result.session.outcome == "completed" and result.session.vars["day"] == "any"
+    other = Talk(make_engine(CHOICE_VS_INTENT))
+    await other.send("start")
+    cancelled = await other.send("text", "mejor cancelar")  # no choice says this: the intent
+    assert cancelled.session.outcome == "cancelled"
+
+
+async def test_a_negated_intent_phrase_is_answered_not_jumped_on(dental: Engine) -> None:
+    talk = Talk(dental, "sms")
+    await talk.send("start")
+    await talk.send("text", "book")
+    result = await talk.send("text", "No, I don't want an agent")
+    assert talk.state == "ask_name" and "handoff" not in kinds(result)
+    assert result.messages[0].reprompt  # an answer to the name question (not a name): asked again
+
+
+class ClosedCalendar(FakeCalendar):
+    async def find_slots(self, args: FindArgs, ctx: CallContext) -> ConnectorResult:
+        found = await super().find_slots(args, ctx)
+        return msgspec.structs.replace(found, closed="2026-11-29")
+
+
+CLOSED_FLOW = """
+flow: closed
+start: find
+states:
+  find:
+    call: calendar.find_slots
+    args: {around: "2026-11-29T10:00:00-05:00"}
+    save: slots
+    on: {ok: offer, empty: done, error: done%s}
+  offer:
+    ask: "Which time? {{ slots | join(', ') }}"
+    choices_from: slots
+    save: slot
+    next: done
+  own:
+    say: "Sundays we rest."
+    next: offer
+  done: {end: completed}
+"""
+
+
+async def test_a_closed_day_notice_comes_before_the_offer_unless_the_flow_routes_closed() -> None:
+    talk = Talk(make_engine(CLOSED_FLOW % "", ClosedCalendar()))
+    first = await talk.send("start")
+    assert [m.text for m in first.messages][:1] == ["We're closed on Sunday, November 29."]
+    assert first.messages[-1].kind == "ask" and talk.state == "offer"
+    own = Talk(make_engine(CLOSED_FLOW % ", closed: own", ClosedCalendar()))
+    first = await own.send("start")
+    assert first.messages[0].text == "Sundays we rest."
+    assert own.session.vars["slots"]  # the nearest times are saved for the flow's own words
+
+
+def test_validate_accepts_a_closed_route_on_a_call() -> None:
+    from orchestrator import validate
+
+    loaded = load_test_flow(CLOSED_FLOW % ", closed: own", "closed.yaml")
+    registry = ConnectorRegistry()
+    registry.register(ClosedCalendar())
+    validate.check(loaded, registry)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("answer", "words"), [("asap", "as soon as possible"), ("anytime", "any time")])
+async def test_an_asap_or_anytime_callback_is_never_promised_as_a_clock_time(answer: str, words: str) -> None:
+    talk = Talk(make_engine(FLOWS_DIR / "missed_call_textback.yaml"))
+    await talk.send("start")
+    result = await talk.say("Dana Scully", "My crown came loose", answer)
+    assert talk.session.vars["callback_time"]["label"] == words
+    texts = " ".join(m.text or "" for m in result.messages)
+    assert "1:00" not in texts and "13:00" not in texts and "{" not in texts  # no invented time, no raw value
+    notify = next(m for m in result.messages if m.kind == "notify")
+    assert f"Preferred time: {words}." in notify.text
+
+
+async def test_asap_at_a_booking_ask_offers_the_earliest_times(calendar: FakeCalendar, dental: Engine) -> None:
+    talk = Talk(dental)
+    await talk.send("start")
+    await talk.say("book", "Alex Morgan", "cleaning", "as soon as possible")
+    assert talk.state == "offer"
+    around = calendar.calls[-1][1].around
+    assert around["preference"] == "asap" and around["start"].startswith("2026-11-25T13:00")

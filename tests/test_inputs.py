@@ -135,7 +135,7 @@ def test_yes_no(text: str, value: Any) -> None:
     [
         ("datetime", "tmrw 10am", "2026-11-26T10:00:00-05:00"),
         ("datetime", "thursday at 4", "2026-11-26T16:00:00-05:00"),
-        ("datetime", "asap", "2026-11-25T13:00:00-05:00"),  # earliest = now + 1 h notice
+        ("datetime", "tomorrow asap", "2026-11-26T09:00:00-05:00"),  # a day named: its opening
         ("datetime", "Friday afternoon", "2026-11-27T14:00:00-05:00"),
         ("date", "next tuesday", "2026-12-01"),
         ("date", "12/3", "2026-12-03"),
@@ -160,9 +160,43 @@ def test_date_reprompts_are_specific() -> None:
 def test_min_notice_and_now_as_datetime() -> None:
     settings = Settings(timezone="America/New_York", min_notice="3h")
     result = parse_input("datetime", "asap", settings=settings, now=NOW)
-    assert result.value == "2026-11-25T15:00:00-05:00"
+    assert result.value["start"] == "2026-11-25T15:00:00-05:00"
     now_dt = dt.datetime.fromtimestamp(NOW, ZoneInfo("America/New_York"))
-    assert parse_input("datetime", "asap", settings=SETTINGS, now=now_dt).value == "2026-11-25T13:00:00-05:00"
+    assert parse_input("datetime", "asap", settings=SETTINGS, now=now_dt).value["start"] == "2026-11-25T13:00:00-05:00"
+
+
+ASAP = {"start": "2026-11-25T13:00:00-05:00", "label": "as soon as possible", "preference": "asap"}
+ANY = {"start": "2026-11-25T13:00:00-05:00", "label": "any time", "preference": "any"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "value"),
+    [
+        ("datetime", "asap", ASAP), ("datetime", "now", ASAP), ("datetime", "right now please", ASAP),
+        ("datetime", "As soon as possible!", ASAP), ("time", "asap", ASAP),
+        ("datetime", "anytime", ANY), ("datetime", "any time works", ANY), ("datetime", "whenever", ANY),
+        ("time", "whenever you like", ANY), ("datetime", "no preference", ANY),
+        ("date", "asap", "2026-11-25"),  # a date ask: today (the earliest day), as before
+        ("datetime", "tomorrow at 10am", "2026-11-26T10:00:00-05:00"),
+        ("datetime", "not now, tomorrow at 4", "2026-11-26T16:00:00-05:00"),  # a named time wins
+    ],
+)
+def test_asap_and_anytime_are_preferences_not_promised_clock_times(kind: str, text: str, value: Any) -> None:
+    assert parse(kind, text).value == value
+
+
+def test_a_preference_prints_as_words_in_prompts_and_means_earliest_to_find_slots() -> None:
+    from integrations.slots import parse_around
+    from orchestrator.templates import TemplateEngine
+
+    engine = TemplateEngine("America/New_York", "en-US")
+    say = engine.compile("We'll call you back {{ callback }}. ({{ callback | time }})")
+    assert say.render({"callback": ASAP}) == "We'll call you back as soon as possible. (as soon as possible)"
+    assert engine.compile("{{ callback }}").render({"callback": ANY}) == "any time"
+    tz = ZoneInfo("America/New_York")
+    assert parse_around(ASAP, tz) is None and parse_around(ANY, tz) is None  # the earliest times
+    assert parse_around("as soon as possible", tz) is None and parse_around("any time", tz) is None
+    assert parse_around({"start": "2026-11-26T10:00:00-05:00", "label": "x"}, tz) is not None
 
 
 # ------------------------------------------------------------------ phone, email
@@ -333,6 +367,60 @@ def test_match_intent(text: str, digits: str | None, intent: str | None) -> None
 
 def test_match_intent_without_intents() -> None:
     assert match_intent("agent", {}) is None
+
+
+URGENT = {
+    "emergency": Intent(goto="urgent", match=["emergency", "urgent", "urgente", "no heat"]),
+    "agent": Intent(goto="handoff", match=["agent", "human"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("no, it's not an emergency", None),
+        ("it isn't urgent", None),
+        ("not urgent", None),
+        ("I don't want an agent", None),
+        ("I do not need a human", None),
+        ("no es urgente", None),
+        ("nothing urgent, just a checkup", None),
+        # still fire: the negation belongs to another clause, or names the problem itself
+        ("no, it's an emergency", "emergency"),
+        ("No. I want an agent", "agent"),
+        ("not sure but it's urgent", "emergency"),
+        ("we have no heat", "emergency"),
+        ("it's urgent", "emergency"),
+        ("es urgente", "emergency"),
+        ("I don't know, get me an agent", "agent"),
+    ],
+)
+def test_a_negated_phrase_does_not_fire_its_intent(text: str, intent: str | None) -> None:
+    assert match_intent(text, URGENT) == intent
+
+
+def test_choice_matching_without_the_typo_step() -> None:
+    menu = choice_matcher(MENU)
+    assert menu.match("apointment").ok  # the full match reads a typo
+    assert not menu.match("apointment", fuzzy=False).ok  # the strict one (before intents) does not
+    assert menu.match("book a visit", fuzzy=False).choice_id == "book"
+
+
+# ------------------------------------------------------------------ the channel's idiom
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "choices"),
+    [("choice", "banana", MENU), ("yes_no", "banana", None), ("text", "  ", None), ("email", "banana", None)],
+)
+def test_reprompt_hints_speak_the_channel_idiom(kind: str, text: str, choices: Any) -> None:
+    spoken = parse(kind, text, choices=choices, idiom="voice").reprompt
+    typed = parse(kind, text, choices=choices, idiom="text").reprompt
+    assert spoken and typed and spoken != typed
+    for word in ("reply", "type", "tap"):
+        assert word not in spoken.lower(), spoken
+    for word in ("press", "say ", "hear"):
+        assert word not in typed.lower(), typed
 
 
 # ------------------------------------------------------------------ cost

@@ -319,3 +319,45 @@ def test_large_output_is_refused(eng: TemplateEngine) -> None:
     source = "{% for i in range(1000) %}{{ 'x' * 1000 }}{% endfor %}"
     with pytest.raises(TemplateError, match="rendered 1000000 characters"):
         eng.compile(source).render({})
+
+
+LABEL_FLOW = """
+flow: salon
+start: reason
+states:
+  reason:
+    ask: "What can we do for you?"
+    choices:
+      cleaning: {label: Teeth cleaning}
+      whitening: {label: Whitening}
+    save: reason
+    next: extra
+  extra:
+    ask: "Anything else?"
+    choices:
+      cleaning: {label: Cleaning of your retainer}
+      nothing: {}
+    save: extra
+    next: done
+  done:
+    end: completed
+    say: "Booked: {{ reason | label }}, then {{ extra | label }}; {{ other | label }}; {{ 'cleaning' | label }}."
+"""
+
+
+def test_label_gives_a_static_choice_label_for_its_saved_id() -> None:
+    from orchestrator.compiler import compile_flow
+    from orchestrator.loader import load_flow_text
+
+    compiled = compile_flow(load_flow_text(LABEL_FLOW, "salon.yaml"))
+    say = compiled.states["done"].text.get("sms")
+    assert say is not None
+    out = say.render({"reason": "cleaning", "extra": "cleaning", "other": "nothing"})
+    # each variable reads the labels of the ask that saved it; anything else the first ask's;
+    # an id no choice has is printed as it is
+    assert out == "Booked: Teeth cleaning, then Cleaning of your retainer; nothing; Teeth cleaning."
+    assert say.render({"reason": "perm", "extra": "nothing", "other": "x"}).startswith("Booked: perm, then nothing")
+    branch = compiled.templates.compile_expression("reason | label == 'Teeth cleaning'")
+    assert branch.evaluate({"reason": "cleaning"}) is True
+    slot = compiled.templates.compile("{{ s | label }}")
+    assert slot.render({"s": {"id": "x", "label": "Thu 10 AM"}}) == "Thu 10 AM"

@@ -207,3 +207,24 @@ def test_warm_up_then_fallback_is_fast() -> None:
     for _ in range(5):
         when("purple elephant")  # falls through to dateparser
     assert (time.perf_counter() - start) / 5 < 0.05
+
+
+@pytest.mark.parametrize(
+    ("text", "preference"),
+    [
+        ("asap", "asap"), ("ASAP please", "asap"), ("now", "asap"), ("right now", "asap"),
+        ("as soon as possible", "asap"), ("earliest you have", "asap"),
+        ("anytime", "any"), ("any time works", "any"), ("whenever", "any"), ("doesn't matter", "any"),
+        ("today", None),
+    ],
+)
+def test_asap_and_anytime_say_which_they_are(text: str, preference: str | None) -> None:
+    result = when(text)
+    assert result.kind == "earliest" and result.preference == preference
+    assert result.value == dt.datetime(2026, 11, 25, 13, 0, tzinfo=ZoneInfo(NY))
+
+
+def test_a_named_time_wins_over_a_stray_now() -> None:
+    result = when("can't talk now, thursday at 4")
+    assert result.kind == "exact" and result.preference is None
+    assert result.value == dt.datetime(2026, 11, 26, 16, 0, tzinfo=ZoneInfo(NY))

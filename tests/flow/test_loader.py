@@ -98,7 +98,7 @@ def test_syntax_and_shape_errors(text: str, fragment: str, line: int, col: int) 
 def test_tab_gets_a_hint() -> None:
     with pytest.raises(FlowError) as info:
         load_flow_text("flow: d\nstates:\n\tx: 1\n")
-    assert info.value.diagnostics[0].hint == "indent with spaces, not tabs"
+    assert (info.value.diagnostics[0].hint or "").startswith("indent with spaces, not tabs")
 
 
 def test_unknown_key_deep_in_a_choice() -> None:
@@ -190,3 +190,43 @@ states:
     assert "unknown key 'max_retry'" in found[1][1]
     assert "unknown key 'nxt'" in found[2][1]
     assert "unknown key 'next'" in found[3][1]
+
+
+STATE = "flow: d\nstart: a\nstates:\n  a:\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "col", "message", "hint"),
+    [
+        ("    say: hi\n\t  end: done\n", 6, 1, "line 6 is indented with a tab", "spaces, not tabs"),
+        ("    say: Hours: 9 to 5\n    end: done\n", 5, 15, "contains ': '", 'say: "Hours: 9 to 5"'),
+        ("    say: hi\n   end: done\n", 6, 4, "line 6 is indented 3 spaces", "4 spaces, like line 5"),
+        ("    say: hi\n      end: done\n", 6, 10, "indented further than the key above", "line up the keys"),
+        ('    say: "hi there\n    end: done\n', 7, 1, "the quote opened at line 5:10 is never closed",
+         "same quote mark"),
+        ("    say: hi\n    on: {ok: b\n    end: done\n", 7, 8, "the '{' opened at line 6:9 is not closed",
+         "close it with '}'"),
+        ("    say: {{ name }}, welcome\n    end: done\n", 5, 20, "a value starting with {{ must be in quotes",
+         'say: "{{ name }}, welcome"'),
+        ("    say: hi\n    - end: done\n", 6, 5, "a list item ('- ') is mixed into a mapping", "without the '-'"),
+    ],
+)
+def test_yaml_syntax_errors_speak_the_owners_words(body: str, line: int, col: int, message: str, hint: str) -> None:
+    with pytest.raises(FlowError) as info:
+        load_flow_text(STATE + body, "s.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.line, d.col) == (line, col), d.format()
+    assert message in d.message and d.hint is not None and hint in d.hint, d.format()
+
+
+@pytest.mark.parametrize(
+    ("body", "col", "hint"),
+    [("    say: {{ name }}\n    end: done\n", 10, 'say: "{{ name }}"'),
+     ('    say: "hi"\n    voice: {say: {{ name }}}\n    end: done\n', 18, 'say: "{{ name }}"')],
+)
+def test_an_unquoted_template_that_parses_as_a_mapping_is_named(body: str, col: int, hint: str) -> None:
+    with pytest.raises(FlowError) as info:
+        load_flow_text(STATE.replace("start: a\n", "start: a\nvars: {name: x}\n") + body, "s.yaml")
+    (d,) = info.value.diagnostics
+    assert d.message == "a value starting with {{ must be in quotes" and d.hint is not None and hint in d.hint
+    assert (d.line, d.col) == (6 if "voice" not in body else 7, col), d.format()

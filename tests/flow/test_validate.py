@@ -440,7 +440,7 @@ CASES: list[tuple[str, str, str, str | None, int, int | None]] = [
           greet:
             say: Note: we are closed
             end: done
-        """, "YAML syntax error: mapping values are not allowed", "quotes", 5, 14),
+        """, "YAML syntax error: this text contains ': '", "quotes", 5, 14),
     ("no_kind", """
         flow: demo
         start: greet

@@ -115,3 +115,35 @@ async def test_two_conversations_offered_the_same_slot(engine: Engine, backend: 
     ann_bookings = (await backend.list_bookings(ListArgs(), ctx_for(ann))).value
     bob_bookings = (await backend.list_bookings(ListArgs(), ctx_for(bob))).value
     assert len(ann_bookings) == len(bob_bookings) == 1 and ann_bookings[0]["start"] != bob_bookings[0]["start"]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "notice"),
+    [("Sunday at 10am", "We're closed on Sunday, November 29."),
+     ("December 25 at 10am", "We're closed on Friday, December 25.")],
+)
+async def test_a_closed_day_or_holiday_is_said_before_the_nearest_times(
+    engine: Engine, wanted: str, notice: str
+) -> None:
+    talk = Talk(engine, "+15550000003")
+    await talk.start()
+    offer = await talk.say("1", "Ann Lee", "cleaning", wanted)
+    assert talk.session.state == "offer"
+    texts = [m.text for m in offer.messages]
+    assert notice in texts and texts.index(notice) < len(texts) - 1  # before the offer, not instead
+    assert offer.messages[-1].kind == "ask" and len(offered(offer)) == 4
+
+
+async def test_an_open_day_gets_no_closed_notice(engine: Engine) -> None:
+    talk = Talk(engine, "+15550000004")
+    await talk.start()
+    offer = await talk.say("1", "Ann Lee", "cleaning", "Saturday at 10am")
+    assert not any("closed" in (m.text or "") for m in offer.messages)
+
+
+async def test_asap_offers_the_earliest_times(engine: Engine) -> None:
+    talk = Talk(engine, "+15550000005")
+    await talk.start()
+    offer = await talk.say("1", "Ann Lee", "cleaning", "asap")
+    assert talk.session.state == "offer"
+    assert offered(offer)[:2] == ["Wed 25 Nov, 1:30 PM", "Wed 25 Nov, 2:00 PM"]  # noon + 1 h notice, on the grid

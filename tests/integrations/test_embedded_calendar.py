@@ -156,3 +156,19 @@ async def test_storage_failures_are_the_error_outcome_with_a_log_line(
         assert result.outcome == "error" and f"calendar {op}: storage failed" in (result.detail or ""), op
         assert f"{op} failed" in caplog.text
     assert ctx.contact not in caplog.text
+
+
+async def test_find_slots_on_a_closed_day_says_so(calendar: EmbeddedCalendar, ctx_factory: CtxFactory) -> None:
+    from orchestrator.schema import BusinessHours
+
+    only_saturday = BusinessHours(mon=None, tue=None, wed=None, thu=None, fri=None, sat="09:00-13:00", sun=None)
+    ctx = ctx_factory(business_hours=only_saturday, closed_dates=["2026-12-05"])
+    monday = await calendar.find_slots(FindSlotsArgs(around="2026-11-30T10:00:00-05:00"), ctx)
+    assert monday.outcome == "ok" and monday.closed == "2026-11-30"
+    assert all(s["start"].startswith(("2026-11-28", "2026-12-12")) for s in monday.value)  # Saturdays only
+    holiday = await calendar.find_slots(FindSlotsArgs(around="2026-12-05T10:00:00-05:00"), ctx)
+    assert holiday.closed == "2026-12-05" and not any(s["start"].startswith("2026-12-05") for s in holiday.value)
+    open_day = await calendar.find_slots(FindSlotsArgs(around="2026-11-28T10:00:00-05:00"), ctx)
+    assert open_day.closed is None
+    earliest = await calendar.find_slots(FindSlotsArgs(), ctx)  # no wanted time: nothing to say
+    assert earliest.closed is None
