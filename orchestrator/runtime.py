@@ -501,7 +501,8 @@ class Runtime:
                 and session.channel == adapter.capabilities.idiom)
         outbox: list[OutboxPut] = []
         for_contact = notify.contact_messages(result.messages)  # staff notes go to staff, below
-        if for_contact and not sync:
+        # an `end` alone says nothing to the contact: no outbox item for it
+        if not sync and any(m.kind != "end" for m in for_contact):
             target = self._adapter_for_idiom(session.channel, adapter.name)
             if target is None:
                 log.error("session %s: no channel adapter for %r; messages dropped",
