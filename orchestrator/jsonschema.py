@@ -98,7 +98,7 @@ DESCRIPTIONS: dict[str, str] = {
                                "applies ORCHESTRATOR_RETENTION_DAYS server-wide.",
     "Settings.staff_notify": "Phone number (E.164) told by SMS about handoffs and about conversations ending "
                              "booked, handed_off, message_taken, callback_requested or not_understood.",
-    "Settings.max_auto_steps": "Automatic states (say, branch, call, handoff) run in one turn before the "
+    "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
     "Settings.summary": "A template shaping the conversation's summary for staff and the admin API "
                         "(issue #11 item 9).",
@@ -183,7 +183,7 @@ DESCRIPTIONS: dict[str, str] = {
     "HandoffState.handoff": "The staff number (a template): voice dials it; on SMS/WhatsApp staff are told "
                             "(settings.staff_notify, else this number).",
     "HandoffState.say": "Told to the contact first.",
-    "HandoffState.next": "The state after the handoff (voice: after the transferred call).",
+    "HandoffState.next": "The state after the handoff (voice with on.no_answer: after the transfer was answered).",
     "HandoffState.on": "Routes: no_answer (voice: nobody picked up the transfer).",
     "HandoffState.end": "The outcome when the handoff ends the conversation (default handed_off).",
     # -- record
