@@ -165,7 +165,10 @@ DESCRIPTIONS: dict[str, str] = {
     "AskState.pattern": "A regular expression the (text) answer must match.",
     "AskState.max_retries": "Re-asks for this ask before on.fail (default: settings.max_retries).",
     "AskState.next": "The state after an understood answer (unless on names the choice).",
-    "AskState.on": "Routes: a choice id, yes / no (yes_no), fail (not understood), timeout (no reply).",
+    "AskState.on": "Routes: a choice id, yes / no (yes_no), fail (not understood), timeout (no reply), "
+                   "undelivered (the question could not be delivered).",
+    "SayState.on": "Routes: undelivered (the message could not be delivered to the contact).",
+    "RecordState.on": "Routes: undelivered (the prompt could not be delivered to the contact).",
     "AskState.label": "The field's name in the summary staff read (issue #11 item 9).",
     # -- call
     "CallState.call": "The connector action, connector.action (e.g. calendar.find_slots).",
@@ -184,7 +187,8 @@ DESCRIPTIONS: dict[str, str] = {
                             "(settings.staff_notify, else this number).",
     "HandoffState.say": "Told to the contact first.",
     "HandoffState.next": "The state after the handoff (voice with on.no_answer: after the transfer was answered).",
-    "HandoffState.on": "Routes: no_answer (voice: nobody picked up the transfer).",
+    "HandoffState.on": "Routes: no_answer (voice: nobody picked up the transfer), undelivered (messaging: the "
+                       "message could not be delivered).",
     "HandoffState.end": "The outcome when the handoff ends the conversation (default handed_off).",
     # -- record
     "RecordState.record": "The prompt before the beep (a template).",
