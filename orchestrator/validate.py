@@ -35,7 +35,7 @@ import jinja2.meta
 import jinja2.nodes
 import phonenumbers
 
-from . import schema, templates
+from . import schema, summary, templates
 from .connectors import ConnectorRegistry
 from .connectors import default_connectors as installed_connectors
 from .errors import Diagnostic, FlowError
@@ -304,7 +304,7 @@ class _Checker:
                          "pick another name")
 
     def check_variables(self, path: str, where: str, used: set[str]) -> None:
-        known = self.settable
+        known = self.settable | (summary.TEMPLATE_NAMES if path == "$.settings.summary" else set())
         for var in sorted(used - known):
             hint = did_you_mean(var, known)
             self.add(path, f"{where} uses variable '{var}', which nothing sets",
@@ -361,6 +361,8 @@ class _Checker:
         settings = self.flow.settings
         yield "$.settings.reminder", "settings.reminder", settings.reminder
         yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice
+        if settings.summary is not None:
+            yield "$.settings.summary", "settings.summary", settings.summary
 
     def check_phones(self) -> None:
         targets = [(f"$.states.{n}.handoff", f"state '{n}' hands off to", s.handoff)
