@@ -32,6 +32,8 @@ from .errors import Diagnostic, FlowError, FlowRuntimeError
 from .hours import OpeningHours
 from .inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from .model import OutChoice
+from .summary import SummaryPlan
+from .summary import plan as summary_plan
 from .templates import CompiledArgs, Expression, Template, TemplateEngine, flow_choice_labels
 
 # `transitions` logs INFO on every state change (two records per turn): only its warnings matter.
@@ -115,6 +117,7 @@ class CompiledFlow:
     intents: dict[str, schema.Intent]
     intent_matcher: IntentMatcher | None
     summary_vars: SummaryVars
+    summary: SummaryPlan  # every collected field, labelled, and settings.summary compiled
     reminder: Prompt
     consent_notice: Prompt
     hours: OpeningHours
@@ -397,7 +400,7 @@ def compile_flow(
         templates=engine, timezone=timezone, title=flow.title or flow.flow,
         no_reply_seconds=schema.parse_duration(settings.no_reply_timeout) if settings.no_reply_timeout else None,
         intents=dict(flow.intents), intent_matcher=IntentMatcher(flow.intents) if flow.intents else None,
-        summary_vars=_summary_vars(flow),
+        summary_vars=_summary_vars(flow), summary=summary_plan(flow, states, engine),
         reminder=compile_text(engine, settings.reminder),
         consent_notice=compile_text(engine, settings.consent_notice),
         hours=OpeningHours.from_settings(settings, timezone),

@@ -44,7 +44,7 @@ from .errors import FlowRuntimeError
 from .inputs import Idiom, choice_matcher, parse_input
 from .logs import redact_phone
 from .model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
-from .templates import label_of
+from .summary import build as build_summary
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -376,7 +376,8 @@ class _Turn:
                 return None  # the call is being transferred: wait for the `dial` event
         else:
             staff = self.compiled.settings.staff_notify or target
-            self._emit(Outbound(kind="notify", text=self._staff_text(), state=state.name, target=staff))
+            ends = (state.end or "handed_off") if state.end or "next" not in state.routes else None
+            self._emit(Outbound(kind="notify", text=self._staff_text(ends), state=state.name, target=staff))
         return self._after_handoff(state)
 
     def _after_handoff(self, state: CompiledState) -> str | None:
@@ -649,33 +650,13 @@ class _Turn:
             self._ctx = ctx
         return self._ctx
 
-    def _summary(self) -> dict[str, Any]:
-        s, names = self.session, self.compiled.summary_vars
-        contact = s.vars.get(CONTACT_KEY) or {}
+    def _summary(self, outcome: str | None = None) -> dict[str, Any]:
+        contact = self.session.vars.get(CONTACT_KEY) or {}
+        return build_summary(self.compiled, self.session, self.now, self.ctx(),
+                             profile_name=contact.get("name"), outcome=outcome)
 
-        def var(name: str | None) -> Any:
-            return s.vars.get(name) if name else None
-
-        return {
-            "flow": s.flow, "contact": s.contact, "channel": s.channel,
-            "name": var(names.name) or contact.get("name"), "reason": var(names.reason),
-            "wanted": var(names.wanted), "booking": var(names.booking), "outcome": s.outcome,
-            "turns": s.turns, "duration": round(self.now - s.started_at, 3),
-        }
-
-    def _staff_text(self) -> str:
-        summary = self._summary()
-        who = summary["name"] or "A contact"
-        parts = [f"{self.compiled.title}: {who} ({summary['contact'] or 'unknown number'}) "
-                 f"needs a follow-up via {summary['channel']}."]
-        if summary["reason"]:
-            parts.append(f"Reason: {summary['reason']}.")
-        if summary["wanted"]:
-            parts.append(f"Preferred time: {label_of(summary['wanted'])}.")
-        booking = summary["booking"]
-        if isinstance(booking, Mapping) and booking.get("label"):
-            parts.append(f"Booked: {booking['label']}.")
-        return " ".join(parts)
+    def _staff_text(self, outcome: str | None = None) -> str:
+        return str(self._summary(outcome)["text"])
 
     def result(self) -> TurnResult:
         s = self.session

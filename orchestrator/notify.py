@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .model import Outbound, TurnResult
+from .summary import default_text
 
 if TYPE_CHECKING:
     from .compiler import CompiledFlow
@@ -26,18 +27,13 @@ NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_
                             "undelivered"})
 
 
-def summary_text(title: str, summary: Mapping[str, Any]) -> str:
-    who = summary.get("name") or "A contact"
-    parts = [f"{title}: {who} ({summary.get('contact') or 'unknown number'}) via {summary.get('channel')}, "
-             f"outcome {summary.get('outcome')}."]
-    if summary.get("reason"):
-        parts.append(f"Reason: {summary['reason']}.")
-    if summary.get("wanted"):
-        parts.append(f"Preferred time: {summary['wanted']}.")
-    booking = summary.get("booking")
-    if isinstance(booking, Mapping) and booking.get("label"):
-        parts.append(f"Booked: {booking['label']}.")
-    return " ".join(parts)
+def summary_text(compiled: CompiledFlow, summary: Mapping[str, Any]) -> str:
+    """The summary's own text (`summary.build`: `settings.summary` or the default); a
+    summary built without one is rendered the default way."""
+    text = summary.get("text")
+    if isinstance(text, str) and text:
+        return text
+    return default_text(compiled.summary, compiled.title, summary)
 
 
 def staff_messages(compiled: CompiledFlow, result: TurnResult) -> list[Outbound]:
@@ -50,7 +46,7 @@ def staff_messages(compiled: CompiledFlow, result: TurnResult) -> list[Outbound]
     if staff and result.ended and summary is not None and not out:
         outcome = summary.get("outcome")
         if outcome in NOTIFY_OUTCOMES or summary.get("booking"):
-            out.append(Outbound(kind="notify", text=summary_text(compiled.title, summary),
+            out.append(Outbound(kind="notify", text=summary_text(compiled, summary),
                                 state=result.session.state, target=staff))
     return out
 

@@ -87,6 +87,7 @@ class Settings(Base):
     whatsapp_template_language: str = "en_US"
     retention_days: int = 30  # transcripts kept this long after the conversation ends
     staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
+    summary: str | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
 
 
@@ -142,6 +143,7 @@ class AskState(StateBase, tag="ask", kw_only=True):
     choices: dict[str, Choice] | None = None
     choices_from: str | None = None  # a variable holding a list (e.g. slots)
     save: str | None = None
+    label: str | None = None  # the saved answer's name in the staff summary; default: the save name humanised
     reprompt: str | None = None  # said when the answer is not understood
     pattern: str | None = None  # regex the (text) answer must match
     max_retries: int | None = None  # default settings.max_retries
@@ -153,6 +155,7 @@ class CallState(StateBase, tag="call", kw_only=True):
     call: str  # connector.action
     args: dict[str, Any] = {}
     save: str | None = None
+    label: str | None = None  # the saved result's name in the staff summary; default: the save name humanised
     timeout: Duration = "8s"
     next: str | None = None  # same as on.ok
     on: dict[str, str] = {}  # ok | empty | conflict | error -> state
@@ -173,6 +176,7 @@ class HandoffState(StateBase, tag="handoff", kw_only=True):
 class RecordState(StateBase, tag="record", kw_only=True):
     record: str  # the prompt before the beep
     save: str | None = None
+    label: str | None = None  # the recording's name in the staff summary; default: the save name humanised
     max_length: Duration = "2m"
     next: str | None = None
     end: str | None = None

@@ -35,7 +35,7 @@ import jinja2.meta
 import jinja2.nodes
 import phonenumbers
 
-from . import schema, templates
+from . import schema, summary, templates
 from .assigned import assigned_on_entry, unset_path
 from .channel_limits import limit_warnings
 from .channels import Capabilities, declared_capabilities
@@ -342,7 +342,7 @@ class _Checker:
                   "yours if you meant the built-in", key=key)
 
     def check_variables(self, path: str, where: str, used: set[str]) -> None:
-        known = self.settable
+        known = self.settable | (summary.TEMPLATE_NAMES if path == "$.settings.summary" else set())
         for var in sorted(used - known):
             hint = did_you_mean(var, known)
             self.add(path, f"{where} uses variable '{var}', which nothing sets",
@@ -441,6 +441,8 @@ class _Checker:
     def check_assigned(self, path: str, where: str, used: set[str], state: str | None) -> None:
         """Definite assignment: every variable read must be set on every path to `state`."""
         entry = self.entry
+        if path == "$.settings.summary":  # said at whatever end; an unset field reads as empty there
+            return
         if state is None:  # settings templates: rendered where the conversation waits or ends
             sets = [entry[n] for n, st in self.states.items() if n in entry and isinstance(
                 st, schema.AskState | schema.RecordState)]
@@ -503,6 +505,8 @@ class _Checker:
         settings = self.flow.settings
         yield "$.settings.reminder", "settings.reminder", settings.reminder, None
         yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice, None
+        if settings.summary is not None:
+            yield "$.settings.summary", "settings.summary", settings.summary, None
 
     def check_phones(self) -> None:
         targets = [(f"$.states.{n}.handoff", f"state '{n}' hands off to", s.handoff)

@@ -188,7 +188,7 @@ async def test_retries_then_fail_route_and_staff_notify(dental: Engine) -> None:
     assert done.ended and talk.session.outcome == "handed_off"
     handoff, notify = done.messages[0], done.messages[1]
     assert handoff.kind == "handoff" and handoff.target == "+15555550199"
-    assert notify.kind == "notify" and notify.target == "+15555550199" and CONTACT in notify.text
+    assert notify.kind == "notify" and notify.target == "+15555550199" and "(555) 555-0123" in notify.text
 
 
 async def test_own_reprompt_and_empty_and_low_confidence(dental: Engine) -> None:
@@ -404,7 +404,8 @@ async def test_missed_call_textback_takes_a_message() -> None:
     result = await talk.say("Dana Scully", "My crown came loose", "tomorrow at 10am")
     assert result.ended and talk.session.outcome == "message_taken"
     notify = next(m for m in result.messages if m.kind == "notify")
-    assert "Dana Scully" in notify.text and "crown came loose" in notify.text and CONTACT in notify.text
+    assert "Dana Scully" in notify.text and "Reason: My crown came loose." in notify.text
+    assert "(555) 555-0123" in notify.text and "Callback time: Thu 26 Nov, 10:00 AM." in notify.text
     assert result.summary is not None and result.summary["reason"] == "My crown came loose"
 
 

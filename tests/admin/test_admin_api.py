@@ -126,7 +126,9 @@ async def test_staff_notification_carries_the_summary(client: Any, env: Env) -> 
     staff = [(to, [m.text for m in msgs]) for to, msgs in env.sms.sent]
     assert len(staff) == 2 and {to for to, _ in staff} == {"+15555550199"}
     booked_note = staff[0][1][0]
-    assert "Ann Lee" in booked_note and "outcome booked" in booked_note and "Booked: Thu 26 Nov" in booked_note
+    assert "Ann Lee" in booked_note and "outcome booked" in booked_note
+    assert "Booked: Thu 26 Nov, 10:00 AM." in booked_note
+    assert "Reason: Cleaning." in booked_note and "Preferred time: Thu 26 Nov, 10:00 AM." in booked_note
     assert "needs a follow-up" in staff[1][1][0]
     assert not [m for _, msgs in env.sms.sent for m in msgs if m.kind != "notify"]
 
