@@ -189,7 +189,7 @@ states:
 """)
     lost = chat_file(flow, "banana\n", tmp_path)
     assert "[conversation ended: not_understood]" in lost.stdout
-    assert "bot> (to staff +15555550199: Fallback Co: A contact (+15555550123) via sms, outcome not_understood." \
+    assert "bot> (to staff +15555550199: Fallback Co: A contact ((555) 555-0123) via sms, outcome not_understood." \
         in lost.stdout, lost.stdout
     flow.write_text(flow.read_text().replace(', staff_notify: "+15555550199"', ""))
     untold = chat_file(flow, "banana\n", tmp_path)

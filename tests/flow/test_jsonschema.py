@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +81,6 @@ def test_main_schema_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 # -- every key described (docs/SPEC.md §13; the table is jsonschema.DESCRIPTIONS) -----------
 
-# Keys other branches of issue #11 are adding while this one is written: their descriptions are
-# in the table already. After merging #11 they exist; see test_after_merge_no_stale_descriptions.
-PENDING_KEYS = frozenset({"AskState.label", "CallState.label", "RecordState.label", "Settings.summary"})
-
-
 def _properties() -> list[tuple[str, str, dict[str, Any]]]:
     defs = flow_json_schema()["$defs"]
     return [(name, key, prop) for name, d in sorted(defs.items()) for key, prop in d.get("properties", {}).items()]
@@ -113,17 +107,7 @@ def test_a_key_without_a_description_fails(monkeypatch: pytest.MonkeyPatch) -> N
         test_every_property_of_every_definition_has_a_description()
 
 
-def test_description_table_names_real_keys_or_pending_ones() -> None:
-    stale = set(jsonschema_module.DESCRIPTIONS) - _table_keys_that_exist() - PENDING_KEYS
-    assert stale == set(), f"DESCRIPTIONS names keys the schema does not have: {sorted(stale)}"
-
-
-@pytest.mark.skipif(
-    os.environ.get("ORCHESTRATOR_AFTER_MERGE") != "1",
-    reason="AFTER MERGING #11 run: ORCHESTRATOR_AFTER_MERGE=1 pytest tests/flow/test_jsonschema.py "
-           "(the pending keys exist then); then drop this skipif and PENDING_KEYS",
-)
-def test_after_merge_no_stale_descriptions() -> None:
+def test_description_table_names_only_real_keys() -> None:
     stale = set(jsonschema_module.DESCRIPTIONS) - _table_keys_that_exist()
     assert stale == set(), f"DESCRIPTIONS names keys the schema does not have: {sorted(stale)}"
 
