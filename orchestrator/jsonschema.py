@@ -100,8 +100,9 @@ DESCRIPTIONS: dict[str, str] = {
                              "booked, handed_off, message_taken, callback_requested or not_understood.",
     "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
-    "Settings.summary": "A template shaping the conversation's summary for staff and the admin API "
-                        "(issue #11 item 9).",
+    "Settings.summary": "A template for the text of the conversation's summary (the staff message, "
+                        "summary.text in the admin API); it sees the prompts' context plus summary and fields "
+                        "(name, label, value, text). Default: a headline and 'Label: text.' per field.",
     # -- BusinessHours
     "BusinessHours.mon": "Monday: \"09:00-17:00\", ranges comma-separated (\"08:00-12:00, 13:00-18:00\"), "
                          "or closed.",
@@ -169,7 +170,7 @@ DESCRIPTIONS: dict[str, str] = {
                    "undelivered (the question could not be delivered).",
     "SayState.on": "Routes: undelivered (the message could not be delivered to the contact).",
     "RecordState.on": "Routes: undelivered (the prompt could not be delivered to the contact).",
-    "AskState.label": "The field's name in the summary staff read (issue #11 item 9).",
+    "AskState.label": "The answer's name in the summary staff read; default: the save name humanised.",
     # -- call
     "CallState.call": "The connector action, connector.action (e.g. calendar.find_slots).",
     "CallState.args": "The action's arguments; each value may be a template, and \"{{ x }}\" alone passes "
@@ -179,7 +180,7 @@ DESCRIPTIONS: dict[str, str] = {
     "CallState.next": "The state after ok (same as on: {ok: ...}).",
     "CallState.on": "Routes by the action's outcome: ok, empty, conflict, error; empty and conflict fall back "
                     "to error when not routed.",
-    "CallState.label": "The result's name in the summary staff read (issue #11 item 9).",
+    "CallState.label": "The saved result's name in the summary staff read; default: the save name humanised.",
     # -- branch
     "BranchState.branch": "The cases, in order: [{when, goto}, ..., {goto}].",
     # -- handoff
@@ -196,7 +197,8 @@ DESCRIPTIONS: dict[str, str] = {
     "RecordState.max_length": "The longest recording (default 2m).",
     "RecordState.next": "The state after the recording.",
     "RecordState.end": "Instead of next: end with this outcome after the recording.",
-    "RecordState.label": "The recording's name in the summary staff read (issue #11 item 9).",
+    "RecordState.label": "The recording's name in the summary staff read (shown as its link); default: "
+                         "the save name humanised.",
     # -- end
     "EndState.end": "The outcome label (analytics, staff notifications).",
     "EndState.say": "A last message (a template).",

@@ -51,7 +51,6 @@ class FieldSpec:
     label: str
     kind: str  # an ask's input kind, or "call" / "record"
     choices: dict[str, str] = field(default_factory=dict)  # static choice id -> label
-    offered: bool = False  # a list an ask offers (`choices_from`): the menu, not an answer
 
 
 @dataclass(slots=True)
@@ -60,6 +59,7 @@ class SummaryPlan:
     template: Template | None  # settings.summary, compiled
     filters: Mapping[str, Callable[..., Any]]  # the flow's template filters (time, date, phone, label, ...)
     defaults: Mapping[str, Any]  # the flow's vars: a save target still holding its default was not collected
+    left_out: frozenset[str] = frozenset()  # not in the default text: lists only offered as choices (the pick shows)
 
 
 def humanise(name: str) -> str:
@@ -103,15 +103,15 @@ def plan(flow: schema.Flow, states: Mapping[str, CompiledState], templates: Temp
         if isinstance(spec, schema.AskState):
             for choice in state.choices:
                 found.choices.setdefault(choice.id, choice.label)
-    for spec in flow.states.values():
-        if isinstance(spec, schema.AskState) and spec.choices_from in specs:
-            specs[spec.choices_from].offered = True
+    offered = frozenset(spec.choices_from for spec in flow.states.values()
+                        if isinstance(spec, schema.AskState) and spec.choices_from in specs)
     source = flow.settings.summary
     return SummaryPlan(
         fields=list(specs.values()),
         template=templates.compile(source) if source is not None else None,
         filters=templates.env.filters,
         defaults=flow.vars,
+        left_out=offered,
     )
 
 
@@ -166,10 +166,6 @@ def fields(plan_: SummaryPlan, variables: Mapping[str, Any]) -> list[dict[str, A
     return out
 
 
-def _told(plan_: SummaryPlan) -> frozenset[str]:
-    """The fields the default text leaves out: lists only offered as choices (the pick is shown)."""
-    return frozenset(spec.name for spec in plan_.fields if spec.offered)
-
 
 def recording_url(collected: Sequence[Mapping[str, Any]]) -> str | None:
     for item in collected:
@@ -188,7 +184,7 @@ def default_text(plan_: SummaryPlan, title: str, summary: Mapping[str, Any]) -> 
     who = summary.get("name") or "A contact"
     contact = summary.get("contact")
     reach = str(plan_.filters["phone"](contact)) if contact else "unknown number"
-    left_out = _told(plan_)
+    left_out = plan_.left_out
     outcome = summary.get("outcome")
     how = (f"needs a follow-up via {summary.get('channel')}." if outcome in _FOLLOW_UP
            else f"via {summary.get('channel')}, outcome {outcome}.")
