@@ -131,8 +131,8 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "compiled", "engine", "event", "messages", "now", "session", "steps", "summary",
-                 "transcript")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
+                 "steps", "summary", "transcript")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -144,6 +144,7 @@ class _Turn:
         self.transcript: list[TranscriptEntry] = []
         self.steps = 0
         self.summary: dict[str, Any] | None = None
+        self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
         self._ctx: dict[str, Any] | None = None
         self._dt: datetime | None = None
 
@@ -376,8 +377,12 @@ class _Turn:
                 return None  # the call is being transferred: wait for the `dial` event
         else:
             staff = self.compiled.settings.staff_notify or target
-            ends = (state.end or "handed_off") if state.end or "next" not in state.routes else None
-            self._emit(Outbound(kind="notify", text=self._staff_text(ends), state=state.name, target=staff))
+            if state.end or "next" not in state.routes:
+                self._ending_summary = self._summary(state.end or "handed_off")
+                text = str(self._ending_summary["text"])
+            else:
+                text = self._staff_text()
+            self._emit(Outbound(kind="notify", text=text, state=state.name, target=staff))
         return self._after_handoff(state)
 
     def _after_handoff(self, state: CompiledState) -> str | None:
@@ -568,7 +573,8 @@ class _Turn:
         s.status, s.outcome = "ended", outcome
         self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=f"outcome {outcome}",
                                                data={"outcome": outcome}))
-        self.summary = self._summary()
+        ready = self._ending_summary
+        self.summary = ready if ready is not None and ready["outcome"] == outcome else self._summary()
 
     def note(self, text: str) -> None:
         self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=text))
@@ -655,8 +661,8 @@ class _Turn:
         return build_summary(self.compiled, self.session, self.now, self.ctx(),
                              profile_name=contact.get("name"), outcome=outcome)
 
-    def _staff_text(self, outcome: str | None = None) -> str:
-        return str(self._summary(outcome)["text"])
+    def _staff_text(self) -> str:
+        return str(self._summary()["text"])
 
     def result(self) -> TurnResult:
         s = self.session
