@@ -137,6 +137,8 @@ def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[
         if isinstance(value, Mapping):
             if value.get("url"):  # a recording (the record state's value)
                 return str(value["url"])
+            if kind == "record" and value.get("transcription"):  # a text "voicemail" (SMS/WhatsApp)
+                return str(value["transcription"])
             if "start" in value and not any(value.get(k) for k in ("label", "title", "name")):
                 return str(filters["datetime"](value))
             shown = filters["label"](value)

@@ -212,6 +212,12 @@ states:
     assert [(f["label"], f["text"]) for f in done.summary["fields"]] == [("Voicemail", url)]
     assert f"Voicemail: {url}" in done.summary["text"]
 
+    texted = engine.new_session("s1", business=BIZ, contact=CONTACT, channel="sms", now=now)
+    first = await engine.turn(texted, Event(kind="start", channel="sms"), now + 1)
+    done = await engine.turn(first.session, Event(kind="text", channel="sms", text="My furnace is out"), now + 20)
+    assert done.summary is not None and done.summary["recording"] is None
+    assert done.summary["text"].endswith("Voicemail: My furnace is out.")  # on SMS the message is the voicemail
+
 
 def test_fields_follow_the_order_the_flow_asks_them_not_the_file_order() -> None:
     source = """
