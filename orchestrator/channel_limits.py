@@ -15,21 +15,17 @@ from collections.abc import Iterator, Mapping
 
 from . import schema, textsize
 from .channels import Capabilities
-from .model import Outbound, OutChoice
+from .compiler import static_choices
+from .model import Outbound
 from .render import numbered_menu, present
 
 _TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PLACEHOLDER = "x" * 10  # what a `{{ value }}` is counted as: a name, a date, a slot label
 
 
-def _static_choices(state: schema.AskState) -> list[OutChoice]:
-    return [OutChoice(id=cid, label=c.label or cid.replace("_", " "), dtmf=c.dtmf, description=c.description)
-            for cid, c in (state.choices or {}).items()]
-
-
 def _menu_warnings(name: str, state: schema.AskState, channel: str, caps: Capabilities,
                    ) -> Iterator[tuple[str, str, str]]:
-    choices = _static_choices(state)
+    choices = static_choices(state)
     shown = present(Outbound(kind="ask", text="?", choices=choices), caps)
     base = f"$.states.{name}.choices"
     where = f"state '{name}' on {channel}"
@@ -64,7 +60,7 @@ def _sms_texts(name: str, state: schema.State) -> Iterator[tuple[str, str]]:
             text, path = getattr(state, field, None), f"$.states.{name}.{field}"
         if isinstance(text, str) and field != "handoff":
             if isinstance(state, schema.AskState) and field == "ask" and state.choices:
-                text = f"{text}\n{numbered_menu(_static_choices(state))}"
+                text = f"{text}\n{numbered_menu(static_choices(state))}"
             yield path, text
 
 

@@ -237,7 +237,8 @@ def _texts(
     return Texts(compile_text(engine, default) if default is not None else None, by_channel)
 
 
-def _static_choices(state: schema.AskState) -> list[OutChoice]:
+def static_choices(state: schema.AskState) -> list[OutChoice]:
+    """An ask's static choices as the engine offers them (a label defaults to the id)."""
     return [
         OutChoice(
             id=cid,
@@ -311,7 +312,7 @@ def _compile_state(
             raise FlowError([Diagnostic(file=where, line=1, col=1, path=f"$.states.{name}.pattern",
                                         message=f"state {name!r}: bad pattern {state.pattern!r}: {exc}",
                                         hint="write a Python regular expression")]) from exc
-        choices = _static_choices(state)
+        choices = static_choices(state)
         return CompiledState(
             name, "ask", state, routes, _texts(engine, state.ask, state, "ask"),
             _texts(engine, state.reprompt, state, "reprompt"),
