@@ -15,7 +15,10 @@ Redis cannot be reached or the connection broke, `TimeoutError` when the oldest 
 waited longer than `timeout` seconds (the connection is then dropped: its reply order is
 unknown), `ResponseError` & co. for error replies (`BaseParser.parse_error`). A broken
 connection is replaced at the next command; commands in flight on it fail (never resent:
-a commit must not run twice).
+a commit must not run twice). A command that never left this process (the connection could not
+be made, or broke before the command was written) fails with `NotSent`, a `ConnectionError`: it
+cannot have run. Any other failure after sending leaves its outcome unknown (it may still run
+when Redis reads it): the caller finds out (store_redis.py settles a commit).
 
 Every `execute` is one request/response exchange with Redis: `round_trips` counts them
 (tests and benchmarks count through it; pipelining several callers' commands into one
@@ -36,7 +39,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["LeanRedis", "encode_command"]
+__all__ = ["LeanRedis", "NotSent", "encode_command"]
+
+
+class NotSent(RedisConnectionError):
+    """The command was never written to Redis, so it cannot have run (safe to treat as not applied)."""
 
 
 def encode_command(args: Sequence[Any]) -> bytes:
@@ -153,11 +160,14 @@ class _Connection(asyncio.Protocol):
         if self.watchdog is not None:
             self.watchdog.cancel()
             self.watchdog = None
+        # the newest len(out) commands were never written: they cannot have run
+        sent = len(self.waiting) - len(self.out)
         self.out.clear()
         while self.waiting:
             future = self.waiting.popleft()[0]
             if not future.done():
-                future.set_exception(exc)
+                future.set_exception(exc if sent > 0 else NotSent(f"{exc} (the command was not sent)"))
+            sent -= 1
         if self.transport is not None:
             self.transport.abort()
 
@@ -207,7 +217,12 @@ class LeanRedis:
         """One command, one round trip: its reply, or redis-py's exception for an error reply."""
         conn = self._conn
         if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
-            conn = await self._connection()
+            try:
+                conn = await self._connection()
+            except NotSent:
+                raise
+            except (RedisConnectionError, RedisTimeoutError) as exc:  # nothing was written
+                raise NotSent(str(exc)) from None
         self.round_trips += 1
         reply = await conn.send(encode_command(args))
         if type(reply) is hiredis.ReplyError:

@@ -74,6 +74,22 @@ class StoreUnavailable(StoreError, ConnectionError):
     """The store cannot be reached right now; the webhook answers 503 and the provider retries."""
 
 
+class StoreWriteRefused(StoreUnavailable):
+    """Redis is up but refuses writes (out of memory at maxmemory, a read-only replica, a failed
+    snapshot, too few replicas): nothing of the turn was written; 503, the provider retries.
+    `reason` is a short code for /health: out_of_memory, read_only, disk_error, no_replicas."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NewerFormat(StoreUnavailable):
+    """A stored value was written in a format newer than this process reads (a rolling upgrade:
+    a newer release runs beside this one). The value is left as it is for a newer process; a
+    webhook answers 503 so the provider's retry can reach one."""
+
+
 class LockTimeout(StoreError, TimeoutError):
     """Another turn of the same conversation held the lock for too long; retryable (503)."""
 

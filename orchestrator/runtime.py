@@ -34,17 +34,28 @@ from .channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyCo
 from .compiler import CompiledFlow
 from .connectors import ConnectorRegistry
 from .engine import Engine
-from .errors import FlowError, LockTimeout, OptedOut, SendError
+from .errors import FlowError, LockTimeout, NewerFormat, OptedOut, SendError, StoreError
 from .logs import correlation, redact_phone
 from .model import Event, Outbound, Session, TurnResult
 from .schema import parse_duration
 from .settings import AppSettings
-from .store import Commit, OutboxPut, SessionStore, TimerSet, open_store, parse_timer_member, timer_member
+from .store import (
+    FORMATS,
+    Commit,
+    OutboxPut,
+    SessionStore,
+    TimerSet,
+    open_store,
+    parse_timer_member,
+    require_format,
+    timer_member,
+)
 
 log = logging.getLogger("orchestrator.runtime")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
 OPT_OUT_RECHECK_SECONDS = 1.0  # an outbox claim's opt-out flag older than this is checked again
+TIMER_LEAVE_SECONDS = 5.0  # a timer left for a newer process is due again this much later
 OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
 OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
 HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
@@ -75,6 +86,7 @@ class StoredReply(msgspec.Struct, kw_only=True, omit_defaults=True):
     within_window: bool = True
     opted_out: bool = False
     step: str | None = None  # voice action-URL nonce: a duplicate renders byte-identical TwiML
+    fmt: int = 1  # stored format (store.FORMATS): stays 1 by default, a newer format sets it
 
 
 def compact_messages(compiled: CompiledFlow, messages: list[Outbound]) -> tuple[list[Outbound], list[int]]:
@@ -133,6 +145,7 @@ class OutboxItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     within_window: bool = True
     attempts: int = 0
     created_at: float = 0.0
+    fmt: int = 1  # stored format (store.FORMATS): stays 1 by default, a newer format sets it
 
 
 _reply_decoder = msgspec.msgpack.Decoder(StoredReply)
@@ -350,7 +363,11 @@ class Runtime:
             log.warning("%s acknowledgement to %s failed: %s", inbound.kind, redact_phone(sid), exc)
         else:
             if mark:
-                await self.store.record_status(mark, "sent")
+                try:
+                    await self.store.record_status(mark, "sent")
+                except StoreError as exc:  # sent and (a STOP) recorded: a 503 now would only send it twice
+                    log.warning("%s acknowledgement to %s sent, its mark not kept: %s",
+                                inbound.kind, redact_phone(sid), exc)
         return TurnReply(session_id=sid, opted_out=reply.opted_out)
 
     async def help_text(self, route_key: str) -> str:
@@ -433,6 +450,8 @@ class Runtime:
                 return TurnReply(session_id=sid, opted_out=True)
             now = self.clock()
             session = _session_decoder.decode(b.session) if b.session else None
+            if session is not None:
+                require_format("session", session.fmt)  # a newer release's: 503, left to it
             compiled = await self._compiled_for(session) if session else None
             if session is not None and compiled is not None:
                 session.vars = self.engine(compiled).loaded_vars(session.vars)
@@ -564,6 +583,7 @@ class Runtime:
         if not raw:  # a delivery answered through the outbox: the webhook reply was empty
             return TurnReply(messages=[], duplicate=True, context=self._context(None, None))
         stored = _reply_decoder.decode(unpack_reply(raw))
+        require_format("reply", stored.fmt)  # a newer release's reply: 503, its retry may reach one
         compiled = None
         if stored.revision:
             with contextlib.suppress(FlowError):
@@ -656,10 +676,17 @@ class Runtime:
         fired = 0
         for member in await self.store.claim_due_timers(self.clock(), limit):
             sid, turns = parse_timer_member(member)
-            raw = await self.store.load(sid)
-            if raw is None:
+            try:
+                raw = await self.store.load(sid)
+                session = _session_decoder.decode(raw) if raw is not None else None
+                if session is not None:
+                    require_format("session", session.fmt)
+            except NewerFormat as exc:  # a newer release's session: its timer is left to a newer process
+                log.warning("timer for %s left for a newer process: %s", redact_phone(sid), exc)
+                await self.store.put_timer(member, self.clock() + TIMER_LEAVE_SECONDS)
                 continue
-            session = _session_decoder.decode(raw)
+            if session is None:
+                continue
             adapter = self._adapter_for_idiom(session.channel)
             if adapter is None:
                 continue
@@ -685,6 +712,9 @@ class Runtime:
         claimed_at = time.monotonic()
         for claim in await self.store.claim_outbox(now, limit, self.settings.outbox_lease_seconds):
             item = _outbox_decoder.decode(claim.payload)
+            if item.fmt > FORMATS["outbox"]:  # a newer release's item: its lease ends, a newer process takes it
+                log.warning("outbox item %s is in format %d; left for a newer process", redact_phone(item.id), item.fmt)
+                continue
             opted_out = claim.opted_out
             if opted_out is None or time.monotonic() - claimed_at > OPT_OUT_RECHECK_SECONDS:
                 opted_out = await self.store.is_opted_out(item.contact)

@@ -39,7 +39,7 @@ from litestar.types import ControllerRouterHandler, Receive, Scope, Send
 from . import metrics
 from .channels import ENTRY_POINT_GROUP, ChannelAdapter, ChannelRegistry, InboundRequest, Rendered, ReplyContext
 from .connectors import ConnectorRegistry, default_connectors
-from .errors import BadRequest, ConfigError, LockTimeout, SignatureError, StoreUnavailable
+from .errors import BadRequest, ConfigError, LockTimeout, SignatureError, StoreUnavailable, StoreWriteRefused
 from .logs import configure_logging, ensure_logging, register_secrets
 from .model import Outbound
 from .settings import AppSettings
@@ -373,7 +373,10 @@ def create_app(
         report: dict[str, Any] = {"status": "ok", "channels": channels.names()}
         try:
             await rt.store.ping()
+            await rt.store.check_writes()  # a full or read-only Redis answers PING
             report["store"] = "ok"
+        except StoreWriteRefused as exc:
+            report.update(status="unavailable", store=type(exc).__name__, reason=exc.reason)
         except Exception as exc:
             report.update(status="unavailable", store=type(exc).__name__)
         flows = rt.catalog.flow_ids() if rt is not None else []

@@ -24,11 +24,30 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from .errors import NewerFormat
+
 # Delivery statuses never move backwards; failed / undelivered are terminal.
 STATUS_RANK: dict[str, int] = {
     "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4, "read": 5,
     "failed": 9, "undelivered": 9, "canceled": 9,
 }
+
+
+# Stored formats (docs/ARCHITECTURE.md, "Stored formats"): the newest format of each kind of
+# stored value this code reads. A msgpack map carries its format in its `fmt` field (absent = 1,
+# so format-1 values stay byte for byte what the first release wrote); a value of a newer format
+# is refused (NewerFormat: 503, or left for a newer process), never misread.
+FORMATS: dict[str, int] = {"session": 1, "reply": 1, "outbox": 1}
+
+
+def require_format(kind: str, found: int) -> None:
+    """NewerFormat when a stored `kind` value's format is newer than this code reads."""
+    known = FORMATS[kind]
+    if found > known:
+        raise NewerFormat(
+            f"a stored {kind} is in format {found}, this process reads up to {known}: a newer release "
+            "wrote it; left for a newer process (finish the rolling upgrade)"
+        )
 
 
 def status_rank(status: str) -> int:
@@ -145,6 +164,10 @@ class SessionStore(Protocol):
         """Remove and return due timer members; each is returned to exactly one caller."""
         ...
 
+    async def put_timer(self, member: str, due: float) -> None:
+        """Arm a timer member again (a claimed timer this process leaves to another)."""
+        ...
+
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         """Lease ready outbox items; an item not acked before its lease ends is claimed again.
         Each claim says whether its payload's contact has opted out (Redis: in the same script call)."""
@@ -178,6 +201,10 @@ class SessionStore(Protocol):
         ...
 
     async def ping(self) -> None: ...
+
+    async def check_writes(self) -> None:
+        """StoreUnavailable (StoreWriteRefused) when the store is up but takes no writes (/health)."""
+        ...
 
     async def close(self) -> None: ...
 

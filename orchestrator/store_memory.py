@@ -189,6 +189,9 @@ class MemoryStore:
             del self._timers[member]
         return [m for _, m in due]
 
+    async def put_timer(self, member: str, due: float) -> None:
+        self._timers[member] = due
+
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         out: list[OutboxClaim] = []
         for _ready, item_id in sorted((at, i) for i, at in self._outbox.items() if at <= now):
@@ -288,6 +291,9 @@ class MemoryStore:
                     self._outbox.pop(item_id, None)
             self._index.pop(sid, None)
         return removed
+
+    async def check_writes(self) -> None:
+        return None
 
     async def ping(self) -> None:
         return None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import secrets
 import time
 import zlib
@@ -44,12 +45,13 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, NoScriptError, RedisError
+from redis.exceptions import BusyLoadingError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._resp import LeanRedis, run_script
-from .errors import LockTimeout, StaleWrite, StoreError, StoreUnavailable
+from ._resp import LeanRedis, NotSent, run_script
+from .errors import LockTimeout, NewerFormat, StaleWrite, StoreError, StoreUnavailable, StoreWriteRefused
+from .logs import redact_phone
 from .sidestore import PUT_FUNCTION, put_script_args
 from .store import (
     Begin,
@@ -61,6 +63,7 @@ from .store import (
     status_rank,
 )
 
+log = logging.getLogger("orchestrator.store")
 OPT_OUT_TTL_SECONDS = 10 * 365 * 86400  # an opt-out outlives everything else, but still has a TTL
 REVISION_TTL_SECONDS = 400 * 86400
 STATUS_TTL_SECONDS = 30 * 86400
@@ -113,7 +116,8 @@ return {0, s, optout}
 # ARGV: 1 token, 2 expect version, 3 new version (inside 4), 4 session value (`session_value`), 5 ttl s,
 #       6 delivery key of a reply kept in the hash ('' = none), 7 that reply,
 #       8 dedupe ttl s, 9 retention s, 10 timer member ('' = clear), 11 timer due,
-#       12 outbox due, 13 session id, 14 updated_at, 15 n transcript elements (0, 1 = the turn,
+#       12 outbox due, 13 session id, 14 updated_at, 15 the lock's least PTTL (ms) for the commit to
+#       apply (its deadline, `RedisStore.commit`), 16 n transcript elements (0, 1 = the turn,
 #       2 = the delivery's tag and the turn), then the elements, then the number of side writes and
 #       for each its number of keys and its `put` arguments (sidestore.PUT_FUNCTION: the conversation
 #       record, written as `RedisSide.put_indexed` writes it), then one (id, payload) pair per outbox item key.
@@ -121,6 +125,10 @@ return {0, s, optout}
 # without one, the hash keeps the reply itself.
 COMMIT_LUA = PUT_FUNCTION + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'LOCK' end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[15]) then
+  redis.call('DEL', KEYS[1])
+  return 'LATE'
+end
 local cur, turns = 0, ''
 local s = redis.call('GET', KEYS[2])
 if s then
@@ -138,9 +146,9 @@ if ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[5], ARGV[11], ARGV[10])
   redis.call('EXPIRE', KEYS[5], retention)
 end
-local n = tonumber(ARGV[15])
+local n = tonumber(ARGV[16])
 if n > 0 then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 16, 15 + n))
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 17, 16 + n))
   redis.call('EXPIRE', KEYS[3], retention)
   -- "@<n>" pointers written by older code count from the tail: keep their count right
   if redis.call('HEXISTS', KEYS[4], '#') == 1 then redis.call('HINCRBY', KEYS[4], '#', n) end
@@ -149,9 +157,9 @@ if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
   redis.call('EXPIRE', KEYS[4], ARGV[8])
 end
-local a = 17 + n
+local a = 18 + n
 local first = 9
-for _ = 1, tonumber(ARGV[16 + n]) do
+for _ = 1, tonumber(ARGV[17 + n]) do
   local nk = tonumber(ARGV[a])
   a = put(first, nk, a + 1)
   first = first + nk
@@ -169,6 +177,35 @@ redis.call('SADD', KEYS[8], ARGV[13])
 redis.call('EXPIRE', KEYS[8], retention)
 redis.call('DEL', KEYS[1])
 return 'OK'
+"""
+
+# settle: a commit sent but not answered (Redis paused, the connection dropped) may or may not
+# have run. Decide it for good: while the lock still holds our token the commit has not run, and
+# deleting the lock makes it refuse when Redis reads it later ('LOCK'); otherwise it ran if its
+# delivery's tag (or its hash reply, or with neither its new version) is there.
+# KEYS: lock, transcript, dedupe hash, session. ARGV: token, delivery tag or '', dedupe field or '',
+# new version, DEDUPE_SCAN. Returns 1 (the commit ran) or 0 (it did not and never will).
+SETTLE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+if ARGV[2] ~= '' then
+  if redis.call('LPOS', KEYS[2], ARGV[2], 'RANK', -1, 'MAXLEN', ARGV[5]) then return 1 end
+  return 0
+end
+if ARGV[3] ~= '' then return redis.call('HEXISTS', KEYS[3], ARGV[3]) end
+local s = redis.call('GET', KEYS[4])
+if s and string.match(s, '^(%d+),') == ARGV[4] then return 1 end
+return 0
+"""
+
+# set_opt_out: a STOP is recorded even when Redis is at maxmemory (allow-oom: a ~60-byte key
+# beyond the limit), so an opt-out is never lost to a full store (Redis >= 7).
+# KEYS: opt-out key. ARGV: value, ttl s.
+OPT_OUT_LUA = """#!lua flags=allow-oom
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
 """
 
 # release: compare-and-delete, so a turn never removes a lock another turn took after ours expired.
@@ -365,8 +402,11 @@ def _turn_body(element: bytes) -> tuple[list[bytes], bytes | None]:
     if mark in (b"\x02", b"\x04"):
         d = zlib.decompressobj(zlib.MAX_WBITS, _TURN_DICT if mark == b"\x02" else _TURN_REPLY_DICT)
         body = d.decompress(element[2:]) + d.flush()
-    else:
+    elif mark in (b"\x01", b"\x03"):
         body = element[2:]
+    else:
+        raise NewerFormat(f"a stored turn is marked {element[:2]!r}, which this process does not read; "
+                          "left for a newer process")
     if mark in (b"\x03", b"\x04"):
         return _turn_with_reply.decode(body)
     return _bytes_list.decode(body), None
@@ -431,9 +471,18 @@ def session_value(version: int, session: bytes, timer_member: str | None, sessio
 
 
 def parse_session_value(value: bytes) -> tuple[int, str, bytes]:
-    """(version, timer turns or "", session msgpack) of a session key's value."""
-    version, turns, data = value.split(b",", 2)
-    if data[:2] == _SESSION_MARK:
+    """(version, timer turns or "", session msgpack) of a session key's value; NewerFormat for a
+    layout or a mark this code does not know (the "<version>,<timer turns>," prefix never changes:
+    every release's commit script reads it)."""
+    version, _, rest = value.partition(b",")
+    turns, comma, data = rest.partition(b",")
+    if not comma or not version.isdigit() or not (turns.isdigit() or not turns):
+        raise NewerFormat(f"a stored session value starts {value[:24]!r}: not a layout this process reads; "
+                          "left for a newer process")
+    if data[:1] == b"\xc1":
+        if data[:2] != _SESSION_MARK:
+            raise NewerFormat(f"a stored session is marked {data[:2]!r}, this process reads {_SESSION_MARK!r}; "
+                              "left for a newer process")
         data = _inflate(data[2:], _SESSION_DICT, _SESSION_WBITS)
     return int(version), turns.decode(), data
 
@@ -444,6 +493,45 @@ def delivery_key(dedupe_id: str) -> str:
     if len(dedupe_id) <= 24:
         return dedupe_id
     return "#" + base64.b64encode(hashlib.blake2b(dedupe_id.encode(), digest_size=16).digest()).decode()[:22]
+
+
+# Error replies meaning "Redis is up but takes no writes now", as Redis words them (a script's
+# error carries the refused command's error: "OOM command not allowed ... script: ..."). A turn
+# script is refused at its first write (Redis checks maxmemory, read-only and disk errors before
+# a script's first write only, to keep the script atomic), so a refusal leaves nothing written.
+_REFUSALS = (
+    ("OOM command not allowed", "out_of_memory"),
+    ("used memory > 'maxmemory'", "out_of_memory"),
+    ("READONLY", "read_only"),
+    ("read only replica", "read_only"),
+    ("MISCONF", "disk_error"),
+    ("NOREPLICAS", "no_replicas"),
+)
+_REFUSAL_FIX = {
+    "out_of_memory": "Redis is at maxmemory: raise maxmemory or free memory (the turn's keys all have TTLs; "
+                     "use maxmemory-policy noeviction, never an evicting policy, for this store)",
+    "read_only": "ORCHESTRATOR_REDIS_URL points at a read-only replica: point it at the primary",
+    "disk_error": "Redis cannot persist its snapshot (stop-writes-on-bgsave-error): fix its disk, see its log",
+    "no_replicas": "Redis has fewer replicas than min-replicas-to-write: bring the replicas back",
+}
+
+
+def write_refusal(exc: ResponseError) -> str | None:
+    """The reason code when an error reply means Redis refuses writes, else None."""
+    text = str(exc)
+    if type(exc).__name__ == "OutOfMemoryError":
+        return "out_of_memory"
+    if type(exc).__name__ == "ReadOnlyError":
+        return "read_only"
+    return next((reason for needle, reason in _REFUSALS if needle in text), None)
+
+
+def _split_token(token: str) -> tuple[str, float, int]:
+    """(lock token, monotonic time its begin returned, lock ttl ms) of a `begin` token; a bare
+    lock token has no deadline (0.0, 0)."""
+    lock, _, rest = token.partition("@")
+    began, _, ttl = rest.partition("@")
+    return (lock, float(began), int(ttl)) if ttl else (lock, 0.0, 0)
 
 
 def _glob_escape(text: str) -> str:
@@ -464,11 +552,16 @@ class RedisStore:
         self._status = client.register_script(STATUS_LUA)
         self._retry_outbox = client.register_script(RETRY_OUTBOX_LUA)
         self._finish_outbox = client.register_script(FINISH_OUTBOX_LUA)
+        self._settle = client.register_script(SETTLE_LUA)
+        self._opt_out = client.register_script(OPT_OUT_LUA)
         # the hot path (begin, commit, release; the outbox sender, conversation records) goes
         # through one persistent pipelined connection
         pool = client.connection_pool
         plain = pool.connection_class.__name__ in ("Connection", "UnixDomainSocketConnection")
         self._lean = LeanRedis.from_pool_kwargs(pool.connection_kwargs, plain=plain)
+        # how long a commit sent without an answer may still apply (and is asked about): a Redis
+        # pause of up to this long answers the stored reply, a longer one a 503 with nothing saved
+        self.settle_seconds = 4.0 * float(pool.connection_kwargs.get("socket_timeout") or 1.0)
 
     @classmethod
     async def connect(cls, url: str, prefix: str = "orch", *, timeout_seconds: float = 1.0) -> RedisStore:
@@ -512,15 +605,29 @@ class RedisStore:
     async def _do(self, awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError) as exc:
-            raise StoreUnavailable(
-                f"redis store ({self.prefix}): cannot reach Redis ({type(exc).__name__}: {exc}); "
-                "check ORCHESTRATOR_REDIS_URL and that Redis is running"
-            ) from None
         except NoScriptError:
             raise
-        except RedisError as exc:
-            raise StoreError(f"redis store ({self.prefix}): {type(exc).__name__}: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            mapped = self._mapped(exc)
+            if type(mapped) is StoreError:  # unexpected: keep the cause
+                raise mapped from exc
+            raise mapped from None
+
+    def _mapped(self, exc: RedisError | OSError) -> StoreError:
+        """The store's error for a Redis failure: StoreUnavailable (unreachable, loading),
+        StoreWriteRefused (up, takes no writes), else StoreError."""
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)):
+            return StoreUnavailable(
+                f"redis store ({self.prefix}): cannot reach Redis ({type(exc).__name__}: {exc}); "
+                "check ORCHESTRATOR_REDIS_URL and that Redis is running"
+            )
+        reason = write_refusal(exc) if isinstance(exc, ResponseError) else None
+        if reason is not None:
+            return StoreWriteRefused(
+                f"redis store ({self.prefix}): Redis refuses writes ({reason}: {exc}); nothing was written. "
+                f"{_REFUSAL_FIX[reason]}", reason,
+            )
+        return StoreError(f"redis store ({self.prefix}): {type(exc).__name__}: {exc}")
 
     # the turn ------------------------------------------------------------------------
     async def begin(
@@ -549,8 +656,14 @@ class RedisStore:
                 return Begin(duplicate_reply=bytes(res[1]))
             if code == 0:
                 raw, optout = res[1], res[2]
-                version, data = (parse_session_value(bytes(raw))[::2]) if raw else (0, b"")
-                return Begin(session=data or None, version=version, token=token, opted_out=bool(optout))
+                # the token handed out also says when the lock was taken: the commit's deadline
+                held = f"{token}@{time.monotonic()!r}@{args[1]}"
+                try:
+                    version, data = (parse_session_value(bytes(raw))[::2]) if raw else (0, b"")
+                except NewerFormat:
+                    await self.release(session_id, held)
+                    raise
+                return Begin(session=data or None, version=version, token=held, opted_out=bool(optout))
             if time.monotonic() >= deadline:
                 raise LockTimeout(
                     f"session {session_id!r}: another turn held the lock for more than {wait_seconds} s; "
@@ -560,6 +673,16 @@ class RedisStore:
             delay = min(delay * 1.5, 0.05)
 
     async def commit(self, session_id: str, token: str, commit: Commit) -> None:
+        """Save the turn, or raise (StaleWrite, StoreUnavailable) having saved nothing. A commit that
+        was sent but not answered (Redis paused, the connection lost) is settled before this returns:
+        it applies only within `settle_seconds` of being sent (its lock's PTTL says so in Redis' own
+        clock), and `_settle_commit` finds out whether it did, so a raise always means not saved."""
+        token, began, lock_ms = _split_token(token)
+        sent = time.monotonic()
+        settle_by = sent + self.settle_seconds
+        # the lock was taken at most (sent - began) before now: the commit must run within
+        # settle_seconds from now, i.e. while its lock has at least this much of its TTL left
+        least_pttl = max(0, lock_ms - int((sent - began + self.settle_seconds) * 1000)) if began else 0
         keys = [
             self._k(session_id, "l"),
             self._k(session_id, "s"),
@@ -582,7 +705,7 @@ class RedisStore:
             delivery_key(commit.dedupe_id or "") if in_hash else "", (commit.reply or b"") if in_hash else b"",
             max(1, int(commit.dedupe_ttl_seconds)), max(1, int(commit.retention_seconds)),
             commit.timer.member if commit.timer else "", commit.timer.due if commit.timer else 0,
-            commit.outbox_due, session_id, commit.updated_at or time.time(),
+            commit.outbox_due, session_id, commit.updated_at or time.time(), least_pttl,
         ]
         if commit.transcript:
             element = pack_turn(commit.transcript, commit.reply if deduped else None)
@@ -601,8 +724,20 @@ class RedisStore:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
             keys.append(self._k(session_id, f"o:{uniq}"))
             args += [item.id, item.payload]
-        res = await self._do(self._eval(self._commit, keys, args))
+        try:
+            res = await self._eval(self._commit, keys, args)
+        except NotSent as exc:
+            raise self._mapped(exc) from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:  # sent, unanswered: it may have run
+            res = await self._settle_commit(session_id, token, commit, in_hash, settle_by, exc)
+        except RedisError as exc:
+            raise self._mapped(exc) from exc
         res = res.decode() if isinstance(res, bytes) else str(res)
+        if res == "LATE":
+            raise StoreUnavailable(
+                f"session {session_id!r}: Redis ran the commit more than {self.settle_seconds} s after it was "
+                "sent (paused or overloaded), so it was refused; the turn was not saved, the provider should retry"
+            )
         if res == "LOCK":
             raise StaleWrite(
                 f"session {session_id!r}: the lock expired before the save and may belong to another "
@@ -614,9 +749,41 @@ class RedisStore:
                 "saved first); the turn was not saved"
             )
 
+    async def _settle_commit(
+        self, session_id: str, token: str, commit: Commit, in_hash: bool, settle_by: float, cause: Exception,
+    ) -> bytes:
+        """Whether a commit sent without an answer ran ("OK"), else StoreUnavailable: asked again
+        (SETTLE_LUA, which fences it off if it has not run) until `settle_by`, after which it can
+        no longer run (its deadline)."""
+        deduped = bool(commit.dedupe_id) and commit.reply is not None
+        keys = [self._k(session_id, "l"), self._k(session_id, "t"), self._k(session_id, "d"),
+                self._k(session_id, "s")]
+        args = [token, delivery_tag(commit.dedupe_id or "") if deduped and not in_hash else "",
+                delivery_key(commit.dedupe_id or "") if in_hash else "", commit.version, DEDUPE_SCAN]
+        while True:
+            try:
+                ran = await self._do(self._eval(self._settle, keys, args))
+            except StoreUnavailable:
+                if time.monotonic() >= settle_by:
+                    raise StoreUnavailable(
+                        f"session {session_id!r}: Redis did not answer the commit ({cause}) nor the check after "
+                        f"it for {self.settle_seconds} s; the commit can no longer run (its deadline passed), "
+                        "the turn was not saved: the provider should retry"
+                    ) from None
+                await asyncio.sleep(0.02)
+                continue
+            if int(ran):
+                log.warning("session %s: the commit's answer was lost (%s) but it ran; answering its reply",
+                            redact_phone(session_id), cause)
+                return b"OK"
+            raise StoreUnavailable(
+                f"session {session_id!r}: Redis did not answer the commit in time ({cause}); it did not run and "
+                "now never will (settled): the turn was not saved, the provider should retry"
+            )
+
     async def release(self, session_id: str, token: str) -> None:
         if token:
-            await self._do(self._eval(self._release, [self._k(session_id, "l")], [token]))
+            await self._do(self._eval(self._release, [self._k(session_id, "l")], [_split_token(token)[0]]))
 
     async def _session_value(self, session_id: str) -> tuple[int, str, bytes] | None:
         key = self._k(session_id, "s")
@@ -655,9 +822,9 @@ class RedisStore:
     async def set_opt_out(self, contact: str, opted_out: bool) -> None:
         key = self._g(f"optout:{contact}")
         if opted_out:
-            await self._do(self._r.set(key, str(int(time.time())), ex=OPT_OUT_TTL_SECONDS))
+            await self._do(self._eval(self._opt_out, [key], [str(int(time.time())), OPT_OUT_TTL_SECONDS]))
         else:
-            await self._do(self._r.delete(key))
+            await self._do(self._r.delete(key))  # DEL is allowed at maxmemory
 
     async def is_opted_out(self, contact: str) -> bool:
         return bool(await self._do(self._call("EXISTS", self._g(f"optout:{contact}"))))
@@ -686,6 +853,9 @@ class RedisStore:
     async def claim_due_timers(self, now: float, limit: int = 100) -> list[str]:
         res = await self._do(self._eval(self._claim_timers, [self._g("timers")], [now, limit]))
         return [bytes(m).decode() for m in res]
+
+    async def put_timer(self, member: str, due: float) -> None:
+        await self._do(self._r.zadd(self._g("timers"), {member: due}))
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         res = await self._do(
@@ -813,6 +983,11 @@ class RedisStore:
 
     async def ping(self) -> None:
         await self._do(self._r.ping())
+
+    async def check_writes(self) -> None:
+        """A write probe (one small key with a TTL): StoreWriteRefused when Redis takes no writes
+        (maxmemory, read-only replica, disk error), which PING alone does not show."""
+        await self._do(self._call("SET", self._g("health"), "1", "PX", 60_000))
 
     async def close(self) -> None:
         if self._lean is not None:

@@ -165,8 +165,9 @@ class ServerProcess:
     stdout/stderr go to a log file (`log_text()`), so tests can scan what was logged."""
 
     def __init__(self, env: Mapping[str, str], *, workers: int = 1, app: str = "orchestrator.server:create_app",
-                 port: int | None = None, ready_path: str = "/health") -> None:
+                 port: int | None = None, ready_path: str = "/health", cwd: Path = ROOT) -> None:
         self.env = dict(env)
+        self.cwd = cwd  # another checkout of the code (an older release) runs from its own folder
         self.workers = workers
         self.app = app
         self.port = port or free_port()
@@ -194,7 +195,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
