@@ -38,6 +38,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client import REGISTRY
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
+from test_reliability import SHORT_FLOW
 
 from orchestrator import server
 from orchestrator.audit import AuditLog, RefusalLimiter, audit_key, contact_ref
@@ -50,28 +51,6 @@ from orchestrator.store_memory import MemoryStore
 pytestmark = pytest.mark.redis
 ADMIN = "edge-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
-FLOW = """\
-flow: intake
-title: Test Clinic
-start: greet
-states:
-  greet:
-    say: "Hi there."
-    next: ask_name
-  ask_name:
-    ask: "Your name?"
-    input: text
-    save: name
-    next: ask_color
-  ask_color:
-    ask: "Favourite colour, {{ name }}?"
-    input: text
-    save: color
-    next: done
-  done:
-    say: "Thanks {{ name }}."
-    end: finished
-"""
 BSUID = "US.13491208655302741918"
 
 
@@ -99,7 +78,7 @@ def flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCHESTRATOR_CALENDAR_DB", str(tmp_path / "calendar.sqlite3"))
     folder = tmp_path / "flows"
     folder.mkdir()
-    (folder / "intake.yaml").write_text(FLOW)
+    (folder / "intake.yaml").write_text(SHORT_FLOW.format(tag="v1", timeout="10m"))
     return folder
 
 
