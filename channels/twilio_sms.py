@@ -17,8 +17,10 @@ import asyncio
 import logging
 from typing import Any
 
+from orchestrator import metrics
 from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError
+from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.render import present
 
@@ -39,29 +41,16 @@ from ._twilio import (
 log = logging.getLogger("channels.twilio_sms")
 BASE = "/webhooks/twilio/sms"
 WA_PREFIX = "whatsapp:"
-OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
-OPT_IN_WORDS = frozenset({"START", "UNSTOP"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
 _OPT_OUT_TYPES = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
 DEFAULT_SEGMENT_BUDGET = 3
-
-
-def keyword_kind(body: str) -> str | None:
-    """'opt_out' | 'opt_in' | 'help' when the whole message is a carrier keyword, else None."""
-    word = " ".join(body.strip().strip(".!").upper().split())
-    if word in OPT_OUT_WORDS:
-        return "opt_out"
-    if word in OPT_IN_WORDS:
-        return "opt_in"
-    if word in HELP_WORDS:
-        return "help"
-    return None
+UNREADABLE = "\ufffd"  # what the form decoder gives for a percent-encoding that is not UTF-8
 
 
 class TwilioSmsChannel:
     name = "twilio_sms"
     capabilities = Capabilities(idiom="sms", segment_budget=DEFAULT_SEGMENT_BUDGET, max_text_len=1600, sync_reply=True,
                                 outbound=True)
+    signs_url = True  # X-Twilio-Signature covers the URL called: needs ORCHESTRATOR_PUBLIC_URL
     routes: tuple[tuple[str, str], ...] = (("POST", BASE), ("POST", f"{BASE}/status"))
 
     def __init__(
@@ -230,6 +219,13 @@ def _event(form: FormParams, sid: str) -> Event:
         url = form.first(f"MediaUrl{i}")
         if url:
             media.append(Media(url=url, content_type=form.first(f"MediaContentType{i}") or None))
+    if UNREADABLE in body:
+        # bytes that were not UTF-8 (the form decoder put U+FFFD in their place): asked again,
+        # never saved as the contact's answer
+        metrics.labelled(metrics.WEBHOOK_ITEMS_MALFORMED, "twilio_sms", "unreadable").inc()
+        log.warning("SMS Body is not UTF-8 text; answered as an unreadable reply")
+        return Event(kind="media", channel=channel, provider_id=sid, profile_name=name,
+                     media=[*media, Media(content_type="application/x-twilio-unreadable")])
     if body:
         return Event(kind="text", channel=channel, text=body, media=media, provider_id=sid, profile_name=name)
     return Event(kind="media", channel=channel, media=media, provider_id=sid, profile_name=name)

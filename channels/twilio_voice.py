@@ -48,6 +48,7 @@ class TwilioVoiceChannel:
     capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096,
                                 # no outbound calls yet: the admin API refuses to start one
                                 outbound=False)
+    signs_url = True  # X-Twilio-Signature covers the URL called: needs ORCHESTRATOR_PUBLIC_URL
     routes: tuple[tuple[str, str], ...] = (
         ("POST", BASE),
         ("POST", f"{BASE}/gather"),

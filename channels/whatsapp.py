@@ -24,13 +24,14 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from orchestrator import metrics
 from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
+from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.render import present, shorten
 
 from ._http import LeanHttp
-from .twilio_sms import keyword_kind
 
 log = logging.getLogger("channels.whatsapp")
 PATH = "/webhooks/whatsapp"
@@ -109,6 +110,11 @@ class WhatsAppChannel:
             )
 
     def parse(self, request: InboundRequest) -> list[Inbound]:
+        """Every message and status of the batch, each on its own: only a body that is not a
+        WhatsApp webhook at all is a BadRequest (400). A message that names no contact is
+        logged, counted and skipped; one whose content is unreadable becomes an unreadable
+        answer the engine asks again about (see `_message_item`), so the rest of the batch
+        goes on and Meta's retries never replay a batch that can never pass."""
         try:
             payload = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -121,15 +127,25 @@ class WhatsAppChannel:
                 value = change.get("value")
                 if change.get("field", "messages") != "messages" or not isinstance(value, dict):
                     continue
-                business = str(_get(value, "metadata", "phone_number_id") or self.phone_number_id)
-                names = {
-                    str(c.get("wa_id") or c.get("user_id")): _get(c, "profile", "name")
-                    for c in _dicts(value.get("contacts"))
-                }
-                for message in _dicts(value.get("messages")):
-                    items.append(_message(message, business, names))
-                for status in _dicts(value.get("statuses")):
-                    items.append(_status(status, business))
+                business = _ident(_get(value, "metadata", "phone_number_id")) or self.phone_number_id
+                names: dict[str, str] = {}
+                for c in _dicts(value.get("contacts")):
+                    name = _clean(_get(c, "profile", "name"))
+                    for key in ("wa_id", "user_id"):
+                        if (ident := _ident(c.get(key))) and name:
+                            names[ident] = name
+                messages = value.get("messages")
+                for message in messages if isinstance(messages, list) else ():
+                    item = _message_item(message, business, names)
+                    if item is not None:
+                        items.append(item)
+                statuses = value.get("statuses")
+                for status in statuses if isinstance(statuses, list) else ():
+                    item = _status(status, business)
+                    if item is None:
+                        _skipped("status", "a status without an 'id' string")
+                    else:
+                        items.append(item)
         return items
 
     def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
@@ -355,80 +371,160 @@ def _get(obj: Any, *keys: str) -> Any:
     return obj
 
 
-def _contact(raw: Any) -> str:
-    text = str(raw or "")
-    return f"+{text}" if text.isdigit() else text
+def _contact(raw: str) -> str:
+    return f"+{raw}" if raw.isdigit() else raw
 
 
-def _message(message: dict[str, Any], business: str, names: dict[Any, Any]) -> Inbound:
-    sender = message.get("from") or message.get("from_user_id")
-    wamid = message.get("id")
-    if not isinstance(sender, str | int) or not isinstance(wamid, str) or not sender or not wamid:
-        raise BadRequest("WhatsApp message without a 'from'/'from_user_id' or 'id' string")
-    sender = str(sender)
+def _clean(value: Any) -> str | None:
+    """`value` when it is a string that can be stored (UTF-8: no lone surrogate), else None."""
+    if not isinstance(value, str):
+        return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
+def _ident(value: Any) -> str | None:
+    """An id field (wa_id, BSUID, wamid, phone-number id): a non-empty clean string or an integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _clean(value) or None
+
+
+class _Unreadable(Exception):
+    """A message that names its contact but whose content cannot be read (the reason)."""
+
+
+def _text(value: Any, what: str) -> str:
+    """A content field: a clean string ('' when absent), else _Unreadable naming the field."""
+    if value is None:
+        return ""
+    text = _clean(value)
+    if text is None:
+        kind = "a string with a lone surrogate" if isinstance(value, str) else type(value).__name__
+        raise _Unreadable(f"{what} is {kind}, not text")
+    return text
+
+
+def _part(message: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object under `key` ({} when absent), else _Unreadable."""
+    value = message.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Unreadable(f"'{key}' is {type(value).__name__}, not an object")
+    return value
+
+
+def _skipped(what: str, reason: str) -> None:
+    """An item nobody can be answered for: logged (never its contact), counted, left out."""
+    metrics.labelled(metrics.WEBHOOK_ITEMS_MALFORMED, "whatsapp", "skipped").inc()
+    log.warning("whatsapp %s skipped: %s; the rest of the batch goes on", what, reason)
+
+
+def _message_item(message: Any, business: str, names: dict[str, str]) -> Inbound | None:
+    """One message -> an Inbound, or None when it names no contact or id (skipped). Unreadable
+    content (a location without coordinates, an object where text belongs, a lone surrogate)
+    is answered as an unreadable reply, so the contact is asked again instead of left unanswered."""
+    if not isinstance(message, dict):
+        _skipped("message", f"an item of 'messages' is {type(message).__name__}, not an object")
+        return None
+    sender = _ident(message.get("from")) or _ident(message.get("from_user_id"))
+    wamid = _ident(message.get("id"))
+    if not sender or not wamid:
+        _skipped("message", "no 'from'/'from_user_id' or 'id' string")
+        return None
     address = Address(business=business, contact=_contact(sender))
     kind = message.get("type")
-    name = names.get(sender)
-    common: dict[str, Any] = {"channel": "whatsapp", "provider_id": wamid,
-                              "profile_name": name if isinstance(name, str) and name else None}
+    try:
+        if kind is not None and not isinstance(kind, str):
+            raise _Unreadable(f"'type' is {type(kind).__name__}, not a string")
+        return _message(message, kind, wamid, address, business, names.get(sender))
+    except Exception as exc:  # _Unreadable, or a shape nobody foresaw: the contact still gets an answer
+        reason = str(exc) if isinstance(exc, _Unreadable) else f"{type(exc).__name__} reading the {kind!r} message"
+        metrics.labelled(metrics.WEBHOOK_ITEMS_MALFORMED, "whatsapp", "unreadable").inc()
+        # neither the sender nor the wamid is logged: a wamid carries the number (base64)
+        log.warning("whatsapp %s message unreadable: %s; answered as an unreadable reply",
+                    _clean(kind) or "?", reason)
+        event = Event(kind="media", channel="whatsapp", provider_id=wamid,
+                      media=[Media(content_type="application/x-whatsapp-unreadable")])
+        return Inbound(kind="event", address=address, event=event, route_key=business)
+
+
+def _message(message: dict[str, Any], kind: str | None, wamid: str, address: Address, business: str,
+             name: str | None) -> Inbound:
+    common: dict[str, Any] = {"channel": "whatsapp", "provider_id": wamid, "profile_name": name or None}
 
     def event(ev_kind: str, **fields: Any) -> Inbound:
         return Inbound(kind="event", address=address, event=Event(kind=ev_kind, **common, **fields),  # type: ignore[arg-type]
                        route_key=business)
 
     if kind == "text":
-        said = str(_get(message, "text", "body") or "")
+        said = _text(_part(message, "text").get("body"), "text.body")
         keyword = keyword_kind(said)  # STOP / START / HELP as on SMS: opt-out is honoured on WhatsApp too
         if keyword:
             return Inbound(kind=keyword, address=address, message_id=wamid, route_key=business)  # type: ignore[arg-type]
         return event("text", text=said)
     if kind == "interactive":
-        reply = _get(message, "interactive", "button_reply") or _get(message, "interactive", "list_reply")
+        interactive = _part(message, "interactive")
+        reply = interactive.get("button_reply") or interactive.get("list_reply")
         if isinstance(reply, dict) and reply.get("id"):
-            return event("choice", choice_id=str(reply["id"]), text=reply.get("title"))
-        nfm = _get(message, "interactive", "nfm_reply")
+            choice = _text(reply["id"], "the reply's id") if not isinstance(reply["id"], int) else str(reply["id"])
+            return event("choice", choice_id=choice, text=_clean(reply.get("title")))
+        nfm = interactive.get("nfm_reply")
         if isinstance(nfm, dict):
-            return event("text", text=str(nfm.get("body") or nfm.get("response_json") or ""))
+            return event("text", text=_text(nfm.get("body"), "nfm_reply.body")
+                         or _text(nfm.get("response_json"), "nfm_reply.response_json"))
     if kind == "button":  # a template's quick-reply button
-        return event("choice", choice_id=str(_get(message, "button", "payload") or ""),
-                     text=_get(message, "button", "text"))
+        button = _part(message, "button")
+        return event("choice", choice_id=_text(button.get("payload"), "button.payload"),
+                     text=_clean(button.get("text")))
     if kind == "location":
-        loc = message.get("location") or {}
+        loc = _part(message, "location")
         try:
-            location = Location(latitude=float(loc["latitude"]), longitude=float(loc["longitude"]),
-                                name=loc.get("name"), address=loc.get("address"))
+            lat, lon = float(loc["latitude"]), float(loc["longitude"])
         except (KeyError, TypeError, ValueError):
-            raise BadRequest("WhatsApp location without numeric latitude/longitude") from None
+            raise _Unreadable("a location without numeric latitude/longitude") from None
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise _Unreadable("a location outside -90..90 / -180..180")
+        location = Location(latitude=lat, longitude=lon, name=_clean(loc.get("name")),
+                            address=_clean(loc.get("address")))
         return event("location", location=location)
     if kind in MEDIA_TYPES:
-        body = message.get(kind) or {}
-        caption = body.get("caption")
-        media = Media(id=body.get("id"), content_type=body.get("mime_type"), caption=caption, url=body.get("url"))
+        body = _part(message, kind)
+        caption = _text(body.get("caption"), f"{kind}.caption") or None
+        media = Media(id=_ident(body.get("id")), content_type=_clean(body.get("mime_type")), caption=caption,
+                      url=_clean(body.get("url")))
         return event("text" if caption else "media", text=caption, media=[media])
     if kind == "reaction":
-        emoji = _get(message, "reaction", "emoji")
+        emoji = _text(_part(message, "reaction").get("emoji"), "reaction.emoji")
         if not emoji:
-            return Inbound(kind="ignore", address=address, message_id=str(wamid), route_key=business)
-        return event("reaction", text=str(emoji))
+            return Inbound(kind="ignore", address=address, message_id=wamid, route_key=business)
+        return event("reaction", text=emoji)
     if kind == "request_welcome":
         return event("start")
     if kind == "system":
-        return Inbound(kind="ignore", address=address, message_id=str(wamid), route_key=business)
+        return Inbound(kind="ignore", address=address, message_id=wamid, route_key=business)
     # unsupported / unknown / contacts / order: an answer the flow cannot read; the engine
     # treats it like an unreadable reply and asks again politely
     return event("media", media=[Media(content_type=f"application/x-whatsapp-{kind or 'unknown'}")])
 
 
-def _status(status: dict[str, Any], business: str) -> Inbound:
+def _status(status: Any, business: str) -> Inbound | None:
+    if not isinstance(status, dict) or not (message_id := _ident(status.get("id"))):
+        return None
     errors = _dicts(status.get("errors"))
-    code = errors[0].get("code") if errors else None
-    recipient = status.get("recipient_id") or status.get("recipient_user_id")
+    code = _ident(errors[0].get("code")) if errors else None
+    recipient = _ident(status.get("recipient_id")) or _ident(status.get("recipient_user_id"))
     return Inbound(
         kind="status",
         address=Address(business=business, contact=_contact(recipient)) if recipient else None,
-        message_id=str(status.get("id") or ""),
-        status=str(status.get("status") or ""),
-        error_code=str(code) if code is not None else None,
+        message_id=message_id,
+        status=_clean(status.get("status")) or "",
+        error_code=code,
         route_key=business,
     )
 

@@ -28,7 +28,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import graph
+from . import graph, metrics
 from .admin_models import (
     ConnectorFailure,
     ContactData,
@@ -44,7 +44,7 @@ from .admin_models import (
     ValidationReport,
 )
 from .analytics import ConversationRecord, FlowAnalytics, conversation_id, parse_conversation_id
-from .audit import AuditEntry, AuditLog, contact_ref, fingerprint
+from .audit import AuditEntry, AuditLog, RefusalLimiter, audit_key, contact_ref, fingerprint
 from .catalog import NoRoute
 from .channels import Address
 from .connectors import ErasureContext
@@ -57,6 +57,8 @@ from .settings import AppSettings
 log = logging.getLogger("orchestrator.admin")
 FLOW_ID = re.compile(r"^[a-z0-9_]{1,64}$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_PHONE_LIKE = re.compile(r"^[+\d\s().\-]+$")
+CONTACT_ID = re.compile(r"^[A-Za-z0-9][\w.:@+\-]{0,199}$", re.ASCII)
 MAX_LIMIT = 500
 
 
@@ -73,6 +75,23 @@ def normalize_phone(raw: str) -> str:
     if not PHONE.match(text):
         raise ValidationException(
             detail=f"contact {redact_phone(raw)!r} is not a phone number; write it in E.164, e.g. +15555550123"
+        )
+    return text
+
+
+def contact_id(raw: str) -> str:
+    """A contact as any channel keys it: a phone number (normalised to E.164, as `normalize_phone`),
+    or the channel's own id kept as it is: a WhatsApp business-scoped user id (`US.1349...`, for
+    contacts known only by username), a Twilio Voice client (`client:alice`), a web-chat visitor.
+    400 naming the forms when it is neither."""
+    text = (raw or "").strip()
+    if _PHONE_LIKE.match(text):
+        return normalize_phone(text)
+    if not CONTACT_ID.match(text):
+        raise ValidationException(
+            detail=f"contact {redact_phone(text[:40])!r} is neither a phone number (E.164, e.g. +15555550123) nor "
+                   "a channel's contact id (e.g. a WhatsApp user id US.13491208655302741918): letters, digits "
+                   "and . _ : @ + - only, up to 200"
         )
     return text
 
@@ -130,25 +149,43 @@ def _guard(settings: AppSettings) -> Any:
     return admin_guard
 
 
-def audit_target(path_params: dict[str, Any]) -> str:
+def audit_target(path_params: dict[str, Any], key: bytes) -> str:
     if "phone" in path_params:
-        return contact_ref(str(path_params["phone"]))
+        raw = str(path_params["phone"])
+        try:
+            raw = contact_id(raw)  # one reference per contact, however the number was written
+        except ValidationException:
+            pass
+        return contact_ref(raw, key)
     if "conv_id" in path_params:
         parsed = parse_conversation_id(str(path_params["conv_id"]))
         contact = parsed[0].rpartition(":")[2] if parsed else ""
-        return f"conversation:{contact_ref(contact)}~{parsed[1] if parsed else '?'}"
+        return f"conversation:{contact_ref(contact, key)}~{parsed[1] if parsed else '?'}"
     if "flow_id" in path_params:
         return f"flow:{str(path_params['flow_id'])[:64]}"
     return ""
 
 
 class AuditMiddleware(ASGIMiddleware):
-    """Writes one audit entry per admin request, after the response status is known."""
+    """Writes one audit entry per authorised admin request, after the response status is known.
+    A refused request (no or a wrong token) is only counted in its minute (bounded space), and a
+    client refused more than `RefusalLimiter` allows is answered 429 before anything runs."""
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
+        self.key = audit_key(settings)
+        self.limiter = RefusalLimiter()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"authorization"),
+                      None)
+        authorised = token_ok(header, self.settings.admin_token)
+        if not authorised:
+            client = str((scope.get("client") or ("unknown",))[0])
+            if not self.limiter.allow(client):
+                metrics.labelled(metrics.ADMIN_REFUSED, "429").inc()
+                await _too_many(send, self.limiter.retry_after(client))
+                return
         status = {"code": 0}
 
         async def capture(message: Message) -> None:
@@ -159,24 +196,45 @@ class AuditMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, receive, capture)
         finally:
-            await self._write(scope, status["code"] or 500)
+            if authorised and header:
+                await self._write(scope, fingerprint(header.partition(" ")[2].strip()), status["code"] or 500)
+            else:
+                metrics.labelled(metrics.ADMIN_REFUSED, str(status["code"] or 500)).inc()
+                await self._refused(scope)
 
-    async def _write(self, scope: Scope, status: int) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        header = headers.get("authorization")
-        who = fingerprint(header.partition(" ")[2].strip()) if token_ok(header, self.settings.admin_token) \
-            and header else "anonymous"
+    def _log(self, scope: Scope) -> AuditLog | None:
+        runtime = scope["app"].state.get("runtime")
+        return None if runtime is None else AuditLog(runtime.store, self.settings.retention_seconds)
+
+    async def _write(self, scope: Scope, who: str, status: int) -> None:
         route = getattr(scope.get("route_handler"), "paths", None)
         action = f"{scope.get('method', '?')} {'/api' + sorted(route)[0] if route else scope.get('path', '?')}"
-        runtime = scope["app"].state.get("runtime")
-        if runtime is None:
+        audit = self._log(scope)
+        if audit is None:
             return
         try:
-            await AuditLog(runtime.store, self.settings.retention_seconds).write(
-                who=who, action=action, target=audit_target(dict(scope.get("path_params") or {})), status=status,
-            )
+            await audit.write(who=who, action=action, target=audit_target(dict(scope.get("path_params") or {}),
+                                                                          self.key), status=status)
         except Exception as exc:
             log.error("audit entry not written for %s: %s", action, exc)
+
+    async def _refused(self, scope: Scope) -> None:
+        audit = self._log(scope)
+        if audit is None:
+            return
+        try:
+            await audit.refused()
+        except Exception as exc:
+            log.error("refused admin request not counted: %s", exc)
+
+
+async def _too_many(send: Send, retry_after: int) -> None:
+    body = msgspec.json.encode({"status_code": 429, "detail": "too many refused requests from this address; "
+                                f"send a valid Authorization: Bearer token, or retry after {retry_after} s"})
+    await send({"type": "http.response.start", "status": 429, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -334,7 +392,7 @@ async def list_conversations(
 ) -> list[ConversationRecord]:
     rows: list[ConversationRecord] = await _recorder(runtime).list_records(
         flow=check_flow_id(flow) if flow else None, channel=channel, outcome=outcome,
-        contact=normalize_phone(contact) if contact else None,
+        contact=contact_id(contact) if contact else None,
         since=parse_when("since", since), until=parse_when("until", until),
         limit=bounded("limit", limit, 1, MAX_LIMIT), offset=bounded("offset", offset, 0, 1_000_000),
     )
@@ -451,7 +509,7 @@ async def export_connectors(runtime: Any, settings: AppSettings, contact: str) -
 
 @get("/contacts/{phone:str}", summary="Everything held about a contact (access request), the connectors' too")
 async def export_contact(runtime: Any, settings: AppSettings, phone: str) -> ContactData:
-    contact = normalize_phone(phone)
+    contact = contact_id(phone)
     exported = await runtime.store.export_contact(contact)
     records = await _recorder(runtime).list_records(contact=contact, limit=MAX_LIMIT)
     bookings = [r.summary["booking"] for r in records if r.summary and r.summary.get("booking")]
@@ -489,8 +547,9 @@ async def erase_statuses(store: Any, contact: str) -> int:
 async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Response[Erasure]:
     """The store, the records, then every connector with an `erase_contact` hook (the calendar's
     bookings keep their slot but lose the name and phone; CRM records go). Every connector is
-    tried even when one fails; a failure makes the answer 502 and `complete: false`."""
-    contact = normalize_phone(phone)
+    tried even when one fails; a failure makes the answer 502 and `complete: false`. `phone` is any
+    id a channel keys a contact by (`contact_id`): a number, or a WhatsApp user id."""
+    contact = contact_id(phone)
     removed = await _recorder(runtime).erase_contact(contact)
     removed += await runtime.store.erase_contact(contact)
     removed += await erase_statuses(runtime.store, contact)
@@ -501,7 +560,8 @@ async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Resp
         try:
             changed[name] = int(await connector.erase_contact(contact, ctx))
         except Exception as exc:
-            log.error("erasure of %s: connector %s failed: %s", contact_ref(contact), name, type(exc).__name__)
+            log.error("erasure of %s: connector %s failed: %s", contact_ref(contact, audit_key(settings)), name,
+                      type(exc).__name__)
             failed.append(ConnectorFailure(
                 connector=name, error=f"{type(exc).__name__}: {exc}"[:300],
                 retry=f"the contact may still be in {name}: fix its access, then run DELETE /api/contacts/{{phone}} "

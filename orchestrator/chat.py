@@ -36,13 +36,12 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from channels.twilio_sms import keyword_kind
-
 from .channels import Capabilities
 from .compiler import CompiledFlow, compile_flow
 from .connectors import ConnectorRegistry, default_connectors
 from .engine import Engine
 from .errors import OrchestratorError
+from .keywords import keyword_kind
 from .model import Event, Outbound
 from .notify import NOTIFY_OUTCOMES, contact_messages, staff_messages
 from .render import present

@@ -122,6 +122,11 @@ class ArgsRedactingFilter(logging.Filter):
 
 
 ACCESS_LOGGERS = ("uvicorn.access", "granian.access")
+# Libraries that log every request at INFO (twilio's REST client: method, URL, headers; then the
+# answer's status): alone they were most of a busy server's lines. Kept to warnings and errors
+# unless a level was set for them explicitly.
+CHATTY_LOGGERS = ("twilio.http_client", "httpx", "httpcore", "urllib3", "googleapiclient.discovery",
+                  "googleapiclient.discovery_cache", "google.auth.transport", "heyoo")
 
 
 def ensure_logging(*, redact: bool = True, level: int | str = logging.INFO) -> None:
@@ -150,4 +155,13 @@ def configure_logging(*, json: bool = True, redact: bool = True, level: int | st
     handler.setFormatter(JsonFormatter() if json else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_libraries()
     logging.Formatter.converter = time.gmtime
+
+
+def quiet_libraries(level: int = logging.WARNING) -> None:
+    """CHATTY_LOGGERS at `level`, except one given a level of its own (logger.setLevel) already."""
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)

@@ -32,6 +32,16 @@ TURN_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 REJECTIONS = Counter("orchestrator_webhook_rejections_total", "Webhooks refused", ["channel", "reason"])
+WEBHOOK_ITEMS_MALFORMED = Counter(
+    "orchestrator_webhook_items_malformed_total",
+    "Webhook batch items that could not be used as sent; the rest of the batch was processed. handled: "
+    "skipped (names no contact), unreadable (answered as an unreadable reply), failed (the turn raised)",
+    ["channel", "handled"],
+)
+ADMIN_REFUSED = Counter(
+    "orchestrator_admin_refused_total", "Admin API requests refused (401: no or a wrong token; 429: rate-limited)",
+    ["status"],
+)
 CONNECTOR_CALLS = Counter("orchestrator_connector_calls_total", "Connector actions called", ["action", "outcome"])
 CONVERSATIONS_STARTED = Counter(
     "orchestrator_conversations_started_total", "Conversations started", ["flow", "channel"]

@@ -99,6 +99,22 @@ def build_channels(settings: AppSettings) -> ChannelRegistry:
     return registry
 
 
+def check_signed_urls(settings: AppSettings, channels: ChannelRegistry) -> None:
+    """ConfigError when a configured channel's signature covers the URL it was sent to (Twilio:
+    `signs_url`) and nothing says which URL that is. Rebuilt from the request's own Host and
+    X-Forwarded-Proto, a request signed for another deployment (same auth token) would verify."""
+    if settings.public_url or settings.trust_proxy_headers:
+        return
+    signed = [name for name in channels.names() if getattr(channels.get(name), "signs_url", False)]
+    if signed:
+        raise ConfigError(
+            f"ORCHESTRATOR_PUBLIC_URL is not set, and the {', '.join(signed)} webhooks are signed over the URL "
+            "the provider called: set ORCHESTRATOR_PUBLIC_URL to that URL (e.g. https://bot.example.com), or "
+            "set ORCHESTRATOR_TRUST_PROXY_HEADERS=1 to rebuild it from each request's Host and "
+            "X-Forwarded-Proto/-Host (only behind a proxy that overwrites those headers)"
+        )
+
+
 def build_connectors(settings: AppSettings) -> ConnectorRegistry:
     return default_connectors()
 
@@ -179,6 +195,7 @@ class WebhookGateway:
             except (StoreUnavailable, LockTimeout):
                 raise  # 503: the provider retries the whole delivery; done items dedupe
             except Exception:
+                metrics.labelled(metrics.WEBHOOK_ITEMS_MALFORMED, name, "failed").inc()
                 log.exception("webhook item failed; the rest of the batch goes on", extra={"channel": name})
                 failed = True
                 continue
@@ -287,9 +304,17 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def _seen_url(scope: Any, headers: Mapping[str, str], query: str) -> str:
-    host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
-    url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
+    """The URL as the client says it called it (ORCHESTRATOR_TRUST_PROXY_HEADERS=1 only): the
+    proxy's X-Forwarded-Proto / X-Forwarded-Host (their first value), else Host and the scheme."""
+    host = _first(headers.get("x-forwarded-host")) or headers.get("host") \
+        or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+    scheme = _first(headers.get("x-forwarded-proto")) or scope.get("scheme", "http")
+    url = f"{scheme}://{host}{scope['path']}"
     return f"{url}?{query}" if query else url
+
+
+def _first(value: str | None) -> str:
+    return value.split(",", 1)[0].strip() if value else ''
 
 
 @functools.lru_cache(maxsize=64)
@@ -336,6 +361,7 @@ def create_app(
     ensure_logging(redact=settings.redact_logs)  # uvicorn workers build the app here: redact there too
     register_secrets(settings.secrets())
     channels = runtime.channels if runtime is not None else build_channels(settings)
+    check_signed_urls(settings, channels)
     gateway = WebhookGateway(channels, settings.public_url)
     gateway.runtime = runtime
 
@@ -421,7 +447,7 @@ def main(host: str = "127.0.0.1", port: int = 8000, flows_dir: str | None = None
         settings = AppSettings.from_env()
         configure_logging(json=True, redact=settings.redact_logs)
         register_secrets(settings.secrets())
-        build_channels(settings)  # fail fast, before forking workers, on a missing secret
+        check_signed_urls(settings, build_channels(settings))  # fail fast, before forking workers
         if workers > 1 and not settings.redis_url:
             # The in-memory store lives in one process: each worker would hold its own
             # conversations (double greetings, answers landing on a worker that never asked).

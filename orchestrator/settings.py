@@ -24,6 +24,8 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_DEFAULT_FLOW": ("default_flow", False),
     "ORCHESTRATOR_PUBLIC_URL": ("public_url", False),
     "ORCHESTRATOR_ADMIN_TOKEN": ("admin_token", True),
+    "ORCHESTRATOR_TRUST_PROXY_HEADERS": ("trust_proxy_headers", False),
+    "ORCHESTRATOR_AUDIT_KEY": ("audit_key", True),
     "ORCHESTRATOR_ROUTES": ("routes_spec", False),
     "ORCHESTRATOR_KEY_PREFIX": ("key_prefix", False),
     "ORCHESTRATOR_RETENTION_DAYS": ("retention_days", False),
@@ -64,6 +66,10 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     default_flow: str | None = None
     public_url: str | None = None
     admin_token: str | None = None
+    # without public_url: rebuild the signed URL from each request's Host / X-Forwarded-* (only
+    # behind a proxy that sets them); off, Twilio webhooks refuse to start without public_url
+    trust_proxy_headers: bool = False
+    audit_key: str | None = None  # keys the audit log's contact hashes; unset: derived from admin_token
     routes_spec: str | None = None  # "+15551230000=dental_booking,123=missed_call_textback" or a file
     key_prefix: str = "orch"
     retention_days: float = 30.0

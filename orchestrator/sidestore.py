@@ -30,6 +30,7 @@ class SideStore(Protocol):
         self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
     ) -> None: ...
     async def hgetall(self, key: str) -> dict[str, bytes]: ...
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int: ...
     async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
     async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
     async def put_indexed(
@@ -86,6 +87,13 @@ class MemorySide:
 
     async def hgetall(self, key: str) -> dict[str, bytes]:
         return dict(self._live(self._hashes, key) or {})
+
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int:
+        current = self._live(self._hashes, key) or {}
+        value = int(current.get(field, b"0")) + amount
+        current[field] = str(value).encode()
+        self._hashes[key] = (current, self._clock() + ttl_seconds)
+        return value
 
     async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
         return [await self.hgetall(k) for k in keys]
@@ -252,6 +260,13 @@ class RedisSide:
     async def hgetall(self, key: str) -> dict[str, bytes]:
         raw = await self._do(self._r.hgetall(self._k(key)))
         return {bytes(k).decode(): bytes(v) for k, v in raw.items()}
+
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hincrby(self._k(key), field, amount)
+        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
+        value, _ = await self._do(pipe.execute())
+        return int(value)
 
     async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
         if not keys:

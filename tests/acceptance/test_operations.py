@@ -95,7 +95,9 @@ def serve_env(tmp_path: Path, redis_prefix: str) -> Iterator[dict[str, str]]:
     with FakeTwilio() as twilio:
         yield {
             "ORCHESTRATOR_REDIS_URL": "redis://127.0.0.1:6379/0", "ORCHESTRATOR_KEY_PREFIX": redis_prefix,
-            "ORCHESTRATOR_PUBLIC_URL": "", "ORCHESTRATOR_ADMIN_TOKEN": SERVE_ADMIN,
+            # the tests sign the URL they call (127.0.0.1:port): the operator's opt-in to that
+            "ORCHESTRATOR_PUBLIC_URL": "", "ORCHESTRATOR_TRUST_PROXY_HEADERS": "1",
+            "ORCHESTRATOR_ADMIN_TOKEN": SERVE_ADMIN,
             "ORCHESTRATOR_FLOWS_DIR": str(FLOWS), "ORCHESTRATOR_DEFAULT_FLOW": "dental_booking",
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM_NUMBER": CLINIC_NO,
             "TWILIO_API_BASE": twilio.url, "ORCHESTRATOR_CALENDAR_DB": str(tmp_path / "calendar.sqlite3"),

@@ -12,7 +12,7 @@ from conftest import AGENT, AUTH, BOOK, HOURS, TOKEN, Env
 from rediskit import REDIS_URL
 
 from orchestrator.admin import MAX_LIMIT
-from orchestrator.audit import fingerprint
+from orchestrator.audit import audit_key, contact_ref, fingerprint
 
 ANN, BOB, CAT, DAN = "+15555550123", "+15555550124", "+15555550125", "+15555550126"
 
@@ -25,7 +25,9 @@ async def test_auth_refuses_missing_and_wrong_tokens_and_audits_everything(clien
     assert ok.status_code == 200
     entries = (await client.get("/api/audit", headers=AUTH)).json()
     seen = [(e["who"], e["action"], e["status"]) for e in entries]
-    assert ("anonymous", "GET /api/flows", 401) in seen
+    # refusals are counted per minute (bounded space), not one entry each
+    assert [e["detail"] for e in entries if e["who"] == "anonymous"] == [{"count": 3}]
+    assert ("anonymous", "refused /api (per minute)", 401) in seen
     assert (fingerprint(TOKEN), "GET /api/flows", 200) in seen
     assert all(TOKEN not in str(e) for e in entries)
 
@@ -104,7 +106,10 @@ async def test_conversations_list_and_detail(client: Any, env: Env) -> None:
     window = {"since": "2026-11-25T11:00:00-05:00", "until": "2026-11-25T11:59:00-05:00"}
     assert (await client.get("/api/conversations", params=window, headers=AUTH)).json() == []
     assert (await client.get("/api/conversations", params={"since": "yesterday"}, headers=AUTH)).status_code == 400
-    assert (await client.get("/api/conversations", params={"contact": "abc"}, headers=AUTH)).status_code == 400
+    assert (await client.get("/api/conversations", params={"contact": "+12"}, headers=AUTH)).status_code == 400
+    assert (await client.get("/api/conversations", params={"contact": "a b/c"}, headers=AUTH)).status_code == 400
+    # a channel's own contact id (a WhatsApp user id) is a contact too
+    assert (await client.get("/api/conversations", params={"contact": "US.1349"}, headers=AUTH)).json() == []
     assert (await client.get("/api/conversations", params={"limit": 0}, headers=AUTH)).status_code == 400
 
     detail = (await client.get(f"/api/conversations/{booked[0]['id']}", headers=AUTH)).json()
@@ -229,7 +234,8 @@ async def test_contact_export_and_erase(client: Any, env: Env, store: Any) -> No
         == ({}, {}, [], [], True)
     assert [r["contact"] for r in (await client.get("/api/conversations", headers=AUTH)).json()] == [BOB]
     audit = (await client.get("/api/audit", headers=AUTH)).json()
-    ref = "contact:" + hashlib.sha256(ANN.encode()).hexdigest()[:16]
+    ref = contact_ref(ANN, audit_key(env.runtime.settings))
+    assert ref != "contact:" + hashlib.sha256(ANN.encode()).hexdigest()[:16]  # keyed, not a bare hash
     assert ("DELETE /api/contacts/{phone:str}", ref) in [(e["action"], e.get("target")) for e in audit]
     assert ANN not in str(audit)
     prefix = store[1]
@@ -237,7 +243,8 @@ async def test_contact_export_and_erase(client: Any, env: Env, store: Any) -> No
         leftovers = await _redis_leftovers(prefix, ANN)
         assert leftovers == [f"{prefix}:optout:{ANN}"]
         assert await _redis_leftovers(prefix, BOB)  # the other contact is untouched
-    assert (await client.delete("/api/contacts/not-a-phone", headers=AUTH)).status_code == 400
+    assert (await client.delete("/api/contacts/not%20a%20phone", headers=AUTH)).status_code == 400
+    assert (await client.delete("/api/contacts/+1%20555", headers=AUTH)).status_code == 400  # a number, too short
 
 
 @pytest.mark.parametrize("path", ["/health", "/metrics"])

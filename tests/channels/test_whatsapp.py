@@ -199,13 +199,48 @@ def test_statuses_with_errors(wa: WhatsAppChannel) -> None:
         ("status", "wamid.out3", "sent", None)]
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b'{"entry": [', b"[1,2]", b'{"object": "x"}', b"\xff\xfe",
-                                  b'{"entry":[{"changes":[{"value":{"messages":[{"type":"text"}]}}]}]}'])
+@pytest.mark.parametrize("body", [b"", b"{", b'{"entry": [', b"[1,2]", b'{"object": "x"}', b"\xff\xfe"])
 def test_malformed_bodies_are_bad_requests(wa: WhatsAppChannel, body: bytes) -> None:
     request = whatsapp_request(None, body=body)
     wa.verify(request)
     with pytest.raises(BadRequest):
         wa.parse(request)
+
+
+def test_an_item_naming_no_contact_is_skipped_the_others_parsed(wa: WhatsAppChannel) -> None:
+    body = b'{"entry":[{"changes":[{"value":{"messages":[{"type":"text"},' \
+           b'{"from":"1631","id":"wamid.ok","type":"text","text":{"body":"hi"}}]}}]}]}'
+    request = whatsapp_request(None, body=body)
+    wa.verify(request)
+    [item] = wa.parse(request)
+    assert item.event.text == "hi" and item.address.contact == "+1631"
+
+
+@pytest.mark.parametrize(("message", "why"), [
+    ({"type": "location", "location": {"name": "no coordinates"}}, "location"),
+    ({"type": "location", "location": {"latitude": 91, "longitude": 0}}, "outside"),
+    ({"type": "image", "image": "str"}, "'image' is str"),
+    ({"type": "text", "text": {"body": "\ud800 hi"}}, "lone surrogate"),
+    ({"type": "text", "text": {"body": {"an": "object"}}}, "text.body is dict"),
+    ({"type": "text", "text": "just a string"}, "'text' is str"),
+    ({"type": "interactive", "interactive": {"button_reply": {"id": {"x": 1}}}}, "the reply's id"),
+    ({"type": "reaction", "reaction": {"emoji": ["x"]}}, "reaction.emoji"),
+])
+def test_unreadable_content_is_an_unreadable_answer_from_its_contact(
+    wa: WhatsAppChannel, message: dict, why: str, caplog: pytest.LogCaptureFixture,  # type: ignore[type-arg]
+) -> None:
+    [item] = parse(wa, wa_envelope(wa_value([{"from": WA_USER, "id": "wamid.odd", **message}])))
+    assert item.kind == "event" and item.address.contact == f"+{WA_USER}"
+    assert item.event.kind == "media" and item.event.media[0].content_type == "application/x-whatsapp-unreadable"
+    assert why in caplog.text and WA_USER not in caplog.text and "wamid.odd" not in caplog.text
+
+
+def test_an_object_as_a_title_keeps_the_choice(wa: WhatsAppChannel) -> None:
+    msg = {"from": WA_USER, "id": "wamid.t", "type": "interactive",
+           "interactive": {"type": "button_reply", "button_reply": {"id": "book", "title": {"x": 1}}}}
+    [item] = parse(wa, wa_envelope(wa_value([msg], contacts=[{"profile": {"name": {"x": 1}}, "wa_id": WA_USER}])))
+    assert (item.event.kind, item.event.choice_id, item.event.text, item.event.profile_name) == (
+        "choice", "book", None, None)
 
 
 def test_other_fields_and_junk_are_skipped(wa: WhatsAppChannel) -> None:
