@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from orchestrator.logs import JsonFormatter, RedactingFilter, correlation, redact_phone, register_secrets
+from orchestrator.logs import JsonFormatter, RedactingFilter, correlation, correlation_id, redact_phone, register_secrets
 
 
 def _capture() -> tuple[logging.Logger, io.StringIO]:
@@ -36,3 +36,16 @@ def test_log_lines_are_json_with_correlation_id_and_no_secret_or_phone() -> None
     assert "+15555550123" not in line["msg"] and "tok_live_abcdefgh" not in line["msg"]
     assert "[secret]" in line["msg"]
     assert line["contact"].endswith("88") and line["contact"] != "+15555550188"
+
+
+def test_a_whatsapp_message_id_is_logged_as_a_digest_that_carries_no_number() -> None:
+    # a wamid is base64 of a payload with the contact's number in it (PROTOCOLS §4)
+    import base64
+    wamid = "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x1815555550123\x15\x02\x00\x12\x18 3EB0A1B2C3D4E5F6").decode()
+    logger, stream = _capture()
+    with correlation(wamid):
+        logger.info("turn done")
+    cid = json.loads(stream.getvalue())["cid"]
+    assert cid.startswith("wa-") and wamid not in cid and "15555550123" not in cid
+    with correlation(wamid):  # a retry of the same delivery shares the id
+        assert correlation_id() == cid
