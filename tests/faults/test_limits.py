@@ -8,17 +8,28 @@ template" of the reliability matrix in docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 from flowkit import FIXED_NOW, load_test_flow
 
 from orchestrator import patterns
+from orchestrator.channels import ChannelRegistry
 from orchestrator.compiler import compile_flow
 from orchestrator.connectors import ConnectorRegistry
 from orchestrator.engine import Engine
 from orchestrator.errors import FlowError
 from orchestrator.model import Event
+from orchestrator.runtime import Runtime
+from orchestrator.server import create_app
+from orchestrator.settings import AppSettings
+from orchestrator.store_memory import MemoryStore
 from orchestrator.validate import validate
 
 CONTACT = "+15555550123"
@@ -111,3 +122,139 @@ def test_redos_says_re_in_flow_tests_runs_on_re2() -> None:
     assert patterns.search("^b.*$", "a\nB" + "a" * 50_000, ignore_case=True, multiline=True)
     problem = patterns.problem(r"(a)\1")
     assert problem is not None and "backreference" in problem.message
+
+
+# ---------------------------------------------------------------- YAML bombs, huge flows, the admin API
+
+TOKEN = "limits-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/yaml"}
+SMALL = 'flow: small\nstart: hi\nstates:\n  hi: {say: "Hello", end: done}\n'
+
+
+def bomb(flow_id: str = "bomb") -> str:
+    """The 400-byte alias bomb of issue #12: 9**7 (4.8 million) values once expanded."""
+    rows = ['  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in itertools.pairwise("abcdefg"):
+        rows.append(f"  {name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    return f"flow: {flow_id}\nstart: s\nvars:\n" + "\n".join(rows) + "\nstates:\n  s: {end: x}\n"
+
+
+def deep(flow_id: str = "deep", levels: int = 900) -> str:
+    nested = "".join(" " * (i + 1) + f"k{i}:\n" for i in range(levels))
+    return f"flow: {flow_id}\nstart: s\nvars:\n{nested}states:\n  s: {{end: x}}\n"
+
+
+def chain(flow_id: str, n: int) -> str:
+    """n asks in a row, each with a way back and a `fail:` route to the last state."""
+    lines = [f"flow: {flow_id}", "start: s0", "vars: {who: you}", "states:"]
+    for i in range(n - 1):
+        lines += [f"  s{i}:", f'    ask: "Question {i}, {{{{ who }}}}?"',
+                  "    choices: {a: {label: Left, dtmf: '1'}, b: {label: Right, dtmf: '2'}}",
+                  f"    on: {{a: {f's{i + 1}' if i + 2 < n else 'bye'}, b: s{max(i - 1, 0)}, fail: bye}}"]
+    lines += ["  bye: {end: done}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), [
+    (bomb(), 9, "more than 100,000 YAML values"),
+    (deep(), 53, "nests more than 50 levels deep"),
+    ("flow: big\nstart: s\nvars: {pad: '" + "x" * (1 << 20) + "'}\nstates:\n  s: {end: x}\n", 1, "bytes, more than"),
+    (chain("big", 2_001), 4, "2,001 states, more than the 2,000 allowed"),
+])
+def test_yaml_bomb_deep_and_huge_flows_are_refused_fast(text: str, line: int, fragment: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(FlowError) as caught:
+        load_test_flow(text, "hostile.yaml")
+    took = time.perf_counter() - started
+    d = caught.value.diagnostics[0]
+    assert d.file == "hostile.yaml" and d.line == line and fragment in d.message and d.hint, d.format()
+    tracemalloc.start()
+    with pytest.raises(FlowError):
+        load_test_flow(text, "hostile.yaml")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 3.0 and peak < 200 << 20, (took, peak)
+
+
+class Env:
+    def __init__(self, runtime: Runtime, client: httpx.AsyncClient, flows: Path) -> None:
+        self.runtime, self.client, self.flows = runtime, client, flows
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "small.yaml").write_text(SMALL)
+    (flows / "bomb.yaml").write_text(bomb())
+    (flows / "deep.yaml").write_text(deep())
+    settings = AppSettings(flows_dir=str(flows), admin_token=TOKEN, default_flow="small")
+    runtime = await Runtime.create(settings, ConnectorRegistry(), ChannelRegistry(), store=MemoryStore())
+    app = create_app(settings, runtime=runtime, start_background=False)
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        yield Env(runtime, client, flows)
+
+
+async def test_yaml_bomb_in_the_flows_dir_is_refused_and_the_others_load(env: Env) -> None:
+    assert env.runtime.catalog.flow_ids() == ["small"]
+    problems = {Path(p).name: e.diagnostics[0] for p, e in env.runtime.catalog.problems.items()}
+    assert problems["bomb.yaml"].line == 9 and "YAML values" in problems["bomb.yaml"].message
+    assert problems["deep.yaml"].line == 53 and "levels deep" in problems["deep.yaml"].message
+
+
+@pytest.mark.parametrize("kind", ["bomb", "deep", "states"])
+async def test_yaml_bomb_upload_is_a_422_with_the_reason_and_nothing_is_saved(env: Env, kind: str) -> None:
+    (env.flows / "bomb.yaml").unlink()
+    (env.flows / "deep.yaml").unlink()
+    text = {"bomb": bomb("evil"), "deep": deep("evil"), "states": chain("evil", 2_001)}[kind]
+    started = time.perf_counter()
+    response = await env.client.put("/api/flows/evil", content=text, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert time.perf_counter() - started < 5.0
+    report = response.json()
+    assert not report["valid"] and report["diagnostics"][0]["hint"]
+    assert any(w in report["errors"][0] for w in ("YAML values", "levels deep", "states, more than")), report
+    assert not (env.flows / "evil.yaml").exists() and sorted(p.name for p in env.flows.iterdir()) == ["small.yaml"]
+    assert await env.runtime.store.list_revisions("evil") == []
+    assert "evil" not in env.runtime.catalog.flow_ids()
+    validated = await env.client.post("/api/flows/evil/validate", content=text, headers=AUTH)
+    assert validated.status_code == 200 and not validated.json()["valid"]
+
+
+async def _probe(client: httpx.AsyncClient, work: asyncio.Task[httpx.Response]) -> list[float]:
+    """/health latencies measured while `work` runs (at least one probe)."""
+    waits: list[float] = []
+    while not work.done() or not waits:
+        started = time.perf_counter()
+        assert (await client.get("/health")).status_code == 200
+        waits.append(time.perf_counter() - started)
+        await asyncio.sleep(0.01)
+    return waits
+
+
+@pytest.mark.slow
+async def test_admin_work_off_the_loop_health_answers_during_a_big_upload_and_diagram(env: Env) -> None:
+    text = chain("big", 2_000)
+    upload = asyncio.create_task(env.client.put("/api/flows/big", content=text, headers=AUTH))
+    waits = await _probe(env.client, upload)
+    assert (await upload).status_code == 200, (await upload).text
+    assert len(waits) >= 3 and max(waits) < 0.5, f"{len(waits)} probes, slowest {max(waits):.2f}s"
+
+    drawing = asyncio.create_task(env.client.get("/api/flows/big/diagram?format=html", headers=AUTH))
+    waits = await _probe(env.client, drawing)
+    response = await drawing
+    assert response.status_code == 200 and response.text.count("<g") >= 2_000
+    assert len(waits) >= 3 and max(waits) < 0.5, f"{len(waits)} probes, slowest {max(waits):.2f}s"
+
+
+@pytest.mark.slow
+def test_admin_work_diagram_of_the_largest_flow_is_bounded() -> None:
+    from orchestrator import graph
+
+    loaded = load_test_flow(chain("big", 2_000), "big.yaml")
+    started = time.perf_counter()
+    html = graph.to_html(loaded.flow)  # type: ignore[attr-defined]
+    took = time.perf_counter() - started
+    assert "s1999" not in html and "s1998" in html and "bye" in html
+    assert took < 15.0, f"the diagram of 2,000 states took {took:.1f}s"
