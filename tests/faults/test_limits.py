@@ -258,3 +258,58 @@ def test_admin_work_diagram_of_the_largest_flow_is_bounded() -> None:
     took = time.perf_counter() - started
     assert "s1999" not in html and "s1998" in html and "bye" in html
     assert took < 15.0, f"the diagram of 2,000 states took {took:.1f}s"
+
+
+# ---------------------------------------------------------------- runaway templates
+
+NESTED = ("{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(50) %}"
+          "{% endfor %}{% endfor %}{% endfor %}")
+DOUBLING = "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
+
+
+def template_flow(body: str) -> str:
+    quoted = body.replace('"', '\\"')
+    return f"""\
+flow: hostile
+start: hi
+states:
+  hi: {{say: "{quoted}", next: bye}}
+  bye: {{say: "Bye", end: done}}
+"""
+
+
+@pytest.mark.parametrize("body", [
+    NESTED,  # 2 x 10**7 iterations took 2 s
+    DOUBLING,  # built 1.2 GB
+    DOUBLING.replace("ns.s ~ ns.s", "ns.s + ns.s"),
+    DOUBLING.replace("ns.s ~ ns.s", "ns.s.replace('a', 'aa')"),
+    DOUBLING.replace("ns.s ~ ns.s", "ns.s | replace('a', 'aa')"),
+    "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
+    "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+    "{% for i in range(1000) %}{% for j in range(9) %}{{ 'x' * 90000 }}{% endfor %}{% endfor %}",
+    "{{ ','.join(['x' * 90000] * 1000) }}",
+])
+async def test_runaway_template_fails_its_render_within_time_and_memory(body: str) -> None:
+    engine = Engine(compile_flow(load_test_flow(template_flow(body), "hostile.yaml")), ConnectorRegistry())  # type: ignore[arg-type]
+    session = engine.new_session(f"biz:{CONTACT}", business="biz", contact=CONTACT, channel="sms", now=FIXED_NOW)
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = await engine.turn(session, Event(kind="start", channel="sms"), FIXED_NOW)
+    took = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 1.0 and peak < 50 << 20, f"{took:.2f}s, {peak / 1e6:.0f} MB"
+    assert result.session.state == "error" or result.session.outcome == "error", result.session
+    assert any("too long" in e.text or "loop iterations" in e.text or "rendered more than" in e.text
+               for e in result.transcript if e.text), [e.text for e in result.transcript]
+
+
+async def test_runaway_template_budget_leaves_ordinary_loops_alone() -> None:
+    from orchestrator.templates import TemplateEngine
+
+    t = TemplateEngine().compile(
+        "{% for s in slots %}{{ loop.index }}. {{ s | label }}{{ ', ' if not loop.last }}{% endfor %}"
+        "{% for i in range(90) %}{% for j in range(90) %}{% endfor %}{% endfor %}{{ 'a' ~ 'b' + 'c' }}")
+    slots = [{"label": "Thu 10 AM"}, {"label": "Fri 9 AM"}]
+    for _ in range(3):  # the budget is per render, not per template
+        assert t.render({"slots": slots}) == "1. Thu 10 AM, 2. Fri 9 AMabc"
