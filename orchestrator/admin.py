@@ -331,7 +331,7 @@ async def get_flow(runtime: Any, flow_id: str) -> FlowDetail:
         id=flow_id, title=compiled.title, revision=compiled.revision,
         revisions=await runtime.store.list_revisions(flow_id),
         source=await runtime.store.get_revision(compiled.revision),
-        diagram=graph.to_mermaid(compiled.flow),
+        diagram=await runtime.catalog.off_loop(graph.to_mermaid, compiled.flow),
     )
 
 
@@ -339,7 +339,8 @@ async def get_flow(runtime: Any, flow_id: str) -> FlowDetail:
       summary="Check a flow source (the CLI's messages)")
 async def validate_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) -> ValidationReport:
     check_flow_id(flow_id)
-    return _report(_check_source(runtime, flow_id, await _yaml_text(request)))
+    text = await _yaml_text(request)
+    return _report(await runtime.catalog.off_loop(_check_source, runtime, flow_id, text))
 
 
 @put("/flows/{flow_id:str}", operation_class=YamlBody, summary="Upload a new revision", responses={
@@ -350,7 +351,7 @@ async def put_flow(
 ) -> Response[FlowRevision | ValidationReport]:
     check_flow_id(flow_id)
     text = await _yaml_text(request)
-    errors = _check_source(runtime, flow_id, text)
+    errors = await runtime.catalog.off_loop(_check_source, runtime, flow_id, text)
     if not errors:
         try:
             compiled = await runtime.catalog.put_source(flow_id, text)
@@ -361,15 +362,16 @@ async def put_flow(
     return Response(FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title), status_code=200)
 
 
+_DIAGRAMS = {"mermaid": (graph.to_mermaid, "text/plain"), "dot": (graph.to_dot, "text/vnd.graphviz"),
+             "html": (graph.to_html, "text/html")}
+
+
 @get("/flows/{flow_id:str}/diagram", summary="Draw a flow: mermaid, dot or html", responses=NOT_FOUND)
 async def flow_diagram(runtime: Any, flow_id: str, format: str = "mermaid") -> Response[str]:
     compiled = await _compiled(runtime, flow_id)
-    if format == "mermaid":
-        return Response(graph.to_mermaid(compiled.flow), media_type="text/plain")
-    if format == "dot":
-        return Response(graph.to_dot(compiled.flow), media_type="text/vnd.graphviz")
-    if format == "html":
-        return Response(graph.to_html(compiled.flow), media_type="text/html")
+    draw, media = _DIAGRAMS.get(format, (None, ""))
+    if draw is not None:
+        return Response(await runtime.catalog.off_loop(draw, compiled.flow), media_type=media)
     raise ValidationException(detail=f"format={format[:20]!r}: use mermaid, dot or html")
 
 

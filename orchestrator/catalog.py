@@ -13,12 +13,18 @@ conversation started on.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from .compiler import CompiledFlow, FlowCache, compile_flow
 from .connectors import ConnectorRegistry
@@ -27,6 +33,7 @@ from .loader import LoadedFlow, load_flow, load_flow_text
 from .store import SessionStore
 
 log = logging.getLogger("orchestrator.catalog")
+T = TypeVar("T")
 LATEST_CHECK_SECONDS = 2.0  # how stale another process's newer revision may be seen
 
 
@@ -68,6 +75,15 @@ class FlowCatalog:
         self._latest: dict[str, CompiledFlow] = {}  # flow id -> newest revision known here
         self._files: dict[str, tuple[str, str]] = {}  # file path -> (flow id, revision)
         self._checked: dict[str, float] = {}  # flow id -> monotonic time of the last store check
+        self._heavy: anyio.CapacityLimiter | None = None
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-heavy flow work (load, validate, compile, draw) in a worker thread, one job
+        at a time per process, so the event loop keeps answering webhooks and /health while a
+        large flow is uploaded or drawn (the loop still gets the GIL every few milliseconds)."""
+        if self._heavy is None:
+            self._heavy = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._heavy)
 
     # loading -------------------------------------------------------------------------
     async def reload(self) -> dict[str, FlowError]:
@@ -81,10 +97,11 @@ class FlowCatalog:
             return {}
         for path in sorted(self.flows_dir.glob("*.y*ml")):
             try:
-                loaded = load_flow(path)
+                loaded = await self.off_loop(load_flow, path)
                 if self._files.get(str(path), ("", ""))[1] == loaded.revision:
                     continue
-                compiled = self.cache.get(loaded.revision) or self.cache.put(_validate(loaded, self.connectors))
+                compiled = self.cache.get(loaded.revision) or self.cache.put(
+                    await self.off_loop(_validate, loaded, self.connectors))
             except FlowError as exc:
                 self.problems[str(path)] = exc
                 log.warning("flow file %s skipped: %s", path, exc)
@@ -96,14 +113,16 @@ class FlowCatalog:
     async def put_source(self, flow_id: str, text: str, *, write_file: bool = True) -> CompiledFlow:
         """An admin upload: validate, record and serve as the newest revision; FlowError if invalid.
 
-        The file in the flows directory is replaced too (atomically) so restarts keep it."""
-        loaded = load_flow_text(text, f"{flow_id}.yaml")
+        The file in the flows directory is replaced too (atomically) so restarts keep it; a
+        source refused by the loader's limits or the validator is neither stored nor written."""
+        loaded = await self.off_loop(load_flow_text, text, f"{flow_id}.yaml")
         if loaded.flow.flow != flow_id:
             raise FlowError([loaded.diagnostic(
                 "$.flow", f"the file says flow {loaded.flow.flow!r} but it was uploaded as {flow_id!r}",
                 hint=f"write 'flow: {flow_id}' or upload it under /api/flows/{loaded.flow.flow}",
             )])
-        compiled = self.cache.get(loaded.revision) or self.cache.put(_validate(loaded, self.connectors))
+        compiled = self.cache.get(loaded.revision) or self.cache.put(
+            await self.off_loop(_validate, loaded, self.connectors))
         await self._publish(loaded, compiled)
         if write_file and self.flows_dir is not None and self.flows_dir.is_dir():
             path = self.flows_dir / f"{flow_id}.yaml"
@@ -157,8 +176,10 @@ class FlowCatalog:
                 message=f"flow revision {revision!r} is not in the store (expired or never published)",
                 hint="the conversation cannot continue on its revision; it will start over",
             )])
-        loaded = load_flow_text(source, f"<revision {revision}>")
-        return self.cache.put(compile_flow(loaded, revision, connectors=self.connectors))
+        return self.cache.put(await self.off_loop(self._compile_revision, source, revision))
+
+    def _compile_revision(self, source: str, revision: str) -> CompiledFlow:
+        return compile_flow(load_flow_text(source, f"<revision {revision}>"), revision, connectors=self.connectors)
 
     def route(self, route_key: str | None) -> str:
         """Route key (number called, WhatsApp phone-number id) -> flow id: the routing table,

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from transitions import Machine, MachineError
 
-from . import schema
+from . import patterns, schema
 from .connectors import ConnectorRegistry
 from .errors import Diagnostic, FlowError, FlowRuntimeError
 from .hours import OpeningHours
@@ -86,7 +86,7 @@ class CompiledState:
     choices: list[OutChoice] = field(default_factory=list)  # ask: static choices
     choices_from: str | None = None  # ask: variable holding a list
     matcher: ChoiceMatcher | None = None  # ask: the static choices' matcher, built once
-    pattern: str | None = None  # ask: checked to compile here; `re` keeps it compiled
+    pattern: patterns.Pattern | None = None  # ask: `pattern:` on the linear-time engine, compiled once
     max_retries: int = 2
     save: str | None = None
     end: str | None = None  # outcome when the state ends the conversation
@@ -305,18 +305,16 @@ def _compile_state(
         )
     if isinstance(state, schema.AskState):
         kind = state.input or ("choice" if state.choices or state.choices_from else "text")
-        try:
-            if state.pattern:
-                re.compile(state.pattern)
-        except re.error as exc:
+        if state.pattern and (bad := patterns.problem(state.pattern)) is not None:
             raise FlowError([Diagnostic(file=where, line=1, col=1, path=f"$.states.{name}.pattern",
-                                        message=f"state {name!r}: bad pattern {state.pattern!r}: {exc}",
-                                        hint="write a Python regular expression")]) from exc
+                                        message=f"state {name!r}: bad pattern {state.pattern!r}: {bad.message}",
+                                        hint=bad.hint)])
         choices = static_choices(state)
         return CompiledState(
             name, "ask", state, routes, _texts(engine, state.ask, state, "ask"),
             _texts(engine, state.reprompt, state, "reprompt"),
-            input=kind, choices=choices, choices_from=state.choices_from, pattern=state.pattern,
+            input=kind, choices=choices, choices_from=state.choices_from,
+            pattern=patterns.compile_pattern(state.pattern) if state.pattern else None,
             matcher=choice_matcher(choices) if choices and not state.choices_from else None,
             max_retries=flow.settings.max_retries if state.max_retries is None else state.max_retries,
             save=state.save, waits=True,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -46,6 +45,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from . import patterns
 from .chat import CALENDAR_DB_ENV, CAPABILITIES, Conversation, Reply, local_timestamp
 from .compiler import compile_flow
 from .connectors import ConnectorRegistry
@@ -128,7 +128,7 @@ def _contains(needle: str, lines: list[str]) -> bool:
 
 
 def _search(pattern: str, lines: list[str]) -> bool:
-    return re.search(pattern, "\n".join(lines), re.IGNORECASE | re.MULTILINE) is not None
+    return patterns.search(pattern, "\n".join(lines), ignore_case=True, multiline=True)
 
 
 def _as_list(value: Any) -> list[str]:
@@ -182,10 +182,8 @@ def _check_expect(path: Path, turn: Mapping[str, Any]) -> Iterator[str]:
     yield from _check_keys(path, expect, EXPECT_KEYS, "an expect")
     for key in ("says_re", "not_says_re"):
         for pattern in _as_list(expect[key]) if key in expect else []:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                yield f"{_where(path, expect, key)}: {key}: {pattern!r} is not a regular expression ({exc})"
+            if (bad := patterns.problem(pattern)) is not None:
+                yield f"{_where(path, expect, key)}: {key}: {pattern!r} {bad.message} (hint: {bad.hint})"
 
 
 def _check_turn(path: Path, turn: Any, test: Mapping[str, Any]) -> Iterator[str]:
@@ -343,7 +341,7 @@ class _Runner:
 def _regex_hit(pattern: str, lines: list[str]) -> bool:
     try:
         return _search(pattern, lines)
-    except re.error:
+    except ValueError:  # refused at check time (`patterns.problem`)
         return False
 
 

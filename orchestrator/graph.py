@@ -206,10 +206,35 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
     return w * h if w > 0 and h > 0 else 0.0
 
 
+class _Obstacles:
+    """Rectangles bucketed on a coarse grid: a label only measures its overlap with the boxes
+    and labels near it (placing every label of a large flow stays linear, not quadratic)."""
+
+    CELL = 256.0
+
+    def __init__(self, rects: list[tuple[float, float, float, float]]) -> None:
+        self._cells: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}
+        for rect in rects:
+            self.append(rect)
+
+    def _keys(self, r: tuple[float, float, float, float]) -> list[tuple[int, int]]:
+        c = self.CELL
+        return [(i, j) for i in range(int(r[0] // c), int(r[2] // c) + 1)
+                for j in range(int(r[1] // c), int(r[3] // c) + 1)]
+
+    def append(self, rect: tuple[float, float, float, float]) -> None:
+        for key in self._keys(rect):
+            self._cells.setdefault(key, []).append(rect)
+
+    def overlap(self, rect: tuple[float, float, float, float]) -> float:
+        near = {o for key in self._keys(rect) for o in self._cells.get(key, ())}
+        return sum(_overlap(rect, o) for o in near)
+
+
 def _place_labels(lay: Layout) -> list[tuple[Route, float, float, float]]:
     """Each route's label centre (x, y) and width: the first candidate point that overlaps no
     box and no label already placed, else the least overlapping one (never the same point twice)."""
-    obstacles = lay.boxes()
+    obstacles = _Obstacles(lay.boxes())
     placed: list[tuple[Route, float, float, float]] = []
     taken: set[tuple[int, int]] = set()
     for route in sorted(lay.routes, key=lambda r: (r.back, len(r.labels))):
@@ -217,7 +242,7 @@ def _place_labels(lay: Layout) -> list[tuple[Route, float, float, float]]:
         best: tuple[float, float, float] | None = None
         for x, y in route.labels:
             rect = (x - w / 2 - 1, y - _LABEL_H / 2 - 1, x + w / 2 + 1, y + _LABEL_H / 2 + 1)
-            cost = sum(_overlap(rect, o) for o in obstacles)
+            cost = obstacles.overlap(rect)
             if (round(x), round(y)) in taken:
                 cost += 1e6
             if best is None or cost < best[2]:

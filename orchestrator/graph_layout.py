@@ -26,6 +26,11 @@ DUMMY_W = 14.0  # the width a dummy (an edge passing a layer) takes
 LANE_GAP = 13.0  # between two side lanes of back edges
 MARGIN = 24.0
 SWEEPS = 12  # barycenter sweeps (down + up) when ordering the layers
+# Dummy nodes for long edges grow with (edges x layers spanned): in a 2,000-state chain where
+# every state has a `fail:` route to one last state that is ~2 million. Past this many, the
+# longest edges are drawn straight from source to target (they may cross boxes) so the
+# layout stays near-linear in the flow's size.
+MAX_DUMMIES = 20_000
 
 
 @dataclass(slots=True)
@@ -121,10 +126,24 @@ def _longest_path_layers(order: Sequence[str], forward: Sequence[LayoutEdge]) ->
 
 
 def _crossings(upper: list[str], lower: list[str], down: dict[str, list[str]]) -> int:
+    """Edge crossings between two adjacent layers: the inversions of the lower ends once the
+    edges are sorted by their upper end, counted with a Fenwick tree (E log V, not E^2)."""
     pos = {n: i for i, n in enumerate(lower)}
-    pairs = [(i, pos[t]) for i, n in enumerate(upper) for t in down.get(n, []) if t in pos]
-    return sum(1 for a in range(len(pairs)) for b in range(a + 1, len(pairs))
-               if (pairs[a][0] - pairs[b][0]) * (pairs[a][1] - pairs[b][1]) < 0)
+    pairs = sorted((i, pos[t]) for i, n in enumerate(upper) for t in down.get(n, []) if t in pos)
+    size = len(lower)
+    tree = [0] * (size + 1)
+    crossings = 0
+    for seen, (_, low) in enumerate(pairs):
+        k, at_most = low + 1, 0  # how many earlier edges end at or left of `low`
+        while k > 0:
+            at_most += tree[k]
+            k -= k & -k
+        crossings += seen - at_most
+        k = low + 1
+        while k <= size:
+            tree[k] += 1
+            k += k & -k
+    return crossings
 
 
 def _order_layers(layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]]) -> list[list[str]]:
@@ -272,9 +291,16 @@ def layout(order: Sequence[str], widths: dict[str, float], edges: Sequence[Layou
     chains: list[tuple[LayoutEdge, list[str]]] = []
     down: dict[str, list[str]] = {}
     up: dict[str, list[str]] = {}
+    budget, straight = MAX_DUMMIES, set()
+    for k in sorted(range(len(forward)), key=lambda k: layer_of[forward[k].target] - layer_of[forward[k].source]):
+        need = layer_of[forward[k].target] - layer_of[forward[k].source] - 1
+        if need > budget:
+            straight.add(k)
+        else:
+            budget -= need
     for k, e in enumerate(forward):
         chain = [e.source]
-        for layer in range(layer_of[e.source] + 1, layer_of[e.target]):
+        for layer in range(layer_of[e.source] + 1, layer_of[e.target]) if k not in straight else ():
             dummy = f"\0{k}:{layer}"
             nodes[dummy] = Node(dummy, DUMMY_W, dummy=True, layer=layer)
             layers[layer].append(dummy)

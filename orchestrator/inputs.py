@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from . import schema
+from . import patterns, schema
 from .errors import FlowRuntimeError
 from .model import OutChoice
 from .render import choice_digit
@@ -399,12 +399,14 @@ def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | 
 # ------------------------------------------------------------------ the kinds
 
 
-def _text(text: str, pattern: str | None, idiom: Idiom = "text") -> InputResult:
+def _text(text: str, pattern: patterns.Pattern | str | None, idiom: Idiom = "text") -> InputResult:
     value = text.strip()
     if not value:
         again = "say it again" if idiom == "voice" else "type it again"
         return _fail(f"Sorry, I didn't get an answer. Could you {again}?")
-    if pattern is not None and re.fullmatch(pattern, value) is None:
+    if isinstance(pattern, str):
+        pattern = patterns.compile_pattern(pattern)
+    if pattern is not None and not pattern.fullmatch(value):
         return _fail("Sorry, that doesn't look right. Please check it and try again.")
     return InputResult(True, value)
 
@@ -611,7 +613,7 @@ def parse_input(
     choices: Sequence[OutChoice] | ChoiceMatcher | None = None,
     settings: schema.Settings,
     now: float | dt.datetime,
-    pattern: str | None = None,
+    pattern: patterns.Pattern | str | None = None,
     confidence: float | None = None,
     idiom: Idiom = "text",
 ) -> InputResult:

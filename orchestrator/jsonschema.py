@@ -163,7 +163,7 @@ DESCRIPTIONS: dict[str, str] = {
     "AskState.save": "The variable the answer is saved in (a yes_no saves true / false).",
     "AskState.reprompt": "Said instead of the built-in \"Sorry, I didn't understand that.\" plus the question, "
                          "when the answer is not understood.",
-    "AskState.pattern": "A regular expression the (text) answer must match.",
+    "AskState.pattern": "A regular expression the (text) answer must match (RE2: no backreferences or lookaround).",
     "AskState.max_retries": "Re-asks for this ask before on.fail (default: settings.max_retries).",
     "AskState.next": "The state after an understood answer (unless on names the choice).",
     "AskState.on": "Routes: a choice id, yes / no (yes_no), fail (not understood), timeout (no reply), "

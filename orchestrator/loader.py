@@ -30,6 +30,12 @@ Position = tuple[int, int]
 PathKey = tuple[str | int, ...]  # concrete path: mapping keys and list indexes
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Limits on a flow file, checked before any node is built (docs/SPEC.md "Limits"). A real
+# flow is a few hundred states and a few thousand YAML values, five or six levels deep.
+MAX_FLOW_BYTES = 1 << 20  # UTF-8 bytes of one flow file
+MAX_YAML_NODES = 100_000  # YAML values once every alias (*name) is expanded
+MAX_YAML_DEPTH = 50  # nested mappings / lists
+MAX_STATES = 2_000  # states of one flow
 _MAX_PROBLEMS = 20
 _MAX_TEXT_FIXES = 1000
 _MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
@@ -547,9 +553,68 @@ def _decode(raw: dict[str, Any], b: _Builder) -> schema.Flow:
     raise FlowError(sorted(problems, key=lambda d: (d.line, d.col)))
 
 
+def _limit(filename: str, mark: Any, message: str, hint: str) -> FlowError:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    return FlowError([Diagnostic(file=filename, line=line, col=col, message=message, hint=hint)])
+
+
+def check_limits(text: str, filename: str = "<flow>") -> None:
+    """Refuse (FlowError at file:line:col) a text over the size cap, nested deeper than
+    MAX_YAML_DEPTH, or whose aliases expand to more than MAX_YAML_NODES values: an alias
+    bomb is a few hundred bytes that a naive walk turns into gigabytes. One pass over the
+    parser's events, before any node tree exists; a YAML syntax error is left to the
+    composer, which words it."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FLOW_BYTES:
+        raise _limit(filename, None, f"the flow file is {size:,} bytes, more than the {MAX_FLOW_BYTES:,} allowed",
+                     "split it into several flows")
+    expanded: dict[str, int] = {}  # anchor -> how many values it stands for
+    opened: list[tuple[str | None, int]] = []  # (anchor, values counted before it) per open collection
+    count = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent):
+                count += expanded.get(event.anchor or "", 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                count += 1
+                if event.anchor:
+                    expanded[event.anchor] = 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                count += 1
+                opened.append((event.anchor, count - 1))
+                if len(opened) > MAX_YAML_DEPTH:
+                    raise _limit(filename, event.start_mark, f"the YAML nests more than {MAX_YAML_DEPTH} levels deep",
+                                 "a flow is a few levels deep (states > name > key: value); flatten this part")
+            elif isinstance(event, yaml.CollectionEndEvent) and opened:
+                anchor, before = opened.pop()
+                if anchor:
+                    expanded[anchor] = count - before
+            else:
+                continue
+            if count > MAX_YAML_NODES:
+                what = (f"the alias *{event.anchor} brings the file to" if isinstance(event, yaml.AliasEvent)
+                        else "the file holds")
+                raise _limit(filename, event.start_mark, f"{what} more than {MAX_YAML_NODES:,} YAML values",
+                             "write the values out instead of repeating anchors (&name) with aliases (*name); "
+                             "a flow needs far fewer values")
+    except yaml.YAMLError:
+        return
+
+
+def _check_states(raw: dict[str, Any], b: _Builder) -> None:
+    states = raw.get("states")
+    if isinstance(states, dict) and len(states) > MAX_STATES:
+        line, col = position_of(b.positions, b.key_positions, "$.states", key=True)
+        message = f"the flow has {len(states):,} states, more than the {MAX_STATES:,} allowed"
+        raise FlowError([Diagnostic(file=b.filename, line=line, col=col, path="$.states", message=message,
+                                    hint="split it into several flows")])
+
+
 def yaml_data(text: str, filename: str = "<yaml>") -> Any:
     """Plain data of a YAML text as the loader sees it: keys stay text (`on:` is not True,
-    unlike `yaml.safe_load`), dates stay ISO text, duplicate keys are refused."""
+    unlike `yaml.safe_load`), dates stay ISO text, duplicate keys are refused, and the
+    limits of `check_limits` hold."""
+    check_limits(text, filename)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
@@ -564,7 +629,9 @@ def yaml_data(text: str, filename: str = "<yaml>") -> Any:
 
 
 def load_flow_text(text: str, filename: str = "<flow>") -> LoadedFlow:
-    """YAML text -> LoadedFlow. Raises FlowError with positioned diagnostics."""
+    """YAML text -> LoadedFlow. Raises FlowError with positioned diagnostics (a file over
+    the limits of `check_limits` or MAX_STATES is refused before it is decoded)."""
+    check_limits(text, filename)
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
@@ -584,6 +651,7 @@ def load_flow_text(text: str, filename: str = "<flow>") -> LoadedFlow:
             message=f"a flow file must be a mapping at the top, found {found}",
             hint="start with 'flow: my_flow', 'start: first_state' and 'states:'",
         )])
+    _check_states(raw, b)
     flow = _decode(raw, b)
     return LoadedFlow(flow=flow, source=text, revision=revision_of(text), filename=filename,
                       positions=b.positions, key_positions=b.key_positions)
@@ -593,6 +661,9 @@ def load_flow(path: str | Path) -> LoadedFlow:
     """Read and load a flow file; the diagnostics carry the path as given."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_FLOW_BYTES:  # not read into memory at all
+            raise _limit(str(path), None, f"the flow file is {p.stat().st_size:,} bytes, more than the "
+                         f"{MAX_FLOW_BYTES:,} allowed", "split it into several flows")
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise FlowError([Diagnostic(file=str(path), line=1, col=1,

@@ -11,7 +11,11 @@ autoescape (the output is text, not HTML). A variable that is not set renders em
 `x.y` of it too) and logs a warning: `validate` proves statically that every variable is set
 on every path, so at run time a gap never ends a conversation. On top of jinja's sandbox, operations that could allocate
 without bound (`'a' * 10**9`, `10**10**10`, `'%999999999s' % x`, `'x'.center(10**9)`,
-`range(10**9)`) are refused.
+`range(10**9)`) are refused, and every render has a budget: at most MAX_WORK loop
+iterations and calls (nested loops, recursive macros), no value longer than MAX_STRING
+(`~`, `+`, `replace`, `join`, a list printed whole) and at most MAX_OUTPUT characters out,
+counted while the output is produced. Over a budget the render fails with a TemplateError:
+the turn takes the flow's error path, the worker never hangs.
 
 Filters: `time`, `date`, `datetime` (in the flow's timezone and language), `join`
 (lists of strings or of slot mappings, rendered by their `label`), `phone` (E.164 ->
@@ -57,6 +61,7 @@ MAX_RANGE = 1_000  # items `range()` may produce in one call
 MAX_STRING = 100_000  # characters a `*` / `%` may produce
 MAX_POWER_BITS = 4_096  # bits a `**` result may have
 MAX_OUTPUT = 200_000  # characters one render may produce
+MAX_WORK = 10_000  # loop iterations plus calls one render may make
 
 
 class TemplateError(OrchestratorError, ValueError):
@@ -115,6 +120,90 @@ def _check_printf(fmt: str) -> None:
         raise SecurityError("printf-style widths above 999 or `*` are not allowed in templates")
 
 
+def _too_long(size: int) -> OverflowError:
+    return OverflowError(f"a value of {size:,} characters or items is too long for a template (at most {MAX_STRING:,})")
+
+
+def _check_size(value: Any) -> Any:
+    """`value` when its length (strings) or its item count (containers, nested ones walked
+    until the bound) is within MAX_STRING; else OverflowError. Cheap for short values."""
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise _too_long(len(value))
+        return value
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        seen = 0
+        todo: list[Any] = [value]
+        while todo:
+            item = todo.pop()
+            seen += len(item) if not isinstance(item, str) else len(item) // 16
+            if seen > MAX_STRING:
+                raise _too_long(seen)
+            if not isinstance(item, str):
+                todo.extend(v for v in (item.values() if isinstance(item, dict) else item)
+                            if isinstance(v, (str, list, tuple, dict, set, frozenset)))
+    return value
+
+
+class _Work:
+    """The work budget of one render, kept on its jinja EvalContext."""
+
+    @staticmethod
+    def spend(eval_ctx: Any, units: int = 1) -> None:
+        used = getattr(eval_ctx, "orchestrator_work", 0) + units
+        if used > MAX_WORK:
+            raise OverflowError(f"the template did more than {MAX_WORK:,} loop iterations and calls")
+        eval_ctx.orchestrator_work = used
+
+
+@jinja2.pass_eval_context
+def _counted(eval_ctx: Any, iterable: Any) -> Any:
+    """What a `{% for %}` iterates: one unit of the render's budget per item."""
+    for item in iterable:
+        _Work.spend(eval_ctx)
+        yield item
+
+
+def _bounded_concat(value: Any) -> Any:
+    return _check_size(value)
+
+
+def _replaced_size(text: str, old: Any = "", new: Any = "", count: Any = -1) -> None:
+    """Refuse a `replace` whose result would be longer than MAX_STRING, before it is built."""
+    old, new = str(old), str(new)
+    times = len(text) + 1 if not old else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        times = min(times, count)
+    size = len(text) + times * (len(new) - len(old))
+    if size > MAX_STRING:
+        raise _too_long(size)
+
+
+def _bounded_replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text = str(value)
+    _replaced_size(text, old, new, -1 if count is None else count)
+    return text.replace(str(old), str(new), -1 if count is None else count)
+
+
+def _bound_work(tree: jinja2.nodes.Node) -> None:
+    """Route every loop through `_counted` and check the size of every `~` result."""
+    for loop in tree.find_all(jinja2.nodes.For):
+        loop.iter = jinja2.nodes.Filter(loop.iter, "orchestrator_counted", [], [], None, None, lineno=loop.lineno)
+    for concat in list(tree.find_all(jinja2.nodes.Concat)):
+        concat.nodes = [jinja2.nodes.Filter(n, "orchestrator_sized", [], [], None, None, lineno=concat.lineno)
+                        for n in concat.nodes]
+    for parent in list(tree.find_all(jinja2.nodes.Node)):  # a snapshot: the new Filters are not revisited
+        for name in parent.fields:
+            child = getattr(parent, name, None)
+            if isinstance(child, jinja2.nodes.Concat):
+                setattr(parent, name, jinja2.nodes.Filter(child, "orchestrator_sized", [], [], None, None,
+                                                          lineno=child.lineno))
+            elif isinstance(child, list):
+                setattr(parent, name, [
+                    jinja2.nodes.Filter(c, "orchestrator_sized", [], [], None, None, lineno=c.lineno)
+                    if isinstance(c, jinja2.nodes.Concat) else c for c in child])
+
+
 def _bounded_range(*args: int) -> range:
     rng = range(*args)
     if len(rng) > MAX_RANGE:
@@ -138,7 +227,7 @@ def _unset_value(value: Any) -> bool:
 class _Sandbox(ImmutableSandboxedEnvironment):
     """jinja's immutable sandbox plus bounds on operations that could exhaust memory or CPU."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
     intercepted_unops = frozenset()
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
@@ -153,7 +242,27 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return False
         return bool(super().is_safe_attribute(obj, attr, value))
 
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _Work.spend(__context.eval_ctx)
+        if getattr(__obj, "__name__", None) == "join" and isinstance(getattr(__obj, "__self__", None), str) and args:
+            items = args[0] if isinstance(args[0], (list, tuple)) else list(args[0])
+            _check_size(items)
+            size = sum(len(str(i)) for i in items) + len(__obj.__self__) * max(len(items) - 1, 0)
+            if size > MAX_STRING:
+                raise _too_long(size)
+            args = (items, *args[1:])
+        elif getattr(__obj, "__name__", None) == "replace" and isinstance(getattr(__obj, "__self__", None), str):
+            _replaced_size(__obj.__self__, *args[:3])
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
     def call_binop(self, context: jinja2.runtime.Context, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+                _check_size(left)
+                _check_size(right)
+                if len(left) + len(right) > MAX_STRING:
+                    raise _too_long(len(left) + len(right))
+            return operator.add(left, right)
         if operator_ == "**":
             big = isinstance(left, int) and isinstance(right, int) and right > 0 and (
                 max(abs(left), 2).bit_length() * right > MAX_POWER_BITS
@@ -332,7 +441,10 @@ def _join(value: Iterable[Any], d: str = "", attribute: str | None = None, last:
     `slots | join(', ', last=' or ')` -> "Thu 10 AM, Thu 11 AM or Fri 9 AM"."""
     if isinstance(value, (str, Mapping)):
         value = [value]
-    items = [str(label_of(item[attribute] if attribute else item)) for item in value]
+    items = [str(label_of(item[attribute] if attribute else item)) for item in _check_size(list(value))]
+    size = sum(map(len, items)) + len(d) * len(items) + len(last or "")
+    if size > MAX_STRING:
+        raise _too_long(size)
     if last is not None and len(items) > 1:
         return d.join(items[:-1]) + last + items[-1]
     return d.join(items)
@@ -368,12 +480,13 @@ def _safe_format(value: str, *args: Any, **kwargs: Any) -> str:
 
 
 def _finalize(value: Any) -> Any:
-    """What `{{ x }}` prints: nothing for None, a mapping's label for a slot/booking."""
+    """What `{{ x }}` prints: nothing for None, a mapping's label for a slot/booking (a
+    container too large to print is refused before `str()` builds it)."""
     if value is None:
         return ""
     if isinstance(value, Mapping) and "label" in value:
         return value["label"]
-    return value
+    return _check_size(value)
 
 
 _DROPPED_FILTERS = ("center", "indent", "wordwrap", "xmlattr", "urlize", "filesizeformat", "pprint")
@@ -395,19 +508,24 @@ class Template:
     def render(self, context: Mapping[str, Any]) -> str:
         if self._template is None:
             return self.source
+        template = self._template
+        parts: list[str] = []
+        size = 0
         try:
-            out = self._template.render(context)
+            for part in template.root_render_func(template.new_context(dict(context))):
+                size += len(part)
+                if size > MAX_OUTPUT:  # stop while producing it, not after building it whole
+                    raise TemplateError(
+                        f"template {_excerpt(self.source)} rendered more than {MAX_OUTPUT:,} characters "
+                        "(fix: shorten the text or the loop)",
+                        source=self.source,
+                    )
+                parts.append(part)
         except TemplateError:
             raise
         except Exception as exc:
             raise _wrap(exc, self.source) from None
-        if len(out) > MAX_OUTPUT:
-            raise TemplateError(
-                f"template {_excerpt(self.source)} rendered {len(out)} characters "
-                f"(at most {MAX_OUTPUT}; fix: shorten the text or the loop)",
-                source=self.source,
-            )
-        return out
+        return "".join(parts)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
@@ -529,6 +647,9 @@ class TemplateEngine:
             phone=_Phone(self.formats.region),
             label=_Label(self.choice_labels),
             format=_safe_format,
+            replace=_bounded_replace,
+            orchestrator_counted=_counted,
+            orchestrator_sized=_bounded_concat,
         )
         env.globals = {"range": _bounded_range, "dict": dict, "namespace": jinja2.utils.Namespace}
         return env
@@ -542,6 +663,7 @@ class TemplateEngine:
             tree = self.env.parse(source)
             _refuse_unsafe_nodes(tree)
             _name_label_filters(tree)
+            _bound_work(tree)
             return Template(source, self.env.from_string(tree))
         except Exception as exc:
             raise _wrap(exc, source) from None
@@ -559,6 +681,7 @@ class TemplateEngine:
                 raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
             expr.set_environment(self.env)
             _name_label_filters(expr)
+            _bound_work(expr)
             body = [jinja2.nodes.Assign(jinja2.nodes.Name("result", "store"), expr, lineno=1)]
             compiled = jinja2.environment.TemplateExpression(
                 self.env.from_string(jinja2.nodes.Template(body, lineno=1)), False

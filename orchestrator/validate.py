@@ -35,7 +35,7 @@ import jinja2.meta
 import jinja2.nodes
 import phonenumbers
 
-from . import schema, summary, templates
+from . import patterns, schema, summary, templates
 from .assigned import assigned_on_entry, unset_path
 from .channel_limits import limit_warnings
 from .channels import Capabilities, declared_capabilities
@@ -209,12 +209,8 @@ class _Checker:
                       "understand, the contact gets an apology, staff are notified and the conversation ends "
                       "'not_understood'", "route 'on: {fail: <state>}' here, or set 'defaults: {fail: <state>}' "
                       "once for the flow", key=True)
-        if state.pattern is not None:
-            try:
-                re.compile(state.pattern)
-            except re.error as exc:
-                self.add(f"{base}.pattern", f"state '{name}': bad pattern '{state.pattern}': {exc}",
-                         "write a Python regular expression, e.g. '^[0-9]{5}$'")
+        if state.pattern is not None and (bad := patterns.problem(state.pattern)) is not None:
+            self.add(f"{base}.pattern", f"state '{name}': bad pattern '{state.pattern}': {bad.message}", bad.hint)
         if state.max_retries is not None and state.max_retries < 0:
             self.add(f"{base}.max_retries", f"state '{name}': max_retries must be 0 or more, found {state.max_retries}")
         self.check_dtmf(name, state)
