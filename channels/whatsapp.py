@@ -204,6 +204,7 @@ class WhatsAppChannel:
                 raise SendError(
                     f"{self.name}: {_mask(recipient)} is outside the 24 h window and the flow sets no "
                     "settings.whatsapp_template; add an approved template to reach them", retryable=False,
+                    code="window_closed",
                 )
             text = " ".join(m.text for m in messages if m.text)[:BODY_LIMIT]
             components = [{"type": "body", "parameters": [{"type": "text", "text": text}]}] if text else []

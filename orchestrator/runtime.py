@@ -719,6 +719,9 @@ class Runtime:
         for claim in await self.store.claim_outbox(now, limit, self.settings.outbox_lease_seconds):
             item = _outbox_decoder.decode(claim.payload)
             chains.setdefault((item.adapter, item.contact), []).append((claim, item))
+        for chain in chains.values():
+            if len(chain) > 1:  # the turns' order (claims come by ready-at: a retry moves it)
+                chain.sort(key=lambda pair: pair[1].created_at)
         if len(chains) == 1:
             key, chain = next(iter(chains.items()))
             return await self._send_chain(key, chain, claimed_at)
