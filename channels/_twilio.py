@@ -226,6 +226,26 @@ def send_error_from(exc: Exception, where: str) -> SendError:
     return SendError(f"{where}: Twilio could not be reached: {type(exc).__name__}: {exc}", retryable=True)
 
 
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed call may still have been taken: the request went out and no answer came (a
+    read timeout, a connection reset mid-answer). A refused connection, a failed connect or DNS
+    lookup, or any HTTP answer means it was not (Twilio creates nothing on an error status)."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        return not _never_connected(getattr(reason, "reason", reason))
+    return isinstance(exc, (requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError, TimeoutError))
+
+
+def _never_connected(reason: object) -> bool:
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    return isinstance(reason, (NewConnectionError, NameResolutionError, ConnectionRefusedError))
+
+
 def get(params: Mapping[str, list[str]], name: str, default: str = "") -> str:
     values = params.get(name)
     return values[0] if values else default

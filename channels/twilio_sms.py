@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from orchestrator import metrics
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext, part_key
 from orchestrator.errors import BadRequest, ConfigError
 from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
@@ -32,6 +33,7 @@ from ._twilio import (
     action_url,
     element,
     form_of,
+    outcome_unknown,
     response,
     rest_client,
     send_error_from,
@@ -97,7 +99,7 @@ class TwilioSmsChannel:
             return [Inbound(
                 kind="status", address=_address(business=sender, contact=receiver), message_id=sid,
                 status=status or form.first("SmsStatus"), error_code=form.first("ErrorCode") or None,
-                route_key=_bare(sender),
+                route_key=_bare(sender), send_key=request.query.get("k") or None,
             )]
         address = _address(business=receiver, contact=sender)
         route_key = _bare(receiver)
@@ -151,11 +153,14 @@ class TwilioSmsChannel:
     async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
         staff = bool(messages) and all(m.kind == "notify" for m in messages)
         bodies = self.texts(messages, ctx, staff=staff)
-        if not bodies:
+        if len(bodies) <= ctx.sent_parts:
             return []
         return await asyncio.to_thread(self._send_sync, to, bodies, ctx)
 
     def _send_sync(self, to: Address, bodies: list[tuple[str, str | None]], ctx: ReplyContext) -> list[str]:
+        """Parts `ctx.sent_parts`.. in order; the sids of those accepted. Twilio takes no idempotency
+        key: each part's key rides in its StatusCallback URL (`?k=`, back with its statuses), and a
+        part whose earlier outcome is unknown is looked for among the messages Twilio lists."""
         client = self._rest()
         business = to.business if to.business and not to.business.isdigit() else self.from_number
         if not business:
@@ -165,22 +170,65 @@ class TwilioSmsChannel:
         base = ctx.public_url or self.public_url
         callback = action_url(base, f"{BASE}/status") if base else None
         sids: list[str] = []
-        for body, media in bodies:
+        listed: list[Any] | None = None
+        reconciling = ctx.reconcile_since is not None
+        for index in range(ctx.sent_parts, len(bodies)):
+            body, media = bodies[index]
+            where = f"{self.name} send #{index + 1} of {len(bodies)}"
+            if reconciling:
+                try:
+                    if listed is None:
+                        listed = _sent_since(client, recipient, business, ctx.reconcile_since or 0.0)
+                except Exception as exc:
+                    error = send_error_from(exc, f"{where}: looking for an earlier attempt")
+                    error.accepted, error.unknown = sids, True  # still unknown: look again next time
+                    raise error from exc
+                found = _take(listed, body)
+                if found is not None:
+                    sids.append(found)
+                    continue
+                reconciling = False  # this part never reached Twilio, so no later one did
             kwargs: dict[str, Any] = {"to": recipient, "from_": business, "body": body}
             if media:
                 kwargs["media_url"] = [media]
+            key = part_key(ctx.idempotency_key, index)
             if callback:
-                kwargs["status_callback"] = callback
+                kwargs["status_callback"] = f"{callback}?k={quote(key, safe='')}" if key else callback
             try:
                 sids.append(client.messages.create(**kwargs).sid)
             except Exception as exc:
-                raise send_error_from(exc, f"{self.name} send #{len(sids) + 1} of {len(bodies)}") from exc
+                error = send_error_from(exc, where)
+                error.accepted, error.unknown = sids, outcome_unknown(exc)
+                raise error from exc
         return sids
 
     def _rest(self) -> Any:
         if self._client is None:
             self._client = rest_client(self.account_sid, self._auth_token, self.api_base, self.timeout_seconds)
         return self._client
+
+
+RECONCILE_LOOKBACK = 50  # the contact's most recent messages searched for an attempt of unknown outcome
+_CLOCK_SKEW_SECONDS = 120.0  # Twilio's clock against ours
+
+
+def _sent_since(client: Any, recipient: str, business: str, since: float) -> list[Any]:
+    """Our messages to `recipient` created since `since` (oldest first). Listed by To and From
+    only: DateSent filters by day and a message still queued has none."""
+    recent = client.messages.list(to=recipient, from_=business, limit=RECONCILE_LOOKBACK)
+    oldest = since - _CLOCK_SKEW_SECONDS
+    found = [m for m in recent if m.date_created is None or m.date_created.timestamp() >= oldest]
+    return sorted(found, key=lambda m: m.date_created.timestamp() if m.date_created else 0.0)
+
+
+def _take(listed: list[Any], body: str) -> str | None:
+    """The sid of the oldest listed message with this body (removed: one message matches one part).
+    A trial account prefixes bodies, hence the suffix match."""
+    for i, message in enumerate(listed):
+        text = message.body or ""
+        if text == body or text.endswith(body):
+            return str(listed.pop(i).sid)
+    return None
 
 
 def _bare(address: str) -> str:

@@ -19,13 +19,14 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import types
 from typing import Any, NamedTuple
 
 import msgspec
 
 from orchestrator import metrics
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext, part_key
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
 from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
@@ -154,9 +155,34 @@ class WhatsAppChannel:
     # ---- outbound ---------------------------------------------------------------------------
 
     async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        """Parts `ctx.sent_parts`.. in order (the first failure stops the rest); their wamids. The
+        Graph API takes no idempotency key: each part carries its key as `biz_opaque_callback_data`,
+        which Meta echoes in the part's status webhooks. A part whose earlier outcome is unknown is
+        sent again only once no status came back for it within the reconcile wait."""
         ids: list[str] = []
-        for call in self._calls(to, messages, ctx):  # in order; the first failure stops the rest
-            ids.append(_message_id(await self._post(call)))
+        calls = self._calls(to, messages, ctx)
+        reconciling = ctx.reconcile_since is not None
+        for index in range(ctx.sent_parts, len(calls)):
+            call = calls[index]
+            key = part_key(ctx.idempotency_key, index)
+            if reconciling:
+                found = await ctx.sent_lookup(key) if key and ctx.sent_lookup is not None else None
+                if found is not None:
+                    ids.append(found)
+                    continue
+                if not ctx.reconcile_final:
+                    raise SendError(
+                        f"{self.name}: part #{index + 1} of {len(calls)} went out with no answer; waiting for its "
+                        "status webhook before sending it again", retryable=True, unknown=True, accepted=ids,
+                        code="awaiting_status")
+                reconciling = False  # no status came back: Meta did not take it, nor any later part
+            if key:
+                call.payload["biz_opaque_callback_data"] = key
+            try:
+                ids.append(_message_id(await self._post(call)))
+            except SendError as exc:
+                exc.accepted = ids
+                raise
         return ids
 
     async def close(self) -> None:
@@ -175,7 +201,10 @@ class WhatsAppChannel:
         try:
             response = await self._http.request("POST", call.url, call.headers, msgspec.json.encode(call.payload))
         except (OSError, TimeoutError) as exc:
-            raise SendError(f"WhatsApp Graph API unreachable: {type(exc).__name__}", retryable=True) from exc
+            # refused or unresolvable: nothing went out; anything else may have reached Meta
+            unknown = not isinstance(exc, (ConnectionRefusedError, socket.gaierror))
+            raise SendError(f"WhatsApp Graph API unreachable: {type(exc).__name__}", retryable=True,
+                            unknown=unknown) from exc
         if response.status >= 400:
             raise graph_error(response.status, response.text())
         return msgspec.json.decode(response.body)
@@ -191,6 +220,7 @@ class WhatsAppChannel:
                 raise SendError(
                     f"{self.name}: {_mask(recipient)} is outside the 24 h window and the flow sets no "
                     "settings.whatsapp_template; add an approved template to reach them", retryable=False,
+                    code="window_closed",
                 )
             text = " ".join(m.text for m in messages if m.text)[:BODY_LIMIT]
             components = [{"type": "body", "parameters": [{"type": "text", "text": text}]}] if text else []
@@ -526,6 +556,7 @@ def _status(status: Any, business: str) -> Inbound | None:
         status=_clean(status.get("status")) or "",
         error_code=code,
         route_key=business,
+        send_key=str(status.get("biz_opaque_callback_data") or "") or None,
     )
 
 

@@ -52,6 +52,7 @@ from .errors import FlowError, OptedOut
 from .loader import load_flow_text
 from .logs import redact_phone
 from .model import TranscriptEntry
+from .runtime import FailedSend
 from .settings import AppSettings
 
 log = logging.getLogger("orchestrator.admin")
@@ -574,6 +575,17 @@ async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Resp
     return Response(erasure, status_code=502 if failed else 200)
 
 
+_failed_decoder = msgspec.msgpack.Decoder(FailedSend)
+
+
+@get("/outbox/failed", summary="Messages the outbox gave up on (newest first): who, what, why")
+async def failed_sends(runtime: Any, limit: int = 100) -> list[FailedSend]:
+    """A send refused for good, or still failing ORCHESTRATOR_OUTBOX_GIVE_UP_SECONDS after its turn, or
+    free-form WhatsApp text whose 24 h window closed: kept 30 days, the last 1,000."""
+    raw = await runtime.store.failed_outbox(bounded("limit", limit, 1, MAX_LIMIT))
+    return [_failed_decoder.decode(entry) for entry in raw]
+
+
 @get("/audit", summary="The admin audit log, newest first")
 async def audit_log(runtime: Any, settings: AppSettings, limit: int = 100) -> list[AuditEntry]:
     return await AuditLog(runtime.store, settings.retention_seconds).entries(
@@ -586,7 +598,7 @@ def admin_router(settings: AppSettings) -> Router:
         path="/api",
         route_handlers=[list_flows, get_flow, validate_flow, put_flow, flow_diagram, flow_analytics,
                         list_conversations, get_conversation, start_conversation, export_contact, erase_contact,
-                        audit_log],
+                        failed_sends, audit_log],
         guards=[_guard(settings)],
         middleware=[AuditMiddleware(settings)],
         tags=["admin"],

@@ -77,6 +77,7 @@ class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: str | None = None
     error_code: str | None = None
     route_key: str | None = None  # picks the flow (the number called, phone-number id)
+    send_key: str | None = None  # status: the part key (`part_key`) the send carried, when it comes back
 
 
 class InboundRequest(msgspec.Struct, kw_only=True):
@@ -106,6 +107,18 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     within_window: bool = True  # WhatsApp: inside the 24 h customer-service window
     event_kind: str | None = None  # the kind of event answered (voice: "start" -> consent notice first)
     idempotency_key: str | None = None  # outbox sends: the same key on every retry of one item
+    # outbox sends: the item's provider calls ("parts") are numbered from 0, part i keyed
+    # `part_key(idempotency_key, i)`. The first `sent_parts` were accepted already: skip them.
+    sent_parts: int = 0
+    # set when part `sent_parts` (and maybe later ones) may have been accepted by an attempt whose
+    # outcome is unknown (a timeout, a reset, a sender killed mid-send) started at this time:
+    # ask the provider (or `sent_lookup`) before sending it again
+    reconcile_since: float | None = None
+    # the bounded wait for an asynchronous confirmation (a status webhook carrying the part key) is
+    # over: a part still unconfirmed was not accepted and is sent again
+    reconcile_final: bool = False
+    # async (part key) -> the provider id a status webhook reported for it, or None
+    sent_lookup: Any = None
     step: str | None = None  # voice: the turn's action-URL nonce, the same when a duplicate is re-rendered
 
 
@@ -121,6 +134,11 @@ class ChannelAdapter(Protocol):
     def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered: ...
 
     async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]: ...
+
+
+def part_key(idempotency_key: str | None, index: int) -> str | None:
+    """The idempotency key of part `index` of an outbox send (None when the send has no key)."""
+    return f"{idempotency_key}#{index}" if idempotency_key else None
 
 
 class ChannelRegistry:

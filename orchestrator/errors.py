@@ -115,9 +115,15 @@ class SendError(OrchestratorError, ConnectionError):
     timeouts and network errors (retry with the same idempotency key); else permanent (4xx)."""
 
     def __init__(
-        self, message: str, *, retryable: bool = False, status: int | None = None, code: str | None = None
+        self, message: str, *, retryable: bool = False, status: int | None = None, code: str | None = None,
+        accepted: list[str] | None = None, unknown: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.code = code
+        # the provider ids of the parts of this send accepted before the failure: never sent again
+        self.accepted = accepted or []
+        # the failing part's request was written and no answer came (a timeout, a reset): the
+        # provider may have taken it, so it is reconciled before it is sent again
+        self.unknown = unknown

@@ -36,6 +36,10 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_TIMER_POLL_SECONDS": ("timer_poll_seconds", False),
     "ORCHESTRATOR_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", False),
     "ORCHESTRATOR_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", False),
+    "ORCHESTRATOR_OUTBOX_GIVE_UP_SECONDS": ("outbox_give_up_seconds", False),
+    "ORCHESTRATOR_OUTBOX_BACKOFF_CAP_SECONDS": ("outbox_backoff_cap_seconds", False),
+    "ORCHESTRATOR_OUTBOX_CONCURRENCY": ("outbox_concurrency", False),
+    "ORCHESTRATOR_OUTBOX_RECONCILE_SECONDS": ("outbox_reconcile_seconds", False),
     "ORCHESTRATOR_DEDUPE_TTL_SECONDS": ("dedupe_ttl_seconds", False),
     "ORCHESTRATOR_HELP_TEXT": ("help_text", False),
     "ORCHESTRATOR_MISSED_CALL_FLOW": ("missed_call_flow", False),
@@ -79,7 +83,11 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     redis_timeout_seconds: float = 1.0
     timer_poll_seconds: float = 1.0
     outbox_lease_seconds: float = 30.0
-    outbox_max_attempts: int = 8
+    outbox_max_attempts: int = 0  # deprecated cap on attempts; 0 = none: outbox_give_up_seconds decides
+    outbox_give_up_seconds: float = 86400.0  # a message still unsent this long after its turn is given up
+    outbox_backoff_cap_seconds: float = 300.0  # retries back off 2, 4, 8 ... s up to this
+    outbox_concurrency: int = 8  # sends in flight per channel adapter (one at a time per contact)
+    outbox_reconcile_seconds: float = 30.0  # an unknown send outcome waits this long for its status webhook
     dedupe_ttl_seconds: int = 172_800  # 48 h: longer than any provider's retry window that matters
     help_text: str | None = None  # HELP answer for flows without settings.help_text; unset: one naming the business
     missed_call_flow: str | None = None  # flow texted after an unanswered call; unset: missed_call_textback if loaded

@@ -67,6 +67,9 @@ class TimerSet(msgspec.Struct, frozen=True):
     member: str  # what `claim_due_timers` returns, e.g. "<session id>|<turns>"
 
 
+FAILED_OUTBOX_KEPT = 1000  # given-up sends kept for GET /api/outbox/failed
+
+
 class OutboxPut(msgspec.Struct, frozen=True):
     id: str  # unique, the provider idempotency key of this send
     payload: bytes
@@ -109,6 +112,9 @@ class OutboxClaim(msgspec.Struct, frozen=True):
     # whether the payload's `contact` had opted out when the item was claimed; None when the
     # store could not tell (a payload that is not a msgpack map with a string "contact")
     opted_out: bool | None = None
+    # an earlier claim of this item ended with neither finish_outbox nor retry_outbox (its sender
+    # died, or outlived the lease): that send's outcome is unknown
+    reclaimed: bool = False
 
 
 class SessionInfo(msgspec.Struct, frozen=True):
@@ -176,13 +182,22 @@ class SessionStore(Protocol):
     async def ack_outbox(self, item_id: str) -> None: ...
 
     async def finish_outbox(
-        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = (),
+        failure: bytes = b"",
     ) -> None:
         """Done with an item, in one step: record `status` for it (and "sent" for each provider
-        message id), never backwards, and remove it from the outbox (Redis: one script call)."""
+        message id), never backwards, and remove it from the outbox (Redis: one script call).
+        A non-empty `failure` (the runtime's FailedSend) is kept for `failed_outbox`, if the item
+        was still there (a second finish of one item lists it once)."""
         ...
 
-    async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None: ...
+    async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
+        """The item's new payload and next ready-at (only while it is there); its claim ended."""
+        ...
+
+    async def failed_outbox(self, limit: int = 100) -> list[bytes]:
+        """The `failure` entries of given-up items, newest first (the last FAILED_OUTBOX_KEPT, 30 days)."""
+        ...
 
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:
         """Store a delivery status unless it would move backwards; returns the status kept."""

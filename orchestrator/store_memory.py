@@ -7,6 +7,7 @@ with expiry and fencing, versions, TTLs by the injected clock. One process only.
 from __future__ import annotations
 
 import asyncio
+import collections
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +15,17 @@ from typing import Any
 
 from .errors import LockTimeout, StaleWrite
 from .sidestore import MemorySide, side_store
-from .store import Begin, Commit, ContactExport, OutboxClaim, SessionInfo, entry_time, payload_contact, status_rank
+from .store import (
+    FAILED_OUTBOX_KEPT,
+    Begin,
+    Commit,
+    ContactExport,
+    OutboxClaim,
+    SessionInfo,
+    entry_time,
+    payload_contact,
+    status_rank,
+)
 
 OPT_OUT_TTL_SECONDS = 10 * 365 * 86400
 REVISION_TTL_SECONDS = 400 * 86400
@@ -65,6 +76,8 @@ class MemoryStore:
         self._statuses = _Expiring(clock)  # message id -> (status, error)
         self._timers: dict[str, float] = {}  # member -> due
         self._outbox: dict[str, float] = {}  # outbox id -> ready at
+        self._leases: dict[str, int] = {}  # outbox id -> claims since it was last rescheduled
+        self._failed: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=FAILED_OUTBOX_KEPT)
         self._index: dict[str, float] = {}  # sid -> updated_at
 
     # the turn ------------------------------------------------------------------------
@@ -200,28 +213,40 @@ class MemoryStore:
             payload = self._outbox_items.get(item_id)
             if payload is None:
                 del self._outbox[item_id]
+                self._leases.pop(item_id, None)
                 continue
             self._outbox[item_id] = now + lease_seconds
+            claims = self._leases[item_id] = self._leases.get(item_id, 0) + 1
             contact = payload_contact(payload)
-            out.append(OutboxClaim(item_id, payload, None if contact is None else await self.is_opted_out(contact)))
+            out.append(OutboxClaim(item_id, payload, None if contact is None else await self.is_opted_out(contact),
+                                   reclaimed=claims > 1))
         return out
 
     async def ack_outbox(self, item_id: str) -> None:
         self._outbox.pop(item_id, None)
+        self._leases.pop(item_id, None)
         self._outbox_items.pop(item_id)
 
     async def finish_outbox(
-        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = (),
+        failure: bytes = b"",
     ) -> None:
         await self.record_status(item_id, status, error_code)
         for message_id in message_ids:
             await self.record_status(message_id, "sent")
+        if failure and self._outbox_items.get(item_id) is not None:
+            self._failed.appendleft((self._clock(), failure))
         await self.ack_outbox(item_id)
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
         if item_id in self._outbox and self._outbox_items.get(item_id) is not None:
             self._outbox_items._data[item_id] = (payload, self._outbox_items._data[item_id][1])
             self._outbox[item_id] = due
+            self._leases.pop(item_id, None)
+
+    async def failed_outbox(self, limit: int = 100) -> list[bytes]:
+        oldest = self._clock() - STATUS_TTL_SECONDS
+        return [entry for at, entry in list(self._failed)[:limit] if at >= oldest]
 
     # delivery statuses ---------------------------------------------------------------
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:

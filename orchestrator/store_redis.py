@@ -17,6 +17,8 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
     orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
     orch:timers            zset member "<sid>|<turns>" score due      (global index)
     orch:outbox            zset member outbox id score ready-at       (global index)
+    orch:outbox:leases     hash outbox id -> claims since it was last rescheduled (> 1: a sender died)
+    orch:outbox:failed     list of given-up sends (`FailedSend`, newest first, FAILED_OUTBOX_KEPT at most)
     orch:sessions          zset sid score updated_at                  (global index)
     orch:c:<contact>       set of the contact's session ids
     orch:optout:<contact>  opt-out record
@@ -54,6 +56,7 @@ from .errors import LockTimeout, NewerFormat, StaleWrite, StoreError, StoreUnava
 from .logs import redact_phone
 from .sidestore import PUT_FUNCTION, put_script_args
 from .store import (
+    FAILED_OUTBOX_KEPT,
     Begin,
     Commit,
     ContactExport,
@@ -226,8 +229,11 @@ return due
 # take the same item at once; an item whose sender died becomes ready again when the lease ends.
 # Each claim also says whether its contact has opted out (the `contact` of the payload, a msgpack
 # map: the runtime's OutboxItem; -1 when the payload has none), so a send costs no extra call.
-# KEYS: outbox zset. ARGV: now, limit, lease end, key prefix.
-# Returns id, payload, opt-out (1, 0 or -1) per claimed item.
+# Each claim is counted in the leases hash (retry_outbox and finish_outbox clear it): a count above
+# 1 is a claim whose sender neither finished nor rescheduled it (killed mid-send), so the runtime
+# reconciles it with the provider before sending again.
+# KEYS: outbox zset, leases hash. ARGV: now, limit, lease end, key prefix.
+# Returns id, payload, opt-out (1, 0 or -1), claims so far per claimed item.
 CLAIM_OUTBOX_LUA = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
@@ -244,8 +250,10 @@ for _, id in ipairs(ids) do
     table.insert(out, id)
     table.insert(out, payload)
     table.insert(out, optout)
+    table.insert(out, redis.call('HINCRBY', KEYS[2], id, 1))
   else
     redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
   end
 end
 return out
@@ -253,10 +261,11 @@ return out
 
 # retry_outbox: the item's new payload (attempts counted) and its next ready-at, both only if
 # the item is still there (an item acked meanwhile stays gone).
-# KEYS: outbox zset, item key. ARGV: payload, due, item id.
+# KEYS: outbox zset, item key, leases hash. ARGV: payload, due, item id.
 RETRY_OUTBOX_LUA = """
 redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL', 'XX')
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[3], ARGV[3])
 return 1
 """
 
@@ -282,12 +291,21 @@ return record(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 # finish_outbox: the item's final status (and "sent" for each provider message id), recorded as
 # record_status does, and the item removed, all in one step: a sender dying in between can
 # neither lose the status of a removed item nor leave a recorded item to be sent again.
-# KEYS: outbox zset, item key, item status hash (none: remove only, `ack_outbox`), then one status
-# hash per provider message id. ARGV: item id, status, rank, error code, ttl, rank of "sent".
+# A given-up item's failure entry (ARGV 7, when not empty) goes to the failed list, newest first,
+# at most ARGV 8 entries.
+# KEYS: outbox zset, item key, leases hash, failed list, item status hash (none: remove only,
+# `ack_outbox`), then one status hash per provider message id.
+# ARGV: item id, status, rank, error code, ttl, rank of "sent", failure entry, failed list cap.
 FINISH_OUTBOX_LUA = _STATUS_FUNCTION + """
-if KEYS[3] then record(KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) end
-for k = 4, #KEYS do record(KEYS[k], 'sent', ARGV[6], '', ARGV[5]) end
+if KEYS[5] then record(KEYS[5], ARGV[2], ARGV[3], ARGV[4], ARGV[5]) end
+for k = 6, #KEYS do record(KEYS[k], 'sent', ARGV[6], '', ARGV[5]) end
+if ARGV[7] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('LPUSH', KEYS[4], ARGV[7])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[8]) - 1)
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[2])
 return 1
 """
@@ -859,11 +877,13 @@ class RedisStore:
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         res = await self._do(
-            self._eval(self._claim_outbox, [self._g("outbox")], [now, limit, now + lease_seconds, self.prefix])
+            self._eval(self._claim_outbox, [self._g("outbox"), self._g("outbox:leases")],
+                       [now, limit, now + lease_seconds, self.prefix])
         )
         return [
-            OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1]), None if int(res[i + 2]) < 0 else bool(res[i + 2]))
-            for i in range(0, len(res), 3)
+            OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1]), None if int(res[i + 2]) < 0 else bool(res[i + 2]),
+                        reclaimed=int(res[i + 3]) > 1)
+            for i in range(0, len(res), 4)
         ]
 
     def _outbox_key(self, item_id: str) -> str:
@@ -871,20 +891,27 @@ class RedisStore:
         return self._k(sid, f"o:{uniq}")
 
     async def ack_outbox(self, item_id: str) -> None:
-        await self._do(self._eval(self._finish_outbox, [self._g("outbox"), self._outbox_key(item_id)],
-                                  [item_id, "", 0, "", 1, 0]))
+        keys = [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases"), self._g("outbox:failed")]
+        await self._do(self._eval(self._finish_outbox, keys, [item_id, "", 0, "", 1, 0, "", 1]))
 
     async def finish_outbox(
-        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = ()
+        self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = (),
+        failure: bytes = b"",
     ) -> None:
-        keys = [self._g("outbox"), self._outbox_key(item_id), self._g(f"st:{item_id}")]
+        keys = [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases"), self._g("outbox:failed"),
+                self._g(f"st:{item_id}")]
         keys += [self._g(f"st:{m}") for m in message_ids]
-        args = [item_id, status, status_rank(status), error_code or "", STATUS_TTL_SECONDS, status_rank("sent")]
+        args = [item_id, status, status_rank(status), error_code or "", STATUS_TTL_SECONDS, status_rank("sent"),
+                failure, FAILED_OUTBOX_KEPT]
         await self._do(self._eval(self._finish_outbox, keys, args))
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
-        await self._do(self._eval(self._retry_outbox, [self._g("outbox"), self._outbox_key(item_id)],
+        await self._do(self._eval(self._retry_outbox,
+                                  [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases")],
                                   [payload, due, item_id]))
+
+    async def failed_outbox(self, limit: int = 100) -> list[bytes]:
+        return [bytes(v) for v in await self._do(self._call("LRANGE", self._g("outbox:failed"), 0, limit - 1))]
 
     # delivery statuses ---------------------------------------------------------------
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:

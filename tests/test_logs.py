@@ -2,7 +2,14 @@ import io
 import json
 import logging
 
-from orchestrator.logs import JsonFormatter, RedactingFilter, correlation, correlation_id, redact_phone, register_secrets
+from orchestrator.logs import (
+    JsonFormatter,
+    RedactingFilter,
+    correlation,
+    correlation_id,
+    redact_phone,
+    register_secrets,
+)
 
 
 def _capture() -> tuple[logging.Logger, io.StringIO]:
@@ -41,7 +48,8 @@ def test_log_lines_are_json_with_correlation_id_and_no_secret_or_phone() -> None
 def test_a_whatsapp_message_id_is_logged_as_a_digest_that_carries_no_number() -> None:
     # a wamid is base64 of a payload with the contact's number in it (PROTOCOLS §4)
     import base64
-    wamid = "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x1815555550123\x15\x02\x00\x12\x18 3EB0A1B2C3D4E5F6").decode()
+    payload = b"\x15\x02\x00\x11\x1815555550123\x15\x02\x00\x12\x18 3EB0A1B2C3D4E5F6"
+    wamid = "wamid." + base64.b64encode(payload).decode()
     logger, stream = _capture()
     with correlation(wamid):
         logger.info("turn done")

@@ -4,6 +4,8 @@ request and answers through a handler function, or a scripted reply queued by th
     with FakeHTTPServer(handler) as server:     # handler(Recorded) -> (status, headers, body)
         server.url                              # "http://127.0.0.1:54321"
         server.script(503, {"error": ...})      # the next request gets this instead
+        server.accept_then_drop(2.0)            # the next request is handled (a message created),
+                                                # then its answer is held 2 s and never written
         server.requests                         # every Recorded request, in order
 """
 
@@ -51,6 +53,7 @@ class FakeHTTPServer:
     requests: list[Recorded] = field(default_factory=list)
     delay_seconds: float = 0.0
     _scripted: deque[Reply] = field(default_factory=deque)
+    _drops: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -73,9 +76,14 @@ class FakeHTTPServer:
                 with outer._lock:
                     outer.requests.append(rec)
                     scripted = outer._scripted.popleft() if outer._scripted else None
+                    drop = outer._drops.popleft() if outer._drops and scripted is None else None
                 if outer.delay_seconds:
                     threading.Event().wait(outer.delay_seconds)
                 status, headers, payload = scripted or outer.handler(rec)
+                if drop is not None:  # the provider took the request; its answer is lost
+                    threading.Event().wait(drop)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -105,6 +113,12 @@ class FakeHTTPServer:
             reply = json_reply(status, payload)
         with self._lock:
             self._scripted.append(reply)
+
+    def accept_then_drop(self, hold_seconds: float = 0.0) -> None:
+        """The next request is handled as usual (the provider takes it), then no answer comes:
+        after `hold_seconds` (past the client's timeout: a timeout; 0: a reset) the connection closes."""
+        with self._lock:
+            self._drops.append(hold_seconds)
 
     def start(self) -> FakeHTTPServer:
         self._thread.start()

@@ -1,9 +1,13 @@
-"""A fake Twilio REST API: Messages.create answers 201 like Twilio, and checks Basic auth."""
+"""A fake Twilio REST API: Messages.create answers 201 like Twilio, Messages list (GET, To/From
+filters, newest first, Twilio's page shape) answers what was created, and Basic auth is checked."""
 
 from __future__ import annotations
 
 import base64
 import itertools
+import time
+from email.utils import formatdate
+from typing import Any
 
 from .http import FakeHTTPServer, Recorded, Reply, json_reply
 
@@ -16,22 +20,37 @@ class FakeTwilio(FakeHTTPServer):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self._ids = itertools.count(1)
+        self.created: list[dict[str, Any]] = []  # every message taken, as Twilio would list it
+        self.clock = time.time  # Twilio's clock: date_created of each message
         super().__init__(handler=self._answer)
 
     def _answer(self, rec: Recorded) -> Reply:
         expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         if rec.headers.get("authorization") != expected:
             return json_reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
-        if rec.method == "POST" and rec.path == f"/2010-04-01/Accounts/{self.account_sid}/Messages.json":
+        path = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        if rec.method == "POST" and rec.path == path:
             form = rec.form()
             sid = f"SM{next(self._ids):032x}"
-            return json_reply(201, {
+            message = {
                 "sid": sid, "account_sid": self.account_sid, "to": form["To"][0],
                 "from": form.get("From", [None])[0], "body": form.get("Body", [""])[0],
                 "status": "queued", "num_segments": "1", "direction": "outbound-api",
+                "date_created": formatdate(self.clock(), usegmt=True), "date_sent": None,
                 "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            }
+            self.created.append(message)
+            return json_reply(201, message)
+        if rec.method == "GET" and rec.path == path:
+            found = [m for m in reversed(self.created)
+                     if m["to"] == rec.query.get("To", m["to"]) and m["from"] == rec.query.get("From", m["from"])]
+            size = int(rec.query.get("PageSize", "50"))
+            return json_reply(200, {
+                "messages": found[:size], "page": 0, "page_size": size, "start": 0, "end": min(size, len(found)) - 1,
+                "first_page_uri": f"{path}?PageSize={size}&Page=0", "previous_page_uri": None,
+                "next_page_uri": None, "uri": f"{path}?PageSize={size}&Page=0",
             })
         return json_reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
 
     def messages(self) -> list[dict[str, list[str]]]:
-        return [r.form() for r in self.requests if r.path.endswith("/Messages.json")]
+        return [r.form() for r in self.requests if r.path.endswith("/Messages.json") and r.method == "POST"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 import msgspec
 import pytest
 import redis
@@ -77,6 +78,12 @@ async def app(private_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Async
     (flows / "echo_loop.yaml").write_text(ECHO_FLOW)
     async with AsyncTestClient(create_app(settings_for(private_redis.url, flows))) as client:
         yield client
+
+
+async def on_app_loop(client: AsyncTestClient[Litestar], fn: Callable[[], Awaitable[int]]) -> int:
+    """Run a runtime coroutine on the loop the app's lifespan runs on (the test client's portal):
+    its Redis clients belong to that loop."""
+    return await anyio.to_thread.run_sync(client.blocking_portal.call, fn)
 
 
 def sms(client: AsyncTestClient[Litestar], text: str, mid: str, sender: str = CONTACT) -> Any:
@@ -274,7 +281,7 @@ async def test_timer_and_outbox_item_of_a_newer_format_are_left_for_a_newer_proc
                     contact="+15555550902", channel="sms", turns=3, version=3, fmt=2)
     r.set(session_key(PREFIX, sid), session_value(3, msgspec.msgpack.encode(newer), f"{sid}|3", sid))
     r.zadd(f"{PREFIX}:timers", {f"{sid}|3": 1.0})
-    assert await runtime.fire_due_timers() == 0
+    assert await on_app_loop(app, runtime.fire_due_timers) == 0
     # put back, not lost (the app's own poller may hold it for a moment: it leaves it too)
     await eventually(lambda: r.zscore(f"{PREFIX}:timers", f"{sid}|3") is not None)
     assert r.get(session_key(PREFIX, sid)) == session_value(3, msgspec.msgpack.encode(newer), f"{sid}|3", sid)
@@ -283,5 +290,5 @@ async def test_timer_and_outbox_item_of_a_newer_format_are_left_for_a_newer_proc
                       messages=[], fmt=2)
     r.set(f"{PREFIX}:{{{sid}}}:o:abc", msgspec.msgpack.encode(item), ex=600)
     r.zadd(f"{PREFIX}:outbox", {item.id: 1.0})
-    assert await runtime.send_outbox() == 0
+    assert await on_app_loop(app, runtime.send_outbox) == 0
     assert r.exists(f"{PREFIX}:{{{sid}}}:o:abc") and r.zscore(f"{PREFIX}:outbox", item.id) is not None

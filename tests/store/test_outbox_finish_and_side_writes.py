@@ -76,6 +76,28 @@ async def test_retry_of_a_finished_item_does_not_bring_it_back(store: SessionSto
     assert await store.claim_outbox(now + 1000, 10, 30) == []
 
 
+async def test_a_claim_whose_sender_died_is_marked_reclaimed_until_rescheduled(store: SessionStore) -> None:
+    now = time.time()
+    await put_outbox(store, [OutboxPut(f"{SID}|a", payload(CONTACT))], now)
+    assert [c.reclaimed for c in await store.claim_outbox(now, 10, 30)] == [False]
+    # no finish, no retry (killed mid-send): the next claim after the lease says so
+    assert [c.reclaimed for c in await store.claim_outbox(now + 31, 10, 30)] == [True]
+    await store.retry_outbox(f"{SID}|a", payload(CONTACT), now + 40)  # a claim that ended normally
+    assert [c.reclaimed for c in await store.claim_outbox(now + 41, 10, 30)] == [False]
+
+
+async def test_a_given_up_item_is_listed_once_newest_first(store: SessionStore) -> None:
+    now = time.time()
+    await put_outbox(store, [OutboxPut(f"{SID}|a", b"p1"), OutboxPut(f"{SID}|b", b"p2")], now)
+    assert await store.failed_outbox() == []
+    await store.finish_outbox(f"{SID}|a", "failed", "gave_up", failure=b"fa")
+    await store.finish_outbox(f"{SID}|a", "failed", "gave_up", failure=b"fa")  # a second finish: gone already
+    await store.finish_outbox(f"{SID}|b", "failed", "131026", failure=b"fb")
+    assert await store.failed_outbox() == [b"fb", b"fa"]
+    assert await store.failed_outbox(limit=1) == [b"fb"]
+    assert await store.get_status(f"{SID}|a") == ("failed", "gave_up")
+
+
 async def write_records(side: SideStore) -> None:
     await side.put_indexed("{s1}:r:1", {"start": b"a" * 64, "start1": b"b", "seen": b"x"}, ["records", "records:f"],
                            "s1~1", 1700000000.125, ttl_seconds=3600, drop=["start2"])
