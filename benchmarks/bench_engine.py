@@ -22,11 +22,11 @@ from typing import Any
 
 import msgspec
 
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult
-from orchestrator.engine import Engine
-from orchestrator.loader import load_flow, load_flow_text
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
+from orchestrator.flow.loader import load_flow, load_flow_text
 from orchestrator.model import Event
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult
 
 ROOT = Path(__file__).resolve().parent.parent
 WALK = [("start", None), ("text", "1"), ("text", "Alex Morgan"), ("text", "cleaning"),

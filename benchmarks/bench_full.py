@@ -31,7 +31,7 @@ from fakes.graph import FakeGraph  # noqa: E402
 from fakes.twilio import FakeTwilio  # noqa: E402
 from faultkit import PYTHON, RedisServer, ServerProcess, cpu_seconds, rss_bytes, server_env  # noqa: E402
 
-from orchestrator import store_redis  # noqa: E402
+from orchestrator.stores import redis as store_redis  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SCRIPT_COMMANDS = {c.lower() for c in re.findall(r"redis\.call\('(\w+)'", "".join(
@@ -109,9 +109,9 @@ def compile_figures() -> dict[str, Any]:
     code = r"""
 import json, resource, sys, time
 from pathlib import Path
-from orchestrator.loader import load_flow, load_flow_text
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import ConnectorRegistry
+from orchestrator.flow.loader import load_flow, load_flow_text
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.plugins.connectors import ConnectorRegistry
 reg = ConnectorRegistry(); reg.load_entry_points()
 t = time.perf_counter()
 for p in sorted(Path("flows").glob("*.yaml")):

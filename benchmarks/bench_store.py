@@ -23,12 +23,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
-from orchestrator.connectors import ConnectorRegistry
 from orchestrator.model import Event
-from orchestrator.runtime import Runtime
+from orchestrator.plugins.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
-from orchestrator.store_redis import RedisStore
+from orchestrator.stores.redis import RedisStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ["hi", "1", "Alex Morgan", "cleaning", "tomorrow at 10am", "1"]

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from orchestrator.channels import InboundRequest
 from orchestrator.errors import ConfigError, SendError, SignatureError
+from orchestrator.plugins.channels import InboundRequest
 
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>'
 TWIML_MEDIA_TYPE = "text/xml"

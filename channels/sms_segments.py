@@ -1,12 +1,12 @@
 """Splitting a long SMS reply at sentence boundaries, within a segment budget (the segment
-arithmetic itself, GSM 03.38, is `orchestrator.textsize`)."""
+arithmetic itself, GSM 03.38, is `orchestrator.engine.textsize`)."""
 
 from __future__ import annotations
 
 import re
 
 # The arithmetic lives with the validator's checks of per-channel limits; splitting is ours.
-from orchestrator.textsize import GSM7_ALL, GSM7_BASIC, GSM7_EXTENSION, encoding, fits, is_gsm7, segments, units
+from orchestrator.engine.textsize import GSM7_ALL, GSM7_BASIC, GSM7_EXTENSION, encoding, fits, is_gsm7, segments, units
 
 __all__ = ["GSM7_ALL", "GSM7_BASIC", "GSM7_EXTENSION", "encoding", "fits", "is_gsm7", "segments",
            "split_to_budget", "units"]

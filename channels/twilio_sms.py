@@ -5,7 +5,7 @@ Routes (POST, signed with X-Twilio-Signature):
                                  or opt_out / opt_in / help for the carrier keywords
 - `/webhooks/twilio/sms/status`  delivery status of a message we sent -> status
 
-Replies are TwiML `<Message>`s: numbered menus (from `orchestrator.render.present`), each
+Replies are TwiML `<Message>`s: numbered menus (from `orchestrator.engine.render.present`), each
 message kept within the flow's `sms_segment_budget` segments, split at sentence
 boundaries. `whatsapp:` addresses keep the prefix on the business side of the `Address`
 so the contact stays an E.164 number and `send` knows which channel to use.
@@ -19,11 +19,19 @@ from typing import Any
 from urllib.parse import quote
 
 from orchestrator import metrics
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext, part_key
+from orchestrator.engine.keywords import keyword_kind
+from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, ConfigError
-from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
-from orchestrator.render import present
+from orchestrator.plugins.channels import (
+    Address,
+    Capabilities,
+    Inbound,
+    InboundRequest,
+    Rendered,
+    ReplyContext,
+    part_key,
+)
 
 from . import sms_segments
 from ._twilio import (

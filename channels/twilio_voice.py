@@ -18,10 +18,10 @@ import itertools
 import secrets
 from typing import Any
 
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, SendError
 from orchestrator.model import Event, Outbound
-from orchestrator.render import present
+from orchestrator.plugins.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
 
 from ._twilio import (
     TWIML_MEDIA_TYPE,

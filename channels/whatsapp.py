@@ -26,11 +26,19 @@ from typing import Any, NamedTuple
 import msgspec
 
 from orchestrator import metrics
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext, part_key
+from orchestrator.engine.keywords import keyword_kind
+from orchestrator.engine.render import present, shorten
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
-from orchestrator.keywords import keyword_kind
 from orchestrator.model import Event, Location, Media, Outbound
-from orchestrator.render import present, shorten
+from orchestrator.plugins.channels import (
+    Address,
+    Capabilities,
+    Inbound,
+    InboundRequest,
+    Rendered,
+    ReplyContext,
+    part_key,
+)
 
 from ._http import LeanHttp
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult
 
 DEFAULT_PRICES = {"cleaning": 9500, "checkup": 6000, "whitening": 25000}  # in cents
 

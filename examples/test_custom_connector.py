@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from custom_connector import Pricing
 
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import CallContext, ConnectorRegistry
-from orchestrator.engine import Engine
-from orchestrator.loader import load_flow_text
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
+from orchestrator.flow.loader import load_flow_text
 from orchestrator.model import Event
+from orchestrator.plugins.connectors import CallContext, ConnectorRegistry
 
 CTX = CallContext(session_id="s1", flow="prices", contact="+15550001111", timezone="UTC", language="en-US",
                   now=1_800_000_000.0)

@@ -14,11 +14,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from webchat_channel import WebChatChannel
 
-from orchestrator.channels import ChannelRegistry
-from orchestrator.connectors import ConnectorRegistry
-from orchestrator.runtime import Runtime
-from orchestrator.server import create_app
+from orchestrator.plugins.channels import ChannelRegistry
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import create_app
 
 SECRET = "webchat-secret-123456"
 FLOW = """\

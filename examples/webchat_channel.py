@@ -19,7 +19,7 @@ Plugging it in touches no engine code: register it, then build the runtime and t
     runtime = await Runtime.create(settings, connectors, registry)
     app = create_app(settings, runtime=runtime)
 
-(or advertise it to every deployment through the `orchestrator.channels` entry point group).
+(or advertise it to every deployment through the `orchestrator.plugins.channels` entry point group).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import json
 import uuid
 from typing import Any
 
-from orchestrator.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, ConfigError, SignatureError
 from orchestrator.model import Event, Outbound
-from orchestrator.render import present
+from orchestrator.plugins.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
 
 BUSINESS = "webchat"
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult
 from orchestrator.errors import ConnectorError
-from orchestrator.schema import Settings, parse_duration
+from orchestrator.flow.schema import Settings, parse_duration
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult
 
 from .slots import (
     Interval,

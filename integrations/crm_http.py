@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError, ConnectorError
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext
 
 log = logging.getLogger("integrations.crm")
 

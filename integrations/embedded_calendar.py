@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from orchestrator.connectors import ERASED_TITLE, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConnectorError
+from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, ConnectorResult, ErasureContext
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking
 from .slots import Interval, SlotRules

@@ -32,8 +32,8 @@ from zoneinfo import ZoneInfo
 
 import httplib2
 
-from orchestrator.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError, ConnectorError
+from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking, now_of
 from .slots import Interval, SlotRules

@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from orchestrator.connectors import Action, CallContext, ConnectorResult, ErasureContext
 from orchestrator.errors import ConfigError
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext
 
 from .crm_http import (
     CrmError,

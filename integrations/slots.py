@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.errors import ConnectorError
-from orchestrator.schema import BusinessHours, Settings, parse_duration
+from orchestrator.flow.schema import BusinessHours, Settings, parse_duration
 
 Interval = tuple[datetime, datetime]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

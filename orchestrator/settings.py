@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ConfigError
+from orchestrator.errors import ConfigError
 
 # environment name -> (field name, is secret)
 ENV_FIELDS: dict[str, tuple[str, bool]] = {

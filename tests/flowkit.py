@@ -17,7 +17,7 @@ FIXED_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=ZoneInfo("America/New_York")).t
 
 def load_test_flow(source: str | Path, name: str = "<test>") -> object:
     """A flow file (path) or YAML text -> the loader's LoadedFlow."""
-    from orchestrator import loader
+    from orchestrator.flow import loader
 
     if isinstance(source, Path):
         return loader.load_flow(source)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 
-from orchestrator.store_redis import RedisStore
+from orchestrator.stores.redis import RedisStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

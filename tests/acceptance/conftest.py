@@ -19,8 +19,8 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.server import create_app
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"

@@ -197,7 +197,7 @@ def test_graph_html_edge_labels_never_overlap() -> None:
 def test_schema_validates_shipped_flows_and_flags_a_misspelt_key() -> None:
     import jsonschema
 
-    from orchestrator.loader import yaml_data  # YAML 1.2 like editors: `on:` is a key, not True
+    from orchestrator.flow.loader import yaml_data  # YAML 1.2 like editors: `on:` is a key, not True
 
     result = run("schema")
     assert result.returncode == 0

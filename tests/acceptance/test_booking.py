@@ -17,8 +17,8 @@ from fakes.twilio import FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.server import create_app
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import create_app
 
 from .conftest import ADMIN_TOKEN, conversation_of, make_settings, sms_texts, twilio_post
 

@@ -25,7 +25,7 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.server import create_app
+from orchestrator.web.app import create_app
 
 from .conftest import ADMIN_TOKEN, FLOWS, ROOT, admin_get, make_settings, sms_texts, twilio_post
 

@@ -16,7 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from channels.sms_segments import segments
-from orchestrator.server import create_app
+from orchestrator.web.app import create_app
 
 from .conftest import ADMIN_TOKEN, conversation_of, make_settings, sms_texts, twilio_post, wait_for
 

@@ -15,11 +15,11 @@ from fakes.graph import FakeGraph
 from fakes.signing import WA_PHONE_ID, WA_USER
 from fakes.twilio import FakeTwilio
 
-from orchestrator.channels import Address, Inbound
 from orchestrator.errors import SendError
 from orchestrator.model import Event, TranscriptEntry
-from orchestrator.runtime import OutboxItem, Runtime
-from orchestrator.server import build_channels, build_connectors
+from orchestrator.plugins.channels import Address, Inbound
+from orchestrator.runtime.pipeline import OutboxItem, Runtime
+from orchestrator.web.app import build_channels, build_connectors
 
 from .conftest import CLINIC, make_settings
 
@@ -101,7 +101,7 @@ async def test_a_refused_staff_notification_is_logged_not_fed_in(
     await runtime.send_outbox()
     await whatsapp(runtime, "talk", 2)  # a handoff: staff are told by SMS
     fake_twilio.script(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400})
-    with caplog.at_level(logging.ERROR, logger="orchestrator.runtime"):
+    with caplog.at_level(logging.ERROR, logger="orchestrator.runtime.pipeline"):
         await runtime.send_outbox()
     assert [m["To"][0] for m in fake_twilio.messages()] == ["+15555550199"]  # the flow's staff_notify, refused
     assert "undelivered" not in await inbound_kinds(runtime)

@@ -13,8 +13,8 @@ from fakes.twilio import FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.server import create_app
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import create_app
 
 from .conftest import conversation_of, sms_texts, twilio_post, twilio_post_url, twiml, wait_for
 

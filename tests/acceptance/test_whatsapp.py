@@ -24,9 +24,9 @@ from fakes.twilio import FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.runtime import Runtime
-from orchestrator.server import build_channels, build_connectors, create_app
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import build_channels, build_connectors, create_app
 
 from .conftest import ADMIN_TOKEN, conversation_of, make_settings, meta_post, wait_for
 

@@ -16,14 +16,14 @@ from flowkit import FIXED_NOW, FLOWS_DIR
 from rediskit import redis_stores
 
 from integrations.embedded_calendar import EmbeddedCalendar
-from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
-from orchestrator.connectors import ConnectorRegistry
 from orchestrator.model import Event
-from orchestrator.runtime import Runtime, TurnReply
-from orchestrator.server import create_app
+from orchestrator.plugins.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime, TurnReply
 from orchestrator.settings import AppSettings
-from orchestrator.store import SessionStore
-from orchestrator.store_memory import MemoryStore
+from orchestrator.stores.base import SessionStore
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.web.app import create_app
 
 TOKEN = "test-admin-token-0123456789"
 BIZ = "+15555550100"

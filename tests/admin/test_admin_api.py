@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from conftest import AGENT, AUTH, BOOK, HOURS, TOKEN, Env
 from rediskit import REDIS_URL
 
-from orchestrator.admin import MAX_LIMIT
-from orchestrator.audit import audit_key, contact_ref, fingerprint
+from orchestrator.records.audit import audit_key, contact_ref, fingerprint
+from orchestrator.web.admin import MAX_LIMIT
 
 ANN, BOB, CAT, DAN = "+15555550123", "+15555550124", "+15555550125", "+15555550126"
 

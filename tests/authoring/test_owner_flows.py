@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from flowkit import ROOT
 
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import ConnectorRegistry
-from orchestrator.engine import Engine
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
 from orchestrator.errors import Diagnostic, FlowError
-from orchestrator.loader import load_flow_text
+from orchestrator.flow.loader import load_flow_text
+from orchestrator.flow.validate import check, validate
 from orchestrator.model import Event, Outbound, Session
-from orchestrator.validate import check, validate
+from orchestrator.plugins.connectors import ConnectorRegistry
 
 SPEC = ROOT.parent / "shared" / "SPEC.md"
 CONTACT = "+15555550123"
@@ -317,7 +317,7 @@ def test_a_flow_error_is_one_verdict_for_every_command() -> None:
 
 
 def test_validate_strict_fails_on_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.validate import main_validate
+    from orchestrator.flow.validate import main_validate
 
     path = tmp_path / "spec3.yaml"
     path.write_text(spec_example(), encoding="utf-8")

@@ -34,11 +34,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from integrations.embedded_calendar import EmbeddedCalendar
-from orchestrator.connectors import ConnectorRegistry
 from orchestrator.model import Session
-from orchestrator.runtime import Runtime
-from orchestrator.server import build_channels, create_app
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import build_channels, create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "Alex Morgan"

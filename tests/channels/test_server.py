@@ -35,10 +35,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from channels.twilio_sms import TwilioSmsChannel
-from orchestrator.channels import ChannelRegistry
 from orchestrator.errors import ConfigError, LockTimeout, StoreUnavailable
-from orchestrator.server import GC_GEN0_THRESHOLD, MAX_BODY_BYTES, build_channels, create_app
+from orchestrator.plugins.channels import ChannelRegistry
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import GC_GEN0_THRESHOLD, MAX_BODY_BYTES, build_channels, create_app
 
 FLOW = """\
 flow: pizza

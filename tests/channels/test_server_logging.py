@@ -16,8 +16,8 @@ from fakes.signing import APP_SECRET, VERIFY_TOKEN
 from litestar.testing import AsyncTestClient
 
 from orchestrator.logs import ArgsRedactingFilter, ensure_logging
-from orchestrator.server import MAX_BODY_BYTES, create_app
 from orchestrator.settings import AppSettings
+from orchestrator.web.app import MAX_BODY_BYTES, create_app
 
 PHONE = "+15555550123"
 

@@ -12,10 +12,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.sms_segments import segments
 from channels.twilio_sms import TwilioSmsChannel, keyword_kind
-from orchestrator.channels import Address, ChannelAdapter, ReplyContext
 from orchestrator.errors import BadRequest, SendError, SignatureError
+from orchestrator.flow.schema import Settings
 from orchestrator.model import Outbound, OutChoice
-from orchestrator.schema import Settings
+from orchestrator.plugins.channels import Address, ChannelAdapter, ReplyContext
 
 PATH = "/webhooks/twilio/sms"
 

@@ -13,10 +13,10 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from channels._twilio import _ATTR_ESCAPES, _TEXT_ESCAPES, _attr_value, element, response, xml_text
 from channels.twilio_voice import TwilioVoiceChannel
-from orchestrator.channels import ChannelAdapter, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SignatureError
+from orchestrator.flow.schema import Settings
 from orchestrator.model import Outbound, OutChoice
-from orchestrator.schema import Settings
+from orchestrator.plugins.channels import ChannelAdapter, ReplyContext
 
 TOKEN = "voice-auth-token-0123456789"
 

@@ -21,10 +21,10 @@ from fakes.signing import (
 
 from channels import _http
 from channels.whatsapp import GRAPH_VERSION, WhatsAppChannel, heyoo_client
-from orchestrator.channels import Address, ChannelAdapter, InboundRequest, ReplyContext
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
+from orchestrator.flow.schema import Settings
 from orchestrator.model import Outbound, OutChoice
-from orchestrator.schema import Settings
+from orchestrator.plugins.channels import Address, ChannelAdapter, InboundRequest, ReplyContext
 
 
 @pytest.fixture

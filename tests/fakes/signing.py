@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from twilio.request_validator import RequestValidator
 
-from orchestrator.channels import InboundRequest
+from orchestrator.plugins.channels import InboundRequest
 
 PUBLIC_URL = "https://bot.example.com"
 APP_SECRET = "meta-app-secret-0123456789"

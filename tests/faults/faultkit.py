@@ -160,11 +160,11 @@ def server_env(
 
 
 class ServerProcess:
-    """`uvicorn orchestrator.server:create_app --factory` in a subprocess, on a free port.
+    """`uvicorn orchestrator.web.app:create_app --factory` in a subprocess, on a free port.
 
     stdout/stderr go to a log file (`log_text()`), so tests can scan what was logged."""
 
-    def __init__(self, env: Mapping[str, str], *, workers: int = 1, app: str = "orchestrator.server:create_app",
+    def __init__(self, env: Mapping[str, str], *, workers: int = 1, app: str = "orchestrator.web.app:create_app",
                  port: int | None = None, ready_path: str = "/health", cwd: Path = ROOT) -> None:
         self.env = dict(env)
         self.cwd = cwd  # another checkout of the code (an older release) runs from its own folder

@@ -40,13 +40,13 @@ from prometheus_client import REGISTRY
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 from test_reliability import SHORT_FLOW
 
-from orchestrator import server
-from orchestrator.audit import AuditLog, RefusalLimiter, audit_key, contact_ref
 from orchestrator.errors import ConfigError
 from orchestrator.logs import configure_logging
-from orchestrator.server import create_app, parse_form
+from orchestrator.records.audit import AuditLog, RefusalLimiter, audit_key, contact_ref
 from orchestrator.settings import AppSettings
-from orchestrator.store_memory import MemoryStore
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.web import app as server
+from orchestrator.web.app import create_app, parse_form
 
 pytestmark = pytest.mark.redis
 ADMIN = "edge-admin-token-0123456789"

@@ -1,4 +1,4 @@
-"""The lean hot-path Redis transport (orchestrator/_resp.py) against a private redis-server:
+"""The lean hot-path Redis transport (orchestrator/stores/resp.py) against a private redis-server:
 auto-pipelined replies matched in order, NOSCRIPT fallback, error replies, a paused Redis
 timing out fast, a killed one refusing fast, and recovery afterwards."""
 
@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orchestrator._resp import LeanRedis, _encode_command, encode_command
+from orchestrator.stores.resp import LeanRedis, _encode_command, encode_command
 
 pytestmark = pytest.mark.redis
 ECHO = "return {KEYS[1], ARGV[1]}"

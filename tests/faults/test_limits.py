@@ -19,18 +19,18 @@ import httpx
 import pytest
 from flowkit import FIXED_NOW, load_test_flow
 
-from orchestrator import patterns
-from orchestrator.channels import ChannelRegistry
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import ConnectorRegistry
-from orchestrator.engine import Engine
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError
+from orchestrator.flow import patterns
+from orchestrator.flow.validate import validate
 from orchestrator.model import Event
-from orchestrator.runtime import Runtime
-from orchestrator.server import create_app
+from orchestrator.plugins.channels import ChannelRegistry
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
-from orchestrator.store_memory import MemoryStore
-from orchestrator.validate import validate
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.web.app import create_app
 
 CONTACT = "+15555550123"
 
@@ -253,7 +253,7 @@ async def test_admin_work_off_the_loop_health_answers_during_a_big_upload_and_di
 
 @pytest.mark.slow
 def test_admin_work_diagram_of_the_largest_flow_is_bounded() -> None:
-    from orchestrator import graph
+    from orchestrator.flow import graph
 
     loaded = load_test_flow(chain("big", 2_000), "big.yaml")
     started = time.perf_counter()
@@ -309,7 +309,7 @@ async def test_runaway_template_fails_its_render_within_time_and_memory(body: st
 
 
 async def test_runaway_template_budget_leaves_ordinary_loops_alone() -> None:
-    from orchestrator.templates import TemplateEngine
+    from orchestrator.flow.templates import TemplateEngine
 
     t = TemplateEngine().compile(
         "{% for s in slots %}{{ loop.index }}. {{ s | label }}{{ ', ' if not loop.last }}{% endfor %}"

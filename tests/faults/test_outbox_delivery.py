@@ -20,13 +20,13 @@ from fakes.signing import APP_SECRET, CLINIC, PUBLIC_URL, VERIFY_TOKEN, wa_envel
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 
-from orchestrator.channels import Address
-from orchestrator.runtime import FailedSend, OutboxItem, Runtime
-from orchestrator.server import build_channels, build_connectors, create_app
+from orchestrator.plugins.channels import Address
+from orchestrator.runtime.pipeline import FailedSend, OutboxItem, Runtime
 from orchestrator.settings import AppSettings
-from orchestrator.store import SessionStore
-from orchestrator.store_memory import MemoryStore
-from orchestrator.store_redis import RedisStore
+from orchestrator.stores.base import SessionStore
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.stores.redis import RedisStore
+from orchestrator.web.app import build_channels, build_connectors, create_app
 
 FLOW = """\
 flow: intake

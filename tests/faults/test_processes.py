@@ -31,7 +31,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
-from orchestrator.store_redis import parse_session_value, unpack_turn
+from orchestrator.stores.redis import parse_session_value, unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 Servers = tuple[Cluster, ServerProcess, ServerProcess]
@@ -73,12 +73,12 @@ def test_03_missing_secret_refuses_to_start_naming_the_key(cluster: Servers) -> 
     c, _, _ = cluster
     env = c.env()
     del env["TWILIO_AUTH_TOKEN"]
-    done = run_cli(["orchestrator.cli", "serve", "--port", "9"], env)
+    done = run_cli(["orchestrator.cli.main", "serve", "--port", "9"], env)
     assert done.returncode != 0
     assert "TWILIO_AUTH_TOKEN" in done.stderr + done.stdout
     env = c.env()
     env["WHATSAPP_APP_SECRET"] = ""
-    done = run_cli(["orchestrator.cli", "serve", "--port", "9"], env)
+    done = run_cli(["orchestrator.cli.main", "serve", "--port", "9"], env)
     assert done.returncode != 0 and "WHATSAPP_APP_SECRET" in done.stderr + done.stdout
     # the uvicorn factory path (what `--workers N` runs) refuses too
     server = ServerProcess(env)

@@ -36,17 +36,17 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from orchestrator.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
-from orchestrator.connectors import ConnectorRegistry
 from orchestrator.errors import SendError, StaleWrite
 from orchestrator.logs import configure_logging
 from orchestrator.model import Event, Session
-from orchestrator.runtime import Runtime
-from orchestrator.server import create_app
+from orchestrator.plugins.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
+from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
-from orchestrator.store import Commit
-from orchestrator.store_memory import MemoryStore
-from orchestrator.store_redis import RedisStore
+from orchestrator.stores.base import Commit
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.stores.redis import RedisStore
+from orchestrator.web.app import create_app
 
 pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -38,7 +38,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
-from orchestrator.store_redis import parse_session_value, unpack_turn
+from orchestrator.stores.redis import parse_session_value, unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 PREVIOUS_RELEASE = "41b83cd"  # the last release: the code a rolling upgrade runs beside this one
@@ -75,7 +75,8 @@ def old_and_new(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clus
             where = subprocess.run([PYTHON, "-c", "import orchestrator, channels; print(orchestrator.__file__)"],
                                    cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
             assert where.startswith(str(tree)), where
-            old = ServerProcess(env, cwd=tree).start()
+            # the previous release has its own layout (flat modules)
+            old = ServerProcess(env, cwd=tree, app="orchestrator.server:create_app").start()
             c.servers.append(old)
             yield c, old, new
         finally:

@@ -38,10 +38,9 @@ from litestar.testing import AsyncTestClient
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from orchestrator.model import Session, TranscriptEntry
-from orchestrator.runtime import OutboxItem, StoredReply
-from orchestrator.server import create_app
+from orchestrator.runtime.pipeline import OutboxItem, StoredReply
 from orchestrator.settings import AppSettings
-from orchestrator.store_redis import (
+from orchestrator.stores.redis import (
     _TURN_MARK,
     delivery_tag,
     pack_turn,
@@ -50,6 +49,7 @@ from orchestrator.store_redis import (
     unpack_turn,
     write_refusal,
 )
+from orchestrator.web.app import create_app
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 PREFIX = "sf"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.connectors import ConnectorRegistry
 from orchestrator.errors import Diagnostic, FlowError
-from orchestrator.loader import load_flow_text
-from orchestrator.validate import validate
+from orchestrator.flow.loader import load_flow_text
+from orchestrator.flow.validate import validate
+from orchestrator.plugins.connectors import ConnectorRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWS = sorted((REPO / "flows").glob("*.yaml"))

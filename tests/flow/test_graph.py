@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import schema
-from orchestrator.graph import all_edges, depths, main_graph, to_dot, to_html, to_mermaid, to_svg
-from orchestrator.loader import load_flow, load_flow_text
+from orchestrator.flow import schema
+from orchestrator.flow.graph import all_edges, depths, main_graph, to_dot, to_html, to_mermaid, to_svg
+from orchestrator.flow.loader import load_flow, load_flow_text
 
 from .conftest import FLOWS
 

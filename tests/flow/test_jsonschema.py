@@ -9,10 +9,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from orchestrator import jsonschema as jsonschema_module
-from orchestrator import schema
-from orchestrator.jsonschema import flow_json_schema, main_schema
-from orchestrator.loader import yaml_data
+from orchestrator.flow import jsonschema as jsonschema_module
+from orchestrator.flow import schema
+from orchestrator.flow.jsonschema import flow_json_schema, main_schema
+from orchestrator.flow.loader import yaml_data
 
 from .conftest import FLOWS
 
@@ -95,7 +95,7 @@ def _table_keys_that_exist() -> set[str]:
 
 def test_every_property_of_every_definition_has_a_description() -> None:
     missing = [f"{name}.{key}" for name, key, prop in _properties() if not str(prop.get("description", "")).strip()]
-    assert missing == [], f"add these to orchestrator/jsonschema.py DESCRIPTIONS: {missing}"
+    assert missing == [], f"add these to orchestrator/flow/jsonschema.py DESCRIPTIONS: {missing}"
     defs = flow_json_schema()["$defs"]
     assert [name for name, d in defs.items() if not d.get("description")] == []
 

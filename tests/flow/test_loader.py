@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import schema
 from orchestrator.errors import FlowError
-from orchestrator.loader import load_flow, load_flow_text, revision_of, yaml_data
+from orchestrator.flow import schema
+from orchestrator.flow.loader import load_flow, load_flow_text, revision_of, yaml_data
 
 from .conftest import FLOWS
 

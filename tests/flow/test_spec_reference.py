@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main as cli_main
-from orchestrator.jsonschema import flow_json_schema
-from orchestrator.loader import load_flow_text, yaml_data
-from orchestrator.validate import default_connectors, validate
+from orchestrator.cli.main import main as cli_main
+from orchestrator.flow.jsonschema import flow_json_schema
+from orchestrator.flow.loader import load_flow_text, yaml_data
+from orchestrator.flow.validate import default_connectors, validate
 
 from .conftest import REPO
 

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from orchestrator.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult
 from orchestrator.errors import FlowError
-from orchestrator.loader import load_flow, load_flow_text
-from orchestrator.validate import check, default_connectors, main_validate, validate
+from orchestrator.flow.loader import load_flow, load_flow_text
+from orchestrator.flow.validate import check, default_connectors, main_validate, validate
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorRegistry, ConnectorResult
 
 from .conftest import FLOWS, problems
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchestrator.connectors import CallContext
-from orchestrator.schema import BusinessHours, Settings
+from orchestrator.flow.schema import BusinessHours, Settings
+from orchestrator.plugins.connectors import CallContext
 
 NY = "America/New_York"
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from integrations.slots import (
     slot_value,
     zone,
 )
-from orchestrator.schema import BusinessHours, Settings
+from orchestrator.flow.schema import BusinessHours, Settings
 
 
 def rules(tz: str = NY, **kw: object) -> SlotRules:

@@ -14,11 +14,11 @@ from fake_google import FakeGoogleCalendar
 from integrations.calendar_base import CalendarConnector, ListArgs
 from integrations.embedded_calendar import EmbeddedCalendar
 from integrations.google_calendar import GoogleCalendar
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import CallContext, ConnectorRegistry
-from orchestrator.engine import Engine
-from orchestrator.loader import load_flow
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
+from orchestrator.flow.loader import load_flow
 from orchestrator.model import Event, Session, TurnResult
+from orchestrator.plugins.connectors import CallContext, ConnectorRegistry
 
 
 def _service_account(tmp_path: Path, token_uri: str) -> str:

@@ -13,7 +13,7 @@ from conn_helpers import CtxFactory
 
 from integrations.calendar_base import BookArgs, CancelArgs, FindSlotsArgs, ListArgs, RescheduleArgs
 from integrations.embedded_calendar import EmbeddedCalendar
-from orchestrator.connectors import ConnectorRegistry
+from orchestrator.plugins.connectors import ConnectorRegistry
 
 SLOT = {"start": "2026-11-26T10:00:00-05:00", "end": "2026-11-26T10:30:00-05:00", "label": "Thu 26 Nov, 10:00 AM"}
 
@@ -87,7 +87,7 @@ async def test_cancel_reschedule_list(calendar: EmbeddedCalendar, ctx_factory: C
 
 
 async def test_no_slot_in_horizon_is_empty(calendar: EmbeddedCalendar, ctx_factory: CtxFactory) -> None:
-    from orchestrator.schema import BusinessHours
+    from orchestrator.flow.schema import BusinessHours
 
     closed = BusinessHours(mon=None, tue=None, wed=None, thu=None, fri=None)
     result = await calendar.find_slots(FindSlotsArgs(), ctx_factory(business_hours=closed))
@@ -159,7 +159,7 @@ async def test_storage_failures_are_the_error_outcome_with_a_log_line(
 
 
 async def test_find_slots_on_a_closed_day_says_so(calendar: EmbeddedCalendar, ctx_factory: CtxFactory) -> None:
-    from orchestrator.schema import BusinessHours
+    from orchestrator.flow.schema import BusinessHours
 
     only_saturday = BusinessHours(mon=None, tue=None, wed=None, thu=None, fri=None, sat="09:00-13:00", sun=None)
     ctx = ctx_factory(business_hours=only_saturday, closed_dates=["2026-12-05"])

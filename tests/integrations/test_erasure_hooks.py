@@ -17,7 +17,7 @@ from integrations.calendar_base import BookArgs, FindSlotsArgs
 from integrations.crm_http import CrmError, LogConversationArgs, UpsertContactArgs
 from integrations.embedded_calendar import EmbeddedCalendar
 from integrations.hubspot import HubSpot
-from orchestrator.connectors import ERASED_TITLE, ErasableConnector, ErasureContext
+from orchestrator.plugins.connectors import ERASED_TITLE, ErasableConnector, ErasureContext
 
 SLOT = {"start": "2026-11-26T10:00:00-05:00", "end": "2026-11-26T10:30:00-05:00", "label": "Thu 26 Nov, 10:00 AM"}
 ANN = "+15550001111"

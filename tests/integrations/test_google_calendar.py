@@ -16,8 +16,8 @@ from fake_google import FakeGoogleCalendar, Fault
 from integrations.calendar_base import BookArgs, CancelArgs, FindSlotsArgs, ListArgs, RescheduleArgs
 from integrations.embedded_calendar import EmbeddedCalendar
 from integrations.google_calendar import GoogleCalendar, GoogleCalendarError, calendar_from_env, event_id
-from orchestrator.connectors import ERASED_TITLE, ErasureContext
 from orchestrator.errors import ConfigError
+from orchestrator.plugins.connectors import ERASED_TITLE, ErasureContext
 
 CAL = "clinic@example.com"
 SLOT = {"start": "2026-11-26T10:00:00-05:00", "end": "2026-11-26T10:30:00-05:00", "label": "Thu 26 Nov, 10:00 AM"}

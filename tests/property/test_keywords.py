@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 
 from channels.twilio_sms import TwilioSmsChannel
 from channels.whatsapp import WhatsAppChannel
-from orchestrator.chat import Conversation
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import default_connectors
-from orchestrator.keywords import OPT_OUT_WORDS, keyword_kind
-from orchestrator.loader import load_flow
+from orchestrator.cli.chat import Conversation
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.keywords import OPT_OUT_WORDS, keyword_kind
+from orchestrator.flow.loader import load_flow
+from orchestrator.plugins.connectors import default_connectors
 
 TOKEN = "keyword-auth-token-0123456789"
 SMS = TwilioSmsChannel(auth_token=TOKEN, account_sid="AC" + "0" * 32)

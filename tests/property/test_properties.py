@@ -15,17 +15,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from orchestrator.compiler import compile_flow
-from orchestrator.connectors import ConnectorRegistry
-from orchestrator.engine import Engine
+from orchestrator.engine.compiler import compile_flow
+from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError
-from orchestrator.loader import load_flow, load_flow_text
+from orchestrator.flow.loader import load_flow, load_flow_text
+from orchestrator.flow.templates import TemplateError
 from orchestrator.model import Event
-from orchestrator.server import create_app
+from orchestrator.plugins.connectors import ConnectorRegistry
 from orchestrator.settings import AppSettings
-from orchestrator.store_memory import MemoryStore
-from orchestrator.store_redis import RedisStore
-from orchestrator.templates import TemplateError
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.stores.redis import RedisStore
+from orchestrator.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -223,7 +223,7 @@ def test_template_injection_refused_or_harmless(payload: str) -> None:
     text = f'flow: inj\ntitle: Inj\nstart: a\nstates:\n  a:\n    say: "{escaped}"\n    end: done\n'
     try:
         loaded = load_flow_text(text, "inj.yaml")
-        from orchestrator import validate
+        from orchestrator.flow import validate
 
         validate.check(loaded, ConnectorRegistry())
         compiled = compile_flow(loaded, loaded.revision, connectors=ConnectorRegistry())

@@ -1,0 +1,679 @@
+"""The conversation engine: `Engine.turn(session, event, now) -> TurnResult`.
+
+Channel-neutral and deterministic: the same session, event and clock give the same result;
+its only I/O is connector calls. Channel adapters turn provider payloads into `Event`s and
+render the `Outbound`s; the engine only picks a prompt's per-channel override (`voice:`,
+`sms:`, `whatsapp:`) by the conversation's channel, and on messaging channels tells staff
+about a handoff (a voice handoff dials them instead).
+
+Semantics worth knowing (see also the README):
+- `start` (or any conversational event after the conversation ended) starts afresh from
+  the flow's start state, same session id; the opening text itself is not an answer.
+  `hangup`, `timeout`, `dial`, `recording`, `empty`, `reaction` and `undelivered` after the
+  end are recorded and ignored (a late recording is still saved), except an `undelivered`
+  when the state the conversation ended at routes it (below).
+- At an ask: global intents first, then the typed answer. `max_retries` failed answers
+  are re-asked; the next failure takes `on.fail`, else the flow's `defaults.fail`, else the
+  built-in fallback: an apology, staff notified with what was collected (the summary), and
+  the outcome `not_understood` (a lead is never silently dropped).
+- `timeout`: the first reminds and re-asks, the second takes `on.timeout` or ends as
+  `abandoned`. `hangup` ends as `hung_up`, unless `on_hangup: text_back` and the caller was
+  being asked something: then the conversation moves to SMS and the question is re-sent.
+- `undelivered` (a message to the contact could not be delivered; text = the provider's error
+  code) applies to the state the session is at: its `on: {undelivered: ...}` route, else the
+  end with outcome `undelivered` (staff are told). A say does not wait, so a session is at a
+  say only when the conversation ended there (`end:`); its route then reopens the
+  conversation (the goodbye or text-back never arrived). Ended elsewhere: ignored.
+- Anything that cannot go on (loop of automatic states, missing route, a template that
+  fails) ends the conversation politely with outcome `error` and a log line: never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
+from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
+from orchestrator.engine.summary import build as build_summary
+from orchestrator.errors import FlowRuntimeError
+from orchestrator.logs import redact_phone
+from orchestrator.model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from orchestrator.plugins.connectors import CallContext, ConnectorRegistry, ConnectorResult
+
+log = logging.getLogger("orchestrator.engine.turn")
+
+VOICE_CHANNELS = frozenset({"voice"})
+TEXT_BACK_CHANNEL = "sms"
+# Events that carry something the contact said or did: they update the session's channel
+# and, after the end, start a new conversation.
+CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
+ANSWERS = frozenset({"text", "speech", "digits", "choice", "media", "location"})
+DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "canceled", "cancelled"})
+SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
+SORRY_FAILED = "Sorry, I'm having trouble understanding. Someone from our team will get back to you."
+NOT_HEARD = "Sorry, I didn't hear anything."
+NOT_RECEIVED = "Sorry, I didn't get an answer."
+NOT_UNDERSTOOD = "Sorry, I didn't understand that."
+LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
+TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
+CLOSED_NOTICE = "We're closed on {day}."
+CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
+_NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+class Engine:
+    """Runs conversations of one compiled flow revision."""
+
+    def __init__(self, compiled: CompiledFlow, connectors: ConnectorRegistry) -> None:
+        self.compiled = compiled
+        self.connectors = connectors
+
+    def new_session(
+        self,
+        session_id: str,
+        *,
+        business: str,
+        contact: str,
+        channel: str,
+        now: float,
+        vars: Mapping[str, Any] | None = None,
+        contact_name: str | None = None,
+        known: bool = False,
+    ) -> Session:
+        """A fresh conversation at the start state (nothing run yet: send it a `start` event)."""
+        flow = self.compiled.flow
+        return Session(
+            id=session_id, flow=flow.flow, revision=self.compiled.revision, state=flow.start,
+            business=business, contact=contact, channel=channel,
+            vars={**flow.vars, **(vars or {}), CONTACT_KEY: {"name": contact_name, "known": known}},
+            started_at=now, updated_at=now,
+        )
+
+    def stored_vars(self, vars: Mapping[str, Any]) -> dict[str, Any]:
+        """The variables worth saving: those that differ from the flow's defaults (the flow's
+        constants are not repeated in every stored session). `loaded_vars` restores the rest."""
+        defaults = self.compiled.flow.vars
+        return {
+            k: v for k, v in vars.items()
+            if not (k in defaults and _same(defaults[k], v)) and not (k == CONTACT_KEY and v == _NO_CONTACT)
+        }
+
+    def loaded_vars(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved session's variables with the flow's defaults put back (`stored_vars`)."""
+        return {**self.compiled.flow.vars, CONTACT_KEY: dict(_NO_CONTACT), **stored}
+
+    async def turn(self, session: Session, event: Event, now: float) -> TurnResult:
+        """Apply one event. The session passed in is not modified; the result holds the new one."""
+        turn = _Turn(self, session, event, now)
+        try:
+            await turn.run()
+        except FlowRuntimeError as exc:
+            log.error("flow %s state %s: %s", self.compiled.id, turn.session.state, exc)
+            turn.note(f"error: {exc}")
+            turn.finish("error", SORRY_ERROR)
+        return turn.result()
+
+
+def _copy(session: Session) -> Session:
+    return msgspec.structs.replace(session, vars=dict(session.vars), path=list(session.path))
+
+
+class _Turn:
+    """One turn's working state: the session copy, the messages and transcript produced."""
+
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
+                 "steps", "summary", "transcript")
+
+    def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
+        self.engine = engine
+        self.compiled = engine.compiled
+        self.session = _copy(session)
+        self.event = event
+        self.now = now
+        self.messages: list[Outbound] = []
+        self.transcript: list[TranscriptEntry] = []
+        self.steps = 0
+        self.summary: dict[str, Any] | None = None
+        self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
+        self._ctx: dict[str, Any] | None = None
+        self._dt: datetime | None = None
+
+    # ------------------------------------------------------------------ dispatch
+    async def run(self) -> None:
+        s, ev = self.session, self.event
+        s.turns += 1
+        s.updated_at = self.now
+        if ev.kind in CONVERSATIONAL:
+            s.channel = ev.channel
+            s.last_inbound_at = self.now
+        if ev.profile_name:
+            contact = s.vars.get(CONTACT_KEY) or {}
+            if not contact.get("name"):
+                s.vars[CONTACT_KEY] = {**contact, "name": ev.profile_name}
+        self._log_inbound()
+        if s.status == "ended":
+            if ev.kind in CONVERSATIONAL:
+                self._restart()
+                await self._begin()
+            elif ev.kind == "undelivered" and "undelivered" in getattr(
+                    self.compiled.states.get(s.state), "routes", {}):
+                s.status, s.outcome = "active", None  # the last message never arrived: its route goes on
+                await self._undelivered(self.compiled.states[s.state])
+            else:
+                self._after_end()
+            return
+        if ev.kind == "start":
+            if s.turns > 1:
+                self._restart()
+            await self._begin()
+            await self._opening_answer()
+            return
+        state = self.compiled.states.get(s.state)
+        if state is None:
+            raise FlowRuntimeError(
+                f"session is at state {s.state!r}, which revision {self.compiled.revision} does not have"
+            )
+        if ev.kind == "hangup":
+            self._hangup(state)
+        elif ev.kind == "timeout":
+            await self._timeout(state)
+        elif ev.kind == "dial":
+            await self._dial(state)
+        elif ev.kind == "undelivered":
+            await self._undelivered(state)
+        elif ev.kind == "recording" or (state.kind == "record" and ev.kind in ANSWERS):
+            await self._recorded(state)
+        elif state.kind == "ask" and (ev.kind in ANSWERS or ev.kind == "empty"):
+            await self._answer(state)
+        else:
+            self.note(f"ignored {ev.kind} event at state {s.state!r}")
+
+    def _restart(self) -> None:
+        """A new conversation in the same session: same id, contact and version, fresh data."""
+        s, flow = self.session, self.compiled.flow
+        s.vars = {**flow.vars, CONTACT_KEY: s.vars.get(CONTACT_KEY) or {"name": None, "known": False}}
+        s.state, s.status, s.outcome = flow.start, "active", None
+        s.retries = s.reminders = 0
+        s.started_at, s.turns, s.path = self.now, 1, []
+        self._ctx = None
+        self.note("new conversation")
+
+    async def _begin(self) -> None:
+        settings = self.compiled.settings
+        if settings.recording and self.session.channel in VOICE_CHANNELS:
+            self._emit(Outbound(kind="say", text=self._render(self.compiled.consent_notice, "consent")))
+        await self._enter(self.compiled.start)
+
+    async def _opening_answer(self) -> None:
+        """The message that opened the conversation ("book") answers the first question when it
+        is one of that question's choices; anything else stays just the opener (as before)."""
+        ev, s = self.event, self.session
+        text = (ev.text or "").strip()
+        if (not text and not ev.choice_id) or s.status != "active" or not self.messages:
+            return
+        state = self.compiled.states.get(s.state)
+        last = self.messages[-1]
+        if state is None or state.kind != "ask" or last.kind != "ask" or last.state != state.name:
+            return
+        choices, values = self._choices(state)
+        if not choices:
+            return
+        choice_id: str | None = ev.choice_id if ev.choice_id in {c.id for c in choices} else None
+        if choice_id is None and text and not text.isdigit():  # "1" means nothing before the menu is seen
+            result = parse_input("choice", text, choices=state.matcher or choices,
+                                 settings=self.compiled.settings, now=self._now_dt())
+            if result.ok and result.choice_id in {c.id for c in choices}:
+                choice_id = result.choice_id
+        if choice_id is None:
+            return
+        self.messages.pop()  # the question is answered already: not asked
+        for i in range(len(self.transcript) - 1, -1, -1):
+            entry = self.transcript[i]
+            if entry.dir == "out" and isinstance(entry.data, dict) and entry.data.get("kind") == "ask":
+                del self.transcript[i]
+                break
+        self.note(f"opening message answered {state.name}: {choice_id}")
+        value: Any = values.get(choice_id, choice_id)
+        if state.save:
+            self._save(state.save, value)
+        trigger = choice_id if choice_id in state.routes else "next"
+        await self._enter(self._route(state, trigger))
+
+    def _after_end(self) -> None:
+        ev, s = self.event, self.session
+        if ev.kind == "recording":
+            state = self.compiled.states.get(s.state)
+            if state is not None and state.kind == "record" and state.save:
+                self._save(state.save, self._recording_value())
+        self.note(f"ignored {ev.kind} event: the conversation already ended ({s.outcome})")
+
+    # ------------------------------------------------------------------ automatic states
+    async def _enter(self, name: str) -> None:
+        """Enter `name` and run automatic states until one waits for the contact or ends."""
+        limit = self.compiled.settings.max_auto_steps
+        while True:
+            self.steps += 1
+            if self.steps > limit:
+                raise FlowRuntimeError(
+                    f"more than {limit} automatic states in one turn (last: {name!r}); a loop without "
+                    "a question? add an `ask` to the loop or raise settings.max_auto_steps"
+                )
+            state = self.compiled.states[name]
+            s = self.session
+            s.state, s.retries, s.reminders = name, 0, 0
+            if name not in s.path:  # first visits only: bounded by the flow, not by the turns
+                s.path.append(name)
+            self.transcript.append(TranscriptEntry(at=self.now, dir="state", text=name))
+            kind = state.kind
+            next_name: str | None
+            if kind == "ask":
+                self._ask(state)
+                return
+            if kind == "say":
+                self._say(state)
+                if state.end:
+                    self.finish(state.end)
+                    return
+                next_name = self._route(state, "next")
+            elif kind == "branch":
+                next_name = self._branch(state)
+            elif kind == "call":
+                next_name = await self._call(state)
+            elif kind == "handoff":
+                next_name = self._handoff(state)
+            elif kind == "record":
+                self._emit(Outbound(kind="record", text=self._text(state), state=name,
+                                    max_seconds=state.max_seconds))
+                return
+            else:  # end
+                self._say(state)
+                self.finish(state.end or "ended")
+                return
+            if next_name is None:
+                return
+            name = next_name
+
+    def _route(self, state: CompiledState, trigger: str) -> str:
+        if trigger not in state.routes:
+            raise FlowRuntimeError(f"state {state.name!r} has no route {trigger!r}; add `{trigger}:` to it")
+        return self.compiled.fire(state.name, trigger)
+
+    def _say(self, state: CompiledState) -> None:
+        text = self._text(state)
+        media = self._render(state.media, state.name) if state.media is not None else None
+        if text or media:
+            self._emit(Outbound(kind="say", text=text, state=state.name, media_url=media or None))
+
+    def _branch(self, state: CompiledState) -> str:
+        ctx = self.ctx()
+        for expr, trigger in state.branch:
+            try:
+                taken = expr is None or bool(expr.evaluate(ctx))
+            except Exception as exc:
+                raise FlowRuntimeError(f"state {state.name!r}: branch condition failed: {exc}") from exc
+            if taken:
+                return self._route(state, trigger)
+        raise FlowRuntimeError(f"state {state.name!r}: no branch matched; add a last case without `when`")
+
+    async def _call(self, state: CompiledState) -> str | None:
+        s, settings = self.session, self.compiled.settings
+        assert state.args is not None
+        started = time.perf_counter()
+        try:
+            args = state.args.render(self.ctx())
+        except Exception as exc:
+            result = ConnectorResult(outcome="error", detail=f"arguments failed to render: {exc}")
+        else:
+            ctx = CallContext(
+                session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
+                language=settings.language, now=self.now, settings=settings, vars=s.vars,
+            )
+            result = await self.engine.connectors.call(state.action, args, ctx, state.timeout_seconds)
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        self.transcript.append(TranscriptEntry(
+            at=self.now, dir="call", text=state.action,
+            data={"outcome": result.outcome, "ms": ms, **({"detail": result.detail} if result.detail else {})},
+        ))
+        if result.outcome in ("ok", "empty") and state.save:
+            self._save(state.save, result.value)
+        if result.closed and result.outcome in ("ok", "empty"):
+            if "closed" in state.routes:  # the flow says it in its own words
+                return self._route(state, "closed")
+            self._closed_notice(state, result.closed)
+        trigger = result.outcome
+        if trigger not in state.routes:
+            trigger = "error"
+        if trigger not in state.routes:
+            log.error("flow %s state %s: %s outcome %s has no route", self.compiled.id, state.name,
+                      state.action, result.outcome)
+            self.finish("error", SORRY_ERROR)
+            return None
+        return self._route(state, trigger)
+
+    def _closed_notice(self, state: CompiledState, day: str) -> None:
+        try:
+            when = self.compiled.templates.formats.date(day)
+        except ValueError:
+            when = day
+        self._emit(Outbound(kind="say", text=CLOSED_NOTICE.format(day=when), state=state.name))
+
+    def _handoff(self, state: CompiledState) -> str | None:
+        s = self.session
+        assert state.target is not None
+        target = self._render(state.target, state.name)
+        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target))
+        if s.channel in VOICE_CHANNELS:
+            if "no_answer" in state.routes:
+                return None  # the call is being transferred: wait for the `dial` event
+        else:
+            staff = self.compiled.settings.staff_notify or target
+            if state.end or "next" not in state.routes:
+                self._ending_summary = self._summary(state.end or "handed_off")
+                text = str(self._ending_summary["text"])
+            else:
+                text = self._staff_text()
+            self._emit(Outbound(kind="notify", text=text, state=state.name, target=staff))
+        return self._after_handoff(state)
+
+    def _after_handoff(self, state: CompiledState) -> str | None:
+        if state.end or "next" not in state.routes:
+            self.finish(state.end or "handed_off")
+            return None
+        return self._route(state, "next")
+
+    # ------------------------------------------------------------------ waiting states
+    def _ask(self, state: CompiledState, *, reprompt: str | None = None) -> None:
+        choices, _ = self._choices(state)
+        text = self._text(state)
+        if reprompt is not None:
+            text = reprompt
+        self._emit(Outbound(
+            kind="ask", text=text, state=state.name, choices=choices, input=state.input,
+            reprompt=reprompt is not None,
+        ))
+
+    def _reask(self, state: CompiledState, hint: str | None) -> None:
+        own = state.reprompt.get(self.session.channel)
+        if own is not None:
+            text = self._render(own, state.name)
+        else:
+            text = f"{hint or NOT_UNDERSTOOD} {self._text(state)}".strip()
+        self._ask(state, reprompt=text)
+
+    def _idiom(self) -> Idiom:
+        return "voice" if self.session.channel in VOICE_CHANNELS else "text"
+
+    def _choices(self, state: CompiledState) -> tuple[list[OutChoice], dict[str, Any]]:
+        """The ask's choices now: items of `choices_from` (numbered 1..n), then static ones."""
+        if not state.choices_from:
+            return state.choices, {}
+        items = self.session.vars.get(state.choices_from)
+        out: list[OutChoice] = []
+        values: dict[str, Any] = {}
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, Mapping):
+                cid = str(item.get("id") or f"{state.choices_from}_{i + 1}")
+                label = str(item.get("label") or item.get("id") or i + 1)
+            else:
+                cid, label = f"{state.choices_from}_{i + 1}", str(item)
+            out.append(OutChoice(id=cid, label=label, dtmf=str(i + 1)))
+            values[cid] = item
+        used: set[str | None] = {c.dtmf for c in out}
+        for choice in state.choices:
+            digit: str | None = choice.dtmf or str(len(out) + 1)
+            if digit in used:
+                digit = None
+            out.append(msgspec.structs.replace(choice, dtmf=digit) if digit != choice.dtmf else choice)
+            used.add(digit)
+        return out, values
+
+    async def _answer(self, state: CompiledState) -> None:
+        ev, settings = self.event, self.compiled.settings
+        idiom = self._idiom()
+        if ev.kind == "empty":
+            await self._failed(state, NOT_HEARD if idiom == "voice" else NOT_RECEIVED)
+            return
+        text = ev.text or ""
+        if not text and ev.media:
+            text = ev.media[0].caption or ""
+        choices, values = self._choices(state)
+        ids = {c.id for c in choices}
+        picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
+        intents = self.compiled.intent_matcher
+        if picked is None and intents is not None and text and choices:
+            # the ask's own choices outrank a global intent ("Me da igual" is that choice,
+            # not an intent matching "da igual"); typos are left to the full parse below
+            own = (state.matcher or choice_matcher(choices)).match(text, idiom=idiom, fuzzy=False)
+            if own.ok and own.choice_id in ids:
+                picked = own.choice_id
+        if picked is None and intents is not None and text:
+            intent = intents.match(text, digits=text if ev.kind == "digits" else None)
+            if intent is not None:
+                self.note(f"intent {intent}")
+                await self._enter(self._route(state, INTENT_PREFIX + intent))
+                return
+        if picked is None and ev.kind == "speech" and ev.confidence is not None \
+                and ev.confidence < settings.speech_confidence:
+            await self._failed(state, LOW_CONFIDENCE)
+            return
+        choice_id: str | None
+        hint: str | None
+        if picked is not None:
+            ok, value, choice_id, hint = True, picked, picked, None
+        else:
+            result = parse_input(
+                state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
+                pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
+            )
+            ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
+        if not ok:
+            await self._failed(state, hint)
+            return
+        if choice_id is not None and choice_id in values:
+            value = values[choice_id]
+        elif state.input == "yes_no" and isinstance(value, bool):
+            choice_id = "yes" if value else "no"  # `on: {yes: ..., no: ...}`
+        if state.save:
+            self._save(state.save, value)
+        trigger = choice_id if choice_id is not None and choice_id in state.routes else "next"
+        await self._enter(self._route(state, trigger))
+
+    async def _failed(self, state: CompiledState, hint: str | None) -> None:
+        s = self.session
+        s.retries += 1
+        self.note(f"not understood at {state.name} (try {s.retries})")
+        if s.retries <= state.max_retries:
+            self._reask(state, hint)
+        elif "fail" in state.routes:
+            await self._enter(self._route(state, "fail"))
+        else:
+            self.finish("not_understood", SORRY_FAILED)
+
+    async def _timeout(self, state: CompiledState) -> None:
+        s = self.session
+        if not state.waits:
+            self.note(f"ignored timeout at state {s.state!r}")
+            return
+        if s.reminders == 0:
+            s.reminders = 1
+            self._emit(Outbound(kind="say", text=self._render(self.compiled.reminder, "reminder"),
+                                state=state.name))
+            if state.kind == "ask":
+                self._ask(state, reprompt=self._text(state))
+            return
+        if "timeout" in state.routes:
+            await self._enter(self._route(state, "timeout"))
+        else:
+            self.finish("abandoned")
+
+    def _hangup(self, state: CompiledState) -> None:
+        s = self.session
+        if self.compiled.settings.on_hangup == "text_back" and state.kind == "ask" and s.contact:
+            s.channel = TEXT_BACK_CHANNEL
+            self.note(f"call ended mid-flow: continuing by {TEXT_BACK_CHANNEL}")
+            self._emit(Outbound(kind="say", text=TEXT_BACK_NOTE, state=state.name))
+            self._ask(state)
+            return
+        self.finish("hung_up")
+
+    async def _dial(self, state: CompiledState) -> None:
+        status = (self.event.text or "").strip().lower()
+        if state.kind != "handoff":
+            self.note(f"ignored dial status {status!r} at state {state.name!r}")
+            return
+        if status in DIAL_NOT_CONNECTED and "no_answer" in state.routes:
+            await self._enter(self._route(state, "no_answer"))
+            return
+        next_name = self._after_handoff(state)
+        if next_name is not None:
+            await self._enter(next_name)
+
+    async def _undelivered(self, state: CompiledState) -> None:
+        """The contact could not be reached by message: there is no one to re-ask, so take the
+        state's own route or end (nothing is said: it would not arrive either)."""
+        code = (self.event.text or "").strip()
+        self.note(f"message undelivered at {state.name!r}" + (f": {code}" if code else ""))
+        if "undelivered" in state.routes:
+            await self._enter(self._route(state, "undelivered"))
+        else:
+            self.finish("undelivered")
+
+    async def _recorded(self, state: CompiledState) -> None:
+        if state.kind != "record":
+            self.note(f"ignored {self.event.kind} event at state {state.name!r}")
+            return
+        if state.save:
+            self._save(state.save, self._recording_value())
+        if state.end:
+            self.finish(state.end)
+        else:
+            await self._enter(self._route(state, "next"))
+
+    def _recording_value(self) -> dict[str, Any]:
+        ev = self.event
+        url = ev.recording_url or (ev.media[0].url if ev.media else None)
+        return {"url": url, "duration": ev.duration_seconds, "transcription": ev.text}
+
+    # ------------------------------------------------------------------ output and record
+    def finish(self, outcome: str, text: str | None = None) -> None:
+        s = self.session
+        if text:
+            self._emit(Outbound(kind="say", text=text, state=s.state))
+        self._emit(Outbound(kind="end", state=s.state, outcome=outcome))
+        s.status, s.outcome = "ended", outcome
+        self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=f"outcome {outcome}",
+                                               data={"outcome": outcome}))
+        ready = self._ending_summary
+        self.summary = ready if ready is not None and ready["outcome"] == outcome else self._summary()
+
+    def note(self, text: str) -> None:
+        self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=text))
+
+    def _emit(self, message: Outbound) -> None:
+        if message.language is None:
+            message.language = self.compiled.settings.language
+        self.messages.append(message)
+        self.transcript.append(TranscriptEntry(
+            at=self.now, dir="out", text=message.text,
+            data={"kind": message.kind, "state": message.state},
+        ))
+
+    def _save(self, name: str, value: Any) -> None:
+        self.session.vars[name] = value
+        self._ctx = None
+        self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=name, data=value))
+
+    def _log_inbound(self) -> None:
+        ev = self.event
+        data: dict[str, Any] = {"kind": ev.kind, "channel": ev.channel}
+        if ev.confidence is not None:
+            data["confidence"] = ev.confidence
+        if ev.choice_id:
+            data["choice_id"] = ev.choice_id
+        if ev.media:
+            data["media"] = [
+                {k: v for k, v in (("url", m.url), ("id", m.id), ("type", m.content_type),
+                                   ("caption", m.caption)) if v is not None}
+                for m in ev.media
+            ]
+        if ev.location is not None:
+            loc = ev.location
+            data["location"] = {k: v for k, v in (("latitude", loc.latitude), ("longitude", loc.longitude),
+                                                  ("name", loc.name), ("address", loc.address)) if v is not None}
+        self.transcript.append(TranscriptEntry(at=self.now, dir="in", text=ev.text or "", data=data))
+
+    def _text(self, state: CompiledState) -> str:
+        template = state.text.get(self.session.channel)
+        return self._render(template, state.name) if template is not None else ""
+
+    def _render(self, template: Prompt | None, where: str) -> str:
+        if template is None:
+            return ""
+        try:
+            return template.render(self.ctx())
+        except Exception as exc:
+            raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
+
+    def _now_dt(self) -> datetime:
+        if self._dt is None:  # once per turn: the clock does not move within it
+            self._dt = datetime.fromtimestamp(self.now, self.compiled.timezone)
+        return self._dt
+
+    def ctx(self) -> dict[str, Any]:
+        """Template context: the built-in names, then the flow's variables over them (a name the
+        flow defines wins); the built-ins stay reachable as `sys.<name>` (ARCHITECTURE.md)."""
+        if self._ctx is None:
+            s = self.session
+            contact = s.vars.get(CONTACT_KEY) or {}
+            name_var = self.compiled.summary_vars.name
+            now = self._now_dt()
+            builtins: dict[str, Any] = {
+                "contact": {"phone": s.contact, "name": (s.vars.get(name_var) if name_var else None)
+                            or contact.get("name"), "known": bool(contact.get("known"))},
+                "channel": s.channel, "business": s.business,
+                "now": now.isoformat(timespec="seconds"),
+                "flow_title": self.compiled.title, "last_input": self.event.text or "",
+            }
+            if self.compiled.uses_hours:
+                hours = self.compiled.hours
+                opening = hours.next_open(now)
+                builtins["open_now"] = hours.is_open(now)
+                builtins["next_open"] = opening.isoformat(timespec="seconds") if opening else None
+            ctx = dict(builtins)
+            ctx.update(s.vars)
+            ctx.pop(CONTACT_KEY, None)
+            ctx["sys"] = builtins
+            self._ctx = ctx
+        return self._ctx
+
+    def _summary(self, outcome: str | None = None) -> dict[str, Any]:
+        contact = self.session.vars.get(CONTACT_KEY) or {}
+        return build_summary(self.compiled, self.session, self.now, self.ctx(),
+                             profile_name=contact.get("name"), outcome=outcome)
+
+    def _staff_text(self) -> str:
+        return str(self._summary()["text"])
+
+    def result(self) -> TurnResult:
+        s = self.session
+        timer = None
+        no_reply = self.compiled.no_reply_seconds
+        if (s.status == "active" and no_reply and s.channel not in VOICE_CHANNELS
+                and self.compiled.states[s.state].waits):
+            timer = Timer(session_id=s.id, due=self.now + no_reply, turns=s.turns)
+        if self.summary is not None:
+            log.info("conversation %s ended: %s", redact_phone(s.id), s.outcome)
+        return TurnResult(
+            session=s, messages=self.messages, transcript=self.transcript, timer=timer,
+            ended=s.status == "ended", summary=self.summary,
+        )

@@ -1,0 +1,189 @@
+"""Connectors: the only I/O a flow performs (`call: calendar.find_slots`).
+
+A connector is an object with a `name` and a mapping of named actions. Each action has
+typed arguments (a msgspec Struct, converted from the rendered `args:` of the state) and
+returns a `ConnectorResult` whose outcome picks the route (`on: {ok, empty, conflict,
+error}`). Implementations live in `integrations/`, one module each; other installed
+packages add theirs through the `orchestrator.plugins.connectors` entry-point group.
+
+    class Weather:
+        name = "weather"
+        actions = {"today": Action(TodayArgs, today)}
+
+An action never raises to the engine for an expected failure: it returns `error`. The
+engine also turns timeouts and unexpected exceptions into `error` with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from orchestrator.errors import ConfigError, ConnectorError, RegistryError, UnknownConnectorError
+
+log = logging.getLogger("orchestrator.plugins.connectors")
+
+Outcome = Literal["ok", "empty", "conflict", "error"]
+OUTCOMES: tuple[str, ...] = ("ok", "empty", "conflict", "error")
+ENTRY_POINT_GROUP = "orchestrator.connectors"
+
+
+class ConnectorResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    outcome: Outcome
+    value: Any = None  # saved into the flow variable named by `save:`
+    detail: str | None = None  # for the transcript and logs (never secrets)
+    # The business is closed on this ISO date, the day the contact asked for (find_slots):
+    # the engine routes `closed` when the state has it, else says a notice before going on.
+    closed: str | None = None
+
+
+class CallContext(msgspec.Struct, kw_only=True):
+    """What a connector may know of the conversation calling it."""
+
+    session_id: str  # stable per conversation: the idempotency key for bookings
+    flow: str
+    contact: str
+    timezone: str
+    language: str
+    now: float  # the engine's clock (epoch seconds)
+    settings: Any = None  # the flow's schema.Settings (business hours, closures...)
+    vars: dict[str, Any] = {}
+
+
+ActionFn = Callable[[Any, CallContext], Awaitable[ConnectorResult]]
+
+ERASED_TITLE = "Appointment (contact erased)"  # what a pseudonymised booking is called afterwards
+
+
+class ErasureContext(msgspec.Struct, kw_only=True):
+    """What a connector's optional erasure hooks get (admin `DELETE /api/contacts/{phone}` and
+    the export `GET`). A connector is configured for one business (its calendar, its CRM
+    account), so it touches only what it holds there."""
+
+    now: float  # epoch seconds
+    businesses: list[str] = []  # the business numbers / WhatsApp ids this deployment answers for
+
+
+@runtime_checkable
+class ErasableConnector(Protocol):
+    """Optional hooks of a connector that keeps data about contacts outside the session store.
+
+    `erase_contact` removes or pseudonymises every record it wrote about `phone` (a booking
+    keeps its slot, but no longer names the person or the phone) and returns how many records
+    it changed; it raises on failure (the erasure is then reported incomplete and can be run
+    again: it must be idempotent). `export_contact` (optional) lists what it holds."""
+
+    async def erase_contact(self, phone: str, ctx: ErasureContext) -> int: ...
+
+
+class Action(msgspec.Struct, frozen=True):
+    args: type  # a msgspec Struct type; the state's rendered args convert into it
+    fn: ActionFn
+    description: str = ""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+    actions: Mapping[str, Action]
+
+
+class ConnectorRegistry:
+    """Explicit registry: `register` refuses a duplicate name."""
+
+    def __init__(self) -> None:
+        self._connectors: dict[str, Connector] = {}
+
+    def register(self, connector: Connector, name: str | None = None) -> None:
+        key = name or connector.name
+        if key in self._connectors:
+            raise RegistryError(f"connector {key!r} is already registered; pick another name")
+        self._connectors[key] = connector
+
+    def names(self) -> list[str]:
+        return sorted(self._connectors)
+
+    def get(self, name: str) -> Connector:
+        try:
+            return self._connectors[name]
+        except KeyError:
+            raise UnknownConnectorError(
+                f"unknown connector {name!r}; registered: {', '.join(self.names()) or 'none'}"
+            ) from None
+
+    def action(self, dotted: str) -> Action:
+        """`"calendar.book"` -> its Action, or UnknownConnectorError naming what exists."""
+        name, _, action = dotted.partition(".")
+        connector = self.get(name)
+        try:
+            return connector.actions[action]
+        except KeyError:
+            raise UnknownConnectorError(
+                f"connector {name!r} has no action {action!r}; it has: {', '.join(sorted(connector.actions))}"
+            ) from None
+
+    def has_action(self, dotted: str) -> bool:
+        try:
+            self.action(dotted)
+        except UnknownConnectorError:
+            return False
+        return True
+
+    def load_entry_points(self, env: Mapping[str, str] | None = None) -> None:
+        """Register connectors advertised by installed packages (group `orchestrator.plugins.connectors`).
+
+        Each entry point is a class or factory called as `factory(env=<environment mapping>)`;
+        it returns a connector, or None when it is not configured (e.g. no CRM_URL). Names
+        already registered explicitly win over entry points; a broken plug-in is logged and
+        skipped, never fatal, except a ConfigError (half-done configuration), which is raised."""
+        environ = os.environ if env is None else env
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in self._connectors:
+                continue
+            try:
+                obj = ep.load()(env=environ)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                log.warning("connector entry point %s failed to load: %s", ep.name, exc)
+                continue
+            if obj is not None:
+                self.register(obj, ep.name)
+
+    async def call(
+        self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float
+    ) -> ConnectorResult:
+        """Run one action with a timeout; every failure becomes the `error` outcome."""
+        try:
+            action = self.action(dotted)
+            args: Any = msgspec.convert(raw_args, action.args, strict=False)
+        except (UnknownConnectorError, msgspec.ValidationError) as exc:
+            log.error("connector %s: bad call: %s", dotted, exc)
+            return ConnectorResult(outcome="error", detail=str(exc))
+        try:
+            return await asyncio.wait_for(action.fn(args, ctx), timeout_seconds)
+        except TimeoutError:
+            log.error("connector %s timed out after %.1fs", dotted, timeout_seconds)
+            return ConnectorResult(outcome="error", detail=f"timed out after {timeout_seconds:g}s")
+        except ConnectorError as exc:
+            log.error("connector %s failed: %s", dotted, exc)
+            return ConnectorResult(outcome="error", detail=str(exc))
+        except Exception as exc:
+            log.exception("connector %s raised", dotted)
+            return ConnectorResult(outcome="error", detail=f"{type(exc).__name__}: {exc}")
+
+
+def default_connectors(env: Mapping[str, str] | None = None) -> ConnectorRegistry:
+    """Every installed connector, configured from `env` (default: the process environment).
+
+    The `calendar` is Google Calendar when GOOGLE_APPLICATION_CREDENTIALS and
+    GOOGLE_CALENDAR_ID are set, else the embedded SQLite calendar (ORCHESTRATOR_CALENDAR_DB)."""
+    registry = ConnectorRegistry()
+    registry.load_entry_points(env)
+    return registry

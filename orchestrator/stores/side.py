@@ -1,0 +1,335 @@
+"""Storage beside the session store for what is written rarely: conversation records, the
+audit log, leases of periodic jobs. Never on a turn's hot path (a write at a conversation's
+start and end, one per admin action).
+
+    side = side_store(runtime.store)       # the Redis or the in-memory flavour, cached per store
+    await side.hset("{sid}:r:17000", {"start": data}, ttl_seconds=86400)
+    await side.zadd("records", "conv-id", score=1700000000.0, ttl_seconds=86400)
+
+Keys are given without the store's prefix. Keys of one conversation are written as
+`{<session id>}:...` so they share the session's hash tag and its erasure (the Redis
+store's `erase_contact` removes every `<prefix>:{<sid>}:*` key).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from orchestrator.stores.base import SessionStore, SidePut
+from orchestrator.stores.resp import run_script
+
+_cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
+
+
+class SideStore(Protocol):
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None: ...
+    async def hgetall(self, key: str) -> dict[str, bytes]: ...
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int: ...
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
+    async def put_indexed(
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
+    ) -> None: ...
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]: ...
+    async def zrem(self, key: str, members: list[str]) -> int: ...
+    async def zremrangebyscore(self, key: str, high: float) -> int: ...
+    async def zcard(self, key: str) -> int: ...
+    async def delete(self, keys: list[str]) -> int: ...
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
+    async def release(self, name: str, token: str) -> None: ...
+    def keys_for_test(self) -> list[str]: ...
+
+
+def side_store(store: SessionStore) -> SideStore:
+    """The side store living next to `store` (same Redis and prefix, or the same process)."""
+    side = _cache.get(store)
+    if side is None:
+        client = getattr(store, "client", None) or getattr(store, "_r", None)
+        prefix = getattr(store, "prefix", None)
+        side = (RedisSide(client, prefix, getattr(store, "lean", None)) if client is not None and prefix is not None
+                else MemorySide())
+        _cache[store] = side
+    return side
+
+
+class MemorySide:
+    """One process: dicts with deadlines, checked on read."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._clock = clock
+        self._hashes: dict[str, tuple[dict[str, bytes], float]] = {}
+        self._zsets: dict[str, tuple[dict[str, float], float]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    def _live(self, table: dict[str, Any], key: str) -> Any:
+        item = table.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del table[key]
+            return None
+        return item[0]
+
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None:
+        self.put(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop)))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        return dict(self._live(self._hashes, key) or {})
+
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int:
+        current = self._live(self._hashes, key) or {}
+        value = int(current.get(field, b"0")) + amount
+        current[field] = str(value).encode()
+        self._hashes[key] = (current, self._clock() + ttl_seconds)
+        return value
+
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
+        return [await self.hgetall(k) for k in keys]
+
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
+        self._zadd(key, member, score, ttl_seconds)
+
+    def _zadd(self, key: str, member: str, score: float, ttl_seconds: int) -> None:
+        current = self._live(self._zsets, key) or {}
+        current[member] = score
+        self._zsets[key] = (current, self._clock() + ttl_seconds)
+
+    async def put_indexed(
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
+    ) -> None:
+        self.put(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop), indexes=indexes,
+                         member=member, score=score))
+
+    def put(self, put: SidePut) -> None:
+        """`put_indexed` without an await: the memory store applies a commit's side writes with it,
+        in the commit's one step of the event loop."""
+        current = self._live(self._hashes, put.key) or {}
+        current.update(put.fields)
+        for field in put.drop:
+            current.pop(field, None)
+        self._hashes[put.key] = (current, self._clock() + put.ttl_seconds)
+        for index in put.indexes:
+            self._zadd(index, put.member, put.score, put.ttl_seconds)
+
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]:
+        items = sorted(((s, m) for m, s in (self._live(self._zsets, key) or {}).items() if low <= s <= high),
+                       reverse=desc)
+        return [(m, s) for s, m in items[offset : offset + limit]]
+
+    async def zrem(self, key: str, members: list[str]) -> int:
+        current = self._live(self._zsets, key) or {}
+        return sum(current.pop(m, None) is not None for m in members)
+
+    async def zremrangebyscore(self, key: str, high: float) -> int:
+        current = self._live(self._zsets, key) or {}
+        gone = [m for m, s in current.items() if s <= high]
+        for m in gone:
+            del current[m]
+        return len(gone)
+
+    async def zcard(self, key: str) -> int:
+        return len(self._live(self._zsets, key) or {})
+
+    async def delete(self, keys: list[str]) -> int:
+        removed = 0
+        for key in keys:
+            removed += self._hashes.pop(key, None) is not None
+            removed += self._zsets.pop(key, None) is not None
+        return removed
+
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None:
+        if self._live(self._leases, name) is not None:
+            return None
+        token = secrets.token_hex(8)
+        self._leases[name] = (token, self._clock() + ttl_seconds)
+        return token
+
+    async def release(self, name: str, token: str) -> None:
+        if self._live(self._leases, name) == token:
+            del self._leases[name]
+
+    def keys_for_test(self) -> list[str]:
+        return [k for k in [*self._hashes, *self._zsets] if self._live(self._hashes, k) is not None
+                or self._live(self._zsets, k) is not None]
+
+
+# release only our own lease: a run that outlived its lease must not free the next holder's
+_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+# put: a hash's fields set and `drop` deleted (in that order: a field in both ends deleted), its
+# TTL, and the member's score in each index with the index's TTL, atomically (one script call
+# costs ~10x less CPU through the lean transport than redis-py's pipeline of the same commands).
+# `put(k, nk, a)`: KEYS[k] the hash, KEYS[k + 1 .. k + nk - 1] the indexes; ARGV from a: ttl,
+# n fields, the n (field, value) pairs, n drop, the dropped fields, then member and score (only
+# with indexes). Returns the index of the ARGV after them. The Redis store's commit script
+# (store_redis.COMMIT_LUA) includes this function for the side writes riding in a turn's commit.
+PUT_FUNCTION = """
+local function put(k, nk, a)
+  local ttl = ARGV[a]
+  local n = tonumber(ARGV[a + 1])
+  if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, a + 2, a + 1 + 2 * n)) end
+  a = a + 2 + 2 * n
+  local d = tonumber(ARGV[a])
+  if d > 0 then redis.call('HDEL', KEYS[k], unpack(ARGV, a + 1, a + d)) end
+  redis.call('EXPIRE', KEYS[k], ttl)
+  a = a + d + 1
+  if nk < 2 then return a end
+  for i = k + 1, k + nk - 1 do
+    redis.call('ZADD', KEYS[i], ARGV[a + 1], ARGV[a])
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+  return a + 2
+end
+"""
+_PUT_LUA = PUT_FUNCTION + """
+put(1, #KEYS, 1)
+return 1
+"""
+
+
+def put_script_args(prefix: str, put: SidePut) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of `put` for PUT_FUNCTION (keys under `prefix`)."""
+    args: list[Any] = [max(1, int(put.ttl_seconds)), len(put.fields)]
+    for name, value in put.fields.items():
+        args += (name, value)
+    args.append(len(put.drop))
+    args += put.drop
+    if put.indexes:
+        args += (put.member, put.score)
+    return [f"{prefix}:{put.key}", *[f"{prefix}:{i}" for i in put.indexes]], args
+
+
+class RedisSide:
+    """The same Redis as the session store, under its prefix. Every key gets a TTL. Writes go
+    through the store's lean transport (`lean`, `_resp.LeanRedis`) when it has one (not with TLS)."""
+
+    def __init__(self, client: Any, prefix: str, lean: Any = None) -> None:
+        self._r = client
+        self.prefix = prefix
+        self._lean = lean
+        self._release = client.register_script(_RELEASE_LUA)
+        self._put = client.register_script(_PUT_LUA)
+
+    def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        return run_script(self._lean, script, keys, args)
+
+    async def _write(self, put: SidePut) -> None:
+        """`put` (fields, drops, indexes) in one script call: a reader never sees half of it."""
+        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    async def _do(self, awaitable: Any) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from orchestrator.errors import StoreUnavailable
+
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"side store ({self.prefix}): cannot reach Redis ({type(exc).__name__}); "
+                "check ORCHESTRATOR_REDIS_URL and that Redis is running"
+            ) from None
+
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None:
+        """Set `fields` and delete `drop` together."""
+        await self._write(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop)))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        raw = await self._do(self._r.hgetall(self._k(key)))
+        return {bytes(k).decode(): bytes(v) for k, v in raw.items()}
+
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hincrby(self._k(key), field, amount)
+        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
+        value, _ = await self._do(pipe.execute())
+        return int(value)
+
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]:
+        if not keys:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._k(key))
+        rows = await self._do(pipe.execute())
+        return [{bytes(k).decode(): bytes(v) for k, v in row.items()} for row in rows]
+
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.zadd(self._k(key), {member: score})
+        pipe.expire(self._k(key), max(1, int(ttl_seconds)))
+        await self._do(pipe.execute())
+
+    async def put_indexed(
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
+    ) -> None:
+        """One script call: the hash fields, `drop` deleted, and the index entries, atomically (a
+        record at start or end: written once, so no reader can catch a stale field between the two)."""
+        await self._write(SidePut(key=key, fields=dict(fields), ttl_seconds=ttl_seconds, drop=list(drop),
+                                  indexes=list(indexes), member=member, score=score))
+
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]:
+        lo = "-inf" if low == float("-inf") else low
+        hi = "+inf" if high == float("inf") else high
+        if desc:
+            raw = await self._do(self._r.zrevrangebyscore(self._k(key), hi, lo, start=offset, num=limit,
+                                                          withscores=True))
+        else:
+            raw = await self._do(self._r.zrangebyscore(self._k(key), lo, hi, start=offset, num=limit,
+                                                       withscores=True))
+        return [(bytes(m).decode(), float(s)) for m, s in raw]
+
+    async def zrem(self, key: str, members: list[str]) -> int:
+        if not members:
+            return 0
+        return int(await self._do(self._r.zrem(self._k(key), *members)))
+
+    async def zremrangebyscore(self, key: str, high: float) -> int:
+        return int(await self._do(self._r.zremrangebyscore(self._k(key), "-inf", high)))
+
+    async def zcard(self, key: str) -> int:
+        return int(await self._do(self._r.zcard(self._k(key))))
+
+    async def delete(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._do(self._r.delete(*[self._k(k) for k in keys])))
+
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None:
+        token = secrets.token_hex(8)
+        ok = await self._do(self._r.set(self._k(f"lease:{name}"), token, nx=True,
+                                        px=max(1, int(ttl_seconds * 1000))))
+        return token if ok else None
+
+    async def release(self, name: str, token: str) -> None:
+        await self._do(self._release(keys=[self._k(f"lease:{name}")], args=[token]))
+
+    def keys_for_test(self) -> list[str]:  # pragma: no cover - Redis tests scan instead
+        return []

@@ -1,0 +1,47 @@
+"""What the server mounts and runs for operators: the admin API, the OpenAPI document, and
+the background jobs (flows directory reload, retention).
+
+    handlers = admin_handlers(settings)              # [Router] under /api
+    config = openapi_config()                        # /schema/openapi.json, bearer security scheme
+    jobs = background_jobs(runtime, settings)        # coroutines for the server lifespan
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ControllerRouterHandler
+
+from orchestrator.settings import AppSettings
+
+
+def admin_handlers(settings: AppSettings) -> list[ControllerRouterHandler]:
+    from orchestrator.web.admin import admin_router
+
+    return [admin_router(settings)]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="orchestrator admin API", version="1.0.0", path="/schema",
+        components=Components(security_schemes={
+            "BearerToken": SecurityScheme(type="http", scheme="bearer",
+                                          description="ORCHESTRATOR_ADMIN_TOKEN"),
+        }),
+    )
+
+
+def background_jobs(runtime: Any, settings: AppSettings) -> list[Coroutine[Any, Any, None]]:
+    from orchestrator.records.retention import RetentionJob
+    from orchestrator.runtime.reloader import FlowWatcher
+
+    jobs: list[Coroutine[Any, Any, None]] = []
+    if settings.reload_seconds > 0 and getattr(runtime, "catalog", None) is not None:
+        jobs.append(FlowWatcher(runtime.catalog, interval_seconds=settings.reload_seconds).run())
+    if settings.retention_interval_seconds > 0 and getattr(runtime, "store", None) is not None:
+        jobs.append(RetentionJob(runtime.store, retention_seconds=settings.retention_seconds)
+                    .run_forever(settings.retention_interval_seconds))
+    return jobs
