@@ -315,6 +315,10 @@ class MemoryStore:
                     removed += self._outbox_items.pop(item_id) is not None
                     self._outbox.pop(item_id, None)
             self._index.pop(sid, None)
+        kept = [(at, entry) for at, entry in self._failed if payload_contact(entry) != contact]
+        removed += len(self._failed) - len(kept)
+        self._failed.clear()
+        self._failed.extend(kept)
         return removed
 
     async def check_writes(self) -> None:

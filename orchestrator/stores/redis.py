@@ -61,6 +61,7 @@ from orchestrator.stores.base import (
     OutboxClaim,
     SessionInfo,
     entry_time,
+    payload_contact,
     status_rank,
 )
 from orchestrator.stores.resp import LeanRedis, NotSent, run_script
@@ -1006,6 +1007,12 @@ class RedisStore:
             await self._do(pipe.execute())
             removed += len(keys)
         removed += int(await self._do(self._r.delete(self._g(f"c:{contact}"))))
+        # given-up sends name the contact and hold the texts: they go too (LREM by value is safe
+        # beside a concurrent LPUSH of another entry)
+        failed = self._g("outbox:failed")
+        for entry in await self._do(self._r.lrange(failed, 0, -1)):
+            if payload_contact(bytes(entry)) == contact:
+                removed += int(await self._do(self._r.lrem(failed, 0, entry)))
         return removed
 
     async def ping(self) -> None:

@@ -173,3 +173,14 @@ async def test_side_writes_in_a_commit_match_put_indexed(store: SessionStore) ->
     if isinstance(store, RedisStore):
         for key in ("{s1}:r:1", "{s2}:r:2", "records", "records:f"):
             assert 0 < await store.client.ttl(f"{store.prefix}:{key}") <= 3600
+
+
+async def test_erasing_a_contact_removes_its_given_up_sends_and_no_other(store: SessionStore) -> None:
+    # a given-up send names the contact and holds the texts: erasure takes it too
+    now = time.time()
+    other = "+15557650000"
+    await put_outbox(store, [OutboxPut(f"{SID}|a", payload(CONTACT)), OutboxPut(f"{SID}|b", payload(other))], now)
+    await store.finish_outbox(f"{SID}|a", "failed", "gave_up", failure=payload(CONTACT))
+    await store.finish_outbox(f"{SID}|b", "failed", "gave_up", failure=payload(other))
+    await store.erase_contact(CONTACT)
+    assert await store.failed_outbox() == [payload(other)]
