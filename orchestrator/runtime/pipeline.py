@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from orchestrator import metrics
+from orchestrator.engine import timeparse
 from orchestrator.engine.compiler import CompiledFlow
 from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError, LockTimeout, NewerFormat, OptedOut, SendError, StoreError
@@ -297,6 +298,11 @@ class Runtime:
         )
         for path, problem in (await catalog.reload()).items():
             log.error("flow file %s is invalid and was skipped:\n%s", path, problem)
+        # dateparser's import and first parse cost ~100+ ms: pay them here, in a worker
+        # thread, not inside the first turn that reaches the date fallback
+        languages = {(await catalog.latest(flow_id)).settings.language for flow_id in catalog.flow_ids()}
+        for language in sorted(languages) or ["en"]:
+            await catalog.off_loop(timeparse.warm_up, language)
         return cls(settings, store, catalog, connectors, channels, clock=clock)
 
     async def close(self) -> None:
