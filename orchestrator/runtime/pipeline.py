@@ -53,6 +53,7 @@ from orchestrator.stores.base import (
     require_format,
     timer_member,
 )
+from orchestrator.understand import understander_from_settings
 
 log = logging.getLogger("orchestrator.runtime.pipeline")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
@@ -274,6 +275,7 @@ class Runtime:
         self.clock = clock
         self.fault = os.environ.get("ORCHESTRATOR_FAULT", "")  # test-only: before_save | after_save
         self._engines: dict[str, Engine] = {}
+        self.understander = understander_from_settings(settings)  # None: rules only
         self._gates = SessionGates()  # one turn per session per process at the store's lock
         self._wake = asyncio.Event()
         self._slots: dict[str, asyncio.Semaphore] = {}  # outbox sends in flight per adapter
@@ -317,7 +319,7 @@ class Runtime:
     def engine(self, compiled: CompiledFlow) -> Engine:
         engine = self._engines.get(compiled.revision)
         if engine is None or engine.compiled is not compiled:
-            engine = self._engines[compiled.revision] = Engine(compiled, self.connectors)
+            engine = self._engines[compiled.revision] = Engine(compiled, self.connectors, self.understander)
         return engine
 
     def _context(
