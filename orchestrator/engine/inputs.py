@@ -453,8 +453,6 @@ _NOT_NAME_WORDS = frozenset({
     "stop", "agent", "human", "person", "someone", "somebody", "anyone", "quiero", "necesito", "tengo",
     "una", "cita", "por", "favor",
 })
-_NAME_PARTICLES = frozenset({"de", "del", "la", "le", "van", "von", "der", "den", "da", "di", "du", "dos",
-                             "das", "bin", "ibn", "al", "el", "y", "st", "mc", "mac", "ter"})
 _NAME_REPROMPT = "Sorry, I didn't catch your name. Could you tell me your first and last name?"
 _FIRST_NAME_REPROMPT = "Sorry, I didn't catch the name. Could you tell me just the name?"
 
@@ -473,7 +471,7 @@ def _name(text: str, idiom: Idiom = "text", first_only: bool = False) -> InputRe
         words = words[:1]
         value = words[0]
     plain = [normalise(w) for w in words]
-    if any(w in _NOT_NAME_WORDS for w in plain) or all(w in _NAME_PARTICLES for w in plain):
+    if any(w in _NOT_NAME_WORDS for w in plain):
         return _fail(reprompt)
     if value.islower() or value.isupper():
         value = " ".join(_title(part) for part in value.split())

@@ -128,6 +128,8 @@ def test_name(text: str, value: Any) -> None:
         ("Hope Jones", "Hope Jones"),
         ("Ludwig van Beethoven", "Ludwig van Beethoven"),
         ("Mary Ann", "Mary Ann"),
+        ("Di", "Di"),
+        ("Al", "Al"),
     ],
 )
 def test_names_as_people_give_them(text: str, value: Any) -> None:
