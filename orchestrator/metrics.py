@@ -43,6 +43,14 @@ ADMIN_REFUSED = Counter(
     ["status"],
 )
 CONNECTOR_CALLS = Counter("orchestrator_connector_calls_total", "Connector actions called", ["action", "outcome"])
+UNDERSTAND_CALLS = Counter(
+    "orchestrator_understand_calls_total", "Language-model parses (ORCHESTRATOR_UNDERSTAND=openai) by outcome: "
+    "ok, nothing (no value held up), invalid (not the JSON asked for), timeout, error", ["outcome"],
+)
+UNDERSTAND_SECONDS = Histogram(
+    "orchestrator_understand_seconds", "Latency of one language-model parse, timeouts included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0),
+)
 CONVERSATIONS_STARTED = Counter(
     "orchestrator_conversations_started_total", "Conversations started", ["flow", "channel"]
 )

@@ -45,6 +45,11 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_MISSED_CALL_FLOW": ("missed_call_flow", False),
     "ORCHESTRATOR_RELOAD_SECONDS": ("reload_seconds", False),
     "ORCHESTRATOR_RETENTION_INTERVAL_SECONDS": ("retention_interval_seconds", False),
+    "ORCHESTRATOR_UNDERSTAND": ("understand", False),
+    "ORCHESTRATOR_UNDERSTAND_MODEL": ("understand_model", False),
+    "ORCHESTRATOR_UNDERSTAND_TIMEOUT_MS": ("understand_timeout_ms", False),
+    "OPENAI_BASE_URL": ("openai_base_url", False),
+    "OPENAI_API_KEY": ("openai_api_key", True),
     "TWILIO_ACCOUNT_SID": ("twilio_account_sid", False),
     "TWILIO_AUTH_TOKEN": ("twilio_auth_token", True),
     "TWILIO_FROM_NUMBER": ("twilio_from_number", False),
@@ -93,6 +98,11 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     missed_call_flow: str | None = None  # flow texted after an unanswered call; unset: missed_call_textback if loaded
     reload_seconds: float = 2.0  # poll the flows directory for edits; 0 = off
     retention_interval_seconds: float = 3600.0  # how often the retention job runs; 0 = off
+    understand: str = "rules"  # rules (no network) | openai: a language model parses what the rules did not
+    understand_model: str | None = None
+    understand_timeout_ms: float = 1500.0  # past it the rules' answer stands
+    openai_base_url: str | None = None  # any OpenAI-compatible server; unset: api.openai.com
+    openai_api_key: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_from_number: str | None = None

@@ -411,22 +411,68 @@ def _text(text: str, pattern: patterns.Pattern | str | None, idiom: Idiom = "tex
     return InputResult(True, value)
 
 
+# Greetings and lead-ins before a name: "hi, it's Maria", "this is Maria Lopez", "my name is
+# Ana", "me llamo Ana", "his name is Rex" (a pet), "you can call me Sam".
 _NAME_PREFIX = re.compile(
-    r"^(?:(?:hi|hello|hey|yes|yeah|sure|ok|okay|well|um+|uh+)[\s,.!]+)*"
-    r"(?:(?:my|the)\s+(?:full\s+|first\s+)?name(?:'s|\s+is)|name(?:'s|\s+is)|it'?s|it\s+is|this\s+is|"
-    r"i'?m|i\s+am|call\s+me|they\s+call\s+me|you\s+can\s+call\s+me)(?:\s+|$)",
+    r"^(?:(?:hi|hello|hey|hiya|yes|yeah|yep|sure|ok|okay|well|so|oh|um+|uh+|er+|hola|buenas|good\s+"
+    r"(?:morning|afternoon|evening)|hi\s+there|hello\s+there)[\s,.!]+)*"
+    r"(?:(?:(?:my|the|his|her|their|our|its|pet'?s|dog'?s|cat'?s)\s+(?:full\s+|first\s+|last\s+)?"
+    r"name(?:'s|\s+is|\s+will\s+be)|name(?:'s|\s+is)|it'?s|it\s+is|this\s+is|that'?s|i'?m|i\s+am|"
+    r"(?:he|she|it)(?:'s|\s+is)(?:\s+called)?|(?:he|she|it)'?s\s+called|we\s+call\s+(?:him|her|it)|"
+    r"(?:you\s+can\s+|they\s+|just\s+)?call\s+me|put\s+(?:me\s+)?(?:down\s+)?(?:as|under)|"
+    r"under|called|named|goes\s+by|me\s+llamo|mi\s+nombre\s+es|soy|aqu[ií]|habla)(?:\s+|$))+",
     re.IGNORECASE,
 )
-_NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|thanks|thank you|please)$", re.IGNORECASE)
+_NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|calling|thanks|thank you|please|hablando)$", re.IGNORECASE)
 _NAME_OK = re.compile(r"^[^\W\d_][^\W\d_'\u2019.\- ]*(?:['\u2019.\- ]+[^\W\d_]+)*\.?$")
+# Where the name part of "Maria, and tomorrow at 10am would be great" ends.
+_NAME_CLAUSE = re.compile(
+    r"\s*(?:[,;:!?()\u2014\u2013]|(?<!\bdr)(?<!\bmr)(?<!\bmrs)(?<!\bms)(?<!\bst)\.(?:\s|$)|\s-\s"
+    r"|\s(?:and|but|y|i'?d|i\s+would|i\s+need|i\s+want|calling|about|for)\s)",
+    re.IGNORECASE,
+)
+# Words that never make a name: pronouns, articles, auxiliaries and everyday verbs, the
+# nouns of a service call. "my furnace is out" and "I'd like to book" are sentences, not
+# names. Names that are also words ("Will", "May", "Hope", "Rose", "Mark", "Bill") are
+# left out on purpose.
+_NOT_NAME_WORDS = frozenset({
+    "i", "im", "id", "ive", "ill", "me", "my", "mine", "we", "us", "our", "you", "your", "youre", "it", "its",
+    "this", "that", "these", "those", "there", "here", "the", "a", "an", "is", "are", "am", "was", "were", "be",
+    "been", "being", "have", "has", "had", "do", "does", "did", "dont", "doesnt", "didnt", "cant", "cannot", "wont",
+    "would", "could", "should", "shall", "can", "need", "needs", "want", "wants", "like", "likes", "love", "get",
+    "got", "make", "book", "booking", "booked", "schedule", "reschedule", "cancel", "change", "move", "help",
+    "call", "calling", "called", "broke", "broken", "out", "leak", "leaking", "leaks", "flooding", "flooded",
+    "working", "work", "works", "not", "no", "yes", "yeah", "nope", "ok", "okay", "please", "thanks", "thank",
+    "hello", "hi", "hey", "what", "why", "how", "when", "where", "who", "which", "just", "know", "sure", "so", "if",
+    "or", "to", "for", "of", "in", "on", "at", "with", "from", "about", "by", "as", "up", "down", "off", "over",
+    "into", "than", "then", "too", "very", "appointment", "cleaning", "checkup", "emergency", "repair", "repairs",
+    "service", "quote", "price", "prices", "cost", "heat", "heater", "heating", "furnace", "boiler", "ac", "aircon",
+    "pipe", "pipes", "toilet", "sink", "water", "hot", "cold", "tooth", "teeth", "pain", "hurts", "hurt", "urgent",
+    "asap", "today", "tomorrow", "tonight", "morning", "afternoon", "evening", "monday", "tuesday", "wednesday",
+    "thursday", "friday", "saturday", "sunday", "pm", "week", "next", "time", "sorry", "wrong", "number",
+    "stop", "agent", "human", "person", "someone", "somebody", "anyone", "quiero", "necesito", "tengo",
+    "una", "cita", "por", "favor",
+})
+_NAME_REPROMPT = "Sorry, I didn't catch your name. Could you tell me your first and last name?"
+_FIRST_NAME_REPROMPT = "Sorry, I didn't catch the name. Could you tell me just the name?"
 
 
-def _name(text: str, idiom: Idiom = "text") -> InputResult:
+def _name(text: str, idiom: Idiom = "text", first_only: bool = False) -> InputResult:
     value = " ".join(text.replace("\u2019", "'").split()).strip(" ,.!?;:\"")
     value = _NAME_PREFIX.sub("", value)
+    value = _NAME_CLAUSE.split(value, maxsplit=1)[0]  # "Maria, and tomorrow at 10am ..." -> "Maria"
+    value = _NAME_PREFIX.sub("", value)
     value = _NAME_SUFFIX.sub("", value).strip(" ,.!?;:\"")
-    if not value or len(value) > 60 or len(value.split()) > 5 or not _NAME_OK.match(value):
-        return _fail("Sorry, I didn't catch your name. Could you tell me your first and last name?")
+    words = value.split()
+    reprompt = _FIRST_NAME_REPROMPT if first_only else _NAME_REPROMPT
+    if not value or len(value) > 60 or len(words) > 5 or not _NAME_OK.match(value):
+        return _fail(reprompt)
+    if first_only:  # "Rex the dog", "Maria Lopez": the name alone
+        words = words[:1]
+        value = words[0]
+    plain = [normalise(w) for w in words]
+    if any(w in _NOT_NAME_WORDS for w in plain):
+        return _fail(reprompt)
     if value.islower() or value.isupper():
         value = " ".join(_title(part) for part in value.split())
     return InputResult(True, value)
@@ -602,8 +648,7 @@ def _choice(text: str, choices: Sequence[OutChoice] | ChoiceMatcher | None, idio
     return matcher.match(text, idiom=idiom)
 
 
-_SIMPLE: dict[str, Callable[[str, Idiom], InputResult]] = {"name": _name, "number": _number, "yes_no": _yes_no,
-                                                    "email": _email}
+_SIMPLE: dict[str, Callable[[str, Idiom], InputResult]] = {"number": _number, "yes_no": _yes_no, "email": _email}
 
 
 def parse_input(
@@ -616,14 +661,18 @@ def parse_input(
     pattern: patterns.Pattern | str | None = None,
     confidence: float | None = None,
     idiom: Idiom = "text",
+    first_only: bool = False,
 ) -> InputResult:
     """Read one answer of `kind` (`schema.INPUT_KINDS`; None: choice when choices are given,
     else text). `now` is epoch seconds (or an aware datetime). `idiom` picks the words of
-    the reprompt hint: "voice" (say / press) or "text" (type / reply)."""
+    the reprompt hint: "voice" (say / press) or "text" (type / reply). `first_only` (a
+    `name` ask's `first_only: true`) keeps the first name alone."""
     if kind is None:
         kind = "choice" if choices else "text"
     if confidence is not None and confidence < settings.speech_confidence:
         return _fail("Sorry, I didn't quite hear that. Could you say it again?")
+    if kind == "name":
+        return _name(text, idiom, first_only)
     simple = _SIMPLE.get(kind)
     if simple is not None:
         return simple(text, idiom)

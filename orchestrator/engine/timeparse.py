@@ -5,7 +5,11 @@ hours badly ("thursday at 4" -> 2027-04-25 00:00, "tomorrow at 10" drops the 10;
 team's FIELD-NOTES):
 
 - a bare hour is read against the business's opening hours ("at 4" -> 16:00, "at 10" ->
-  10:00); "4pm", "16:00", "half past 3", "four thirty" as said;
+  10:00), also beside a day ("next tuesday 3", "10 tomorrow"); "4pm", "16:00", "half past
+  3", "half 3", "four thirty", "2ish" as said; "before 10": the opening time (or an hour
+  before, when the business opens later);
+- "first thing" / "end of the day" (`eod`, "close of business") -> that day's opening /
+  closing time; "after lunch" 13:00, "mid morning" 10:30, "after work" 17:30;
 - a weekday is the next such day (today's weekday: next week once the time has passed);
   "next friday" said while this week's Friday is still ahead asks which one is meant;
 - "morning" / "afternoon" / "evening" -> 9:00 / 14:00 / 17:00, "noon", "midnight";
@@ -14,7 +18,9 @@ team's FIELD-NOTES):
   "whenever", "no preference"... -> the same moment with `preference="any"`: the contact
   named no time, so nothing may be promised as if they had (see inputs `_when`);
 - "next week" -> next Monday at opening; a date alone -> that date at opening time;
-- "in 2 hours" / "in 3 days"; "12/3" (month/day for US English, else day/month),
+- "in 2 hours", "2 hours from now", "in an hour and a half" (exactly that long from now),
+  "in 3 days", "a week from today", "two weeks from friday", "a week on friday", "this time
+  next week"; abbreviations ("tmrw", "2moro", "arvo", "2hrs"); "12/3" (month/day for US English, else day/month),
   "december 3rd", "3 dec", "the 5th", ISO dates.
 
 Anything our rules do not recognise goes to dateparser (`languages=[flow language]`,
@@ -81,15 +87,22 @@ _ANY_TIME = re.compile(
     r"\b(any ?time|whenever|whatever (is|works)|doesn'?t matter|don'?t mind|no preference|either|any day"
     r"|up to you|you (choose|pick|decide))\b"
 )
+# Hour -1: the day's opening time; -2: its closing time ("end of the day").
+_OPENING, _CLOSING = -1, -2
 _PERIODS: dict[str, tuple[int, int]] = {
-    "first thing": (-1, 0), "early morning": (-1, 0),  # -1: the day's opening time
+    "first thing": (_OPENING, 0), "early morning": (_OPENING, 0), "start of the day": (_OPENING, 0),
+    "end of the day": (_CLOSING, 0), "end of day": (_CLOSING, 0), "eod": (_CLOSING, 0),
+    "close of business": (_CLOSING, 0), "cob": (_CLOSING, 0), "closing time": (_CLOSING, 0),
+    "last thing": (_CLOSING, 0), "before lunch": (11, 0), "after lunch": (13, 0), "after school": (15, 30),
+    "after work": (17, 30), "mid morning": (10, 30), "mid afternoon": (15, 0),
     "late morning": (11, 0), "morning": (9, 0), "early afternoon": (13, 0),
     "late afternoon": (16, 0), "afternoon": (14, 0), "lunchtime": (12, 0), "lunch": (12, 0),
     "evening": (17, 0), "tonight": (17, 0), "night": (17, 0), "noon": (12, 0), "midday": (12, 0),
     "midnight": (0, 0),
 }
-_PM_PERIODS = frozenset({"afternoon", "early afternoon", "late afternoon", "evening", "tonight", "night"})
-_AM_PERIODS = frozenset({"morning", "early morning", "late morning", "first thing"})
+_PM_PERIODS = frozenset({"afternoon", "early afternoon", "late afternoon", "mid afternoon", "after lunch",
+                         "after school", "after work", "evening", "tonight", "night"})
+_AM_PERIODS = frozenset({"morning", "early morning", "late morning", "mid morning", "before lunch", "first thing"})
 
 _NUMBER_WORDS: dict[str, int] = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -108,9 +121,12 @@ _ORDINAL_WORDS: dict[str, int] = {
 _ABBREVIATIONS: dict[str, str] = {
     "tmrw": "tomorrow", "tmr": "tomorrow", "tmrow": "tomorrow", "tmw": "tomorrow", "tomoz": "tomorrow",
     "tomo": "tomorrow", "2moro": "tomorrow", "2morrow": "tomorrow", "tommorow": "tomorrow",
-    "tomorow": "tomorrow", "tommorrow": "tomorrow", "2day": "today", "tday": "today", "2nite": "tonight",
+    "tomorow": "tomorrow", "tommorrow": "tomorrow", "2mrw": "tomorrow", "2mro": "tomorrow", "2morro": "tomorrow",
+    "tmro": "tomorrow", "tmrrw": "tomorrow", "tmoro": "tomorrow", "tomm": "tomorrow", "tomorro": "tomorrow",
+    "tmorrow": "tomorrow", "2mor": "tomorrow", "2day": "today", "tday": "today", "2nite": "tonight",
     "tonite": "tonight", "nxt": "next", "wk": "week", "hr": "hour", "hrs": "hours", "min": "minute",
-    "mins": "minutes", "arvo": "afternoon", "eve": "evening",
+    "mins": "minutes", "arvo": "afternoon", "eve": "evening", "wks": "weeks",
+    "mornin": "morning", "morn": "morning", "aft": "afternoon", "avo": "afternoon", "nite": "night",
 }
 
 _WEEKDAY_RE = "|".join(sorted(_WEEKDAYS, key=len, reverse=True))
@@ -120,13 +136,23 @@ _SUFFIX = r"(?:st|nd|rd|th)"
 # Times (tried in this order; each match is cut out of the text before looking for a day).
 _T_AMPM = re.compile(r"\b(?P<h>\d{1,2})(?:[:.](?P<m>\d{2}))?\s*(?P<ap>am|pm|a|p)\b")
 _T_CLOCK = re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})\b")
+_NOT_AN_HOUR = rf"(?!\s*(?:{_SUFFIX}|/|-|\.\d|days?|weeks?|hours?|minutes?|people|of|(?:{_MONTH_RE})\b))"
 _T_AT = re.compile(
-    rf"\b(?:at|around|about|by|for|after|before|@)\s+(?P<h>\d{{1,2}})(?:\s+(?P<m>[0-5]\d))?\b"
-    rf"(?!\s*(?:{_SUFFIX}|/|-|days?|weeks?|hours?|minutes?|people|of|(?:{_MONTH_RE})\b))"
+    r"\b(?P<pre>at|around|about|by|for|after|before|until|till|til|@)\s+(?P<h>\d{1,2})(?:\s+(?P<m>[0-5]\d))?\b"
+    + _NOT_AN_HOUR
 )
+# A bare hour beside a day: "next tuesday 3", "tomorrow 10", "10 tomorrow", "3 on friday".
+_DAY_WORD = rf"(?:tomorrow|today|tonight|{_WEEKDAY_RE})"
+_T_DAY_HOUR = re.compile(
+    rf"\b{_DAY_WORD}\s+(?P<hm>(?P<h>\d{{1,2}})(?:[:.\s](?P<m>[0-5]\d))?)\b" + _NOT_AN_HOUR
+)
+_T_HOUR_DAY = re.compile(
+    rf"(?:^|(?<=\s))(?P<h>\d{{1,2}})(?:[:.](?P<m>[0-5]\d))?\s+(?=(?:on\s+|this\s+|next\s+|coming\s+)?{_DAY_WORD}\b)"
+)
+_BEFORE = re.compile(r"(?:^|\s)(?:before|until|till|til|no later than|not after)\s*$")
+_PERIOD_NAMES = "|".join(sorted(_PERIODS, key=len, reverse=True))
 _T_PERIOD = re.compile(
-    r"\b(?:(?:in|this|the|tomorrow|today)\s+)*(?P<p>first thing|early morning|late morning|morning|early afternoon|"
-    r"late afternoon|afternoon|lunchtime|lunch|evening|tonight|night|noon|midday|midnight)\b"
+    rf"\b(?P<pre>before\s+)?(?:(?:in|this|the|tomorrow|today)\s+)*(?P<p>{_PERIOD_NAMES})\b"
 )
 _T_ISO = re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:[t ](?P<h>\d{2}):(?P<m>\d{2})(?::\d{2})?)?\b")
 
@@ -136,9 +162,20 @@ _D_REL = re.compile(
 )
 _D_WEEKDAY = re.compile(rf"\b(?:(?P<mod>this|next|coming|on|this coming)\s+)?(?P<wd>{_WEEKDAY_RE})\b")
 _D_NEXT_WEEK = re.compile(r"\b(?:next|the following) week\b")
+# "a week from today", "two weeks from friday", "a week today", "a week on tuesday" (British)
+_D_WEEKS_FROM = re.compile(
+    rf"\b(?:(?P<n>a|one|two|three|four|\d)\s+weeks?|(?P<fortnight>a\s+fortnight))\s+(?:(?:from|after|on)\s+)?"
+    rf"(?:(?P<today>today|now)|(?P<tomorrow>tomorrow)|(?:this\s+|next\s+)?(?P<wd>{_WEEKDAY_RE}))\b"
+)
+_D_THIS_TIME = re.compile(r"\b(?:this|same) time (?P<when>tomorrow|next week)\b")
 _D_IN = re.compile(
-    r"\bin\s+(?P<n>\d+|an?|half an?|one|two|three|four|five|six|seven|ten|couple(?: of)?)\s*"
-    r"(?P<unit>minutes?|hours?|days?|weeks?)\b"
+    r"\bin\s+(?P<n>\d+|half an?|an?|one|two|three|four|five|six|seven|ten|(?:a\s+)?couple(?:\s+of)?)\s*"
+    r"(?P<unit>minutes?|hours?|days?|weeks?|fortnights?)(?P<half>\s+and\s+a\s+half)?\b"
+)
+# "2 hours from now", "20 minutes from now": an offset, not "now" the earliest
+_D_FROM_NOW = re.compile(
+    r"\b(?P<n>\d+|an?|one|two|three|four|five|six|half an?)\s*(?P<unit>minutes?|hours?)"
+    r"(?P<half>\s+and\s+a\s+half)?\s+from\s+now\b"
 )
 _D_MONTHNAME = re.compile(
     rf"\b(?:(?P<d1>\d{{1,2}}){_SUFFIX}?\s+(?:of\s+)?(?P<m1>{_MONTH_RE})\.?"
@@ -161,6 +198,10 @@ def _normalise(text: str) -> str:
     s = s.replace("@", " at ").replace("\u2019", "'")
     s = re.sub(r"[,!?;\"()]", " ", s)
     s = re.sub(r"\.(?=\s|$)", " ", s)  # a full stop, not the dot of "4.30"
+    s = re.sub(r"\bmid-", "mid ", s)
+    s = re.sub(r"(?<=\d)\s*(hrs?|h)\b", " hours", s)
+    s = re.sub(r"(?<=\d)\s*(mins?)\b", " minutes", s)
+    s = re.sub(r"(?<=\d|n)\s*-?\s*ish\b", "", s)  # "9ish", "10am-ish", "noonish": about that time
     words = s.split()
     s = " ".join(_ABBREVIATIONS.get(w, w) for w in words)
     # Spoken times: "half past four", "quarter to five", "four thirty", "ten am".
@@ -171,6 +212,11 @@ def _normalise(text: str) -> str:
     )
     minutes = "|".join(sorted(_MINUTE_WORDS, key=len, reverse=True))
     hours = "|".join(_NUMBER_WORDS)
+    # British "half 3" is 3:30 ("half an hour", "half past" are not)
+    s = re.sub(
+        rf"\bhalf (\d{{1,2}}|{hours})\b(?!\s*(?:hours?|minutes?|days?|weeks?|:))",
+        lambda m: f"{_NUMBER_WORDS.get(m.group(1)) or int(m.group(1))}:30", s,
+    )
     s = re.sub(
         rf"\b({hours}) ({minutes})\b(?!\s*(?:minutes?|hours?|days?))",
         lambda m: f"{_NUMBER_WORDS[m.group(1)]}:{_MINUTE_WORDS[m.group(2)]:02d}",
@@ -242,6 +288,14 @@ class _Hours:
         start = min(r[0] for r in ranges)
         return divmod(start, 60)
 
+    def closing(self, day: dt.date) -> tuple[int, int]:
+        """The day's last closing time (a closed day: the latest closing of the week, 17:00 without hours)."""
+        ranges = self.table[day.weekday()] or self.union
+        return divmod(max(r[1] for r in ranges), 60)
+
+    def edge(self, day: dt.date, marker: int) -> tuple[int, int]:
+        return self.opening(day) if marker == _OPENING else self.closing(day)
+
     def is_open(self, day: dt.date | None, minutes: int) -> bool:
         ranges = self.table[day.weekday()] if day is not None else self.union
         return any(a <= minutes < b for a, b in ranges)
@@ -283,6 +337,7 @@ class _Found:
     clarify: str | None = None
     alternative: dt.date | None = None  # "next friday": the other reading
     weekday_today: bool = False  # the day came from a weekday name that is today
+    before: bool = False  # "before 10": some time earlier than the hour named
 
 
 def _cut(text: str, match: re.Match[str]) -> str:
@@ -300,17 +355,27 @@ def _find_time(s: str, found: _Found) -> str:
     if found.hour is None and (m := _T_AMPM.search(s)):
         found.hour, found.minute = int(m.group("h")), int(m.group("m") or 0)
         found.meridiem = "am" if m.group("ap").startswith("a") else "pm"
+        found.before = _BEFORE.search(s, 0, m.start()) is not None
         s = _cut(s, m)
     elif found.hour is None and (m := _T_CLOCK.search(s)):
         found.hour, found.minute = int(m.group("h")), int(m.group("m"))
+        found.before = _BEFORE.search(s, 0, m.start()) is not None
         s = _cut(s, m)
     elif found.hour is None and (m := _T_AT.search(s)):
         found.hour, found.minute = int(m.group("h")), int(m.group("m") or 0)
+        found.before = m.group("pre") in ("before", "until", "till", "til")
         s = _cut(s, m)
-    if period is not None:
+    elif found.hour is None and (m := _T_DAY_HOUR.search(s)):
+        found.hour, found.minute = int(m.group("h")), int(m.group("m") or 0)
+        s = f"{s[: m.start('hm')]} {s[m.end('hm'):]}"  # the day word stays for _find_day
+    elif found.hour is None and (m := _T_HOUR_DAY.search(s)) and not _after_month(s, m.start()):
+        found.hour, found.minute = int(m.group("h")), int(m.group("m") or 0)
+        s = _cut(s, m)
+    if period is not None and m_period is not None:
         if found.hour is None:
             found.hour, found.minute = _PERIODS[period]
             found.meridiem = "24h"
+            found.before = m_period.group("pre") is not None
         elif found.meridiem is None:
             found.meridiem = "pm" if period in _PM_PERIODS else "am" if period in _AM_PERIODS else None
         if period in ("tonight",) and found.day is None:
@@ -319,6 +384,30 @@ def _find_time(s: str, found: _Found) -> str:
     if found.hour is not None and (found.hour > 23 or found.minute > 59):
         found.hour = None  # "at 45": not a time
     return s
+
+
+def _after_month(s: str, at: int) -> bool:
+    """True when the number at `at` follows a month name ("dec 3 friday": a date, not an hour)."""
+    before = s[:at].split()
+    return bool(before) and before[-1].rstrip(".") in _MONTHS
+
+
+_COUNTS = {"a": 1, "an": 1, "half an": 0.5, "half a": 0.5, "one": 1, "two": 2, "three": 3, "four": 4,
+           "five": 5, "six": 6, "seven": 7, "ten": 10}
+
+
+def _count(raw: str) -> float:
+    if "couple" in raw:
+        return 2.0
+    n = _COUNTS.get(raw)
+    return float(raw) if n is None else float(n)
+
+
+def _offset(found: _Found, amount: float, unit: str) -> None:
+    """An offset from now ("in 2 hours"), resolved by the caller against the turn's clock."""
+    found.exact = dt.datetime.min.replace(tzinfo=UTC) + dt.timedelta(
+        seconds=amount * (60 if unit == "minute" else 3600)
+    )
 
 
 def _find_day(s: str, found: _Found, today: dt.date, us_order: bool) -> str:
@@ -330,18 +419,25 @@ def _find_day(s: str, found: _Found, today: dt.date, us_order: bool) -> str:
         except ValueError:
             found.clarify = "That date doesn't exist. Which day did you mean?"
         return _cut(s, m)
-    if (m := _D_IN.search(s)) is not None:
-        raw = m.group("n")
-        n = {"a": 1, "an": 1, "half an": 0.5, "half a": 0.5, "one": 1, "two": 2, "three": 3, "four": 4,
-             "five": 5, "six": 6, "seven": 7, "ten": 10, "couple": 2, "couple of": 2}.get(raw)
-        amount = float(raw) if n is None else float(n)
+    if (m := _D_WEEKS_FROM.search(s)) is not None:
+        weeks = 2 if m.group("fortnight") else _count(m.group("n"))
+        if m.group("wd"):
+            base = today + dt.timedelta(days=(_WEEKDAYS[m.group("wd")] - today.weekday()) % 7)
+        else:
+            base = today + dt.timedelta(days=1 if m.group("tomorrow") else 0)
+        found.day = base + dt.timedelta(days=round(7 * weeks))
+        return _cut(s, m)
+    if (m := _D_THIS_TIME.search(s)) is not None:
+        _offset(found, 24 if m.group("when") == "tomorrow" else 24 * 7, "hour")
+        return _cut(s, m)
+    if (m := _D_FROM_NOW.search(s) or _D_IN.search(s)) is not None:
+        amount = _count(m.group("n")) + (0.5 if m.group("half") else 0)
         unit = m.group("unit").rstrip("s")
         if unit in ("minute", "hour"):
-            found.exact = dt.datetime.min.replace(tzinfo=UTC) + dt.timedelta(
-                seconds=amount * (60 if unit == "minute" else 3600)
-            )  # an offset from now, resolved by the caller
+            _offset(found, amount, unit)
         else:
-            found.day = today + dt.timedelta(days=round(amount * (7 if unit == "week" else 1)))
+            days = {"week": 7, "fortnight": 14}.get(unit, 1)
+            found.day = today + dt.timedelta(days=round(amount * days))
         return _cut(s, m)
     if (m := _D_NEXT_WEEK.search(s)) is not None:
         found.day = today + dt.timedelta(days=7 - today.weekday())
@@ -419,6 +515,14 @@ def _resolve_hour(found: _Found, hours: _Hours, day: dt.date | None) -> int:
     if am_open != pm_open:
         return h if am_open else h + 12
     return h if 7 <= h <= 11 else h + 12  # both or neither open: what people usually mean
+
+
+def _before(found: _Found, hours: _Hours, day: dt.date, limit: dt.datetime) -> dt.datetime:
+    """"before 10": the day's opening when it is earlier, else an hour before the limit."""
+    if not found.before:
+        return limit
+    opening = _local(day, *hours.opening(day), limit.tzinfo)
+    return opening if opening < limit else limit - dt.timedelta(hours=1)
 
 
 def _fmt_day(day: dt.date) -> str:
@@ -510,24 +614,26 @@ def parse_when(
     day = found.day
     if want == "time" and not has_time:
         return ParsedTime(None, "none", f"What time would suit you? {_EXAMPLES['time']}")
-    if day is None and found.hour == -1:
-        day = today if _local(today, *hours.opening(today), zone) > local_now else today + dt.timedelta(days=1)
+    if day is None and found.hour in (_OPENING, _CLOSING):
+        marker = found.hour
+        day = today if _local(today, *hours.edge(today, marker), zone) > local_now else today + dt.timedelta(days=1)
         found.day = day
-        return ParsedTime(_local(day, *hours.opening(day), zone), "exact", has_time=True)
+        return ParsedTime(_local(day, *hours.edge(day, marker), zone), "exact", has_time=True)
     if day is None:
         hour = _resolve_hour(found, hours, None)
-        value = _local(today, hour, found.minute, zone)
+        value = _before(found, hours, today, _local(today, hour, found.minute, zone))
         if value <= local_now:
-            value = _local(today + dt.timedelta(days=1), hour, found.minute, zone)
+            tomorrow = today + dt.timedelta(days=1)
+            value = _before(found, hours, tomorrow, _local(tomorrow, hour, found.minute, zone))
         if want == "time":
-            value = _local(today, hour, found.minute, zone)
+            value = _before(found, hours, today, _local(today, hour, found.minute, zone))
         return ParsedTime(value, "exact", has_time=True)
 
-    if found.hour == -1:
-        value = _local(day, *hours.opening(day), zone)
+    if found.hour in (_OPENING, _CLOSING):
+        value = _local(day, *hours.edge(day, found.hour), zone)
     elif has_time:
         hour = _resolve_hour(found, hours, day)
-        value = _local(day, hour, found.minute, zone)
+        value = _before(found, hours, day, _local(day, hour, found.minute, zone))
     else:
         value = _local(day, *hours.opening(day), zone)
     if found.weekday_today and value <= local_now:

@@ -45,6 +45,7 @@ from orchestrator.errors import FlowRuntimeError
 from orchestrator.logs import redact_phone
 from orchestrator.model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry, ConnectorResult
+from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 
 log = logging.getLogger("orchestrator.engine.turn")
 
@@ -74,9 +75,12 @@ def _same(a: Any, b: Any) -> bool:
 class Engine:
     """Runs conversations of one compiled flow revision."""
 
-    def __init__(self, compiled: CompiledFlow, connectors: ConnectorRegistry) -> None:
+    def __init__(
+        self, compiled: CompiledFlow, connectors: ConnectorRegistry, understander: Understander | None = None
+    ) -> None:
         self.compiled = compiled
         self.connectors = connectors
+        self.understander = understander  # None: rules only (ORCHESTRATOR_UNDERSTAND=rules)
 
     def new_session(
         self,
@@ -474,8 +478,16 @@ class _Turn:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
                 pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
+                first_only=getattr(state.spec, "first_only", False),
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
+        if not ok and text and self.engine.understander is not None:
+            found = await self._understood(state, text, choices)
+            if found is not None and found.intent is not None and INTENT_PREFIX + found.intent in state.routes:
+                await self._enter(self._route(state, INTENT_PREFIX + found.intent))
+                return
+            if found is not None and state.name in found.values:
+                ok, value, choice_id = True, found.values[state.name], found.choice
         if not ok:
             await self._failed(state, hint)
             return
@@ -487,6 +499,22 @@ class _Turn:
             self._save(state.save, value)
         trigger = choice_id if choice_id is not None and choice_id in state.routes else "next"
         await self._enter(self._route(state, trigger))
+
+    async def _understood(self, state: CompiledState, text: str, choices: list[OutChoice]) -> Extraction | None:
+        """The language model's reading of an answer the rules did not understand (SPEC §8),
+        its values already checked against the asks' types; recorded without the values."""
+        understander = self.engine.understander
+        assert understander is not None
+        ask = ask_of(state.name, self._text(state), state.input, choices)
+        ahead = asks_ahead(self.compiled.states, state.routes.get("next"))
+        found = await understander.extract(
+            ask, ahead, text, settings=self.compiled.settings, now=self._now_dt(),
+            intents=[t.removeprefix(INTENT_PREFIX) for t in state.routes if t.startswith(INTENT_PREFIX)],
+        )
+        self.transcript.append(TranscriptEntry(
+            at=self.now, dir="note", text="understand", data=getattr(understander, "last", {}),
+        ))
+        return found
 
     async def _failed(self, state: CompiledState, hint: str | None) -> None:
         s = self.session

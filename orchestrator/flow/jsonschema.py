@@ -163,6 +163,8 @@ DESCRIPTIONS: dict[str, str] = {
     "AskState.save": "The variable the answer is saved in (a yes_no saves true / false).",
     "AskState.reprompt": "Said instead of the built-in \"Sorry, I didn't understand that.\" plus the question, "
                          "when the answer is not understood.",
+    "AskState.first_only": "A `name` ask: keep the first name alone (\"Rex the dog\" -> Rex), for pets or when a "
+                           "last name is not wanted; the reprompt then asks for just the name.",
     "AskState.pattern": "A regular expression the (text) answer must match (RE2: no backreferences or lookaround).",
     "AskState.max_retries": "Re-asks for this ask before on.fail (default: settings.max_retries).",
     "AskState.next": "The state after an understood answer (unless on names the choice).",

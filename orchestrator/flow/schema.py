@@ -146,6 +146,7 @@ class AskState(StateBase, tag="ask", kw_only=True):
     label: str | None = None  # the saved answer's name in the staff summary; default: the save name humanised
     reprompt: str | None = None  # said when the answer is not understood
     pattern: str | None = None  # regex the (text) answer must match
+    first_only: bool = False  # a `name` ask: keep the first name alone (pets, "who should we ask for?")
     max_retries: int | None = None  # default settings.max_retries
     next: str | None = None
     on: dict[str, str] = {}  # choice id | fail | timeout | undelivered -> state

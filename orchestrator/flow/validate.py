@@ -212,6 +212,9 @@ class _Checker:
                       "once for the flow", key=True)
         if state.pattern is not None and (bad := patterns.problem(state.pattern)) is not None:
             self.add(f"{base}.pattern", f"state '{name}': bad pattern '{state.pattern}': {bad.message}", bad.hint)
+        if state.first_only and kind != "name":
+            self.warn(f"{base}.first_only", f"state '{name}': first_only only changes a 'name' ask (this one is "
+                      f"'{kind}')", "set 'input: name', or remove first_only", key=True)
         if state.max_retries is not None and state.max_retries < 0:
             self.add(f"{base}.max_retries", f"state '{name}': max_retries must be 0 or more, found {state.max_retries}")
         self.check_dtmf(name, state)

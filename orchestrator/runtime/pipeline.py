@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from orchestrator import metrics
+from orchestrator.engine import timeparse
 from orchestrator.engine.compiler import CompiledFlow
 from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError, LockTimeout, NewerFormat, OptedOut, SendError, StoreError
@@ -52,6 +53,7 @@ from orchestrator.stores.base import (
     require_format,
     timer_member,
 )
+from orchestrator.understand import understander_from_settings
 
 log = logging.getLogger("orchestrator.runtime.pipeline")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
@@ -273,6 +275,7 @@ class Runtime:
         self.clock = clock
         self.fault = os.environ.get("ORCHESTRATOR_FAULT", "")  # test-only: before_save | after_save
         self._engines: dict[str, Engine] = {}
+        self.understander = understander_from_settings(settings)  # None: rules only
         self._gates = SessionGates()  # one turn per session per process at the store's lock
         self._wake = asyncio.Event()
         self._slots: dict[str, asyncio.Semaphore] = {}  # outbox sends in flight per adapter
@@ -297,6 +300,11 @@ class Runtime:
         )
         for path, problem in (await catalog.reload()).items():
             log.error("flow file %s is invalid and was skipped:\n%s", path, problem)
+        # dateparser's import and first parse cost ~100+ ms: pay them here, in a worker
+        # thread, not inside the first turn that reaches the date fallback
+        languages = {(await catalog.latest(flow_id)).settings.language for flow_id in catalog.flow_ids()}
+        for language in sorted(languages) or ["en"]:
+            await catalog.off_loop(timeparse.warm_up, language)
         return cls(settings, store, catalog, connectors, channels, clock=clock)
 
     async def close(self) -> None:
@@ -311,7 +319,7 @@ class Runtime:
     def engine(self, compiled: CompiledFlow) -> Engine:
         engine = self._engines.get(compiled.revision)
         if engine is None or engine.compiled is not compiled:
-            engine = self._engines[compiled.revision] = Engine(compiled, self.connectors)
+            engine = self._engines[compiled.revision] = Engine(compiled, self.connectors, self.understander)
         return engine
 
     def _context(

@@ -91,6 +91,72 @@ def test_name(text: str, value: Any) -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [
+        # sentences that are not names are re-asked, never saved as "My Furnace Is Out"
+        ("my furnace is out", None),
+        ("I'd like to book", None),
+        ("I'd like to book a cleaning", None),
+        ("no heat", None),
+        ("I need a repair", None),
+        ("book an appointment", None),
+        ("who is this?", None),
+        ("the AC is broken", None),
+        ("what are your hours", None),
+        ("yes", None),
+        ("tomorrow at 10am", None),
+        # lead-ins stripped
+        ("hi, it's Maria", "Maria"),
+        ("Hi, this is Maria Lopez", "Maria Lopez"),
+        ("hello there, my name is ana garcia", "Ana Garcia"),
+        ("good morning, this is Dr. Patel", "Dr. Patel"),
+        ("yes it's John", "John"),
+        ("me llamo Lucía Fernández", "Lucía Fernández"),
+        ("mi nombre es Ana", "Ana"),
+        ("you can call me Sam", "Sam"),
+        ("put me down as Jordan Lee", "Jordan Lee"),
+        ("Maria here", "Maria"),
+        # the name part of a longer message
+        ("Maria, and tomorrow at 10am would be great", "Maria"),
+        ("Hi, this is Maria Lopez, I'd like to book a cleaning tomorrow at 10am", "Maria Lopez"),
+        ("my name is Maria. I need a cleaning", "Maria"),
+        ("Ana and I need a checkup", "Ana"),
+        ("it's Sam - calling about my boiler", "Sam"),
+        # a first name alone when that is all there is; names that are also words
+        ("Maria", "Maria"),
+        ("maria", "Maria"),
+        ("Will Smith", "Will Smith"),
+        ("May", "May"),
+        ("Hope Jones", "Hope Jones"),
+        ("Ludwig van Beethoven", "Ludwig van Beethoven"),
+        ("Mary Ann", "Mary Ann"),
+        ("Di", "Di"),
+        ("Al", "Al"),
+    ],
+)
+def test_names_as_people_give_them(text: str, value: Any) -> None:
+    expect("name", text, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Rex", "Rex"),
+        ("his name is rex", "Rex"),
+        ("Rex the dog", "Rex"),
+        ("she's called Luna", "Luna"),
+        ("it's called Buddy", "Buddy"),
+        ("Maria Lopez", "Maria"),
+        ("my dog is sick", None),
+    ],
+)
+def test_name_first_only(text: str, value: Any) -> None:
+    expect("name", text, value, first_only=True)
+    if value is None:
+        assert "just the name" in (parse("name", text, first_only=True).reprompt or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
         ("2", 2),
         ("two", 2),
         ("twenty five", 25),

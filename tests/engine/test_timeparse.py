@@ -228,3 +228,130 @@ def test_a_named_time_wins_over_a_stray_now() -> None:
     result = when("can't talk now, thursday at 4")
     assert result.kind == "exact" and result.preference is None
     assert result.value == dt.datetime(2026, 11, 26, 16, 0, tzinfo=ZoneInfo(NY))
+
+
+# ------------------------------------------------------------------ as people text and say them (#14)
+
+# Relative to Wed 2026-11-25 12:00 New York, open Mon-Fri 09:00-17:00 (the default hours).
+PEOPLE = [
+    # a bare hour beside a day, read against the opening hours
+    ("next tuesday 3", "2026-12-01 15:00"),
+    ("tuesday 3", "2026-12-01 15:00"),
+    ("next tues 10", "2026-12-01 10:00"),
+    ("10 tomorrow", "2026-11-26 10:00"),
+    ("tomorrow 10", "2026-11-26 10:00"),
+    ("3 tomorrow", "2026-11-26 15:00"),
+    ("tmrw 2", "2026-11-26 14:00"),
+    ("2 on friday", "2026-11-27 14:00"),
+    ("friday 9 30", "2026-11-27 09:30"),
+    ("thursday 4.30", "2026-11-26 16:30"),
+    ("mon 11", "2026-11-30 11:00"),
+    ("sat 11", "2026-11-28 11:00"),
+    ("9 next monday", "2026-11-30 09:00"),
+    # weeks from
+    ("a week from today at 9", "2026-12-02 09:00"),
+    ("a week from today", "2026-12-02 09:00"),
+    ("a week from tomorrow at 2", "2026-12-03 14:00"),
+    ("2 weeks from friday", "2026-12-11 09:00"),
+    ("a week today", "2026-12-02 09:00"),
+    ("a week on friday at 3", "2026-12-04 15:00"),
+    ("in a week", "2026-12-02 09:00"),
+    ("in a fortnight", "2026-12-09 09:00"),
+    ("this time next week", "2026-12-02 12:00"),
+    ("this time tomorrow", "2026-11-26 12:00"),
+    # the edges of the day
+    ("end of the day friday", "2026-11-27 17:00"),
+    ("end of day tomorrow", "2026-11-26 17:00"),
+    ("eod", "2026-11-25 17:00"),
+    ("close of business monday", "2026-11-30 17:00"),
+    ("first thing", "2026-11-26 09:00"),
+    ("first thing tmrw", "2026-11-26 09:00"),
+    ("first thing friday", "2026-11-27 09:00"),
+    # before / after
+    ("before 10 on monday", "2026-11-30 09:00"),
+    ("before 3pm friday", "2026-11-27 09:00"),
+    ("monday before 11am", "2026-11-30 09:00"),
+    ("before lunch tomorrow", "2026-11-26 09:00"),
+    ("after lunch", "2026-11-25 13:00"),
+    ("tomorrow after lunch", "2026-11-26 13:00"),
+    ("after 3 on thursday", "2026-11-26 15:00"),
+    ("thursday after 2", "2026-11-26 14:00"),
+    ("after work friday", "2026-11-27 17:30"),
+    ("mid-morning thursday", "2026-11-26 10:30"),
+    ("mid afternoon tomorrow", "2026-11-26 15:00"),
+    # about
+    ("around 2", "2026-11-25 14:00"),
+    ("around 2ish tomorrow", "2026-11-26 14:00"),
+    ("2ish tomorrow", "2026-11-26 14:00"),
+    ("9ish on monday", "2026-11-30 09:00"),
+    ("noonish friday", "2026-11-27 12:00"),
+    ("tomorrow at 10am-ish", "2026-11-26 10:00"),
+    ("about 4 tomorrow", "2026-11-26 16:00"),
+    # abbreviations and slang
+    ("tmrw", "2026-11-26 09:00"),
+    ("tmr 3pm", "2026-11-26 15:00"),
+    ("2moro at 4", "2026-11-26 16:00"),
+    ("2mrw morning", "2026-11-26 09:00"),
+    ("this arvo", "2026-11-25 14:00"),
+    ("fri arvo", "2026-11-27 14:00"),
+    ("tmrw arvo at 3", "2026-11-26 15:00"),
+    ("2nite", "2026-11-25 17:00"),
+    ("thurs @ 10", "2026-11-26 10:00"),
+    ("10a tmrw", "2026-11-26 10:00"),
+    ("3p fri", "2026-11-27 15:00"),
+    ("half 3 tomorrow", "2026-11-26 15:30"),
+    # offsets from now: exactly, never the earliest
+    ("in 2 hours", "2026-11-25 14:00"),
+    ("2 hours from now", "2026-11-25 14:00"),
+    ("in 2hrs", "2026-11-25 14:00"),
+    ("in 90 mins", "2026-11-25 13:30"),
+    ("in an hour and a half", "2026-11-25 13:30"),
+    ("in a couple of hours", "2026-11-25 14:00"),
+    ("in a couple hours", "2026-11-25 14:00"),
+    ("30 minutes from now", "2026-11-25 12:30"),
+    # spoken
+    ("tomorrow at ten", "2026-11-26 10:00"),
+    ("next tuesday at three", "2026-12-01 15:00"),
+    ("a week from today at nine", "2026-12-02 09:00"),
+    ("friday at half past two", "2026-11-27 14:30"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PEOPLE)
+def test_as_people_say_them(text: str, expected: str) -> None:
+    result = when(text)
+    assert result.kind == "exact", result
+    assert result.value is not None
+    assert result.value.strftime("%Y-%m-%d %H:%M") == expected, result
+    assert result.value.utcoffset() == ZoneInfo(NY).utcoffset(result.value.replace(tzinfo=None))
+
+
+def test_people_table_is_large() -> None:
+    assert len(PEOPLE) >= 60
+
+
+def test_in_two_hours_is_exactly_two_hours_from_now() -> None:
+    now = dt.datetime(2026, 11, 25, 13, 7, 42, tzinfo=ZoneInfo(NY))
+    for text in ("in 2 hours", "2 hours from now", "in two hours", "in 2 hrs"):
+        result = when(text, now=now)
+        assert result.kind == "exact" and result.preference is None, text
+        assert result.value == now + dt.timedelta(hours=2), text
+
+
+def test_bare_hour_beside_a_day_follows_the_business_hours() -> None:
+    late = BusinessHours(mon="13:00-21:00", tue="13:00-21:00", wed="13:00-21:00", thu="13:00-21:00",
+                         fri="13:00-21:00")
+    assert when("next tuesday 8", business_hours=late).value.hour == 20  # type: ignore[union-attr]
+    assert when("next tuesday 8").value.hour == 8  # type: ignore[union-attr]
+    # "end of the day" is that day's closing time, "first thing" its opening
+    assert when("end of the day friday", business_hours=late).value.hour == 21  # type: ignore[union-attr]
+    assert when("first thing friday", business_hours=late).value.hour == 13  # type: ignore[union-attr]
+    # "before 2" when the business opens at 13:00: an hour before, not the opening
+    assert when("before 2 on monday", business_hours=late).value.hour == 13  # type: ignore[union-attr]
+    assert when("before 1pm on monday", business_hours=late).value.hour == 12  # type: ignore[union-attr]
+
+
+def test_a_day_number_is_not_a_bare_hour() -> None:
+    assert when("dec 3 friday").value.strftime("%m-%d %H:%M") == "12-03 09:00"  # type: ignore[union-attr]
+    assert when("friday 3rd").value.hour == 9  # type: ignore[union-attr]
+    assert when("tuesday 3/12", language="en-GB").value.strftime("%m-%d") == "12-03"  # type: ignore[union-attr]
