@@ -29,7 +29,7 @@ import httpx
 import msgspec
 
 from orchestrator.errors import ConfigError, ConnectorError
-from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext, requires
 
 log = logging.getLogger("integrations.crm")
 
@@ -246,6 +246,7 @@ class CrmHttp:
         return held if isinstance(held, list) else [held]
 
 
+@requires("CRM_URL")
 def crm_from_env(env: Mapping[str, str], **kwargs: Any) -> CrmHttp | None:
     """The `crm` entry point: a generic HTTP CRM when CRM_URL is set, else None (not configured)."""
     return CrmHttp.from_env(env, **kwargs) if env.get("CRM_URL") else None

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from orchestrator.errors import ConfigError
-from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext
+from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext, requires
 
 from .crm_http import (
     CrmError,
@@ -257,6 +257,7 @@ def note_ref(conversation_id: str, body_html: str) -> str:
     return hashlib.sha256(json.dumps([conversation_id, body_html]).encode()).hexdigest()[:24]
 
 
+@requires("HUBSPOT_TOKEN")
 def hubspot_from_env(env: Mapping[str, str], **kwargs: Any) -> HubSpot | None:
     """The `hubspot` entry point: HubSpot when HUBSPOT_TOKEN is set, else None (not configured)."""
     return HubSpot.from_env(env, **kwargs) if env.get("HUBSPOT_TOKEN") else None

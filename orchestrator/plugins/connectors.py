@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -94,11 +94,26 @@ class Connector(Protocol):
     actions: Mapping[str, Action]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*variables: str) -> Callable[[F], F]:
+    """Marks a connector factory that returns None until `variables` are set, so `validate`
+    can tell a flow calling the installed but unconfigured connector what to set."""
+
+    def mark(factory: F) -> F:
+        factory.requires = variables  # type: ignore[attr-defined]
+        return factory
+
+    return mark
+
+
 class ConnectorRegistry:
     """Explicit registry: `register` refuses a duplicate name."""
 
     def __init__(self) -> None:
         self._connectors: dict[str, Connector] = {}
+        self._unconfigured: dict[str, tuple[str, ...]] = {}  # installed, not configured: what they need
 
     def register(self, connector: Connector, name: str | None = None) -> None:
         key = name or connector.name
@@ -108,6 +123,10 @@ class ConnectorRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._connectors)
+
+    def unconfigured(self) -> dict[str, tuple[str, ...]]:
+        """Installed connectors whose factory returned None: name -> the variables they need (may be empty)."""
+        return {k: v for k, v in self._unconfigured.items() if k not in self._connectors}
 
     def get(self, name: str) -> Connector:
         try:
@@ -147,7 +166,8 @@ class ConnectorRegistry:
             if ep.name in self._connectors:
                 continue
             try:
-                obj = ep.load()(env=environ)
+                factory = ep.load()
+                obj = factory(env=environ)
             except ConfigError:
                 raise
             except Exception as exc:
@@ -155,6 +175,8 @@ class ConnectorRegistry:
                 continue
             if obj is not None:
                 self.register(obj, ep.name)
+            else:
+                self._unconfigured[ep.name] = tuple(getattr(factory, "requires", ()))
 
     async def call(
         self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float
