@@ -28,13 +28,22 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import msgspec
+from typing import Any
 
 from orchestrator.errors import ConnectorError
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
 
+from .crm_base import (
+    LEAD_TEXT_FIELDS,
+    AddNoteArgs,
+    CreateLeadArgs,
+    FindContactArgs,
+    UpdateLeadArgs,
+    answer_text,
+    bad_status,
+    lead_status,
+    lead_text,
+)
 from .crm_http import LogConversationArgs, UpsertContactArgs, summary_fields
 from .embedded_calendar import DEFAULT_PATH as CALENDAR_DEFAULT_PATH
 from .embedded_calendar import ENV_PATH as CALENDAR_ENV_PATH
@@ -44,44 +53,8 @@ log = logging.getLogger("integrations.embedded_crm")
 
 ENV_PATH = "ORCHESTRATOR_CRM_DB"
 FILE_NAME = "crm.sqlite3"
-LeadStatus = Literal["new", "contacted", "won", "lost"]
-LEAD_STATUSES: tuple[str, ...] = ("new", "contacted", "won", "lost")
-
-
 class CrmStorageError(ConnectorError):
     """The SQLite file could not be read or written; the flow takes its `error` route."""
-
-
-class CreateLeadArgs(msgspec.Struct, kw_only=True):
-    """Text fields take a flow's answers as they are: a mapping (a date-time answer such as
-    "as soon as possible", a slot) is kept as its label, a list as its items joined."""
-
-    name: Any = None
-    phone: str | None = None  # default: the conversation's contact
-    email: Any = None
-    reason: Any = None  # what they need
-    source: Any = None  # default: the flow's id
-    preferred_time: Any = None
-    address: Any = None
-    notes: str | None = None  # a first note on the lead
-    fields: dict[str, Any] = {}  # anything else the flow collected
-    key: str = ""  # two leads from one conversation: give each its own key
-
-
-class FindContactArgs(msgspec.Struct, kw_only=True):
-    phone: str | None = None  # default: the conversation's contact
-
-
-class AddNoteArgs(msgspec.Struct, kw_only=True):
-    text: str
-    lead_id: str | None = None  # default: this conversation's latest lead (none: the note is on the contact)
-    phone: str | None = None
-
-
-class UpdateLeadArgs(msgspec.Struct, kw_only=True):
-    status: str  # new | contacted | won | lost (any case)
-    lead_id: str | None = None  # default: this conversation's latest lead
-    note: str | None = None
 
 
 _SCHEMA = """
@@ -125,8 +98,7 @@ CREATE TABLE IF NOT EXISTS notes (
 CREATE INDEX IF NOT EXISTS notes_by_lead ON notes (lead_id);
 CREATE INDEX IF NOT EXISTS notes_by_phone ON notes (phone);
 """
-_LEAD_FIELDS = ("name", "email", "reason", "source", "preferred_time", "address")
-_SET_GIVEN = ", ".join(f"{k} = COALESCE(?, {k})" for k in _LEAD_FIELDS)
+_SET_GIVEN = ", ".join(f"{k} = COALESCE(?, {k})" for k in LEAD_TEXT_FIELDS)
 
 
 def _iso(ts: float) -> str:
@@ -135,22 +107,6 @@ def _iso(ts: float) -> str:
 
 def _ref(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
-
-
-def _text(value: Any) -> str | None:
-    """An answer as the text a lead keeps; None for nothing ("", None)."""
-    if isinstance(value, Mapping):
-        value = value.get("label") or value.get("start") or json.dumps(value, default=str)
-    elif isinstance(value, list | tuple):
-        value = ", ".join(str(v) for v in value)
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def lead_status(raw: str) -> LeadStatus | None:
-    """`" Won"` -> `"won"`; None for anything but new, contacted, won, lost."""
-    status = raw.strip().casefold()
-    return status if status in LEAD_STATUSES else None  # type: ignore[return-value]
 
 
 def default_path(env: Mapping[str, str]) -> Path:
@@ -181,7 +137,7 @@ class EmbeddedCrm(SqliteFile):
     # -- rows -> values ------------------------------------------------------------------------
     @staticmethod
     def _lead_value(row: sqlite3.Row, notes: list[sqlite3.Row] | None = None) -> dict[str, Any]:
-        value = {k: row[k] for k in ("id", "status", "phone", *_LEAD_FIELDS, "flow", "session_id")}
+        value = {k: row[k] for k in ("id", "status", "phone", *LEAD_TEXT_FIELDS, "flow", "session_id")}
         value["fields"] = json.loads(row["fields"])
         value["created_at"], value["updated_at"] = _iso(row["created_ts"]), _iso(row["updated_ts"])
         if notes is not None:
@@ -241,7 +197,7 @@ class EmbeddedCrm(SqliteFile):
     def _create_lead_sync(self, args: CreateLeadArgs, ctx: CallContext) -> ConnectorResult:
         phone, now = args.phone or ctx.contact, ctx.now
         with self._write() as conn:
-            self._upsert_contact(conn, phone, _text(args.name), _text(args.email), {}, now)
+            self._upsert_contact(conn, phone, answer_text(args.name), answer_text(args.email), {}, now)
             mine = self._conversation_lead(conn, ctx, args.key, open_only=True)
             if mine is None:
                 lead_id, detail, fields = uuid.uuid4().hex, None, dict(args.fields)
@@ -253,7 +209,7 @@ class EmbeddedCrm(SqliteFile):
                 fields = {**json.loads(mine["fields"]), **args.fields}
             # what is given replaces what the lead had; what is not given stays
             conn.execute(f"UPDATE leads SET phone = ?, fields = ?, {_SET_GIVEN} WHERE id = ?",
-                         (phone, json.dumps(fields), *(_text(getattr(args, k)) for k in _LEAD_FIELDS), lead_id))
+                         (phone, json.dumps(fields), *lead_text(args).values(), lead_id))
             row = conn.execute("SELECT * FROM leads WHERE id = ?", (lead_id,)).fetchone()
             if mine is not None and dict(row) != dict(mine):
                 conn.execute("UPDATE leads SET updated_ts = ? WHERE id = ?", (now, lead_id))
@@ -300,8 +256,7 @@ class EmbeddedCrm(SqliteFile):
     def _update_lead_sync(self, args: UpdateLeadArgs, ctx: CallContext) -> ConnectorResult:
         status = lead_status(args.status)
         if status is None:
-            return ConnectorResult(outcome="error", detail=f"crm.update_lead: status {args.status[:30]!r} is not one "
-                                                           f"of {', '.join(LEAD_STATUSES)}")
+            return bad_status(args.status)
         with self._write() as conn:
             lead = self._lead_for(conn, args.lead_id, ctx)
             if lead is None:
