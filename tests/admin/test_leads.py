@@ -13,7 +13,7 @@ from integrations.crm_http import CrmHttp
 from integrations.embedded_crm import EmbeddedCrm
 
 ROOT = Path(__file__).resolve().parents[2]
-HVAC = (ROOT / "examples" / "flow_tests" / "hvac_missed_call.yaml").read_text()
+HVAC = (ROOT / "examples" / "flows" / "hvac_missed_call.yaml").read_text()
 DANA, EVE = "+15555550131", "+15555550132"
 
 
