@@ -53,6 +53,8 @@ log = logging.getLogger("integrations.embedded_crm")
 
 ENV_PATH = "ORCHESTRATOR_CRM_DB"
 FILE_NAME = "crm.sqlite3"
+
+
 class CrmStorageError(ConnectorError):
     """The SQLite file could not be read or written; the flow takes its `error` route."""
 
@@ -229,8 +231,8 @@ class EmbeddedCrm(SqliteFile):
                                  (phone,)).fetchall()
             if contact is None and not leads:
                 return ConnectorResult(outcome="empty", detail="no such contact")
-            value: dict[str, Any] = self._contact_value(contact) if contact is not None else {"id": phone,
-                                                                                              "phone": phone}
+            known = {"id": phone, "phone": phone}
+            value: dict[str, Any] = self._contact_value(contact) if contact is not None else known
             value["leads"] = [self._lead_value(r, self._notes_of(conn, r["id"])) for r in leads]
         return ConnectorResult(outcome="ok", value=value)
 
