@@ -4,10 +4,12 @@ BIN = $(VENV)/bin
 
 .PHONY: install demo test lint bench
 
-$(BIN)/orchestrator: pyproject.toml
+$(BIN)/orchestrator: pyproject.toml examples/webchat_channel/pyproject.toml examples/custom_connector/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	# the example plugins, installed as a developer following docs/EXTENDING.md would
+	$(BIN)/pip install -q -e examples/webchat_channel -e examples/custom_connector
 	touch $@
 
 install: $(BIN)/orchestrator

@@ -13,10 +13,11 @@ import base64
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from orchestrator.errors import ConfigError, SendError, SignatureError
+from orchestrator.plugins.base import PluginSettings, Secret, env
 from orchestrator.plugins.channels import InboundRequest
 
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?>'
@@ -162,10 +163,20 @@ class TwilioSignatureVerifier:
             )
 
 
-def twilio_configured(settings: Any) -> bool:
+class TwilioSettings(PluginSettings):
+    """The Twilio account both Twilio adapters use (TWILIO_*)."""
+
+    account_sid: str | None = None
+    auth_token: Secret | None = None
+    from_number: str | None = None
+    api_base: str | None = None  # a fake server in tests; unset: Twilio's own
+    public_url: Annotated[str | None, env("ORCHESTRATOR_PUBLIC_URL")] = None
+
+
+def twilio_configured(config: TwilioSettings) -> bool:
     """Whether a deployment set up Twilio (either key given): then its webhooks are mounted,
     and a missing half is a configuration error, not a silent fail-open."""
-    return bool(getattr(settings, "twilio_auth_token", None) or getattr(settings, "twilio_account_sid", None))
+    return bool(config.auth_token or config.account_sid)
 
 
 def action_url(public_url: str, path: str, **query: str) -> str:

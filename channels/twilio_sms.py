@@ -26,6 +26,7 @@ from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.plugins.channels import (
     Address,
     Capabilities,
+    ChannelAdapter,
     Inbound,
     InboundRequest,
     Rendered,
@@ -37,6 +38,7 @@ from . import sms_segments
 from ._twilio import (
     TWIML_MEDIA_TYPE,
     FormParams,
+    TwilioSettings,
     TwilioSignatureVerifier,
     action_url,
     element,
@@ -56,16 +58,18 @@ DEFAULT_SEGMENT_BUDGET = 3
 UNREADABLE = "\ufffd"  # what the form decoder gives for a percent-encoding that is not UTF-8
 
 
-class TwilioSmsChannel:
+class TwilioSmsChannel(ChannelAdapter):
     name = "twilio_sms"
     capabilities = Capabilities(idiom="sms", segment_budget=DEFAULT_SEGMENT_BUDGET, max_text_len=1600, sync_reply=True,
                                 outbound=True)
     signs_url = True  # X-Twilio-Signature covers the URL called: needs ORCHESTRATOR_PUBLIC_URL
     routes: tuple[tuple[str, str], ...] = (("POST", BASE), ("POST", f"{BASE}/status"))
 
+    settings_type = TwilioSettings
+    env_prefix = "TWILIO_"
+
     def __init__(
         self,
-        settings: Any = None,
         *,
         auth_token: str | None = None,
         account_sid: str | None = None,
@@ -74,21 +78,25 @@ class TwilioSmsChannel:
         public_url: str | None = None,
         timeout_seconds: float = 5.0,
     ) -> None:
-        def pick(value: str | None, field: str) -> str:
-            return (value if value is not None else getattr(settings, field, None)) or ""
-
-        self._auth_token = pick(auth_token, "twilio_auth_token")
+        self._auth_token = auth_token or ""
         self._verifier = TwilioSignatureVerifier(self._auth_token)
-        self.account_sid = pick(account_sid, "twilio_account_sid")
+        self.account_sid = account_sid or ""
         if not self.account_sid:
             raise ConfigError("TWILIO_ACCOUNT_SID is not set: the SMS channel cannot send (text-back, reminders)")
-        self.from_number = pick(from_number, "twilio_from_number")
-        self.api_base = pick(api_base, "twilio_api_base") or None
-        self.public_url = pick(public_url, "public_url")
+        self.from_number = from_number or ""
+        self.api_base = api_base or None
+        self.public_url = public_url or ""
         self.timeout_seconds = timeout_seconds
         self._client: Any = None
 
-    is_configured = staticmethod(twilio_configured)
+    @classmethod
+    def from_settings(cls, config: TwilioSettings) -> TwilioSmsChannel:
+        return cls(auth_token=config.auth_token, account_sid=config.account_sid, from_number=config.from_number,
+                   api_base=config.api_base, public_url=config.public_url)
+
+    @classmethod
+    def is_configured(cls, config: TwilioSettings) -> bool:
+        return twilio_configured(config)
 
     # ---- inbound ----------------------------------------------------------------------------
 

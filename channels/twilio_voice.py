@@ -21,10 +21,19 @@ from typing import Any
 from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, SendError
 from orchestrator.model import Event, Outbound
-from orchestrator.plugins.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.plugins.channels import (
+    Address,
+    Capabilities,
+    ChannelAdapter,
+    Inbound,
+    InboundRequest,
+    Rendered,
+    ReplyContext,
+)
 
 from ._twilio import (
     TWIML_MEDIA_TYPE,
+    TwilioSettings,
     TwilioSignatureVerifier,
     action_url,
     element,
@@ -43,7 +52,7 @@ def _step() -> str:
     return secrets.token_hex(4)
 
 
-class TwilioVoiceChannel:
+class TwilioVoiceChannel(ChannelAdapter):
     name = "twilio_voice"
     capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096,
                                 # no outbound calls yet: the admin API refuses to start one
@@ -58,14 +67,20 @@ class TwilioVoiceChannel:
         ("POST", f"{BASE}/status"),
     )
 
-    def __init__(
-        self, settings: Any = None, *, auth_token: str | None = None, public_url: str | None = None
-    ) -> None:
-        token = auth_token if auth_token is not None else getattr(settings, "twilio_auth_token", None)
-        self._verifier = TwilioSignatureVerifier(token or "")
-        self.public_url = (public_url if public_url is not None else getattr(settings, "public_url", None)) or ""
+    settings_type = TwilioSettings
+    env_prefix = "TWILIO_"
 
-    is_configured = staticmethod(twilio_configured)
+    def __init__(self, *, auth_token: str | None = None, public_url: str | None = None) -> None:
+        self._verifier = TwilioSignatureVerifier(auth_token or "")
+        self.public_url = public_url or ""
+
+    @classmethod
+    def from_settings(cls, config: TwilioSettings) -> TwilioVoiceChannel:
+        return cls(auth_token=config.auth_token, public_url=config.public_url)
+
+    @classmethod
+    def is_configured(cls, config: TwilioSettings) -> bool:
+        return twilio_configured(config)
 
     # ---- inbound ----------------------------------------------------------------------------
 

@@ -30,9 +30,11 @@ from orchestrator.engine.keywords import keyword_kind
 from orchestrator.engine.render import present, shorten
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
 from orchestrator.model import Event, Location, Media, Outbound
+from orchestrator.plugins.base import PluginSettings, Secret
 from orchestrator.plugins.channels import (
     Address,
     Capabilities,
+    ChannelAdapter,
     Inbound,
     InboundRequest,
     Rendered,
@@ -51,7 +53,17 @@ BODY_LIMIT = 1024  # interactive body
 LIST_BUTTON = "Choose"
 
 
-class WhatsAppChannel:
+class WhatsAppSettings(PluginSettings):
+    """Meta's WhatsApp Cloud API app (WHATSAPP_*)."""
+
+    token: Secret | None = None
+    phone_number_id: str | None = None
+    app_secret: Secret | None = None
+    verify_token: Secret | None = None
+    api_base: str | None = None  # a fake server in tests; unset: graph.facebook.com
+
+
+class WhatsAppChannel(ChannelAdapter):
     name = "whatsapp"
     capabilities = Capabilities(
         idiom="whatsapp", max_buttons=3, button_title_len=20, max_list_rows=10, row_title_len=24,
@@ -59,9 +71,11 @@ class WhatsAppChannel:
     )
     routes: tuple[tuple[str, str], ...] = (("GET", PATH), ("POST", PATH))
 
+    settings_type = WhatsAppSettings
+    env_prefix = "WHATSAPP_"
+
     def __init__(
         self,
-        settings: Any = None,
         *,
         app_secret: str | None = None,
         verify_token: str | None = None,
@@ -71,13 +85,10 @@ class WhatsAppChannel:
         graph_version: str = GRAPH_VERSION,
         timeout_seconds: float = 5.0,
     ) -> None:
-        def pick(value: str | None, field: str) -> str:
-            return (value if value is not None else getattr(settings, field, None)) or ""
-
-        self._app_secret = pick(app_secret, "whatsapp_app_secret").encode()
-        self._verify_token = pick(verify_token, "whatsapp_verify_token")
-        self._token = pick(token, "whatsapp_token")
-        self.phone_number_id = pick(phone_number_id, "whatsapp_phone_number_id")
+        self._app_secret = (app_secret or "").encode()
+        self._verify_token = verify_token or ""
+        self._token = token or ""
+        self.phone_number_id = phone_number_id or ""
         for key, value, need in (
             ("WHATSAPP_APP_SECRET", self._app_secret, "verify Meta's webhook signatures"),
             ("WHATSAPP_VERIFY_TOKEN", self._verify_token, "answer Meta's subscription handshake"),
@@ -85,7 +96,7 @@ class WhatsAppChannel:
         ):
             if not value:
                 raise ConfigError(f"{key} is not set: the WhatsApp channel cannot {need} without it")
-        self.api_base = (pick(api_base, "whatsapp_api_base") or GRAPH_BASE).rstrip("/")
+        self.api_base = (api_base or GRAPH_BASE).rstrip("/")
         self.graph_version = graph_version
         self.timeout_seconds = timeout_seconds
         self._clients: dict[str, Any] = {}
@@ -93,10 +104,14 @@ class WhatsAppChannel:
         self._proxied: dict[str, bool] = {}  # Graph URL -> whether requests would use a proxy for it
         self._requests: _GraphHttp | None = None  # the proxied path: requests in a thread
 
-    @staticmethod
-    def is_configured(settings: Any) -> bool:
-        return any(getattr(settings, f, None) for f in (
-            "whatsapp_token", "whatsapp_app_secret", "whatsapp_verify_token", "whatsapp_phone_number_id"))
+    @classmethod
+    def is_configured(cls, config: WhatsAppSettings) -> bool:
+        return bool(config.token or config.app_secret or config.verify_token or config.phone_number_id)
+
+    @classmethod
+    def from_settings(cls, config: WhatsAppSettings) -> WhatsAppChannel:
+        return cls(app_secret=config.app_secret, verify_token=config.verify_token, token=config.token,
+                   phone_number_id=config.phone_number_id, api_base=config.api_base)
 
     # ---- inbound ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import msgspec
 
 from orchestrator.errors import ConnectorError
 from orchestrator.flow.schema import Settings, parse_duration
-from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult
+from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult
 
 from .slots import (
     Interval,
@@ -131,7 +131,7 @@ def no_booking() -> ConnectorResult:
     return ConnectorResult(outcome="empty", detail="no such booking for this contact")
 
 
-class CalendarConnector:
+class CalendarConnector(Connector):
     """Base of calendar backends: `name = "calendar"`, the action table, and the actions'
     argument checks and outcomes. A backend implements the storage hooks below; a hook
     raising ConnectorError (after its own log line) becomes the `error` outcome."""

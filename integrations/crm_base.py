@@ -1,7 +1,7 @@
 """What every CRM backend shares (embedded, HTTP, HubSpot): the lead actions' argument types,
 the lead statuses, how a flow's answers become a lead's text, and a conversation's lead
 reference. The flow sees the same `crm.create_lead / find_contact / add_note / update_lead`
-whichever backend `crm` is (integrations.embedded_crm.crm_from_env picks it)."""
+whichever backend `crm` is (the entry point integrations.embedded_crm.Crm picks it)."""
 
 from __future__ import annotations
 

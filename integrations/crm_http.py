@@ -35,7 +35,8 @@ import httpx
 import msgspec
 
 from orchestrator.errors import ConfigError, ConnectorError
-from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext, requires
+from orchestrator.plugins.base import PluginSettings, Secret, read_settings
+from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
 
 from .crm_base import (
     AddNoteArgs,
@@ -122,7 +123,12 @@ async def request_with_retries(
 
 
 def timeout_from_env(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name) or ""
+    return checked_timeout(name, env.get(name), default)
+
+
+def checked_timeout(name: str, raw: str | None, default: float) -> float:
+    """Seconds from a setting's text (unset: `default`); ConfigError naming `name` otherwise."""
+    raw = raw or ""
     if not raw:
         return default
     try:
@@ -151,8 +157,17 @@ def summary_fields(args: LogConversationArgs, ctx: CallContext) -> dict[str, Any
     }
 
 
-class CrmHttp:
+class CrmSettings(PluginSettings):
+    url: str | None = None  # CRM_URL: the CRM's base URL; unset: no `crm` connector
+    auth_header: Secret | None = None  # CRM_AUTH_HEADER: "Authorization: Bearer <token>"
+    field_map: str = "{}"  # CRM_FIELD_MAP: JSON, our field name -> the CRM's
+    timeout_seconds: str | None = None  # CRM_TIMEOUT_SECONDS (default 5)
+
+
+class CrmHttp(Connector):
     name = "crm"
+    settings_type = CrmSettings
+    env_prefix = "CRM_"
 
     def __init__(
         self,
@@ -188,7 +203,15 @@ class CrmHttp:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> CrmHttp:
-        raw_map = env.get("CRM_FIELD_MAP") or "{}"
+        return cls.from_settings(read_settings(CrmSettings, cls.env_prefix, env), **kwargs)
+
+    @classmethod
+    def is_configured(cls, config: CrmSettings) -> bool:
+        return bool(config.url)
+
+    @classmethod
+    def from_settings(cls, config: CrmSettings, **kwargs: Any) -> CrmHttp:
+        raw_map = config.field_map or "{}"
         try:
             field_map = json.loads(raw_map)
         except ValueError:
@@ -196,8 +219,8 @@ class CrmHttp:
             raise ConfigError(f"CRM_FIELD_MAP is not JSON: {raw_map[:60]!r}; write e.g. {example}") from None
         if not isinstance(field_map, dict):
             raise ConfigError("CRM_FIELD_MAP must be a JSON object: our field name -> the CRM's")
-        return cls(env.get("CRM_URL", ""), auth_header=env.get("CRM_AUTH_HEADER"), field_map=field_map,
-                   timeout_seconds=timeout_from_env(env, "CRM_TIMEOUT_SECONDS", 5.0), **kwargs)
+        return cls(config.url or "", auth_header=config.auth_header, field_map=field_map,
+                   timeout_seconds=checked_timeout("CRM_TIMEOUT_SECONDS", config.timeout_seconds, 5.0), **kwargs)
 
     def _mapped(self, data: Mapping[str, Any]) -> dict[str, Any]:
         return {self.field_map.get(k, k): v for k, v in data.items() if v is not None}
@@ -304,8 +327,3 @@ class CrmHttp:
             return []
         return held if isinstance(held, list) else [held]
 
-
-@requires("CRM_URL")
-def crm_from_env(env: Mapping[str, str], **kwargs: Any) -> CrmHttp | None:
-    """The `crm` entry point: a generic HTTP CRM when CRM_URL is set, else None (not configured)."""
-    return CrmHttp.from_env(env, **kwargs) if env.get("CRM_URL") else None

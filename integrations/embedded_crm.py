@@ -28,9 +28,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from orchestrator.errors import ConnectorError
+from orchestrator.plugins.base import env, read_settings
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
 
 from .crm_base import (
@@ -44,9 +45,10 @@ from .crm_base import (
     lead_status,
     lead_text,
 )
-from .crm_http import LogConversationArgs, UpsertContactArgs, summary_fields
+from .crm_http import CrmHttp, CrmSettings, LogConversationArgs, UpsertContactArgs, summary_fields
 from .embedded_calendar import DEFAULT_PATH as CALENDAR_DEFAULT_PATH
 from .embedded_calendar import ENV_PATH as CALENDAR_ENV_PATH
+from .hubspot import HubSpot, HubSpotSettings
 from .sqlite_file import SqliteFile
 
 log = logging.getLogger("integrations.embedded_crm")
@@ -111,22 +113,22 @@ def _ref(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
 
 
-def default_path(env: Mapping[str, str]) -> Path:
-    """$ORCHESTRATOR_CRM_DB, else crm.sqlite3 in the embedded calendar's folder (one folder per deployment)."""
-    if env.get(ENV_PATH):
-        return Path(env[ENV_PATH]).absolute()
-    calendar = Path(env.get(CALENDAR_ENV_PATH) or CALENDAR_DEFAULT_PATH)
-    return calendar.absolute().parent / FILE_NAME
+def default_path(db: str | None = None, calendar_db: str | None = None) -> Path:
+    """`db` (ORCHESTRATOR_CRM_DB), else crm.sqlite3 in the embedded calendar's folder (one folder per deployment)."""
+    if db:
+        return Path(db).absolute()
+    return Path(calendar_db or CALENDAR_DEFAULT_PATH).absolute().parent / FILE_NAME
 
 
-class EmbeddedCrm(SqliteFile):
+class EmbeddedCrm(SqliteFile, Connector):
     name = "crm"
     schema = _SCHEMA
     label = "crm"
     storage_error = CrmStorageError
 
     def __init__(self, path: str | os.PathLike[str] | None = None, **_: Any) -> None:
-        self.path = Path(path).absolute() if path is not None else default_path(os.environ)
+        self.path = Path(path).absolute() if path is not None else default_path(os.environ.get(ENV_PATH),
+                                                                                  os.environ.get(CALENDAR_ENV_PATH))
         self.actions: Mapping[str, Action] = {
             "create_lead": Action(CreateLeadArgs, self.create_lead, "a lead (once per conversation)"),
             "find_contact": Action(FindContactArgs, self.find_contact, "the contact and their leads"),
@@ -364,17 +366,40 @@ class EmbeddedCrm(SqliteFile):
         return out
 
 
-def embedded_crm(env: Mapping[str, str]) -> EmbeddedCrm:
-    """The embedded CRM as configured by `env` (ORCHESTRATOR_CRM_DB / ORCHESTRATOR_CALENDAR_DB)."""
-    return EmbeddedCrm(path=default_path(env))
+class CrmChoiceSettings(CrmSettings):
+    """The `crm` entry point's settings: the HTTP CRM's (CRM_*), HubSpot's and the embedded file's."""
+
+    hubspot_token: Annotated[str | None, env("HUBSPOT_TOKEN", secret=True)] = None
+    hubspot_api_base: Annotated[str | None, env("HUBSPOT_API_BASE")] = None
+    hubspot_timeout_seconds: Annotated[str | None, env("HUBSPOT_TIMEOUT_SECONDS")] = None
+    db: Annotated[str | None, env(ENV_PATH)] = None  # the embedded CRM's SQLite file
+    calendar_db: Annotated[str | None, env(CALENDAR_ENV_PATH)] = None  # default: crm.sqlite3 next to it
 
 
-def crm_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:
+class Crm(Connector):
     """The `crm` entry point. A configured external CRM wins: the HTTP CRM when CRM_URL is set,
-    else HubSpot when HUBSPOT_TOKEN is; with neither, the embedded CRM. All offer the same
-    actions, so a flow does not change when the owner connects a CRM."""
-    from .crm_http import crm_from_env as http_crm
-    from .hubspot import hubspot_from_env
+    else HubSpot when HUBSPOT_TOKEN is; with neither, the embedded CRM (always configured). All
+    offer the same actions, so a flow does not change when the owner connects a CRM."""
 
-    external: Connector | None = http_crm(env, **kwargs) or hubspot_from_env(env, **kwargs)
-    return external if external is not None else embedded_crm(env)
+    name = "crm"
+    settings_type = CrmChoiceSettings
+    env_prefix = "CRM_"
+
+    @classmethod
+    def is_configured(cls, config: CrmChoiceSettings) -> bool:
+        return True
+
+    @classmethod
+    def from_settings(cls, config: CrmChoiceSettings, **kwargs: Any) -> Connector:
+        if config.url:
+            return CrmHttp.from_settings(config, **kwargs)
+        if config.hubspot_token:
+            return HubSpot.from_settings(HubSpotSettings(token=config.hubspot_token, api_base=config.hubspot_api_base,
+                                                         timeout_seconds=config.hubspot_timeout_seconds), **kwargs)
+        return EmbeddedCrm(path=default_path(config.db, config.calendar_db))
+
+
+def crm_from_env(environ: Mapping[str, str], **kwargs: Any) -> Connector:
+    """`Crm` built from an environment mapping."""
+    config: CrmChoiceSettings = read_settings(CrmChoiceSettings, Crm.env_prefix, environ)
+    return Crm.from_settings(config, **kwargs)

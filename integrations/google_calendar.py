@@ -27,12 +27,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httplib2
 
 from orchestrator.errors import ConfigError, ConnectorError
+from orchestrator.plugins.base import PluginSettings, env, read_settings
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking, now_of
@@ -424,18 +425,42 @@ class GoogleCalendar(CalendarConnector):
         return [{**self._value(e), "description": e.get("description", "")} for e in events]
 
 
-def calendar_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:
-    """Google Calendar when GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_CALENDAR_ID are set, else embedded."""
-    creds = env.get("GOOGLE_APPLICATION_CREDENTIALS")
-    calendar_id = env.get("GOOGLE_CALENDAR_ID")
-    if creds and calendar_id:
-        timeout = float(env.get("GOOGLE_TIMEOUT_SECONDS") or 8.0)
-        return GoogleCalendar(calendar_id, creds, api_base=env.get("GOOGLE_API_BASE"), timeout_seconds=timeout,
-                              **kwargs)
-    if creds or calendar_id:
-        missing = "GOOGLE_CALENDAR_ID" if creds else "GOOGLE_APPLICATION_CREDENTIALS"
-        raise ConfigError(f"Google Calendar is half configured: {missing} is not set; set both, or neither "
-                          "for the embedded calendar")
-    from .embedded_calendar import EmbeddedCalendar
+class CalendarSettings(PluginSettings):
+    application_credentials: str | None = None  # GOOGLE_APPLICATION_CREDENTIALS: a service-account file
+    calendar_id: str | None = None  # GOOGLE_CALENDAR_ID
+    api_base: str | None = None  # GOOGLE_API_BASE: a fake server in tests
+    timeout_seconds: float = 8.0  # GOOGLE_TIMEOUT_SECONDS
+    db: Annotated[str | None, env("ORCHESTRATOR_CALENDAR_DB")] = None  # the embedded calendar's SQLite file
 
-    return EmbeddedCalendar(path=env.get("ORCHESTRATOR_CALENDAR_DB") or None)
+
+class Calendar(Connector):
+    """The `calendar` entry point: Google Calendar when GOOGLE_APPLICATION_CREDENTIALS and
+    GOOGLE_CALENDAR_ID are set, else the embedded SQLite calendar (always configured)."""
+
+    name = "calendar"
+    settings_type = CalendarSettings
+    env_prefix = "GOOGLE_"
+
+    @classmethod
+    def is_configured(cls, config: CalendarSettings) -> bool:
+        return True
+
+    @classmethod
+    def from_settings(cls, config: CalendarSettings, **kwargs: Any) -> CalendarConnector:
+        creds, calendar_id = config.application_credentials, config.calendar_id
+        if creds and calendar_id:
+            return GoogleCalendar(calendar_id, creds, api_base=config.api_base,
+                                  timeout_seconds=config.timeout_seconds, **kwargs)
+        if creds or calendar_id:
+            missing = "GOOGLE_CALENDAR_ID" if creds else "GOOGLE_APPLICATION_CREDENTIALS"
+            raise ConfigError(f"Google Calendar is half configured: {missing} is not set; set both, or neither "
+                              "for the embedded calendar")
+        from .embedded_calendar import EmbeddedCalendar
+
+        return EmbeddedCalendar(path=config.db or None)
+
+
+def calendar_from_env(env: Mapping[str, str], **kwargs: Any) -> Connector:
+    """`Calendar` built from an environment mapping."""
+    config: CalendarSettings = read_settings(CalendarSettings, Calendar.env_prefix, env)
+    return Calendar.from_settings(config, **kwargs)

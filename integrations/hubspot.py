@@ -45,7 +45,8 @@ from typing import Any
 import httpx
 
 from orchestrator.errors import ConfigError
-from orchestrator.plugins.connectors import Action, CallContext, ConnectorResult, ErasureContext, requires
+from orchestrator.plugins.base import PluginSettings, Secret, read_settings
+from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
 
 from .crm_base import (
     AddNoteArgs,
@@ -62,9 +63,9 @@ from .crm_http import (
     LogConversationArgs,
     Recheck,
     UpsertContactArgs,
+    checked_timeout,
     request_with_retries,
     summary_fields,
-    timeout_from_env,
 )
 
 log = logging.getLogger("integrations.hubspot")
@@ -83,8 +84,16 @@ def split_name(name: str | None) -> dict[str, str]:
     return {"firstname": parts[0], **({"lastname": parts[1]} if len(parts) > 1 else {})}
 
 
-class HubSpot:
+class HubSpotSettings(PluginSettings):
+    token: Secret | None = None  # HUBSPOT_TOKEN: a private app's access token; unset: no `hubspot`
+    api_base: str | None = None  # HUBSPOT_API_BASE: a fake server in tests
+    timeout_seconds: str | None = None  # HUBSPOT_TIMEOUT_SECONDS (default 5)
+
+
+class HubSpot(Connector):
     name = "hubspot"
+    settings_type = HubSpotSettings
+    env_prefix = "HUBSPOT_"
 
     def __init__(self, token: str, *, api_base: str | None = None, timeout_seconds: float = 5.0,
                  retries: int = 3, retry_base_seconds: float = 0.5) -> None:
@@ -106,8 +115,16 @@ class HubSpot:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **kwargs: Any) -> HubSpot:
-        return cls(env.get("HUBSPOT_TOKEN", ""), api_base=env.get("HUBSPOT_API_BASE"),
-                   timeout_seconds=timeout_from_env(env, "HUBSPOT_TIMEOUT_SECONDS", 5.0), **kwargs)
+        return cls.from_settings(read_settings(HubSpotSettings, cls.env_prefix, env), **kwargs)
+
+    @classmethod
+    def is_configured(cls, config: HubSpotSettings) -> bool:
+        return bool(config.token)
+
+    @classmethod
+    def from_settings(cls, config: HubSpotSettings, **kwargs: Any) -> HubSpot:
+        return cls(config.token or "", api_base=config.api_base,
+                   timeout_seconds=checked_timeout("HUBSPOT_TIMEOUT_SECONDS", config.timeout_seconds, 5.0), **kwargs)
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.api_base, timeout=self.timeout_seconds,
@@ -361,8 +378,3 @@ def note_ref(conversation_id: str, body_html: str) -> str:
     """The idempotency reference of a note: the same summary of the same conversation, the same ref."""
     return hashlib.sha256(json.dumps([conversation_id, body_html]).encode()).hexdigest()[:24]
 
-
-@requires("HUBSPOT_TOKEN")
-def hubspot_from_env(env: Mapping[str, str], **kwargs: Any) -> HubSpot | None:
-    """The `hubspot` entry point: HubSpot when HUBSPOT_TOKEN is set, else None (not configured)."""
-    return HubSpot.from_env(env, **kwargs) if env.get("HUBSPOT_TOKEN") else None

@@ -120,6 +120,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     business: str = ""  # the business's number or WhatsApp phone-number id
     contact: str = ""  # the contact's E.164 number
     channel: str = "chat"  # channel of the last inbound event
+    adapter: str = ""  # the channel adapter of the last inbound event: timers and the outbox answer on it
     vars: dict[str, Any] = {}
     retries: int = 0  # failed answers to the current ask
     reminders: int = 0  # no-reply reminders sent for the current ask

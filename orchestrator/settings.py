@@ -105,6 +105,8 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     google_application_credentials: str | None = None
     google_calendar_id: str | None = None
     google_api_base: str | None = None
+    # the whole environment read by `from_env`: plugins read their own settings from it
+    environ: dict[str, str] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -116,7 +118,7 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
             if raw is None or (raw.strip() == "" and field != "redact_logs"):
                 continue
             values[field] = _convert(name, field, raw.strip())
-        settings = cls(**values)
+        settings = cls(**values, environ=dict(source))
         settings.routes()  # fail fast on a malformed routing table
         return settings
 
@@ -171,6 +173,18 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     def retention_seconds(self) -> int:
         return int(self.retention_days * 86400)
 
+    def plugin_environ(self) -> dict[str, str]:
+        """What plugins read their settings from: the environment `from_env` read, with every
+        setting of this Struct under its environment name (a Struct built in code counts too)."""
+        out = dict(self.environ)
+        for name, (field, _) in ENV_FIELDS.items():
+            value = getattr(self, field)
+            if value is None:
+                out.pop(name, None)
+            else:
+                out[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out
+
     def secrets(self) -> list[str]:
         """Values that must never be logged (for `logs.register_secrets`)."""
         return [v for f in sorted(SECRET_FIELDS) if isinstance(v := getattr(self, f), str) and v]
@@ -179,7 +193,7 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
         shown = []
         for field in self.__struct_fields__:
             value = getattr(self, field)
-            if value is None:
+            if value is None or field == "environ":
                 continue
             shown.append(f"{field}={'***' if field in SECRET_FIELDS else repr(value)}")
         return f"AppSettings({', '.join(shown)})"

@@ -1,4 +1,4 @@
-"""The `orchestrator` command: validate | chat | test | graph | schema | serve (docs/SPEC.md §4)."""
+"""The `orchestrator` command: validate | chat | test | graph | schema | plugins | serve (docs/SPEC.md §4)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the flow language")
 
+    p = sub.add_parser("plugins", help="list installed channels and connectors, their settings, whether configured")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of text")
+
     p = sub.add_parser("serve", help="run the webhook + admin server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -97,6 +100,9 @@ def _run(argv: Sequence[str] | None) -> int:
     if command == "schema":
         fn = _lazy("orchestrator.flow.jsonschema", "main_schema", command)
         return int(fn()) if fn else 2
+    if command == "plugins":
+        fn = _lazy("orchestrator.plugins.listing", "main_plugins", command)
+        return int(fn(as_json=args.json)) if fn else 2
     if command == "test":
         fn = _lazy("orchestrator.cli.flowtest", "main", command)
         return int(fn(args.files)) if fn else 2

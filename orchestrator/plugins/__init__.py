@@ -1,5 +1,7 @@
-"""What a channel or a connector plugs into: `channels` (the `ChannelAdapter` interface,
-`Capabilities`, inbound and reply types, the registry fed by the `orchestrator.channels` entry
-points) and `connectors` (the `Connector` interface, `Action`, `ConnectorResult`, the registry fed
-by `orchestrator.connectors`). Plugins import these and nothing else of the package.
+"""What a channel or a connector plugs into: `base` (typed plugin settings with secrets, the one
+registry, entry-point discovery refusing duplicate names), `channels` (the `ChannelAdapter` base
+class, `Capabilities`, inbound and reply types), `connectors` (the `Connector` base class,
+`Action`, `ConnectorResult`) and `listing` (`orchestrator plugins`). Plugins import these,
+`orchestrator.errors`, `orchestrator.model`, `orchestrator.engine.render` and, in their tests,
+`orchestrator.testing`.
 """

@@ -1,43 +1,50 @@
-"""The channel adapter interface and its registry. The engine imports no channel.
+"""The channel adapter base class and its registry. The engine imports no channel.
 
-A channel adapter is one module in `channels/` (or another installed package, through the
-`orchestrator.plugins.channels` entry-point group) implementing `ChannelAdapter`:
+A channel adapter is a class derived from `ChannelAdapter`, in `channels/` or in another
+installed package advertising it through the `orchestrator.channels` entry-point group; the
+server builds it with `from_settings(config)` from its own typed settings (see
+`orchestrator.plugins.base`). Every hook has a default but `verify` and `parse`:
 
 - `verify(request)`: check the provider's signature; raise SignatureError (-> 403).
-  Verification is not optional.
+  Verification is not optional: the default refuses every request.
 - `parse(request)`: turn a verified request into `Inbound` items (a batch may hold several);
   raise BadRequest (-> 400) for a malformed body.
-- `render(reply)`: the synchronous HTTP answer to the provider (TwiML, or an empty 200).
+- `render(messages, ctx)`: the synchronous HTTP answer to the provider (TwiML, JSON); default:
+  an empty 200 (the replies go out through `send`).
 - `send(to, messages, ctx)`: proactive messages (outbox, reminders, outbound starts),
-  through the provider's REST client; returns provider message ids; raises on failure.
-- `routes` (optional): the `(method, path)` pairs the server mounts for this adapter;
-  default `(("POST", "/webhooks/<name>"),)`.
-- `close()` (optional, async): release what `send` keeps open (connections); the runtime
-  calls it when it closes.
+  through the provider's REST client; returns provider message ids; raises SendError on
+  failure. Default: a channel that cannot send (SendError, not retryable).
+- `handshake(request)`: a GET on one of its routes (Meta's subscription check); default 405.
+- `routes`: the `(method, path)` pairs the server mounts; default `POST /webhooks/<name>`.
+- `close()` (async): release what `send` keeps open; the runtime calls it when it closes.
+- `signs_url`: the signature covers the URL called (Twilio): the server then needs
+  ORCHESTRATOR_PUBLIC_URL to rebuild it.
 - `capabilities`: what the channel can show; rich output degrades from them in one place
-  (`orchestrator.engine.render`), never through `if channel == ...` in the engine. `outbound`
-  says whether the business can start a conversation on it (the admin API's outbound
-  start answers 422 on a channel that cannot).
+  (`orchestrator.engine.render`), never through `if channel == ...` in the engine. The idiom
+  is open: `voice`, `sms` and `whatsapp` get their own wording, any other idiom (`chat`,
+  `webchat`...) the text one. `outbound` says whether the business can start a conversation
+  on it (the admin API's outbound start answers 422 on a channel that cannot).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
-from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from orchestrator.errors import RegistryError
+from orchestrator.errors import ConfigError, SendError, SignatureError
 from orchestrator.model import Event, Outbound
+from orchestrator.plugins.base import PREFER_ENV, Plugin, Registry, discover, parse_prefer
 
 log = logging.getLogger("orchestrator.plugins.channels")
 ENTRY_POINT_GROUP = "orchestrator.channels"
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
-    idiom: Literal["voice", "sms", "whatsapp", "chat"] = "chat"
+    idiom: str = "chat"  # open: "voice", "sms", "whatsapp" have their own wording; any other is text
     max_buttons: int = 0  # reply buttons (WhatsApp: 3)
     button_title_len: int = 20
     max_list_rows: int = 0  # list message rows (WhatsApp: 10)
@@ -122,18 +129,35 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     step: str | None = None  # voice: the turn's action-URL nonce, the same when a duplicate is re-rendered
 
 
-@runtime_checkable
-class ChannelAdapter(Protocol):
-    name: str
-    capabilities: Capabilities
+class ChannelAdapter(Plugin):
+    """Base of every channel adapter; see the module docstring for each hook."""
 
-    def verify(self, request: InboundRequest) -> None: ...
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    signs_url: ClassVar[bool] = False
 
-    def parse(self, request: InboundRequest) -> list[Inbound]: ...
+    @property
+    def routes(self) -> tuple[tuple[str, str], ...]:
+        return (("POST", f"/webhooks/{self.name}"),)
 
-    def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered: ...
+    def verify(self, request: InboundRequest) -> None:
+        raise SignatureError(f"{request.path}: channel {self.name!r} does not verify its requests (no verify())")
 
-    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]: ...
+    def parse(self, request: InboundRequest) -> list[Inbound]:
+        raise NotImplementedError(f"channel {self.name!r} has no parse(request)")
+
+    def render(self, messages: list[Outbound], ctx: ReplyContext) -> Rendered:
+        return Rendered(body=b"")
+
+    async def send(self, to: Address, messages: list[Outbound], ctx: ReplyContext) -> list[str]:
+        raise SendError(f"channel {self.name!r} cannot send proactive messages", retryable=False,
+                        code="cannot_send")
+
+    def handshake(self, request: InboundRequest) -> Rendered:
+        return Rendered(body=b"method not allowed", status_code=405)
+
+    async def close(self) -> None:
+        return None
 
 
 def part_key(idempotency_key: str | None, index: int) -> str | None:
@@ -141,51 +165,23 @@ def part_key(idempotency_key: str | None, index: int) -> str | None:
     return f"{idempotency_key}#{index}" if idempotency_key else None
 
 
-class ChannelRegistry:
-    """Explicit registry of adapters by name; `register` refuses a duplicate."""
+class ChannelRegistry(Registry[ChannelAdapter]):
+    """Channel adapters by name; `register` refuses a duplicate."""
 
-    def __init__(self) -> None:
-        self._adapters: dict[str, ChannelAdapter] = {}
-
-    def register(self, adapter: ChannelAdapter, name: str | None = None) -> None:
-        key = name or adapter.name
-        if key in self._adapters:
-            raise RegistryError(f"channel {key!r} is already registered; pick another name")
-        self._adapters[key] = adapter
-
-    def get(self, name: str) -> ChannelAdapter:
-        try:
-            return self._adapters[name]
-        except KeyError:
-            raise LookupError(
-                f"unknown channel {name!r}; registered: {', '.join(sorted(self._adapters)) or 'none'}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted(self._adapters)
-
-    def load_entry_points(self, factory_kwargs: dict[str, Any] | None = None) -> None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in self._adapters:
-                continue
-            try:
-                adapter = ep.load()(**(factory_kwargs or {}))
-            except Exception as exc:
-                log.warning("channel entry point %s failed to load: %s", ep.name, exc)
-                continue
-            self.register(adapter, ep.name)
+    kind = "channel"
 
 
 def declared_capabilities() -> dict[str, Capabilities]:
     """What every installed channel declares it can show, by entry-point name, read from the
     adapter classes without building them (no credentials needed): the validator's view."""
     found: dict[str, Capabilities] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            caps = getattr(ep.load(), "capabilities", None)
-        except Exception as exc:  # a broken plugin is reported where it is built; skip it here
-            log.debug("channel entry point %s failed to load: %s", ep.name, exc)
-            continue
+    try:
+        installed = discover(ENTRY_POINT_GROUP, parse_prefer(os.environ.get(PREFER_ENV)))
+    except ConfigError as exc:  # two plugins with one name: `serve` refuses; the validator goes on
+        log.warning("%s", exc)
+        return found
+    for item in installed:
+        caps = getattr(item.factory, "capabilities", None)
         if isinstance(caps, Capabilities):
-            found[ep.name] = caps
+            found[item.name] = caps
     return found

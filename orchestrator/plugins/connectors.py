@@ -1,31 +1,35 @@
 """Connectors: the only I/O a flow performs (`call: calendar.find_slots`).
 
-A connector is an object with a `name` and a mapping of named actions. Each action has
-typed arguments (a msgspec Struct, converted from the rendered `args:` of the state) and
-returns a `ConnectorResult` whose outcome picks the route (`on: {ok, empty, conflict,
-error}`). Implementations live in `integrations/`, one module each; other installed
-packages add theirs through the `orchestrator.plugins.connectors` entry-point group.
+A connector is a class derived from `Connector` with a `name` and a mapping of named actions.
+Each action has typed arguments (a msgspec Struct, converted from the rendered `args:` of the
+state) and returns a `ConnectorResult` whose outcome picks the route (`on: {ok, empty,
+conflict, error}`). Implementations live in `integrations/`, one module each; other installed
+packages add theirs through the `orchestrator.connectors` entry-point group, built with
+`from_settings(config)` from their own typed settings (`orchestrator.plugins.base`).
 
-    class Weather:
+    class Weather(Connector):
         name = "weather"
-        actions = {"today": Action(TodayArgs, today)}
+
+        def __init__(self) -> None:
+            self.actions = {"today": Action(TodayArgs, self.today)}
 
 An action never raises to the engine for an expected failure: it returns `error`. The
-engine also turns timeouts and unexpected exceptions into `error` with a log line.
+engine also turns timeouts and unexpected exceptions into `error` with a log line. Optional
+hooks (defaults do nothing): `close()`, and `erase_contact` / `export_contact` for a connector
+keeping data about contacts outside the session store (`ErasableConnector`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
-from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from orchestrator.errors import ConfigError, ConnectorError, RegistryError, UnknownConnectorError
+from orchestrator.errors import ConnectorError, UnknownConnectorError
+from orchestrator.plugins.base import Plugin, Registry, load
 
 log = logging.getLogger("orchestrator.plugins.connectors")
 
@@ -88,53 +92,32 @@ class Action(msgspec.Struct, frozen=True):
     description: str = ""
 
 
-@runtime_checkable
-class Connector(Protocol):
-    name: str
-    actions: Mapping[str, Action]
+class Connector(Plugin):
+    """Base of every connector: a `name` and its `actions` (set them in `__init__`)."""
+
+    name: ClassVar[str] = ""
+    actions: Mapping[str, Action] = {}
+
+    async def close(self) -> None:
+        return None
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+class ConnectorRegistry(Registry[Connector]):
+    """Connectors by name; `register` refuses a duplicate name."""
 
-
-def requires(*variables: str) -> Callable[[F], F]:
-    """Marks a connector factory that returns None until `variables` are set, so `validate`
-    can tell a flow calling the installed but unconfigured connector what to set."""
-
-    def mark(factory: F) -> F:
-        factory.requires = variables  # type: ignore[attr-defined]
-        return factory
-
-    return mark
-
-
-class ConnectorRegistry:
-    """Explicit registry: `register` refuses a duplicate name."""
+    kind = "connector"
 
     def __init__(self) -> None:
-        self._connectors: dict[str, Connector] = {}
-        self._unconfigured: dict[str, tuple[str, ...]] = {}  # installed, not configured: what they need
-
-    def register(self, connector: Connector, name: str | None = None) -> None:
-        key = name or connector.name
-        if key in self._connectors:
-            raise RegistryError(f"connector {key!r} is already registered; pick another name")
-        self._connectors[key] = connector
-
-    def names(self) -> list[str]:
-        return sorted(self._connectors)
+        super().__init__()
+        self._unconfigured: dict[str, tuple[str, ...]] = {}  # installed, not configured: the variables to set
 
     def unconfigured(self) -> dict[str, tuple[str, ...]]:
-        """Installed connectors whose factory returned None: name -> the variables they need (may be empty)."""
-        return {k: v for k, v in self._unconfigured.items() if k not in self._connectors}
+        """Installed connectors this deployment left out (not configured): name -> the variables
+        that would configure them: the required settings, else the secret ones, else all."""
+        return {k: v for k, v in self._unconfigured.items() if k not in self}
 
-    def get(self, name: str) -> Connector:
-        try:
-            return self._connectors[name]
-        except KeyError:
-            raise UnknownConnectorError(
-                f"unknown connector {name!r}; registered: {', '.join(self.names()) or 'none'}"
-            ) from None
+    def unknown(self, message: str) -> LookupError:
+        return UnknownConnectorError(message)
 
     def action(self, dotted: str) -> Action:
         """`"calendar.book"` -> its Action, or UnknownConnectorError naming what exists."""
@@ -155,28 +138,17 @@ class ConnectorRegistry:
         return True
 
     def load_entry_points(self, env: Mapping[str, str] | None = None) -> None:
-        """Register connectors advertised by installed packages (group `orchestrator.plugins.connectors`).
-
-        Each entry point is a class or factory called as `factory(env=<environment mapping>)`;
-        it returns a connector, or None when it is not configured (e.g. no CRM_URL). Names
-        already registered explicitly win over entry points; a broken plug-in is logged and
-        skipped, never fatal, except a ConfigError (half-done configuration), which is raised."""
-        environ = os.environ if env is None else env
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in self._connectors:
+        """Register every configured connector of the `orchestrator.connectors` entry points,
+        built with `from_settings` from `env` (default: the process environment). Names already
+        registered explicitly win; a plugin that fails to import is logged and skipped; a
+        configuration error (a bad value, half-done settings) is raised."""
+        for built in load(ENTRY_POINT_GROUP, env, skip=frozenset(self.names())):
+            if built.configured:
+                self.register(built.instance, built.installed.name)
                 continue
-            try:
-                factory = ep.load()
-                obj = factory(env=environ)
-            except ConfigError:
-                raise
-            except Exception as exc:
-                log.warning("connector entry point %s failed to load: %s", ep.name, exc)
-                continue
-            if obj is not None:
-                self.register(obj, ep.name)
-            else:
-                self._unconfigured[ep.name] = tuple(getattr(factory, "requires", ()))
+            fields = built.installed.settings_fields()
+            needed = [f for f in fields if f.required] or [f for f in fields if f.secret] or fields
+            self._unconfigured[built.installed.name] = tuple(f.env for f in needed)
 
     async def call(
         self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float

@@ -540,6 +540,7 @@ class Runtime:
     ) -> TurnReply:
         session = result.session
         session.version = version + 1
+        session.adapter = adapter.name
         within = now - (session.last_inbound_at or 0) < WINDOW_SECONDS
         # Messages answer in the webhook when the channel can and the conversation is still on
         # it; otherwise (WhatsApp, a call moved to SMS, timers, outbound starts) they go out
@@ -550,7 +551,7 @@ class Runtime:
         for_contact = notify.contact_messages(result.messages)  # staff notes go to staff, below
         # an `end` alone says nothing to the contact: no outbox item for it
         if not sync and any(m.kind != "end" for m in for_contact):
-            target = self._adapter_for_idiom(session.channel, adapter.name)
+            target = self._adapter_for_idiom(session.channel, session.adapter or adapter.name)
             if target is None:
                 log.error("session %s: no channel adapter for %r; messages dropped",
                           redact_phone(sid), session.channel)
@@ -716,7 +717,7 @@ class Runtime:
                 continue
             if session is None:
                 continue
-            adapter = self._adapter_for_idiom(session.channel)
+            adapter = self._adapter_for_idiom(session.channel, session.adapter)
             if adapter is None:
                 continue
             event = Event(kind="timeout", channel=session.channel, provider_id=f"timer:{turns}")

@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -47,6 +46,7 @@ from orchestrator.errors import (
 )
 from orchestrator.logs import configure_logging, ensure_logging, register_secrets
 from orchestrator.model import Outbound
+from orchestrator.plugins.base import load as load_plugins
 from orchestrator.plugins.channels import (
     ENTRY_POINT_GROUP,
     ChannelAdapter,
@@ -93,23 +93,16 @@ def parse_form(text: str, max_num_fields: int = 1000) -> list[tuple[str, str]]:
 
 
 def build_channels(settings: AppSettings) -> ChannelRegistry:
-    """Adapters from the `orchestrator.channels` entry points, each built with `settings=`.
+    """Adapters from the `orchestrator.channels` entry points, each built with
+    `from_settings(config)` from its own settings (`settings.plugin_environ()`).
 
-    An adapter whose `is_configured(settings)` is False (none of its keys set) is left out;
-    a configured one with a missing secret raises ConfigError naming the key (the server
-    refuses to start). A plug-in that fails to import is logged and skipped."""
+    An adapter that is not configured (none of its settings set) is left out; a configured one
+    with a missing secret raises ConfigError naming it, as do two plugins with one name (the
+    server refuses to start). A plug-in that fails to import is logged and skipped."""
     registry = ChannelRegistry()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        try:
-            factory = ep.load()
-        except Exception as exc:
-            log.warning("channel entry point %s failed to load: %s", ep.name, exc)
-            continue
-        configured = getattr(factory, "is_configured", None)
-        if callable(configured) and not configured(settings):
-            log.info("channel %s not configured; its webhooks are off", ep.name)
-            continue
-        registry.register(factory(settings=settings), ep.name)
+    for built in load_plugins(ENTRY_POINT_GROUP, settings.plugin_environ()):
+        if built.configured:
+            registry.register(built.instance, built.installed.name)
     return registry
 
 
@@ -130,7 +123,7 @@ def check_signed_urls(settings: AppSettings, channels: ChannelRegistry) -> None:
 
 
 def build_connectors(settings: AppSettings) -> ConnectorRegistry:
-    return default_connectors()
+    return default_connectors(settings.plugin_environ() if settings.environ else None)
 
 
 # ---- the webhook pipeline (no framework in here) -------------------------------------------------
@@ -157,11 +150,7 @@ class WebhookGateway:
         try:
             request = self._request(method, path, query_string, seen_url, headers, body)
             if method == "GET":
-                handshake = getattr(adapter, "handshake", None)
-                if handshake is None:
-                    return Rendered(body=b"method not allowed", status_code=405)
-                rendered: Rendered = handshake(request)
-                return rendered
+                return adapter.handshake(request)
             adapter.verify(request)
             items = adapter.parse(request)
             return await self._answer(name, adapter, items)

@@ -410,7 +410,7 @@ async def test_erasure_pseudonymises_the_calendar_and_reports_a_failing_connecto
     dump = json.dumps(rows)
     assert "Ann" not in dump and ANN not in dump and "Bob Ray" in dump  # only the erased contact's booking
 
-    env.runtime.connectors._connectors.pop("crm")  # the CRM fixed (here: gone); the erasure run again
+    env.runtime.connectors.remove("crm")  # the CRM fixed (here: gone); the erasure run again
     again = await client.delete(f"/api/contacts/{ANN}", headers=AUTH)
     assert again.status_code == 200 and again.json()["complete"] is True and again.json()["connectors"] == {
         "calendar": 0}

@@ -3,56 +3,24 @@ Meta with HMAC-SHA256 of the raw body."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from typing import Any
-from urllib.parse import urlencode
-
-from twilio.request_validator import RequestValidator
 
 from orchestrator.plugins.channels import InboundRequest
+from orchestrator.testing.signing import PUBLIC_URL, hmac_sha256, json_body, twilio_request, twilio_signature
 
-PUBLIC_URL = "https://bot.example.com"
+__all__ = ["PUBLIC_URL", "twilio_request", "twilio_signature"]
+
 APP_SECRET = "meta-app-secret-0123456789"
 VERIFY_TOKEN = "verify-token-abc123"
 
 
-def twilio_signature(auth_token: str, url: str, form: list[tuple[str, str]]) -> str:
-    params: dict[str, list[str]] = {}
-    for name, value in form:
-        params.setdefault(name, []).append(value)
-
-    class _Multi(dict[str, list[str]]):
-        def getall(self, name: str) -> list[str]:
-            return self[name]
-
-    return RequestValidator(auth_token).compute_signature(url, _Multi(params))
-
-
-def twilio_request(
-    auth_token: str, path: str, form: list[tuple[str, str]], *, query: str = "",
-    base: str = PUBLIC_URL, signature: str | None = None,
-) -> InboundRequest:
-    """An InboundRequest as the server builds it, signed for `base + path + ?query`."""
-    url = f"{base}{path}" + (f"?{query}" if query else "")
-    sig = twilio_signature(auth_token, url, form) if signature is None else signature
-    from urllib.parse import parse_qsl
-
-    return InboundRequest(
-        method="POST", url=url, path=path,
-        headers={"x-twilio-signature": sig, "content-type": "application/x-www-form-urlencoded"},
-        query=dict(parse_qsl(query)), body=urlencode(form).encode(), form=form,
-    )
-
-
 def meta_signature(body: bytes, secret: str = APP_SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac_sha256(secret, body)
 
 
 def meta_body(payload: Any) -> bytes:
     """Meta's own serialisation: compact, non-ASCII as \\uXXXX."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+    return json_body(payload)
 
 
 def whatsapp_request(payload: Any, *, secret: str = APP_SECRET, body: bytes | None = None) -> InboundRequest:

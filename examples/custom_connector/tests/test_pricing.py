@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from custom_connector import Pricing
+from pricing_connector import Pricing
 
 from orchestrator.engine.compiler import compile_flow
 from orchestrator.engine.turn import Engine
 from orchestrator.flow.loader import load_flow_text
 from orchestrator.model import Event
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry
+from orchestrator.testing.contract import ConnectorContract
 
 CTX = CallContext(session_id="s1", flow="prices", contact="+15550001111", timezone="UTC", language="en-US",
                   now=1_800_000_000.0)
@@ -70,3 +71,17 @@ async def run(answer: str) -> tuple[str | None, list[str]]:
 async def test_flow_uses_the_connector_without_engine_changes() -> None:
     assert await run("cleaning") == ("priced", ["A cleaning is $95.00."])
     assert await run("implant") == ("no_price", ["Please call us for that price."])
+
+
+class TestPricingContract(ConnectorContract):
+    """The orchestrator's connector contract, run on the installed entry point as `serve` builds it."""
+
+    entry_point = "pricing"
+    env = {"PRICING_PRICES": "cleaning=9500,checkup=6000"}
+    calls = [("quote", {"service": "cleaning"}), ("quote", {"service": "implant"})]
+
+
+def test_settings_come_from_the_environment() -> None:
+    built = ConnectorRegistry()
+    built.load_entry_points({"PRICING_PRICES": "cleaning=12000"})
+    assert isinstance(pricing := built.get("pricing"), Pricing) and pricing.prices == {"cleaning": 12000}

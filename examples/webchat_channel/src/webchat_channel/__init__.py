@@ -1,9 +1,9 @@
-"""A custom channel in one module: a JSON web chat for a site's chat bubble.
+"""A channel plugin: a JSON web chat for a site's chat bubble, installed as its own package.
 
-The page's backend POSTs each visitor message, signed with a shared secret:
+The site's backend POSTs each visitor message, signed with a shared secret:
 
     POST /webhooks/webchat
-    X-Webchat-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>
+    X-Webchat-Signature: sha256=<hex HMAC-SHA256(WEBCHAT_SECRET, raw body)>
     {"visitor": "v-42", "id": "msg-1", "text": "hi"}          # or "choice": "book"
 
 and gets the bot's answer in the response:
@@ -12,14 +12,8 @@ and gets the bot's answer in the response:
                    "buttons": [{"id": "book", "label": "Book a visit"}, ...]}],
      "ended": false}
 
-Plugging it in touches no engine code: register it, then build the runtime and the app.
-
-    registry = build_channels(settings)              # the built-in channels, if configured
-    registry.register(WebChatChannel(secret="..."))  # this one
-    runtime = await Runtime.create(settings, connectors, registry)
-    app = create_app(settings, runtime=runtime)
-
-(or advertise it to every deployment through the `orchestrator.plugins.channels` entry point group).
+Installed (`pip install -e examples/webchat_channel`), its entry point makes `orchestrator
+serve` mount it once WEBCHAT_SECRET is set; `orchestrator plugins` lists it.
 """
 
 from __future__ import annotations
@@ -33,21 +27,42 @@ from typing import Any
 from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, ConfigError, SignatureError
 from orchestrator.model import Event, Outbound
-from orchestrator.plugins.channels import Address, Capabilities, Inbound, InboundRequest, Rendered, ReplyContext
+from orchestrator.plugins.base import PluginSettings, Secret
+from orchestrator.plugins.channels import (
+    Address,
+    Capabilities,
+    ChannelAdapter,
+    Inbound,
+    InboundRequest,
+    Rendered,
+    ReplyContext,
+)
 
-BUSINESS = "webchat"
+IDIOM = "webchat"  # an idiom of its own: the engine words it as text
 
 
-class WebChatChannel:
+class WebChatSettings(PluginSettings):
+    secret: Secret | None = None  # WEBCHAT_SECRET: shared with the site's backend; redacted from logs
+    business: str = "webchat"  # WEBCHAT_BUSINESS: the route key (ORCHESTRATOR_ROUTES=webchat=<flow>)
+
+
+class WebChatChannel(ChannelAdapter):
     name = "webchat"
-    capabilities = Capabilities(idiom="chat", max_buttons=6, button_title_len=40, max_list_rows=0, sync_reply=True)
+    settings_type = WebChatSettings
+    env_prefix = "WEBCHAT_"
+    capabilities = Capabilities(idiom=IDIOM, max_buttons=6, button_title_len=40, sync_reply=True)
     routes = (("POST", "/webhooks/webchat"),)
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, business: str = "webchat") -> None:
         if not secret:
             raise ConfigError("WEBCHAT_SECRET is not set: the web chat cannot verify its requests without it")
         self._secret = secret.encode()
+        self.business = business
         self.mailbox: dict[str, list[dict[str, Any]]] = {}  # proactive messages, fetched by the page
+
+    @classmethod
+    def from_settings(cls, config: WebChatSettings) -> WebChatChannel:
+        return cls(secret=config.secret or "", business=config.business)
 
     def verify(self, request: InboundRequest) -> None:
         header = request.headers.get("x-webchat-signature", "")
@@ -62,10 +77,11 @@ class WebChatChannel:
         except (ValueError, KeyError, TypeError):
             raise BadRequest(f"{request.path}: expected JSON with 'visitor', 'id' and 'text' or 'choice'") from None
         if "choice" in data:
-            event = Event(kind="choice", channel="chat", choice_id=str(data["choice"]), provider_id=message_id)
+            event = Event(kind="choice", channel=IDIOM, choice_id=str(data["choice"]), provider_id=message_id)
         else:
-            event = Event(kind="text", channel="chat", text=str(data.get("text", "")), provider_id=message_id)
-        return [Inbound(address=Address(business=BUSINESS, contact=visitor), event=event, route_key=BUSINESS)]
+            event = Event(kind="text", channel=IDIOM, text=str(data.get("text", "")), provider_id=message_id)
+        address = Address(business=self.business, contact=visitor)
+        return [Inbound(address=address, event=event, route_key=self.business)]
 
     def _json(self, messages: list[Outbound]) -> dict[str, Any]:
         out: list[dict[str, Any]] = []

@@ -14,10 +14,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from webchat_channel import WebChatChannel
 
-from orchestrator.plugins.channels import ChannelRegistry
+from orchestrator.plugins.channels import ChannelRegistry, InboundRequest
 from orchestrator.plugins.connectors import ConnectorRegistry
 from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
+from orchestrator.testing.contract import ChannelContract
+from orchestrator.testing.signing import hmac_request
 from orchestrator.web.app import create_app
 
 SECRET = "webchat-secret-123456"
@@ -88,3 +90,16 @@ async def test_bad_signature_and_bad_json(client: AsyncTestClient[Litestar]) -> 
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     response = await client.post("/webhooks/webchat", content=body, headers={"X-Webchat-Signature": signature})
     assert response.status_code == 400
+
+
+class TestWebChatContract(ChannelContract):
+    """The orchestrator's channel contract, run on the installed entry point as `serve` builds it."""
+
+    entry_point = "webchat"
+    env = {"WEBCHAT_SECRET": SECRET}
+
+    def signed(self, adapter: Any, body: bytes) -> InboundRequest:
+        return hmac_request("/webhooks/webchat", body, SECRET, header="x-webchat-signature")
+
+    def sample_bodies(self) -> list[bytes]:
+        return [b'{"visitor": "v-1", "id": "m1", "text": "hi"}', b'{"visitor": "v-1", "id": "m2", "choice": "cut"}']
