@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from integrations.hubspot import HubSpot
 from orchestrator.flow import validate
 from orchestrator.flow.loader import load_flow_text
 from orchestrator.plugins.connectors import ConnectorRegistry, ErasureContext
+from orchestrator.testing.contract import ConnectorContract
 
 ANN, BOB = "+15550001111", "+15550002222"
 CTX = ErasureContext(now=0.0)
@@ -218,3 +220,13 @@ def test_processes_racing_on_one_conversation_make_one_lead(tmp_path: Path) -> N
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(5)]
     ids = {json.loads(p.communicate(timeout=60)[0]) for p in procs}
     assert len(ids) == 1 and _count(EmbeddedCrm(path=db), "leads") == 1
+
+
+class TestEmbeddedCrmContract(ConnectorContract):
+    """The `crm` entry point as `serve` builds it with no CRM configured: the embedded CRM."""
+
+    entry_point = "crm"
+    env = {"ORCHESTRATOR_CRM_DB": str(Path(tempfile.mkdtemp(prefix="crm-contract-")) / "crm.sqlite3")}
+    calls = [("create_lead", {"name": "Ann", "reason": "no heat"}), ("find_contact", {}),
+             ("add_note", {"text": "call after 5"}), ("update_lead", {"status": "contacted"}),
+             ("upsert_contact", {"name": "Ann"}), ("log_conversation", {"outcome": "lead_taken"})]
