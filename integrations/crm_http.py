@@ -1,9 +1,15 @@
-"""A generic HTTP/JSON CRM connector (`crm.upsert_contact`, `crm.log_conversation`).
+"""A generic HTTP/JSON CRM connector (`crm.upsert_contact`, `crm.log_conversation` and the
+lead actions `crm.create_lead`, `crm.find_contact`, `crm.add_note`, `crm.update_lead`).
 
 Point it at any CRM (or a Zapier/Make webhook) that takes JSON:
 
     PUT    {CRM_URL}/contacts/{phone}  the contact (idempotent: PUT by the phone number)
     POST   {CRM_URL}/conversations     a conversation summary, `Idempotency-Key` header set
+    PUT    {CRM_URL}/leads/{ref}       a lead: `ref` is the conversation's lead reference (session,
+                                       flow, key), so a retried create_lead updates the same lead
+    PATCH  {CRM_URL}/leads/{id}        `{"status": ..., "note": ...}` (id: lead_id, else the ref)
+    POST   {CRM_URL}/leads/{id}/notes  `{"text": ...}`, `Idempotency-Key` header set
+    GET    {CRM_URL}/contacts/{phone}  find_contact (404: `empty`)
     DELETE {CRM_URL}/contacts/{phone}  erasure: the contact and the summaries logged for it
                                        (answers `{"removed": n}`, or 404 when nothing is held)
     GET    {CRM_URL}/contacts/{phone}  the export: what the CRM holds (404: nothing)
@@ -31,6 +37,17 @@ import msgspec
 from orchestrator.errors import ConfigError, ConnectorError
 from orchestrator.plugins.base import PluginSettings, Secret, read_settings
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
+
+from .crm_base import (
+    AddNoteArgs,
+    CreateLeadArgs,
+    FindContactArgs,
+    UpdateLeadArgs,
+    bad_status,
+    lead_ref,
+    lead_status,
+    lead_text,
+)
 
 log = logging.getLogger("integrations.crm")
 
@@ -178,6 +195,10 @@ class CrmHttp(Connector):
         self.actions: Mapping[str, Action] = {
             "upsert_contact": Action(UpsertContactArgs, self.upsert_contact, "create or update the contact"),
             "log_conversation": Action(LogConversationArgs, self.log_conversation, "log a conversation summary"),
+            "create_lead": Action(CreateLeadArgs, self.create_lead, "PUT the conversation's lead"),
+            "find_contact": Action(FindContactArgs, self.find_contact, "GET the contact"),
+            "add_note": Action(AddNoteArgs, self.add_note, "a note on the lead"),
+            "update_lead": Action(UpdateLeadArgs, self.update_lead, "status: new, contacted, won or lost"),
         }
 
     @classmethod
@@ -204,16 +225,20 @@ class CrmHttp(Connector):
     def _mapped(self, data: Mapping[str, Any]) -> dict[str, Any]:
         return {self.field_map.get(k, k): v for k, v in data.items() if v is not None}
 
-    async def _send(self, method: str, path: str, body: dict[str, Any], what: str,
-                    headers: dict[str, str] | None = None) -> ConnectorResult:
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None, what: str,
+                    headers: dict[str, str] | None = None, missing: str | None = None) -> ConnectorResult:
+        """One call; `missing`: a 404 is the `empty` outcome with that detail."""
+        content: dict[str, Any] = {"json": body} if body is not None else {}
         try:
             async with httpx.AsyncClient(timeout=self.timeout_seconds, headers=self._headers) as client:
                 response = await request_with_retries(
                     client, method, self.url + path, what=what, retries=self.retries,
-                    base_delay=self.retry_base_seconds, json=body, headers=headers or {},
+                    base_delay=self.retry_base_seconds, headers=headers or {}, **content,
                 )
         except CrmError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
+        if response.status_code == 404 and missing:
+            return ConnectorResult(outcome="empty", detail=missing)
         if response.status_code >= 400:
             log.error("%s: HTTP %s", what, response.status_code)
             return ConnectorResult(outcome="error", detail=f"{what}: HTTP {response.status_code}")
@@ -234,6 +259,40 @@ class CrmHttp(Connector):
         key = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
         return await self._send("POST", "/conversations", body, "crm log_conversation", {"Idempotency-Key": key})
 
+
+    # -- leads ---------------------------------------------------------------------------------
+    async def create_lead(self, args: CreateLeadArgs, ctx: CallContext) -> ConnectorResult:
+        ref = lead_ref(ctx, args.key)
+        text = lead_text(args)
+        lead = {"ref": ref, "status": "new", "phone": args.phone or ctx.contact, **text,
+                "source": text["source"] or ctx.flow, "notes": args.notes, "flow": ctx.flow,
+                "conversation_id": ctx.session_id, **args.fields}
+        result = await self._send("PUT", f"/leads/{ref}", self._mapped(lead), "crm create_lead")
+        if result.outcome == "ok":
+            answer = result.value if isinstance(result.value, Mapping) else {}
+            result.value = {**{k: v for k, v in lead.items() if v is not None}, **answer, "id": answer.get("id") or ref}
+        return result
+
+    async def find_contact(self, args: FindContactArgs, ctx: CallContext) -> ConnectorResult:
+        phone = urllib.parse.quote(args.phone or ctx.contact, safe="")
+        return await self._send("GET", f"/contacts/{phone}", None, "crm find_contact", missing="no such contact")
+
+    def _lead_path(self, lead_id: str | None, ctx: CallContext) -> str:
+        return "/leads/" + urllib.parse.quote(lead_id or lead_ref(ctx), safe="")
+
+    async def add_note(self, args: AddNoteArgs, ctx: CallContext) -> ConnectorResult:
+        path = self._lead_path(args.lead_id, ctx) + "/notes"
+        key = hashlib.sha256(json.dumps([ctx.session_id, path, args.text]).encode()).hexdigest()[:32]
+        body = self._mapped({"text": args.text, "phone": args.phone or ctx.contact, "conversation_id": ctx.session_id})
+        return await self._send("POST", path, body, "crm add_note", {"Idempotency-Key": key}, missing="no such lead")
+
+    async def update_lead(self, args: UpdateLeadArgs, ctx: CallContext) -> ConnectorResult:
+        status = lead_status(args.status)
+        if status is None:
+            return bad_status(args.status)
+        return await self._send("PATCH", self._lead_path(args.lead_id, ctx),
+                                self._mapped({"status": status, "note": args.note}), "crm update_lead",
+                                missing="no such lead")
 
     # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
     async def _contact_call(self, method: str, phone: str) -> httpx.Response:

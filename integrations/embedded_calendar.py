@@ -13,17 +13,14 @@ the same slot returns the existing booking: retries and duplicate webhooks are h
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
 import time as _time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from orchestrator.errors import ConnectorError
@@ -31,12 +28,12 @@ from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector
 
 from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking
 from .slots import Interval, SlotRules
+from .sqlite_file import SqliteFile
 
 log = logging.getLogger("integrations.embedded_calendar")
 
 ENV_PATH = "ORCHESTRATOR_CALENDAR_DB"
 DEFAULT_PATH = Path("var") / "calendar.sqlite3"
-T = TypeVar("T")
 
 
 class CalendarStorageError(ConnectorError):
@@ -63,43 +60,18 @@ CREATE INDEX IF NOT EXISTS bookings_by_phone ON bookings (phone, start_ts);
 """
 
 
-class EmbeddedCalendar(CalendarConnector):
+class EmbeddedCalendar(SqliteFile, CalendarConnector):
     name = "calendar"
+    schema = _SCHEMA
+    label = "calendar"
+    storage_error = CalendarStorageError
 
     def __init__(self, path: str | os.PathLike[str] | None = None, calendar_id: str = "embedded", **_: Any) -> None:
         super().__init__()
         self.path = Path(path) if path is not None else Path(os.environ.get(ENV_PATH) or DEFAULT_PATH).absolute()
         self.calendar_id = calendar_id
-        self._ready = False
 
     # -- storage ---------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        if not self._ready:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            self._ready = True
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's write lock from its first statement."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-
     def _busy(self, conn: sqlite3.Connection, window: Interval, exclude: str | None = None) -> list[Interval]:
         rows = conn.execute(
             "SELECT id, start_ts, end_ts FROM bookings WHERE calendar = ? AND status = 'confirmed'"
@@ -116,14 +88,6 @@ class EmbeddedCalendar(CalendarConnector):
         return booking_value(row["id"], datetime.fromtimestamp(row["start_ts"], UTC),
                              datetime.fromtimestamp(row["end_ts"], UTC), ZoneInfo(row["tz"]), self.calendar_id,
                              row["title"])
-
-    async def _thread(self, op: str, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a worker thread; a storage failure is logged and raised as ConnectorError."""
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except (sqlite3.Error, OSError) as exc:  # OSError: the file's folder cannot be made
-            log.error("embedded calendar %s: %s failed: %s", self.path, op, exc)
-            raise CalendarStorageError(f"calendar {op}: storage failed ({type(exc).__name__}: {exc})") from None
 
     # -- storage hooks -----------------------------------------------------------------------
     async def busy_in(self, window: Interval) -> list[Interval]:

@@ -1,4 +1,6 @@
-"""HubSpot CRM connector (`hubspot.upsert_contact`, `hubspot.log_conversation`).
+"""HubSpot CRM connector (`hubspot.upsert_contact`, `hubspot.log_conversation`, and the lead
+actions `create_lead`, `find_contact`, `add_note`, `update_lead`; as `crm` when HUBSPOT_TOKEN
+is set and CRM_URL is not).
 
 Uses HubSpot's public CRM v3 API with a private-app token (`HUBSPOT_TOKEN`):
 - upsert: `POST /crm/v3/objects/contacts/search` by phone, then `PATCH
@@ -17,7 +19,14 @@ created, and again after a 5xx or timeout before the create is repeated.
 Erasure (`erase_contact`): the notes on each contact with the phone are archived
 (`DELETE /crm/v3/objects/notes/{id}`), then the contact is deleted with HubSpot's GDPR delete
 (`POST /crm/v3/objects/contacts/gdpr-delete` by its id), which also blocks it from coming
-back through forms. Limit: HubSpot's
+back through forms.
+
+Leads: HubSpot keeps a lead as a contact with a lead status (`hs_lead_status`), so
+`create_lead` upserts the contact by phone (name, email, address, `fields` as properties) with
+status NEW and adds a note with the reason, preferred time and source (one per conversation,
+by its reference, like the summaries); `update_lead` sets the status (new NEW, contacted
+CONNECTED, won OPEN_DEAL, lost UNQUALIFIED) on the contact `lead_id` names (create_lead's `id`)
+or, without one, the conversation's contact. Limit: HubSpot's
 search is eventually consistent (a few seconds), so a note created moments before a failed
 answer can still be missed and doubled; a failing search never blocks the note.
 """
@@ -39,6 +48,16 @@ from orchestrator.errors import ConfigError
 from orchestrator.plugins.base import PluginSettings, Secret, read_settings
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult, ErasureContext
 
+from .crm_base import (
+    AddNoteArgs,
+    CreateLeadArgs,
+    FindContactArgs,
+    UpdateLeadArgs,
+    bad_status,
+    lead_ref,
+    lead_status,
+    lead_text,
+)
 from .crm_http import (
     CrmError,
     LogConversationArgs,
@@ -53,6 +72,8 @@ log = logging.getLogger("integrations.hubspot")
 
 DEFAULT_API_BASE = "https://api.hubapi.com"
 NOTE_TO_CONTACT = 202
+# our lead statuses -> HubSpot's hs_lead_status values (its default options)
+LEAD_STATUS = {"new": "NEW", "contacted": "CONNECTED", "won": "OPEN_DEAL", "lost": "UNQUALIFIED"}
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
@@ -86,6 +107,10 @@ class HubSpot(Connector):
         self.actions: Mapping[str, Action] = {
             "upsert_contact": Action(UpsertContactArgs, self.upsert_contact, "find by phone, then create or update"),
             "log_conversation": Action(LogConversationArgs, self.log_conversation, "a note on the contact"),
+            "create_lead": Action(CreateLeadArgs, self.create_lead, "the contact with lead status NEW, and a note"),
+            "find_contact": Action(FindContactArgs, self.find_contact, "the contact by phone"),
+            "add_note": Action(AddNoteArgs, self.add_note, "a note on the contact"),
+            "update_lead": Action(UpdateLeadArgs, self.update_lead, "the contact's lead status"),
         }
 
     @classmethod
@@ -222,11 +247,91 @@ class HubSpot(Connector):
         return str(created.json()["id"])
 
 
+    # -- leads ---------------------------------------------------------------------------------
+    async def _note_once(self, client: httpx.AsyncClient, contact_id: str, conversation: str, text: str,
+                         now: float) -> str:
+        body_html = "<br>".join(html.escape(line) for line in text.splitlines())
+        ref = note_ref(conversation, body_html)
+        body_html += f"<br><small>ref {ref}</small>"
+        return await self._find_note(client, contact_id, ref) or await self._create_note(client, contact_id, ref,
+                                                                                         body_html, now)
+
+    async def _lead_contact(self, client: httpx.AsyncClient, lead_id: str | None, phone: str) -> str | None:
+        if lead_id:
+            return lead_id
+        found = await self._contacts_with(client, phone)
+        return str(found[0]["id"]) if found else None
+
+    async def create_lead(self, args: CreateLeadArgs, ctx: CallContext) -> ConnectorResult:
+        phone, text = args.phone or ctx.contact, lead_text(args)
+        properties = {"phone": phone, **split_name(text["name"]), "hs_lead_status": LEAD_STATUS["new"],
+                      **({"email": text["email"]} if text["email"] else {}),
+                      **({"address": text["address"]} if text["address"] else {}),
+                      **{k: v for k, v in args.fields.items() if v is not None}}
+        rows = [("Lead", text["source"] or ctx.flow), ("Name", text["name"]), ("Reason", text["reason"]),
+                ("Preferred time", text["preferred_time"]), ("Address", text["address"]), ("Note", args.notes)]
+        try:
+            async with self._client() as client:
+                contact_id = await self._upsert(client, phone, properties)
+                note_id = await self._note_once(client, contact_id, lead_ref(ctx, args.key),
+                                                "\n".join(f"{k}: {v}" for k, v in rows if v), ctx.now)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        return ConnectorResult(outcome="ok", value={"id": contact_id, "contact_id": contact_id, "note_id": note_id,
+                                                    "status": "new", "phone": phone, **text})
+
+    async def find_contact(self, args: FindContactArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            async with self._client() as client:
+                found = await self._contacts_with(client, args.phone or ctx.contact)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        if not found:
+            return ConnectorResult(outcome="empty", detail="no such contact")
+        props = found[0].get("properties") or {}
+        name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+        status = next((k for k, v in LEAD_STATUS.items() if v == props.get("hs_lead_status")), None)
+        return ConnectorResult(outcome="ok", value={"id": str(found[0]["id"]), "phone": props.get("phone"),
+                                                    "name": name, "email": props.get("email"), "status": status,
+                                                    "properties": props})
+
+    async def add_note(self, args: AddNoteArgs, ctx: CallContext) -> ConnectorResult:
+        try:
+            async with self._client() as client:
+                contact_id = await self._lead_contact(client, args.lead_id, args.phone or ctx.contact)
+                if contact_id is None:
+                    return ConnectorResult(outcome="empty", detail="no such contact")
+                note_id = await self._note_once(client, contact_id, ctx.session_id, args.text, ctx.now)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        return ConnectorResult(outcome="ok", value={"id": note_id, "lead_id": contact_id, "text": args.text})
+
+    async def update_lead(self, args: UpdateLeadArgs, ctx: CallContext) -> ConnectorResult:
+        status = lead_status(args.status)
+        if status is None:
+            return bad_status(args.status)
+        try:
+            async with self._client() as client:
+                contact_id = await self._lead_contact(client, args.lead_id, ctx.contact)
+                if contact_id is None:
+                    return ConnectorResult(outcome="empty", detail="no such lead")
+                updated = await self._call(client, "PATCH", f"/crm/v3/objects/contacts/{contact_id}", "update lead",
+                                           {"properties": {"hs_lead_status": LEAD_STATUS[status]}})
+                if updated.status_code == 404:
+                    return ConnectorResult(outcome="empty", detail="no such lead")
+                if updated.status_code != 200:
+                    raise self._fail("update lead", updated)
+                if args.note:
+                    await self._note_once(client, contact_id, ctx.session_id, args.note, ctx.now)
+        except CrmError as exc:
+            return ConnectorResult(outcome="error", detail=str(exc))
+        return ConnectorResult(outcome="ok", value={"id": contact_id, "status": status})
+
     # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
     async def _contacts_with(self, client: httpx.AsyncClient, phone: str) -> list[dict[str, Any]]:
         search = {
             "filterGroups": [{"filters": [{"propertyName": "phone", "operator": "EQ", "value": phone}]}],
-            "properties": ["phone", "firstname", "lastname", "email"], "limit": 100,
+            "properties": ["phone", "firstname", "lastname", "email", "hs_lead_status"], "limit": 100,
         }
         found = await self._call(client, "POST", "/crm/v3/objects/contacts/search", "search", search)
         if found.status_code != 200:

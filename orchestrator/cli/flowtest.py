@@ -26,7 +26,7 @@ them (numbered menus on SMS, buttons on WhatsApp) and the staff messages
 Every key of a test file is checked before anything runs: an unknown one (top level, a
 test, a turn, an expect) is an error at its file:line:col naming the allowed keys. The
 flow gets the verdict of `validate` (errors refuse it; warnings go to stderr). The calendar
-is the embedded one on a temporary SQLite file per test. A failure prints `file:line:col`
+and the CRM are the embedded ones, on temporary SQLite files per test. A failure prints `file:line:col`
 of the expectation and a unified diff of the expected vs the actual lines; the exit status
 is 1 when any test fails.
 """
@@ -248,19 +248,20 @@ class _Runner:
         self.channel = str(doc.get("channel", "sms"))
         self.contact = str(doc.get("contact", "+15555550123"))
         self.vars = _plain(doc.get("vars") or {})
-        self.loaded = load_checked(self.flow_path, self._connectors(tmp / "calendar-check.sqlite3"))
+        self.loaded = load_checked(self.flow_path, self._connectors(tmp / "check" / "calendar.sqlite3"))
         for warning in self.loaded.warnings:
             sys.stderr.write(warning.format() + "\n")
 
     @staticmethod
     def _connectors(calendar: Path) -> ConnectorRegistry:
-        connectors = ConnectorRegistry()  # the embedded calendar (no Google keys given) on its own file
+        # the embedded calendar (no Google keys given) on its own file, the embedded CRM next to it
+        connectors = ConnectorRegistry()
         connectors.load_entry_points(env={CALENDAR_DB_ENV: str(calendar)})
         return connectors
 
     async def run_test(self, test: dict[str, Any], tmp: Path, index: int) -> Outcome:
         name = str(test.get("name") or f"test {index + 1}")
-        connectors = self._connectors(tmp / f"calendar-{index}.sqlite3")
+        connectors = self._connectors(tmp / f"test-{index}" / "calendar.sqlite3")
         compiled = compile_flow(self.loaded, connectors=connectors)
         talk = Conversation(
             compiled, connectors, channel=str(test.get("channel", self.channel)),

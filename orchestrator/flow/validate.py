@@ -295,6 +295,12 @@ class _Checker:
             if self.connectors is None:
                 continue
             names = self.connectors.names()
+            needs = self.connectors.unconfigured().get(connector)
+            if connector not in names and needs is not None:
+                self.add(path, f"state '{name}' calls connector '{connector}', which is installed but not configured",
+                         f"set {' and '.join(needs)} in the environment" if needs
+                         else f"configure it (see its documentation); configured connectors: {', '.join(names)}")
+                continue
             if connector not in names:
                 self.add(path, f"state '{name}' calls unknown connector '{connector}'",
                          did_you_mean(connector, names) or f"installed connectors: {', '.join(names) or 'none'}")

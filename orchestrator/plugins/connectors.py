@@ -107,6 +107,15 @@ class ConnectorRegistry(Registry[Connector]):
 
     kind = "connector"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._unconfigured: dict[str, tuple[str, ...]] = {}  # installed, not configured: the variables to set
+
+    def unconfigured(self) -> dict[str, tuple[str, ...]]:
+        """Installed connectors this deployment left out (not configured): name -> the variables
+        that would configure them: the required settings, else the secret ones, else all."""
+        return {k: v for k, v in self._unconfigured.items() if k not in self}
+
     def unknown(self, message: str) -> LookupError:
         return UnknownConnectorError(message)
 
@@ -136,6 +145,10 @@ class ConnectorRegistry(Registry[Connector]):
         for built in load(ENTRY_POINT_GROUP, env, skip=frozenset(self.names())):
             if built.configured:
                 self.register(built.instance, built.installed.name)
+                continue
+            fields = built.installed.settings_fields()
+            needed = [f for f in fields if f.required] or [f for f in fields if f.secret] or fields
+            self._unconfigured[built.installed.name] = tuple(f.env for f in needed)
 
     async def call(
         self, dotted: str, raw_args: dict[str, Any], ctx: CallContext, timeout_seconds: float

@@ -21,7 +21,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.connection import ASGIConnection
-from litestar.exceptions import ClientException, NotAuthorizedException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    NotFoundException,
+    ServiceUnavailableException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import ResponseSpec
@@ -29,7 +35,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator import metrics
-from orchestrator.errors import FlowError, OptedOut
+from orchestrator.errors import ConnectorError, FlowError, OptedOut
 from orchestrator.flow import graph
 from orchestrator.flow.loader import load_flow_text
 from orchestrator.logs import redact_phone
@@ -50,6 +56,8 @@ from orchestrator.web.admin_models import (
     FlowDetail,
     FlowRevision,
     FlowSummary,
+    Lead,
+    LeadStatus,
     Problem,
     StartedConversation,
     TranscriptLine,
@@ -485,7 +493,7 @@ async def start_conversation(runtime: Any, settings: AppSettings, data: StartCon
 
 
 def _erasable(runtime: Any, hook: str) -> list[tuple[str, Any]]:
-    """(name, connector) of every registered connector with the optional `hook`."""
+    """(name, connector) of every registered connector with the optional `hook` (a method)."""
     out = []
     for name in runtime.connectors.names():
         connector = runtime.connectors.get(name)
@@ -576,6 +584,23 @@ async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Resp
     return Response(erasure, status_code=502 if failed else 200)
 
 
+@get("/leads", summary="Leads the embedded CRM keeps (newest first), optionally of one status", responses=NOT_FOUND)
+async def list_leads(runtime: Any, status: LeadStatus | None = None, limit: int = 100, offset: int = 0,
+                     ) -> list[Lead]:
+    """What `crm.create_lead` stored, with each lead's notes. A 404 when `crm` is an external CRM
+    (CRM_URL or HUBSPOT_TOKEN set): the leads are there."""
+    keeper = next((c for _, c in _erasable(runtime, "list_leads")), None)
+    if keeper is None:
+        raise NotFoundException(detail="no embedded CRM here: the `crm` connector is an external CRM (CRM_URL or "
+                                       "HUBSPOT_TOKEN is set), which keeps the leads; look them up there")
+    try:
+        rows = await keeper.list_leads(status=status, limit=bounded("limit", limit, 1, MAX_LIMIT),
+                                       offset=bounded("offset", offset, 0, 1_000_000))
+    except ConnectorError as exc:
+        raise ServiceUnavailableException(detail=f"{exc}; check the file ORCHESTRATOR_CRM_DB names") from None
+    return msgspec.convert(rows, list[Lead])
+
+
 _failed_decoder = msgspec.msgpack.Decoder(FailedSend)
 
 
@@ -599,7 +624,7 @@ def admin_router(settings: AppSettings) -> Router:
         path="/api",
         route_handlers=[list_flows, get_flow, validate_flow, put_flow, flow_diagram, flow_analytics,
                         list_conversations, get_conversation, start_conversation, export_contact, erase_contact,
-                        failed_sends, audit_log],
+                        list_leads, failed_sends, audit_log],
         guards=[_guard(settings)],
         middleware=[AuditMiddleware(settings)],
         tags=["admin"],

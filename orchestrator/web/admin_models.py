@@ -5,7 +5,7 @@ analytics.FlowAnalytics."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -108,3 +108,33 @@ class Problem(msgspec.Struct, kw_only=True):
 
     status_code: int
     detail: str
+
+
+LeadStatus = Literal["new", "contacted", "won", "lost"]
+
+
+class LeadNote(msgspec.Struct, kw_only=True):
+    id: str
+    lead_id: str | None
+    text: str
+    created_at: str  # ISO, UTC
+
+
+class Lead(msgspec.Struct, kw_only=True):
+    """GET /api/leads: a lead the embedded CRM keeps (`crm.create_lead`)."""
+
+    id: str
+    status: LeadStatus
+    phone: str | None
+    name: str | None
+    email: str | None
+    reason: str | None
+    source: str | None  # default: the flow that created it
+    preferred_time: str | None
+    address: str | None
+    flow: str
+    session_id: str | None  # the conversation's session (GET /api/conversations?contact=)
+    fields: dict[str, Any]
+    created_at: str  # ISO, UTC (the engine's clock)
+    updated_at: str
+    notes: list[LeadNote]

@@ -14,6 +14,7 @@ from orchestrator.cli.flowtest import main
 
 SHIPPED = sorted((ROOT / "flows" / "tests").glob("*.test.yaml"))
 EXAMPLE = ROOT / "examples" / "flow_tests" / "dental_smoke.test.yaml"
+EXAMPLES = sorted((ROOT / "examples" / "flow_tests").glob("*.test.yaml"))
 
 
 def run(*paths: Path) -> tuple[int, str]:
@@ -28,7 +29,7 @@ def test_every_shipped_flow_has_tests() -> None:
     assert flows and flows <= tested
 
 
-@pytest.mark.parametrize("path", [*SHIPPED, EXAMPLE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*SHIPPED, *EXAMPLES], ids=lambda p: p.name)
 def test_shipped_flow_tests_pass(path: Path) -> None:
     code, out = run(path)
     assert code == 0, out

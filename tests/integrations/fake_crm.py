@@ -75,12 +75,33 @@ class FakeServer:
 
 
 class FakeCrm(FakeServer):
-    """PUT /contacts/{phone} replaces; POST /conversations dedupes on Idempotency-Key."""
+    """PUT /contacts/{phone} and /leads/{ref} replace; POST /conversations and /leads/{id}/notes
+    dedupe on Idempotency-Key; PATCH /leads/{id} updates."""
 
     def __init__(self, token: str = "secret-token") -> None:
         self.contacts: dict[str, dict[str, Any]] = {}
         self.conversations: dict[str, dict[str, Any]] = {}
+        self.leads: dict[str, dict[str, Any]] = {}
+        self.notes: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> {lead, text...}
         super().__init__(token)
+
+    def _lead_route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        ref, _, rest = urllib.parse.unquote(path.removeprefix("/leads/")).partition("/")
+        ref = next((r for r in self.leads if ref == f"L-{r[:8]}"), ref)  # by our ref or by the id it answered
+        if method == "PUT" and not rest:
+            created = ref not in self.leads
+            self.leads[ref] = body
+            return (201 if created else 200), {"id": f"L-{ref[:8]}", **body}
+        if ref not in self.leads:
+            return 404, {"error": "no such lead"}
+        if method == "PATCH" and not rest:
+            self.leads[ref].update({k: v for k, v in body.items() if v is not None})
+            return 200, {"id": f"L-{ref[:8]}", **self.leads[ref]}
+        if method == "POST" and rest == "notes":
+            key = headers.get("Idempotency-Key") or str(len(self.notes))
+            self.notes.setdefault(key, {"lead": ref, **body})
+            return 201, {"id": key}
+        return 404, {"error": "not found"}
 
     def route(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
         if method == "PUT" and path.startswith("/contacts/"):
@@ -91,15 +112,21 @@ class FakeCrm(FakeServer):
         if method in ("GET", "DELETE") and path.startswith("/contacts/"):
             phone = urllib.parse.unquote(path.removeprefix("/contacts/"))
             logged = [k for k, c in self.conversations.items() if phone in c.values()]  # under any field map
-            if phone not in self.contacts and not logged:
+            leads = [k for k, lead in self.leads.items() if phone in lead.values()]
+            if phone not in self.contacts and not logged and not leads:
                 return 404, {"error": "not found"}
             if method == "GET":
                 return 200, {"contact": self.contacts.get(phone),
-                             "conversations": [self.conversations[k] for k in logged]}
+                             "conversations": [self.conversations[k] for k in logged],
+                             "leads": [self.leads[k] for k in leads]}
             removed = int(self.contacts.pop(phone, None) is not None)
             for key in logged:
                 del self.conversations[key]
-            return 200, {"removed": removed + len(logged)}
+            for key in leads:
+                del self.leads[key]
+            return 200, {"removed": removed + len(logged) + len(leads)}
+        if path.startswith("/leads/"):
+            return self._lead_route(method, path, body, headers)
         if method == "POST" and path == "/conversations":
             key = headers.get("Idempotency-Key") or str(len(self.conversations))
             self.conversations.setdefault(key, body)
