@@ -35,7 +35,6 @@ from orchestrator import metrics
 from orchestrator.logs import redact_phone
 from orchestrator.model import Session, TranscriptEntry, TurnResult
 from orchestrator.stores.base import SessionStore, SidePut
-from orchestrator.stores.side import side_store
 
 if TYPE_CHECKING:
     from orchestrator.engine.compiler import CompiledFlow
@@ -226,7 +225,7 @@ class Recorder:
     def __init__(self, store: SessionStore, retention_seconds: int) -> None:
         self.store = store
         self.retention_seconds = max(1, int(retention_seconds))
-        self.side = side_store(store)
+        self.side = store.side
 
     # writing (the runtime asks for the record before each commit and calls after_commit after it;
     # a record exists only at a conversation's start and end)

@@ -32,7 +32,6 @@ from typing import Any
 import msgspec
 
 from orchestrator.stores.base import SessionStore
-from orchestrator.stores.side import side_store
 
 AUDIT_KEY = "audit"
 REFUSED_KEY = "audit:refused"  # minute (epoch // 60) -> refused requests in that minute
@@ -102,7 +101,7 @@ class RefusalLimiter:
 
 class AuditLog:
     def __init__(self, store: SessionStore, retention_seconds: int, *, clock: Any = time.time) -> None:
-        self.side = side_store(store)
+        self.side = store.side
         self.retention_seconds = max(1, int(retention_seconds))
         self.clock = clock
 

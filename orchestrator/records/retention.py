@@ -13,7 +13,6 @@ expired conversation records, and old audit entries. With several processes a le
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -23,8 +22,8 @@ import msgspec
 from orchestrator.logs import redact_phone
 from orchestrator.records.analytics import Recorder
 from orchestrator.records.audit import AuditLog
-from orchestrator.stores.base import SessionStore
-from orchestrator.stores.side import side_store
+from orchestrator.runtime.periodic import every
+from orchestrator.stores.base import RecordStore, SessionStore
 
 log = logging.getLogger("orchestrator.records.retention")
 LEASE = "retention"
@@ -40,43 +39,10 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     active_seen: int = 0
 
 
-def _entry_time(raw: bytes) -> float:
-    """TranscriptEntry is array_like: its first element is `at` (epoch seconds)."""
-    try:
-        value = msgspec.msgpack.decode(raw)
-        return float(value[0]) if isinstance(value, list) and value else 0.0
-    except (msgspec.DecodeError, TypeError, ValueError):
-        return 0.0
-
-
-async def trim_transcript(store: SessionStore, session_id: str, cutoff: float) -> int:
-    """Drop a session's transcript entries older than `cutoff`; returns how many.
-
-    Uses the store's own `trim_transcript` when it has one (requested in
-    /work/notes/store_api_request.md); until then it trims the head of the list itself:
-    commits only append at the tail, so removing the first `old` entries never drops a new one."""
-    public = getattr(store, "trim_transcript", None)
-    if public is not None:
-        return int(await public(session_id, cutoff))
-    entries = await store.get_transcript(session_id)
-    old = 0
-    for raw in entries:
-        if _entry_time(raw) >= cutoff:
-            break
-        old += 1
-    if not old:
-        return 0
-    client = getattr(store, "client", None) or getattr(store, "_r", None)
-    if client is not None:  # Redis: the store's transcript list `<prefix>:{<sid>}:t`
-        await client.ltrim(f"{store.prefix}:{{{session_id}}}:t", old, -1)  # type: ignore[attr-defined]
-        return old
-    table = getattr(store, "_transcripts", None)  # the in-memory store
-    if table is not None:
-        item = table._data.get(session_id)
-        if item is not None:
-            table._data[session_id] = (item[0][old:], item[1])
-        return old
-    return 0
+async def trim_transcript(store: RecordStore, session_id: str, cutoff: float) -> int:
+    """Drop a session's transcript entries older than `cutoff`; returns how many (commits only
+    append at the tail, so trimming the head never drops a new one)."""
+    return await store.trim_transcript(session_id, cutoff)
 
 
 class RetentionJob:
@@ -86,7 +52,7 @@ class RetentionJob:
         self.retention_seconds = max(1, int(retention_seconds))
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self.side = side_store(store)
+        self.side = store.side
 
     async def run_once(self, now: float | None = None) -> RetentionReport | None:
         token = await self.side.acquire(LEASE, self.lease_seconds)
@@ -121,11 +87,4 @@ class RetentionJob:
         return report
 
     async def run_forever(self, interval_seconds: float = 3600.0) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("retention pass failed (will retry): %s", exc)
-            await asyncio.sleep(interval_seconds)
+        await every(interval_seconds, self.run_once, what="retention pass")

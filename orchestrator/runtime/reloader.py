@@ -12,10 +12,11 @@ serving new and running conversations. Running conversations always keep their r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
+
+from orchestrator.runtime.periodic import every
 
 log = logging.getLogger("orchestrator.runtime.reloader")
 Snapshot = dict[str, tuple[float, int]]
@@ -67,11 +68,4 @@ class FlowWatcher:
     async def run(self) -> None:
         if self.interval_seconds <= 0:
             return
-        while True:
-            await asyncio.sleep(self.interval_seconds)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("flows reload failed (will retry): %s", exc)
+        await every(self.interval_seconds, self.check, what="flows reload", pause_first=True)

@@ -1,7 +1,10 @@
 """The `SessionStore` contract: what the turn pipeline needs from storage, and nothing more.
 
-Two implementations: `store_memory.MemoryStore` (embedded default, one process) and
-`store_redis.RedisStore` (several processes). One contract test suite runs against both.
+The contract is a few small stores (`TurnStore`, `TimerStore`, `OutboxStore`, `StatusStore`,
+`ContactStore`, `RecordStore`, `RevisionStore`, `HealthStore`); a backend (`SessionStore`) keeps
+them all over one storage with its own side store, so one commit writes to several atomically.
+Two backends: `memory.MemoryStore` (embedded default, one process) and `redis.RedisStore`
+(several processes); `factory.open_store` picks one. One contract test suite runs against both.
 
 A turn is two calls:
 
@@ -19,12 +22,22 @@ which the caller passes explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
-from orchestrator.errors import NewerFormat
+from orchestrator.errors import LockTimeout, NewerFormat
+
+T = TypeVar("T")
+
+# How long what the stores keep lives, whatever the backend (a turn's own values take their TTLs
+# from the flow and the settings: `Commit`).
+OPT_OUT_TTL_SECONDS = 10 * 365 * 86400  # an opt-out outlives everything else, but still has a TTL
+REVISION_TTL_SECONDS = 400 * 86400
+STATUS_TTL_SECONDS = 30 * 86400  # delivery statuses and the failed-send list
 
 # Delivery statuses never move backwards; failed / undelivered are terminal.
 STATUS_RANK: dict[str, int] = {
@@ -70,13 +83,35 @@ class TimerSet(msgspec.Struct, frozen=True):
 FAILED_OUTBOX_KEPT = 1000  # given-up sends kept for GET /api/outbox/failed
 
 
+async def wait_for_lock(
+    attempt: Callable[[], Awaitable[T | None]], session_id: str, wait_seconds: float, *,
+    poll_seconds: tuple[float, float] = (0.002, 0.05),
+) -> T:
+    """`attempt()` until it gives a result (None: another turn holds the session's lock), polling
+    from poll_seconds[0] up to poll_seconds[1] apart; LockTimeout after `wait_seconds`. Within one
+    process the runtime's SessionGates queue a session's turns, so this polls only across processes."""
+    deadline = time.monotonic() + wait_seconds
+    delay, most = poll_seconds
+    while True:
+        result = await attempt()
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise LockTimeout(
+                f"session {session_id!r}: another turn held the lock for more than {wait_seconds} s; "
+                "the provider should retry (raise ORCHESTRATOR_LOCK_WAIT_SECONDS if turns are slow)"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, most)
+
+
 class OutboxPut(msgspec.Struct, frozen=True):
     id: str  # unique, the provider idempotency key of this send
     payload: bytes
 
 
 class SidePut(msgspec.Struct, frozen=True, kw_only=True):
-    """A write beside the sessions (sidestore.py's `put_indexed`: a conversation record) that rides
+    """A write beside the sessions (side.py's `put_indexed`: a conversation record) that rides
     in a turn's commit: no round trip of its own, and never lost between the commit and a write."""
 
     key: str  # without the store's prefix; `{<session id>}:...` shares the session's hash tag
@@ -103,7 +138,7 @@ class Commit(msgspec.Struct, kw_only=True):
     timer: TimerSet | None = None  # arm this timer; None clears the session's timer
     contact: str = ""  # indexes the conversation for export / erasure
     updated_at: float = 0.0
-    side: list[SidePut] = []  # written with the turn, as `side_store(store).put_indexed` would
+    side: list[SidePut] = []  # written with the turn, as `store.side.put_indexed` would
 
 
 class OutboxClaim(msgspec.Struct, frozen=True):
@@ -130,8 +165,38 @@ class ContactExport(msgspec.Struct, kw_only=True):
 
 
 @runtime_checkable
-class SessionStore(Protocol):
-    """Async, concurrency-safe, idempotent storage of conversations."""
+class SideStore(Protocol):
+    """Storage beside the sessions for what is written rarely (side.py): hashes, sorted sets, leases.
+    Keys are given without the store's prefix; every key gets a TTL."""
+
+    async def hset(
+        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
+    ) -> None: ...
+    async def hgetall(self, key: str) -> dict[str, bytes]: ...
+    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int: ...
+    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
+    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
+    async def put_indexed(
+        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
+        ttl_seconds: int, drop: Sequence[str] = (),
+    ) -> None: ...
+    async def zrange(
+        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
+        offset: int = 0, limit: int = 1000,
+    ) -> list[tuple[str, float]]: ...
+    async def zrem(self, key: str, members: list[str]) -> int: ...
+    async def zremrangebyscore(self, key: str, high: float) -> int: ...
+    async def zcard(self, key: str) -> int: ...
+    async def delete(self, keys: list[str]) -> int: ...
+    async def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
+    async def release(self, name: str, token: str) -> None: ...
+    def keys_for_test(self) -> list[str]: ...
+
+
+@runtime_checkable
+class TurnStore(Protocol):
+    """A turn's storage: `begin` (dedupe + lock + load), `commit` (everything the turn wrote, fenced) or
+    `release`; `load` outside a turn."""
 
     async def begin(
         self, session_id: str, dedupe_id: str | None, *, lock_ttl_seconds: float, wait_seconds: float,
@@ -154,17 +219,10 @@ class SessionStore(Protocol):
         """`load` of each id, in order, in one round trip (the admin list of running conversations)."""
         ...
 
-    async def set_opt_out(self, contact: str, opted_out: bool) -> None: ...
 
-    async def is_opted_out(self, contact: str) -> bool: ...
-
-    async def put_revision(self, flow_id: str, revision: str, source: str) -> None: ...
-
-    async def get_revision(self, revision: str) -> str | None: ...
-
-    async def latest_revision(self, flow_id: str) -> str | None: ...
-
-    async def list_revisions(self, flow_id: str) -> list[str]: ...
+@runtime_checkable
+class TimerStore(Protocol):
+    """The no-reply timers a commit arms (`Commit.timer`), each handed to one poller."""
 
     async def claim_due_timers(self, now: float, limit: int = 100) -> list[str]:
         """Remove and return due timer members; each is returned to exactly one caller."""
@@ -173,6 +231,11 @@ class SessionStore(Protocol):
     async def put_timer(self, member: str, due: float) -> None:
         """Arm a timer member again (a claimed timer this process leaves to another)."""
         ...
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """The messages a commit queued (`Commit.outbox`), leased to one sender at a time."""
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         """Lease ready outbox items; an item not acked before its lease ends is claimed again.
@@ -199,21 +262,62 @@ class SessionStore(Protocol):
         """The `failure` entries of given-up items, newest first (the last FAILED_OUTBOX_KEPT, 30 days)."""
         ...
 
+
+@runtime_checkable
+class StatusStore(Protocol):
+    """Delivery statuses by provider message id (or send key), never moving backwards."""
+
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:
         """Store a delivery status unless it would move backwards; returns the status kept."""
         ...
 
     async def get_status(self, message_id: str) -> tuple[str, str | None] | None: ...
 
-    async def get_transcript(self, session_id: str) -> list[bytes]: ...
 
-    async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]: ...
+@runtime_checkable
+class ContactStore(Protocol):
+    """What is kept per contact: the opt-out, and the export / erasure of the rest."""
+
+    async def set_opt_out(self, contact: str, opted_out: bool) -> None: ...
+
+    async def is_opted_out(self, contact: str) -> bool: ...
 
     async def export_contact(self, contact: str) -> ContactExport: ...
 
     async def erase_contact(self, contact: str) -> int:
         """Delete everything about a contact but its opt-out record; returns keys removed."""
         ...
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    """Transcripts and the index of conversations (admin API, retention)."""
+
+    async def get_transcript(self, session_id: str) -> list[bytes]: ...
+
+    async def trim_transcript(self, session_id: str, older_than: float) -> int:
+        """Drop the leading turns whose entries are all older than `older_than`; returns the entries dropped."""
+        ...
+
+    async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]: ...
+
+
+@runtime_checkable
+class RevisionStore(Protocol):
+    """Flow revisions (their YAML source), so a conversation finishes on the revision it started on."""
+
+    async def put_revision(self, flow_id: str, revision: str, source: str) -> None: ...
+
+    async def get_revision(self, revision: str) -> str | None: ...
+
+    async def latest_revision(self, flow_id: str) -> str | None: ...
+
+    async def list_revisions(self, flow_id: str) -> list[str]: ...
+
+
+@runtime_checkable
+class HealthStore(Protocol):
+    """The backend itself: reachability, whether it takes writes, shutdown."""
 
     async def ping(self) -> None: ...
 
@@ -222,6 +326,17 @@ class SessionStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SessionStore(TurnStore, TimerStore, OutboxStore, StatusStore, ContactStore, RecordStore, RevisionStore,
+                   HealthStore, Protocol):
+    """A backend: every small store above over one storage, plus its side store (`side`), so a
+    commit's writes to all of them are one atomic step. A caller asks for the small store it needs
+    (`TurnStore`, `OutboxStore`, ...); tests/stores/test_store_contract.py runs over every backend."""
+
+    @property
+    def side(self) -> SideStore: ...
 
 
 def entry_time(raw: bytes) -> float:
@@ -256,16 +371,3 @@ def parse_timer_member(member: str) -> tuple[str, int]:
 def outbox_session(item_id: str) -> str:
     """Outbox ids are `<session id>|<unique>`: the session part keys the item's storage."""
     return item_id.rpartition("|")[0]
-
-
-async def open_store(
-    redis_url: str | None, prefix: str = "orch", *, timeout_seconds: float = 1.0
-) -> SessionStore:
-    """The Redis store when a URL is given, else the in-memory one (a single process)."""
-    if not redis_url:
-        from orchestrator.stores.memory import MemoryStore
-
-        return MemoryStore()
-    from orchestrator.stores.redis import RedisStore
-
-    return await RedisStore.connect(redis_url, prefix, timeout_seconds=timeout_seconds)

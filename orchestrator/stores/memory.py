@@ -6,16 +6,18 @@ with expiry and fencing, versions, TTLs by the injected clock. One process only.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from orchestrator.errors import LockTimeout, StaleWrite
+from orchestrator.errors import StaleWrite
 from orchestrator.stores.base import (
     FAILED_OUTBOX_KEPT,
+    OPT_OUT_TTL_SECONDS,
+    REVISION_TTL_SECONDS,
+    STATUS_TTL_SECONDS,
     Begin,
     Commit,
     ContactExport,
@@ -24,12 +26,9 @@ from orchestrator.stores.base import (
     entry_time,
     payload_contact,
     status_rank,
+    wait_for_lock,
 )
-from orchestrator.stores.side import MemorySide, side_store
-
-OPT_OUT_TTL_SECONDS = 10 * 365 * 86400
-REVISION_TTL_SECONDS = 400 * 86400
-STATUS_TTL_SECONDS = 30 * 86400
+from orchestrator.stores.side import MemorySide
 
 
 class _Expiring:
@@ -79,6 +78,7 @@ class MemoryStore:
         self._leases: dict[str, int] = {}  # outbox id -> claims since it was last rescheduled
         self._failed: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=FAILED_OUTBOX_KEPT)
         self._index: dict[str, float] = {}  # sid -> updated_at
+        self.side = MemorySide(clock)
 
     # the turn ------------------------------------------------------------------------
     async def begin(
@@ -86,29 +86,24 @@ class MemoryStore:
         contact: str | None = None,
     ) -> Begin:
         token = secrets.token_hex(8)
-        deadline = time.monotonic() + wait_seconds
-        delay = 0.001
-        while True:
+
+        async def attempt() -> Begin | None:
             if dedupe_id is not None:
                 reply = self._dedupe.get(f"{session_id}|{dedupe_id}")
                 if reply is not None:
                     return Begin(duplicate_reply=reply)
-            if self._locks.get(session_id) is None:
-                self._locks.set(session_id, token, lock_ttl_seconds)
-                stored = self._sessions.get(session_id)
-                return Begin(
-                    session=stored[0] if stored else None,
-                    version=stored[1] if stored else 0,
-                    token=token,
-                    opted_out=bool(contact) and self._optouts.get(contact or "") is not None,
-                )
-            if time.monotonic() >= deadline:
-                raise LockTimeout(
-                    f"session {session_id!r}: another turn held the lock for more than {wait_seconds} s; "
-                    "the provider should retry (raise ORCHESTRATOR_LOCK_WAIT_SECONDS if turns are slow)"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.02)
+            if self._locks.get(session_id) is not None:
+                return None
+            self._locks.set(session_id, token, lock_ttl_seconds)
+            stored = self._sessions.get(session_id)
+            return Begin(
+                session=stored[0] if stored else None,
+                version=stored[1] if stored else 0,
+                token=token,
+                opted_out=bool(contact) and self._optouts.get(contact or "") is not None,
+            )
+
+        return await wait_for_lock(attempt, session_id, wait_seconds, poll_seconds=(0.001, 0.02))
 
     async def commit(self, session_id: str, token: str, commit: Commit) -> None:
         # No await before the last write: the whole commit is one step of the event loop.
@@ -150,11 +145,8 @@ class MemoryStore:
         if commit.contact:
             sids = self._contacts.get(commit.contact) or set()
             self._contacts.set(commit.contact, sids | {session_id}, retention)
-        if commit.side:
-            side = side_store(self)
-            assert isinstance(side, MemorySide)  # what side_store gives a store without a Redis client
-            for put in commit.side:
-                side.put(put)
+        for put in commit.side:
+            self.side.put(put)
         self._locks.pop(session_id)
 
     async def release(self, session_id: str, token: str) -> None:

@@ -2,7 +2,7 @@
 audit log, leases of periodic jobs. Never on a turn's hot path (a write at a conversation's
 start and end, one per admin action).
 
-    side = side_store(runtime.store)       # the Redis or the in-memory flavour, cached per store
+    side = runtime.store.side              # each store backend brings its own flavour
     await side.hset("{sid}:r:17000", {"start": data}, ttl_seconds=86400)
     await side.zadd("records", "conv-id", score=1700000000.0, ttl_seconds=86400)
 
@@ -15,51 +15,12 @@ from __future__ import annotations
 
 import secrets
 import time
-import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from orchestrator.stores.base import SessionStore, SidePut
+from orchestrator.stores.base import SidePut
 from orchestrator.stores.resp import run_script
-
-_cache: weakref.WeakKeyDictionary[Any, SideStore] = weakref.WeakKeyDictionary()
-
-
-class SideStore(Protocol):
-    async def hset(
-        self, key: str, fields: Mapping[str, bytes], *, ttl_seconds: int, drop: Sequence[str] = ()
-    ) -> None: ...
-    async def hgetall(self, key: str) -> dict[str, bytes]: ...
-    async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int: ...
-    async def hgetall_many(self, keys: list[str]) -> list[dict[str, bytes]]: ...
-    async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None: ...
-    async def put_indexed(
-        self, key: str, fields: Mapping[str, bytes], indexes: list[str], member: str, score: float, *,
-        ttl_seconds: int, drop: Sequence[str] = (),
-    ) -> None: ...
-    async def zrange(
-        self, key: str, *, low: float = float("-inf"), high: float = float("inf"), desc: bool = False,
-        offset: int = 0, limit: int = 1000,
-    ) -> list[tuple[str, float]]: ...
-    async def zrem(self, key: str, members: list[str]) -> int: ...
-    async def zremrangebyscore(self, key: str, high: float) -> int: ...
-    async def zcard(self, key: str) -> int: ...
-    async def delete(self, keys: list[str]) -> int: ...
-    async def acquire(self, name: str, ttl_seconds: float) -> str | None: ...
-    async def release(self, name: str, token: str) -> None: ...
-    def keys_for_test(self) -> list[str]: ...
-
-
-def side_store(store: SessionStore) -> SideStore:
-    """The side store living next to `store` (same Redis and prefix, or the same process)."""
-    side = _cache.get(store)
-    if side is None:
-        client = getattr(store, "client", None) or getattr(store, "_r", None)
-        prefix = getattr(store, "prefix", None)
-        side = (RedisSide(client, prefix, getattr(store, "lean", None)) if client is not None and prefix is not None
-                else MemorySide())
-        _cache[store] = side
-    return side
+from orchestrator.stores.scripts import lua
 
 
 class MemorySide:
@@ -170,42 +131,15 @@ class MemorySide:
 
 
 # release only our own lease: a run that outlived its lease must not free the next holder's
-_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-# put: a hash's fields set and `drop` deleted (in that order: a field in both ends deleted), its
-# TTL, and the member's score in each index with the index's TTL, atomically (one script call
-# costs ~10x less CPU through the lean transport than redis-py's pipeline of the same commands).
-# `put(k, nk, a)`: KEYS[k] the hash, KEYS[k + 1 .. k + nk - 1] the indexes; ARGV from a: ttl,
-# n fields, the n (field, value) pairs, n drop, the dropped fields, then member and score (only
-# with indexes). Returns the index of the ARGV after them. The Redis store's commit script
-# (store_redis.COMMIT_LUA) includes this function for the side writes riding in a turn's commit.
-PUT_FUNCTION = """
-local function put(k, nk, a)
-  local ttl = ARGV[a]
-  local n = tonumber(ARGV[a + 1])
-  if n > 0 then redis.call('HSET', KEYS[k], unpack(ARGV, a + 2, a + 1 + 2 * n)) end
-  a = a + 2 + 2 * n
-  local d = tonumber(ARGV[a])
-  if d > 0 then redis.call('HDEL', KEYS[k], unpack(ARGV, a + 1, a + d)) end
-  redis.call('EXPIRE', KEYS[k], ttl)
-  a = a + d + 1
-  if nk < 2 then return a end
-  for i = k + 1, k + nk - 1 do
-    redis.call('ZADD', KEYS[i], ARGV[a + 1], ARGV[a])
-    redis.call('EXPIRE', KEYS[i], ttl)
-  end
-  return a + 2
-end
-"""
-_PUT_LUA = PUT_FUNCTION + """
-put(1, #KEYS, 1)
-return 1
-"""
+_RELEASE_LUA = lua("release.lua")
+# put: a hash's fields, its dropped fields and its index entries in one script call (one call costs
+# ~10x less CPU through the lean transport than redis-py's pipeline of the same commands); the
+# Redis store's commit script includes the same function for the side writes riding in a turn.
+_PUT_LUA = lua("put.lua", "lib_put.lua")
 
 
 def put_script_args(prefix: str, put: SidePut) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of `put` for PUT_FUNCTION (keys under `prefix`)."""
+    """The KEYS and ARGV of `put` (lua/lib_put.lua), keys under `prefix`."""
     args: list[Any] = [max(1, int(put.ttl_seconds)), len(put.fields)]
     for name, value in put.fields.items():
         args += (name, value)

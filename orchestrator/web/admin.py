@@ -45,7 +45,7 @@ from orchestrator.plugins.connectors import ErasureContext
 from orchestrator.records.analytics import ConversationRecord, FlowAnalytics, conversation_id, parse_conversation_id
 from orchestrator.records.audit import AuditEntry, AuditLog, RefusalLimiter, audit_key, contact_ref, fingerprint
 from orchestrator.runtime.catalog import NoRoute
-from orchestrator.runtime.pipeline import FailedSend
+from orchestrator.runtime.outbox import FailedSend
 from orchestrator.settings import AppSettings
 from orchestrator.web.admin_models import (
     ConnectorFailure,

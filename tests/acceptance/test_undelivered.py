@@ -18,7 +18,8 @@ from fakes.twilio import FakeTwilio
 from orchestrator.errors import SendError
 from orchestrator.model import Event, TranscriptEntry
 from orchestrator.plugins.channels import Address, Inbound
-from orchestrator.runtime.pipeline import OutboxItem, Runtime
+from orchestrator.runtime.outbox import OutboxItem
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.web.app import build_channels, build_connectors
 
 from .conftest import CLINIC, make_settings

@@ -19,7 +19,8 @@ from integrations.embedded_calendar import EmbeddedCalendar
 from orchestrator.model import Event
 from orchestrator.plugins.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
 from orchestrator.plugins.connectors import ConnectorRegistry
-from orchestrator.runtime.pipeline import Runtime, TurnReply
+from orchestrator.runtime.pipeline import Runtime
+from orchestrator.runtime.replies import TurnReply
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import SessionStore
 from orchestrator.stores.memory import MemoryStore

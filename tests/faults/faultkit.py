@@ -31,6 +31,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+KILL_APP = "tests.faults.kill_points:create_app"  # a server that dies at KILL_AT (kill_points.py)
 
 PUBLIC_URL = "https://bot.example.com"
 AUTH_TOKEN = "test-auth-token-0123456789"
@@ -363,8 +364,8 @@ class Cluster:
         return server_env(self.redis.url, self.flows, prefix=self.prefix, twilio_api_base=self.twilio.url,
                           whatsapp_api_base=self.graph.url, calendar_db=self.workdir / "calendar.sqlite3", **extra)
 
-    def spawn(self, **extra: str) -> ServerProcess:
-        server = ServerProcess(self.env(**extra)).start()
+    def spawn(self, app: str = "orchestrator.web.app:create_app", **extra: str) -> ServerProcess:
+        server = ServerProcess(self.env(**extra), app=app).start()
         self.servers.append(server)
         return server
 

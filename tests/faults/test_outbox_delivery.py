@@ -21,7 +21,8 @@ from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 
 from orchestrator.plugins.channels import Address
-from orchestrator.runtime.pipeline import FailedSend, OutboxItem, Runtime
+from orchestrator.runtime.outbox import FailedSend, OutboxItem
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import SessionStore
 from orchestrator.stores.memory import MemoryStore

@@ -18,6 +18,7 @@ import pytest
 import redis
 from faultkit import (
     ECHO_NUMBER,
+    KILL_APP,
     ROOT,
     Cluster,
     ServerProcess,
@@ -31,7 +32,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
-from orchestrator.stores.redis import parse_session_value, unpack_turn
+from orchestrator.stores.codecs import parse_session_value, unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
 Servers = tuple[Cluster, ServerProcess, ServerProcess]
@@ -113,7 +114,7 @@ def test_05_killed_after_saving_the_retry_is_deduped(cluster: Servers) -> None:
     c, a, _ = cluster
     contact = "+15555550501"
     assert twiml_messages(post(a, signed_sms("hi", "SM0501a", contact)).content)
-    faulty = c.spawn(ORCHESTRATOR_FAULT="after_save")
+    faulty = c.spawn(KILL_APP, KILL_AT="after_save")
     second = signed_sms("1", "SM0501b", contact)
     with pytest.raises(httpx.HTTPError):  # the process dies before answering
         post(faulty, second)
@@ -131,7 +132,7 @@ def test_06_killed_before_saving_the_retry_completes_the_turn(cluster: Servers) 
     c, a, b = cluster
     contact, clean = "+15555550601", "+15555550602"
     assert post(a, signed_sms("hi", "SM0601a", contact)).status_code == 200
-    faulty = c.spawn(ORCHESTRATOR_FAULT="before_save")
+    faulty = c.spawn(KILL_APP, KILL_AT="before_save")
     second = signed_sms("1", "SM0601b", contact)
     with pytest.raises(httpx.HTTPError):
         post(faulty, second)

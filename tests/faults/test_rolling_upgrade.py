@@ -38,7 +38,7 @@ from faultkit import (
 )
 
 from orchestrator.model import TranscriptEntry
-from orchestrator.stores.redis import parse_session_value, unpack_turn
+from orchestrator.stores.codecs import parse_session_value, unpack_turn
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 PREVIOUS_RELEASE = "41b83cd"  # the last release: the code a rolling upgrade runs beside this one

@@ -38,17 +38,11 @@ from litestar.testing import AsyncTestClient
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from orchestrator.model import Session, TranscriptEntry
-from orchestrator.runtime.pipeline import OutboxItem, StoredReply
+from orchestrator.runtime.outbox import OutboxItem
+from orchestrator.runtime.replies import StoredReply
 from orchestrator.settings import AppSettings
-from orchestrator.stores.redis import (
-    _TURN_MARK,
-    delivery_tag,
-    pack_turn,
-    parse_session_value,
-    session_value,
-    unpack_turn,
-    write_refusal,
-)
+from orchestrator.stores.codecs import delivery_tag, pack_turn, parse_session_value, session_value, unpack_turn
+from orchestrator.stores.redis import write_refusal
 from orchestrator.web.app import create_app
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]
@@ -264,7 +258,7 @@ async def test_newer_stored_formats_are_refused_cleanly_and_left_alone(
     transcript = f"{PREFIX}:{{{SID}}}:t"
     last = r.lindex(transcript, -1)
     assert r.lindex(transcript, -2) == delivery_tag("SM-fmt-1")
-    for element in (bytes([_TURN_MARK]) + b"\x09" + last[2:],
+    for element in (b"\xc1\x09" + last[2:],
                     pack_turn([], msgspec.msgpack.encode(StoredReply(fmt=2)))):
         r.lset(transcript, -1, element)
         assert (await sms(app, "one", "SM-fmt-1")).status_code == 503

@@ -16,7 +16,6 @@ from orchestrator.records.audit import AuditLog
 from orchestrator.records.retention import RetentionJob
 from orchestrator.stores.base import Commit, SessionStore
 from orchestrator.stores.memory import MemoryStore
-from orchestrator.stores.side import side_store
 
 DAY = 86400
 NOW = 1_800_000_000.0
@@ -75,7 +74,7 @@ async def test_a_pass_drops_only_what_is_older_than_retention(store: SessionStor
 
 
 async def test_one_process_runs_a_pass(store: SessionStore) -> None:
-    side = side_store(store)
+    side = store.side
     token = await side.acquire("retention", 60)
     assert token is not None
     assert await RetentionJob(store, retention_seconds=DAY).run_once(NOW) is None  # someone else's lease
@@ -89,9 +88,9 @@ async def test_one_process_runs_a_pass(store: SessionStore) -> None:
 @pytest.mark.redis
 async def test_two_processes_share_one_lease_on_redis() -> None:
     async with redis_stores("ret", count=2) as [a, b]:
-        ta = await side_store(a).acquire("retention", 60)
-        assert ta is not None and await side_store(b).acquire("retention", 60) is None
-        await side_store(b).release("retention", "not-the-token")  # a stranger cannot free it
-        assert await side_store(b).acquire("retention", 60) is None
-        await side_store(a).release("retention", ta)
-        assert await side_store(b).acquire("retention", 60) is not None
+        ta = await a.side.acquire("retention", 60)
+        assert ta is not None and await b.side.acquire("retention", 60) is None
+        await b.side.release("retention", "not-the-token")  # a stranger cannot free it
+        assert await b.side.acquire("retention", 60) is None
+        await a.side.release("retention", ta)
+        assert await b.side.acquire("retention", 60) is not None

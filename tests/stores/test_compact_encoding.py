@@ -1,5 +1,5 @@
-"""Compact storage: one transcript element per turn (old per-entry elements still read),
-compressed stored replies, short dedupe keys, and `trim_transcript` on both stores.
+"""Compact storage: one transcript element per turn, stored replies (lean, and refused when a newer
+release wrote them), short dedupe keys, and `trim_transcript` on both stores.
 (test_compact_layout.py: delivery tags, compressed sessions, compact conversation records.)"""
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 from rediskit import REDIS_URL
 
+from orchestrator.errors import NewerFormat
 from orchestrator.model import Outbound, OutChoice, TranscriptEntry
-from orchestrator.runtime.pipeline import StoredReply, pack_reply, unpack_reply
+from orchestrator.runtime.replies import StoredReply, decode_reply, encode_reply
 from orchestrator.stores.base import Commit, SessionStore
+from orchestrator.stores.codecs import delivery_key, pack_turn, unpack_turn
 from orchestrator.stores.memory import MemoryStore
-from orchestrator.stores.redis import RedisStore, delivery_key, pack_turn, unpack_turn
+from orchestrator.stores.redis import RedisStore
 
 SID = "+15551230000:+15550001111"
 
@@ -32,19 +34,20 @@ def test_turn_element_round_trips_small_and_compressed() -> None:
     packed = pack_turn(big)
     assert packed[:2] == b"\xc1\x05" and len(packed) < sum(map(len, big)) * 0.8
     assert unpack_turn(packed) == big
-    assert unpack_turn(entry(3.0, "old format")) == [entry(3.0, "old format")]
 
 
-def test_stored_reply_compresses_and_reads_back_identically() -> None:
+def test_a_stored_reply_reads_back_identically_and_a_newer_one_is_refused() -> None:
     reply = StoredReply(messages=[Outbound(kind="ask", text="What is the visit for?", state="ask_reason", choices=[
         OutChoice(id="cleaning", label="Cleaning", dtmf="1", match=["cleaning", "clean", "hygiene"]),
         OutChoice(id="checkup", label="Checkup", dtmf="2", match=["checkup", "exam"]),
-    ], input="choice", language="en-US")], session_id=SID, revision="2bae8d3da6b9", event_kind="text")
-    raw = msgspec.msgpack.encode(reply)
-    packed = pack_reply(raw)
-    assert len(packed) < len(raw) * 0.75
-    assert msgspec.msgpack.decode(unpack_reply(packed), type=StoredReply) == reply
-    assert unpack_reply(raw) == raw  # a reply stored before compression reads as it was
+    ], input="choice", language="en-US")], revision="2bae8d3da6b9", event_kind="text")
+    raw = encode_reply(reply)
+    assert raw == msgspec.msgpack.encode(reply)  # a msgpack map, as the previous release writes it
+    assert decode_reply(raw) == reply
+    # the store compresses it with its turn's transcript element; a marked value is a newer layout
+    for newer in (b"\xc1\x03" + raw, encode_reply(msgspec.structs.replace(reply, fmt=2))):
+        with pytest.raises(NewerFormat):
+            decode_reply(newer)
 
 
 def test_delivery_keys_are_short_and_distinct() -> None:
@@ -100,14 +103,14 @@ async def test_long_provider_ids_still_dedupe(store: SessionStore) -> None:
 
 
 def test_turn_element_carries_the_reply_apart_from_the_entries() -> None:
-    from orchestrator.stores.redis import turn_reply
+    from orchestrator.stores.codecs import turn_reply
 
     entries = [entry(1.0, "Would you like to book a visit?"), entry(1.0, "menu")]
     reply = msgspec.msgpack.encode(StoredReply(messages=[Outbound(kind="ask", text="Would you like to book a visit?",
                                                                   state="menu", input="choice")]))
     element = pack_turn(entries, reply)
     assert unpack_turn(element) == entries and turn_reply(element) == reply
-    assert turn_reply(pack_turn(entries)) == b"" and turn_reply(entry(1.0, "old")) == b""
+    assert turn_reply(pack_turn(entries)) == b""
     # the reply repeats the entries' texts: it adds little to the compressed element
     assert len(element) < len(pack_turn(entries)) + len(reply) // 2
 
@@ -121,7 +124,7 @@ async def test_duplicates_find_their_reply_through_the_transcript_after_head_tri
         dup = await store.begin(SID, f"SM{n}", lock_ttl_seconds=5, wait_seconds=1)
         assert dup.duplicate_reply == f"r-SM{n}".encode()
     if isinstance(store, RedisStore):  # no dedupe hash: each delivery's tag sits before its turn
-        from orchestrator.stores.redis import delivery_tag
+        from orchestrator.stores.codecs import delivery_tag
 
         # a trimmed turn took its tag along (trims keep the retention, 30 days by default; the
         # dedupe window is 48 h): its delivery would be new again, as after the dedupe TTL
@@ -149,17 +152,3 @@ def test_a_conversation_record_is_stored_without_what_its_id_restores() -> None:
     odd = ConversationRecord(id=conversation_id("a:b:c", 1.0), session_id="a:b:c", flow="f", revision="r",
                              business="a:b", contact="c")
     assert _merge({"start": _stored(odd)}, odd.id) == odd  # an ambiguous id keeps its fields
-
-
-def test_turn_elements_compressed_with_the_older_zlib_window_still_read() -> None:
-    import zlib
-
-    from orchestrator.stores.redis import _TURN_REPLY_DICT, _pack, pack_turn, turn_reply, unpack_turn
-
-    entries, reply = [b"\x81\xa4text\xa5hello" * 8, b"\x81\xa4kind\xa3ask" * 8], b"\x81\xa8messages\x90" * 8
-    c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _TURN_REPLY_DICT)
-    old = b"\xc1\x04" + c.compress(_pack((entries, reply))) + c.flush()
-    new = pack_turn(entries, reply)
-    assert new[:2] == b"\xc1\x05" and len(new) <= len(old)
-    for element in (old, new):
-        assert unpack_turn(element) == entries and turn_reply(element) == reply

@@ -1,6 +1,6 @@
 """The compact Redis layout of a live conversation (issue #7, < 2 KB): delivery tags in the
 transcript instead of a dedupe hash, compressed session values, conversation records in
-listpack-sized pieces; and that everything older code wrote still reads."""
+listpack-sized pieces; and that everything the previous release writes still reads."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 
+from orchestrator.errors import NewerFormat
 from orchestrator.model import Session, TranscriptEntry, TurnResult
 from orchestrator.records.analytics import (
     PIECE_BYTES,
@@ -26,13 +27,7 @@ from orchestrator.records.analytics import (
     conversation_id,
 )
 from orchestrator.stores.base import Commit, SessionStore
-from orchestrator.stores.memory import MemoryStore
-from orchestrator.stores.redis import (
-    _TURN_DICT,
-    _TURN_REPLY_DICT,
-    DEDUPE_SCAN,
-    RedisStore,
-    _pack,
+from orchestrator.stores.codecs import (
     delivery_key,
     delivery_tag,
     pack_turn,
@@ -41,6 +36,8 @@ from orchestrator.stores.redis import (
     turn_reply,
     unpack_turn,
 )
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.stores.redis import DEDUPE_SCAN, RedisStore
 
 SID = "+15551230000:+15550002222"
 WAMID = "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQUYxRjJCMjk3QUQ1MUM2QkQ3QQA="
@@ -48,12 +45,6 @@ WAMID = "wamid.HBgLMTY0NjcwNDM1OTUVAgASGBQzQUYxRjJCMjk3QUQ1MUM2QkQ3QQA="
 
 def entry(at: float, text: str) -> bytes:
     return msgspec.msgpack.encode(TranscriptEntry(at=at, dir="in", text=text))
-
-
-def old_element(entries: list[bytes], reply: bytes) -> bytes:
-    """A transcript element as the previous code wrote it (zlib, its own dictionary)."""
-    c = zlib.compressobj(6, zlib.DEFLATED, 11, 4, zlib.Z_DEFAULT_STRATEGY, _TURN_REPLY_DICT)
-    return b"\xc1\x04" + c.compress(_pack((entries, reply))) + c.flush()
 
 
 @pytest.fixture
@@ -79,18 +70,19 @@ async def duplicate(store: SessionStore, dedupe_id: str) -> bytes | None:
 
 # turn elements and delivery tags -------------------------------------------------------------
 
-def test_every_older_element_format_still_reads() -> None:
+def test_each_element_format_of_the_previous_release_reads_and_any_other_is_refused() -> None:
+    _pack = msgspec.msgpack.encode
     entries, reply = [entry(1.0, "hello " * 20), entry(1.0, "menu")], b"\x81\xa8messages\x90" * 4
-    plain = b"\xc1\x01" + _pack(entries)
-    plain_reply = b"\xc1\x03" + _pack((entries, reply))
-    c = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, _TURN_DICT)
-    zipped = b"\xc1\x02" + c.compress(_pack(entries)) + c.flush()
-    for element, kept in ((plain, b""), (plain_reply, reply), (zipped, b""), (old_element(entries, reply), reply)):
-        assert unpack_turn(element) == entries and turn_reply(element) == kept
-    assert unpack_turn(entry(1.0, "bare")) == [entry(1.0, "bare")]  # one entry per element, long ago
+    plain = b"\xc1\x01" + _pack(entries)  # what deflate did not pay for: entries alone
+    plain_reply = b"\xc1\x03" + _pack((entries, reply))  # ... and with the delivery's reply
     new = pack_turn(entries, reply)
-    assert new[:2] == b"\xc1\x05" and unpack_turn(new) == entries and turn_reply(new) == reply
-    assert len(new) < len(old_element(entries, reply))
+    assert new[:2] == b"\xc1\x05"
+    for element, kept in ((plain, b""), (plain_reply, reply), (new, reply)):
+        assert unpack_turn(element) == entries and turn_reply(element) == kept
+    zipped = zlib.compress(_pack(entries))
+    for other in (b"\xc1\x02" + zipped, b"\xc1\x04" + zipped, b"\xc1\x07" + zipped, entry(1.0, "bare")):
+        with pytest.raises(NewerFormat, match="left for a newer process"):
+            unpack_turn(other)
 
 
 @settings(max_examples=200, deadline=None)
@@ -131,27 +123,20 @@ async def test_a_turn_without_transcript_still_dedupes(kind: str, redis_store: R
         assert stored == {b"SM-no-entries": b"kept"}
 
 
-async def test_pointers_and_replies_written_by_older_code_still_answer(redis_store: RedisStore) -> None:
-    """Older code kept "@<n>" pointers (n-th element pushed, "#" pushed so far) or whole replies in
-    the hash; new turns push two elements each and keep "#" counting, so the pointers stay right."""
+async def test_whole_replies_in_the_hash_answer_beside_tagged_turns(redis_store: RedisStore) -> None:
+    """The previous release keeps a reply in the dedupe hash only for a turn without an element."""
     client, prefix = redis_store.client, redis_store.prefix
-    old_id = "SM" + "0" * 32
-    await client.rpush(f"{prefix}:{{{SID}}}:t", old_element([entry(1.0, "a")], b"reply-1"),
-                       old_element([entry(2.0, "b")], b"reply-2"))
-    await client.hset(f"{prefix}:{{{SID}}}:d", mapping={delivery_key(old_id): b"@1", "SM2": b"@2", "#": b"2",
-                                                         "SM-full": b"whole reply"})
+    long_id = "SM" + "0" * 32
+    await client.hset(f"{prefix}:{{{SID}}}:d", mapping={delivery_key(long_id): b"whole reply", "SM-full": b"short"})
     await client.set(f"{prefix}:{{{SID}}}:s", b"2,," + b"old session")
     await turn(redis_store, [entry(3.0, "c")], "SM3")
     await turn(redis_store, [entry(4.0, "d")], "SM4")
-    assert await client.hget(f"{prefix}:{{{SID}}}:d", "#") == b"6"
-    assert await duplicate(redis_store, old_id) == b"reply-1"
-    assert await duplicate(redis_store, "SM2") == b"reply-2"
-    assert await duplicate(redis_store, "SM-full") == b"whole reply"
+    assert await duplicate(redis_store, long_id) == b"whole reply"
+    assert await duplicate(redis_store, "SM-full") == b"short"
     assert await duplicate(redis_store, "SM4") == b"r-SM4"
-    assert await redis_store.trim_transcript(SID, 3.0) == 2
-    assert await duplicate(redis_store, "SM3") == b"r-SM3"
-    assert await duplicate(redis_store, "SM2") == b""  # its turn was trimmed: a duplicate with no reply, as before
-    assert await redis_store.get_transcript(SID) == [entry(3.0, "c"), entry(4.0, "d")]
+    assert await redis_store.trim_transcript(SID, 4.0) == 1
+    assert await duplicate(redis_store, "SM3") is None  # its turn (and tag) trimmed: a new delivery now
+    assert await redis_store.get_transcript(SID) == [entry(4.0, "d")]
 
 
 async def test_begin_looks_for_a_tag_among_the_last_dedupe_scan_elements_only(

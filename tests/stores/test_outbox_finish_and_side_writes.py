@@ -11,9 +11,9 @@ import pytest
 from rediskit import REDIS_URL, drop_prefix, unique_prefix
 
 from orchestrator.errors import StaleWrite
-from orchestrator.stores.base import Commit, OutboxPut, SessionStore, SidePut
+from orchestrator.stores.base import Commit, OutboxPut, SessionStore, SidePut, SideStore
 from orchestrator.stores.redis import RedisStore
-from orchestrator.stores.side import MemorySide, RedisSide, SideStore, side_store
+from orchestrator.stores.side import MemorySide, RedisSide
 
 SID = "+15551230000:+15557654321"
 CONTACT = "+15557654321"
@@ -124,7 +124,7 @@ async def test_side_record_writes_match_the_memory_side_on_both_transports() -> 
         prefix = unique_prefix("side")
         store = await RedisStore.connect(REDIS_URL, prefix)
         try:
-            side = side_store(store) if lean else RedisSide(store.client, prefix)
+            side = store.side if lean else RedisSide(store.client, prefix)
             assert isinstance(side, RedisSide) and (side._lean is not None) == lean
             await write_records(side)
             assert await side_state(side) == expected
@@ -155,7 +155,7 @@ async def test_side_writes_in_a_commit_match_put_indexed(store: SessionStore) ->
     with pytest.raises(StaleWrite):
         await store.commit(SID, b.token, Commit(session=b"s", version=b.version + 2, expect_version=b.version + 1,
                                                 ttl_seconds=60, side=RECORD_PUTS[:1]))
-    side = side_store(store)
+    side = store.side
     assert await side.hgetall("{s1}:r:1") == {} and await side.zrange("records") == []
     # two commits (the first and the last turn), the second with outbox items after its side writes
     await store.commit(SID, b.token, Commit(session=b"s", version=b.version + 1, expect_version=b.version,

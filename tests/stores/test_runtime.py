@@ -12,8 +12,8 @@ from orchestrator.errors import OptedOut, SendError
 from orchestrator.model import Event, Session, TranscriptEntry
 from orchestrator.plugins.channels import Address, Capabilities, ChannelRegistry, Inbound, Outbound, ReplyContext
 from orchestrator.plugins.connectors import ConnectorRegistry
-from orchestrator.runtime import pipeline as runtime_module
-from orchestrator.runtime.pipeline import Runtime
+from orchestrator.runtime import outbox as outbox_module
+from orchestrator.runtime.pipeline import Runtime, TurnRequest
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import OutboxClaim, SessionStore
 
@@ -198,8 +198,9 @@ async def test_no_reply_timer_fires_once_and_stale_timer_is_ignored(runtime: Run
     # the contact answers; a timer armed before must not fire for the new state
     await runtime.handle("fake_sms", inbound("Ann", "SM2"))
     s = await session_of(runtime)
-    stale = await runtime._turn("fake_sms", Address(business=BIZ, contact=WHO), SID,
-                                Event(kind="timeout", channel="sms", provider_id="timer:1"), None, timer_turns=1)
+    stale = await runtime._turn(TurnRequest(
+        channel="fake_sms", address=Address(business=BIZ, contact=WHO), session_id=SID,
+        event=Event(kind="timeout", channel="sms", provider_id="timer:1"), timer_turns=1))
     assert stale.messages == [] and (await session_of(runtime)).version == s.version
 
 
@@ -350,7 +351,7 @@ async def test_sender_cancels_items_of_a_contact_who_opted_out_after_they_were_q
         return [msgspec.structs.replace(c, opted_out=False) for c in await claim_outbox(now, limit, lease_seconds)]
 
     monkeypatch.setattr(runtime.store, "claim_outbox", stale_claims)
-    monkeypatch.setattr(runtime_module, "OPT_OUT_RECHECK_SECONDS", -1.0)
+    monkeypatch.setattr(outbox_module, "OPT_OUT_RECHECK_SECONDS", -1.0)
     assert await runtime.send_outbox() == 0 and wa.sent == []
 
 

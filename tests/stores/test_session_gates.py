@@ -14,7 +14,8 @@ from test_runtime import FLOW, SID, Clock, FakeChannel, inbound, session_of, tex
 from orchestrator.errors import LockTimeout
 from orchestrator.plugins.channels import ChannelRegistry
 from orchestrator.plugins.connectors import ConnectorRegistry
-from orchestrator.runtime.pipeline import Runtime, SessionGates
+from orchestrator.runtime.gates import SessionGates
+from orchestrator.runtime.pipeline import Runtime
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import SessionStore
 

@@ -214,19 +214,3 @@ async def test_session_is_one_string_and_its_timer_is_replaced_then_cleared(
         await redis_store.commit(SID, "x", Commit(session=b"s", version=4, expect_version=3, ttl_seconds=60,
                                                   timer=TimerSet(1.0, "other-sid|1")))
 
-
-async def test_a_session_hash_of_the_older_layout_is_read_and_converted(
-    redis_store: RedisStore, redis_prefix: str,
-) -> None:
-    client = redis_store.client
-    key = f"{redis_prefix}:{{{SID}}}:s"
-    await client.hset(key, mapping={"d": b"old", "v": b"7", "tm": timer_member(SID, 5).encode()})
-    await client.expire(key, 100)
-    await client.zadd(f"{redis_prefix}:timers", {timer_member(SID, 5): time.time() + 60})
-    assert await redis_store.load(SID) == b"old"
-    b = await redis_store.begin(SID, None, lock_ttl_seconds=5, wait_seconds=1)
-    assert (b.session, b.version) == (b"old", 7)
-    assert await client.type(key) == b"string" and 0 < await client.ttl(key) <= 100
-    await redis_store.commit(SID, b.token, Commit(session=b"new", version=8, expect_version=7, ttl_seconds=60))
-    assert await client.zrange(f"{redis_prefix}:timers", 0, -1) == []  # the old timer went with it
-    assert await redis_store.load(SID) == b"new"
