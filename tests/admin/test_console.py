@@ -134,3 +134,33 @@ async def test_funnel_diagram_and_bookings_pages(client: Any, env: Env) -> None:
     assert bookings.status_code == 200 and "+1********23" in bookings.text and "upcoming" in bookings.text
     static = await client.get("/console/static/vendor/htmx.min.js")
     assert static.status_code == 200
+
+
+async def test_too_many_wrong_tokens_answer_429(client: Any) -> None:
+    codes = [(await sign_in(client, f"guess-{n}")).status_code for n in range(25)]
+    assert codes[:20] == [401] * 20 and codes[-1] == 429
+    r = await sign_in(client, "guess")
+    assert "too many wrong tokens" in r.text and "console_session" not in r.headers.get("set-cookie", "")
+
+
+async def test_the_cookie_is_secure_behind_https_and_expires(env: Env) -> None:
+    import time
+
+    import httpx
+
+    from orchestrator.web.app import create_app
+    from orchestrator.web.console import session
+
+    app = create_app(env.runtime.settings, runtime=env.runtime, start_background=False)
+    app.state.runtime = env.runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as c:
+        r = await sign_in(c)
+        assert "secure" in r.headers["set-cookie"].lower()
+        value = r.cookies["console_session"]
+    assert session.read(env.runtime.settings, value, time.time()) is not None
+    assert session.read(env.runtime.settings, value, time.time() + session.SESSION_SECONDS + 1) is None
+    forged = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    assert session.read(env.runtime.settings, forged, time.time()) is None
+    ref = session.seal(env.runtime.settings, "+15555550100:+15555550123~1")
+    assert "5555" not in ref and session.unseal(env.runtime.settings, ref) == "+15555550100:+15555550123~1"
+    assert session.unseal(env.runtime.settings, ref[:-2] + "xx") is None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AGENT, BIZ, BOOK, TOKEN, Clock, Env, FakeChannel
-from flowkit import FIXED_NOW, FLOWS_DIR, ROOT
+from conftest import AGENT, BIZ, BOOK, TOKEN, Env, make_env
+from flowkit import FIXED_NOW, ROOT
 
 CHROMIUM = os.environ.get("ORCHESTRATOR_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts" / "console"
@@ -47,41 +46,31 @@ class ConsoleServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env: Env
         self.server: Any = None
+        self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._serve(),), daemon=True)
 
     async def _serve(self) -> None:
         import uvicorn
 
-        from integrations.embedded_calendar import EmbeddedCalendar
-        from orchestrator.plugins.channels import ChannelRegistry
-        from orchestrator.plugins.connectors import ConnectorRegistry
-        from orchestrator.runtime.pipeline import Runtime
-        from orchestrator.settings import AppSettings
         from orchestrator.stores.memory import MemoryStore
         from orchestrator.web.app import create_app
 
-        flows = self.tmp / "flows"
-        flows.mkdir()
-        for path in FLOWS_DIR.glob("*.yaml"):
-            shutil.copy(path, flows / path.name)
-        source = (flows / "dental_booking.yaml").read_text()
-        assert FIXED in source
-        (flows / "dental_booking.yaml").write_text(source.replace(FIXED, TYPO))  # the owner's typo
-        sms, wa = FakeChannel("fake_sms", "sms", True), FakeChannel("fake_wa", "whatsapp", False)
-        channels = ChannelRegistry()
-        channels.register(sms)  # type: ignore[arg-type]
-        channels.register(wa)  # type: ignore[arg-type]
-        settings = AppSettings(flows_dir=str(flows), admin_token=TOKEN, default_flow="dental_booking",
-                               twilio_from_number=BIZ)
-        connectors = ConnectorRegistry()
-        connectors.register(EmbeddedCalendar(path=str(self.tmp / "cal.sqlite3")), "calendar")
-        clock = Clock()
-        runtime = await Runtime.create(settings, connectors, channels, store=MemoryStore(), clock=clock)
-        self.env = Env(runtime, sms, wa, clock, flows)
-        app = create_app(settings, runtime=runtime, start_background=False)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                   access_log=False, lifespan="on"))
-        self.ready.set()
+        def add_typo(flows: Path) -> None:
+            source = (flows / "dental_booking.yaml").read_text()
+            assert FIXED in source
+            (flows / "dental_booking.yaml").write_text(source.replace(FIXED, TYPO))  # the owner's typo
+
+        try:
+            self.env = await make_env(MemoryStore(), self.tmp, add_typo)
+            runtime = self.env.runtime
+            app = create_app(runtime.settings, runtime=runtime, start_background=False)
+            self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                                       access_log=False, lifespan="on"))
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        finally:
+            self.ready.set()
         await self.server.serve()
 
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -89,7 +78,7 @@ class ConsoleServer:
 
     def __enter__(self) -> ConsoleServer:
         self.thread.start()
-        assert self.ready.wait(20)
+        assert self.ready.wait(20) and self.failure is None, f"the console server could not be built: {self.failure!r}"
         deadline = time.monotonic() + 20
         while not (self.server.started or time.monotonic() > deadline):
             time.sleep(0.02)

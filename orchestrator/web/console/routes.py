@@ -142,15 +142,13 @@ async def login_page(request: Request[Any, Any, Any], settings: AppSettings, nex
     return _page("login.html", request, settings, next=_next(next), off=not settings.admin_token)
 
 
-_limiter = RefusalLimiter()
-
-
 @post("/login", opt={"public": True}, status_code=303)
 async def login(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any) -> Response[Any]:
     client = str(request.client.host if request.client else "unknown")
-    if not _limiter.allow(client):
+    limiter: RefusalLimiter = request.route_handler.opt["refusals"]  # one per app
+    if not limiter.allow(client):
         return _page("login.html", request, settings, 429, next=f"{BASE}/conversations", off=False,
-                     error=f"too many wrong tokens from this address; wait {_limiter.retry_after(client)} s")
+                     error=f"too many wrong tokens from this address; wait {limiter.retry_after(client)} s")
     form = await request.form()
     target = _next(str(form.get("next") or ""))
     if not sessions.token_matches(str(form.get("token") or ""), settings):
@@ -273,8 +271,9 @@ async def transcript(request: Request[Any, Any, Any], settings: AppSettings, run
     record = detail.conversation
     summary = detail.summary or {}
     return _page("transcript.html", request, settings, row=_row(record, settings),
-                 lines=[_line(line, record.channels) for line in detail.transcript],
-                 states=detail.states, live_state=detail.live_state,
+                 lines=[_line(line, record.channels) for line in detail.transcript
+                        if line.text or line.dir not in ("in", "out")],
+                 states=detail.states, live_state=detail.live_state if record.status == "active" else None,
                  summary=redact_phone(str(summary.get("text") or "")), recordings=_recordings(summary))
 
 
@@ -450,5 +449,6 @@ def console_router(settings: AppSettings) -> Router:
         exception_handlers={Exception: _errors(settings)},
         response_headers=HEADERS,
         include_in_schema=False,
+        opt={"refusals": RefusalLimiter()},
     )
 
