@@ -36,6 +36,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator import metrics
 from orchestrator.errors import ConnectorError, FlowError, OptedOut
+from orchestrator.errors import Diagnostic as FlowDiagnostic
 from orchestrator.flow import graph
 from orchestrator.flow.loader import load_flow_text
 from orchestrator.logs import redact_phone
@@ -70,6 +71,7 @@ PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_LIKE = re.compile(r"^[+\d\s().\-]+$")
 CONTACT_ID = re.compile(r"^[A-Za-z0-9][\w.:@+\-]{0,199}$", re.ASCII)
 MAX_LIMIT = 500
+ROLLBACK_MARK = "# rolled back to revision "
 
 
 # ---- input checks ----------------------------------------------------------------------------
@@ -287,6 +289,13 @@ def _report(diagnostics: list[Diagnostic]) -> ValidationReport:
 
 def _check_source(runtime: Any, flow_id: str, text: str) -> list[Diagnostic]:
     """The CLI's validation (`orchestrator validate`) of an uploaded source; [] when valid."""
+    found = source_problems(runtime, flow_id, text)
+    return _diagnostics(FlowError(found)) if found else []
+
+
+def source_problems(runtime: Any, flow_id: str, text: str) -> list[FlowDiagnostic]:
+    """`_check_source`'s findings as the loader and validator give them (with their severity);
+    blocking: run it off the event loop."""
     from orchestrator.flow import validate
 
     try:
@@ -298,8 +307,8 @@ def _check_source(runtime: Any, flow_id: str, text: str) -> list[Diagnostic]:
                 hint=f"write 'flow: {flow_id}'",
             ), *found]
     except FlowError as exc:
-        return _diagnostics(exc)
-    return _diagnostics(FlowError(found)) if found else []
+        return list(exc.diagnostics)
+    return found
 
 
 def _entry(e: TranscriptEntry) -> TranscriptLine:
@@ -348,8 +357,12 @@ async def get_flow(runtime: Any, flow_id: str) -> FlowDetail:
 @post("/flows/{flow_id:str}/validate", operation_class=YamlBody, status_code=200,
       summary="Check a flow source (the CLI's messages)")
 async def validate_flow(runtime: Any, flow_id: str, request: Request[Any, Any, Any]) -> ValidationReport:
+    return await check_flow(runtime, flow_id, await _yaml_text(request))
+
+
+async def check_flow(runtime: Any, flow_id: str, text: str) -> ValidationReport:
+    """The validate route's report on a source (the CLI's checks), off the event loop."""
     check_flow_id(flow_id)
-    text = await _yaml_text(request)
     return _report(await runtime.catalog.off_loop(_check_source, runtime, flow_id, text))
 
 
@@ -360,7 +373,15 @@ async def put_flow(
     runtime: Any, flow_id: str, request: Request[Any, Any, Any]
 ) -> Response[FlowRevision | ValidationReport]:
     check_flow_id(flow_id)
-    text = await _yaml_text(request)
+    saved, errors = await publish_flow(runtime, flow_id, await _yaml_text(request))
+    if saved is None:
+        return Response(_report(errors), status_code=422)
+    return Response(saved, status_code=200)
+
+
+async def publish_flow(runtime: Any, flow_id: str, text: str) -> tuple[FlowRevision | None, list[Diagnostic]]:
+    """Check `text` as the validate route does, then serve it as the flow's newest revision:
+    (the revision, []) or (None, the problems; nothing stored). PUT /api/flows and the console."""
     errors = await runtime.catalog.off_loop(_check_source, runtime, flow_id, text)
     if not errors:
         try:
@@ -368,8 +389,34 @@ async def put_flow(
         except FlowError as exc:
             errors = _diagnostics(exc)
     if errors:
-        return Response(_report(errors), status_code=422)
-    return Response(FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title), status_code=200)
+        return None, errors
+    return FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title), []
+
+
+async def rollback_flow(runtime: Any, flow_id: str, revision: str) -> tuple[FlowRevision | None, list[Diagnostic]]:
+    """Serve an earlier revision's source again, as a new revision. The store lists a revision at
+    the time it was first published (a re-published source keeps its old place, and every process
+    would go on serving the newer one), so the source gets a comment line naming the rollback,
+    which makes it a new, newest revision. NotFoundException when `revision` is not the flow's or
+    its source expired."""
+    check_flow_id(flow_id)
+    if revision not in await runtime.store.list_revisions(flow_id):
+        raise NotFoundException(detail=f"revision {revision[:40]!r} is not one of flow {flow_id!r}'s; "
+                                       "GET /api/flows lists them")
+    source = await runtime.store.get_revision(revision)
+    if source is None:
+        raise NotFoundException(detail=f"the source of revision {revision!r} expired from the store; "
+                                       "upload the file instead")
+    current = await _compiled(runtime, flow_id)
+    serving = current.revision
+    if serving == revision:
+        return FlowRevision(id=flow_id, revision=revision, title=current.title), []
+    when = datetime.fromtimestamp(runtime.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = source.rstrip("\n").splitlines()
+    while body and body[-1].startswith(ROLLBACK_MARK):
+        body.pop()  # one marker, not one per rollback
+    marker = f"{ROLLBACK_MARK}{revision} (from {serving}) at {when}"
+    return await publish_flow(runtime, flow_id, "\n".join([*body, marker]) + "\n")
 
 
 _DIAGRAMS = {"mermaid": (graph.to_mermaid, "text/plain"), "dot": (graph.to_dot, "text/vnd.graphviz"),

@@ -425,12 +425,13 @@ def create_app(
     def provide_settings() -> AppSettings:
         return settings
 
-    from orchestrator.web.operations import admin_handlers, openapi_config
+    from orchestrator.web.operations import admin_handlers, openapi_config, template_config
 
     return Litestar(
         route_handlers=[health, metrics_route, *_webhook_routes(gateway), *extra_route_handlers,
                         *(admin_handlers(settings) if include_admin else [])],
         openapi_config=openapi_config(),
+        template_config=template_config(),
         lifespan=[lifespan],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False),
                       "settings": Provide(provide_settings, sync_to_thread=False)},

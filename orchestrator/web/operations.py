@@ -1,7 +1,7 @@
 """What the server mounts and runs for operators: the admin API, the OpenAPI document, and
 the background jobs (flows directory reload, retention).
 
-    handlers = admin_handlers(settings)              # [Router] under /api
+    handlers = admin_handlers(settings)              # [Router] under /api, the console under /console
     config = openapi_config()                        # /schema/openapi.json, bearer security scheme
     jobs = background_jobs(runtime, settings)        # coroutines for the server lifespan
 """
@@ -19,9 +19,18 @@ from orchestrator.settings import AppSettings
 
 
 def admin_handlers(settings: AppSettings) -> list[ControllerRouterHandler]:
+    """The admin API under /api and the owner's console under /console (same admin token)."""
     from orchestrator.web.admin import admin_router
+    from orchestrator.web.console import console_handlers
 
-    return [admin_router(settings)]
+    return [admin_router(settings), *console_handlers(settings)]
+
+
+def template_config() -> Any:
+    """The console's templates (litestar's Jinja engine)."""
+    from orchestrator.web.console import template_config as console_templates
+
+    return console_templates()
 
 
 def openapi_config() -> OpenAPIConfig:

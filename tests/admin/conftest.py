@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,15 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SessionSt
         yield redis_store, redis_store.prefix
 
 
-@pytest.fixture
-async def env(store: tuple[SessionStore, str | None], tmp_path: Path) -> AsyncIterator[Env]:
+async def make_env(store: SessionStore, tmp_path: Path, edit: Callable[[Path], None] | None = None) -> Env:
+    """The shipped flows copied to tmp_path/flows (`edit` may change them first), fake channels,
+    the embedded calendar, the admin token, a fixed clock: a runtime on `store`."""
     flows = tmp_path / "flows"
     flows.mkdir()
     for path in FLOWS_DIR.glob("*.yaml"):
         shutil.copy(path, flows / path.name)
+    if edit is not None:
+        edit(flows)
     sms, wa = FakeChannel("fake_sms", "sms", True), FakeChannel("fake_wa", "whatsapp", False)
     channels = ChannelRegistry()
     channels.register(sms)  # type: ignore[arg-type]
@@ -102,9 +105,13 @@ async def env(store: tuple[SessionStore, str | None], tmp_path: Path) -> AsyncIt
     clock = Clock()
     connectors = ConnectorRegistry()
     connectors.register(EmbeddedCalendar(path=str(tmp_path / "cal.sqlite3")), "calendar")
-    runtime = await Runtime.create(settings, connectors, channels,
-                                   store=store[0], clock=clock)
-    yield Env(runtime, sms, wa, clock, flows)
+    runtime = await Runtime.create(settings, connectors, channels, store=store, clock=clock)
+    return Env(runtime, sms, wa, clock, flows)
+
+
+@pytest.fixture
+async def env(store: tuple[SessionStore, str | None], tmp_path: Path) -> AsyncIterator[Env]:
+    yield await make_env(store[0], tmp_path)
 
 
 @pytest.fixture

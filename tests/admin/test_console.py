@@ -1,0 +1,166 @@
+"""The owner's console over HTTP (docs/SPEC.md §11): sign-in, the session cookie, CSRF, escaping,
+the pages' data (the admin API's), saving and rolling back. The browser tests are
+test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from conftest import BOOK, TOKEN, Env
+
+ANN = "+15555550123"
+
+
+async def sign_in(client: Any, token: str = TOKEN) -> Any:
+    return await client.post("/console/login", data={"token": token, "next": "/console/conversations"})
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def test_pages_need_a_session_and_a_wrong_token_shows_no_data(client: Any, env: Env) -> None:
+    await env.converse(ANN, BOOK)
+    for path in ("/console/conversations", "/console/conversations/rows", "/console/flows",
+                 "/console/flows/dental_booking/edit", "/console/bookings"):
+        r = await client.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/login"), path
+    r = await client.get("/console/conversations/rows", headers={"HX-Request": "true"})
+    assert r.status_code == 401 and r.headers["hx-redirect"] == "/console/login"
+    r = await sign_in(client, "wrong-token")
+    assert r.status_code == 401 and "console_session" not in r.headers.get("set-cookie", "")
+    assert "not the admin token" in r.text and "Traceback" not in r.text and "dental_booking" not in r.text
+    assert "55" not in re.sub(r"<[^>]+>", "", r.text)  # no contact number either
+    r = await client.get("/console/conversations")
+    assert r.status_code == 303
+
+
+async def test_sign_in_sets_a_strict_httponly_cookie_and_lists_masked_conversations(client: Any, env: Env) -> None:
+    await env.converse(ANN, BOOK)
+    r = await sign_in(client)
+    assert r.status_code == 303 and r.headers["location"] == "/console/conversations"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=1800" in cookie
+    assert "secure" not in cookie  # plain http here; https (or a https public URL) sets it
+    assert TOKEN not in r.headers["set-cookie"]
+    page = await client.get("/console/conversations")
+    assert page.status_code == 200 and "content-security-policy" in page.headers
+    assert "+1********23" in page.text and ANN not in page.text and TOKEN not in page.text
+    assert 'hx-trigger="every 2s"' in page.text
+    rows = await client.get("/console/conversations/rows?outcome=booked", headers={"HX-Request": "true"})
+    assert rows.text.lstrip().startswith("<tbody") and "booked" in rows.text
+    none = await client.get("/console/conversations/rows?outcome=nothing_like_it")
+    assert "No conversations match" in none.text
+    bad = await client.get("/console/conversations?date=yesterday")
+    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.text and "Traceback" not in bad.text
+
+
+async def test_transcript_escapes_what_a_caller_wrote(client: Any, env: Env) -> None:
+    await env.converse(ANN, ["hi", "<script>alert(1)</script>"])
+    await sign_in(client)
+    listing = await client.get("/console/conversations")
+    conv = re.search(r'href="/console/conversations/([^"]+)"', listing.text)
+    assert conv
+    page = await client.get(f"/console/conversations/{conv.group(1)}")
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "Caller" in page.text and "+1********23" in page.text and ANN not in page.text
+    missing = await client.get("/console/conversations/nope")
+    assert missing.status_code in (400, 404) and "Traceback" not in missing.text
+
+
+async def test_changes_need_the_csrf_token(client: Any, env: Env) -> None:
+    await sign_in(client)
+    page = await client.get("/console/flows/dental_booking/edit")
+    source = re.search(r'<textarea id="source"[^>]*>(.*?)</textarea>', page.text, re.S)
+    assert source
+    r = await client.post("/console/flows/dental_booking/check", data={"source": "flow: x"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    r = await client.post("/console/flows/dental_booking/save", data={"source": "flow: x", "csrf": "forged"})
+    assert r.status_code == 403
+    r = await client.post("/console/logout", data={})
+    assert r.status_code == 403
+
+
+async def test_check_save_and_rollback(client: Any, env: Env) -> None:
+    import html
+
+    await sign_in(client)
+    page = await client.get("/console/flows/dental_booking/edit")
+    csrf = csrf_of(page.text)
+    first = re.search(r'id="serving">([0-9a-f]+)<', page.text)
+    assert first
+    source = html.unescape(re.search(r'<textarea id="source"[^>]*>(.*?)</textarea>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    broken = source.replace("states:", "statez:", 1)
+    hx = {"HX-Request": "true", "X-CSRF-Token": csrf}
+    r = await client.post("/console/flows/dental_booking/check", data={"source": broken}, headers=hx)
+    assert r.status_code == 200 and 'data-severity="error"' in r.text and "data-line=" in r.text
+    r = await client.post("/console/flows/dental_booking/save", data={"source": broken}, headers=hx)
+    assert r.status_code == 200 and "Not saved" in r.text
+    assert (await env.runtime.catalog.latest("dental_booking")).revision == first.group(1)
+    changed = source.replace("Thanks", "Thank you", 1) if "Thanks" in source else source + "\n# edited\n"
+    r = await client.post("/console/flows/dental_booking/check", data={"source": changed}, headers=hx)
+    assert "No problems" in r.text and 'class="d-add"' in r.text
+    r = await client.post("/console/flows/dental_booking/save", data={"source": changed}, headers=hx)
+    assert r.status_code == 200 and r.headers["hx-redirect"].startswith("/console/flows/dental_booking/edit?saved=")
+    second = (await env.runtime.catalog.latest("dental_booking")).revision
+    assert second != first.group(1)
+    r = await client.post("/console/flows/dental_booking/rollback", data={"revision": first.group(1), "csrf": csrf})
+    assert r.status_code == 303
+    third = await env.runtime.catalog.latest("dental_booking")
+    assert third.revision not in (first.group(1), second)
+    restored = await env.runtime.store.get_revision(third.revision)
+    assert restored is not None and restored.startswith(source.rstrip("\n"))
+    assert await env.runtime.store.latest_revision("dental_booking") == third.revision  # every process serves it
+    audit = await client.get("/api/audit", headers={"Authorization": f"Bearer {TOKEN}"})
+    actions = [e["action"] for e in audit.json()]
+    assert "POST /console/flows/{flow_id}/rollback" in actions and "POST /console/flows/{flow_id}/save" in actions
+
+
+async def test_funnel_diagram_and_bookings_pages(client: Any, env: Env) -> None:
+    await env.converse(ANN, BOOK)
+    await sign_in(client)
+    funnel = await client.get("/console/flows/dental_booking/funnel")
+    assert funnel.status_code == 200 and 'id="funnel-data"' in funnel.text and "chart.umd.min.js" in funnel.text
+    diagram = await client.get("/console/flows/dental_booking/diagram")
+    assert diagram.status_code == 200 and 'sandbox="allow-scripts"' in diagram.text
+    drawn = await client.get("/console/flows/dental_booking/diagram.html")
+    assert drawn.status_code == 200 and "ask_name" in drawn.text
+    assert "sha256-" in drawn.headers["content-security-policy"]
+    bookings = await client.get("/console/bookings")
+    assert bookings.status_code == 200 and "+1********23" in bookings.text and "upcoming" in bookings.text
+    static = await client.get("/console/static/vendor/htmx.min.js")
+    assert static.status_code == 200
+
+
+async def test_too_many_wrong_tokens_answer_429(client: Any) -> None:
+    codes = [(await sign_in(client, f"guess-{n}")).status_code for n in range(25)]
+    assert codes[:20] == [401] * 20 and codes[-1] == 429
+    r = await sign_in(client, "guess")
+    assert "too many wrong tokens" in r.text and "console_session" not in r.headers.get("set-cookie", "")
+
+
+async def test_the_cookie_is_secure_behind_https_and_expires(env: Env) -> None:
+    import time
+
+    import httpx
+
+    from orchestrator.web.app import create_app
+    from orchestrator.web.console import session
+
+    app = create_app(env.runtime.settings, runtime=env.runtime, start_background=False)
+    app.state.runtime = env.runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as c:
+        r = await sign_in(c)
+        assert "secure" in r.headers["set-cookie"].lower()
+        value = r.cookies["console_session"]
+    assert session.read(env.runtime.settings, value, time.time()) is not None
+    assert session.read(env.runtime.settings, value, time.time() + session.SESSION_SECONDS + 1) is None
+    forged = value[:-2] + ("AA" if not value.endswith("AA") else "BB")
+    assert session.read(env.runtime.settings, forged, time.time()) is None
+    ref = session.seal(env.runtime.settings, "+15555550100:+15555550123~1")
+    assert "5555" not in ref and session.unseal(env.runtime.settings, ref) == "+15555550100:+15555550123~1"
+    assert session.unseal(env.runtime.settings, ref[:-2] + "xx") is None
