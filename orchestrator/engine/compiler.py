@@ -91,6 +91,10 @@ class CompiledState:
     save: str | None = None
     end: str | None = None  # outcome when the state ends the conversation
     waits: bool = False  # ask / record: the turn stops here for an answer
+    fill: bool = False  # ask: may be filled by a message answering an earlier ask (fill ahead)
+    confirms: bool = False  # ask: `confirm:` reads the value back before going on
+    confirm: Prompt | None = None  # ask: the read-back template (`confirm: "..."`), else the built-in words
+    branches: bool = False  # ask: some choice has its own route (the path ahead depends on the answer)
 
 
 @dataclass(slots=True)
@@ -122,6 +126,8 @@ class CompiledFlow:
     consent_notice: Prompt
     hours: OpeningHours
     uses_hours: bool = False  # a template or condition reads open_now / next_open
+    answers: dict[str, Prompt] = field(default_factory=dict)  # `answers:` name -> its reply
+    answer_matcher: IntentMatcher | None = None  # the answers' phrases (negation-aware, like intents)
     filename: str = "<flow>"
 
     @property
@@ -310,6 +316,7 @@ def _compile_state(
                                         message=f"state {name!r}: bad pattern {state.pattern!r}: {bad.message}",
                                         hint=bad.hint)])
         choices = static_choices(state)
+        fill = flow.settings.fill_ahead if state.fill_ahead is None else state.fill_ahead
         return CompiledState(
             name, "ask", state, routes, _texts(engine, state.ask, state, "ask"),
             _texts(engine, state.reprompt, state, "reprompt"),
@@ -318,6 +325,9 @@ def _compile_state(
             matcher=choice_matcher(choices) if choices and not state.choices_from else None,
             max_retries=flow.settings.max_retries if state.max_retries is None else state.max_retries,
             save=state.save, waits=True,
+            fill=fill and not state.choices_from, confirms=bool(state.confirm),
+            confirm=compile_text(engine, state.confirm) if isinstance(state.confirm, str) else None,
+            branches=any(cid in routes for cid in (state.choices or {})),
         )
     if isinstance(state, schema.CallState):
         return CompiledState(
@@ -392,7 +402,7 @@ def compile_flow(
     engine = TemplateEngine(settings.timezone, settings.language, flow_choice_labels(flow))
     states = {name: _compile_state(name, st, flow, engine, where) for name, st in flow.states.items()}
     machine = build_machine(flow, {name: cs.routes for name, cs in states.items()})
-    texts = msgspec.json.encode([flow.states, flow.settings])  # only to see whether hours are asked
+    texts = msgspec.json.encode([flow.states, flow.settings, flow.answers])  # only to see whether hours are asked
     timezone = ZoneInfo(settings.timezone)
     return CompiledFlow(
         flow=flow, revision=revision, machine=machine, states=states, settings=settings,
@@ -404,6 +414,9 @@ def compile_flow(
         consent_notice=compile_text(engine, settings.consent_notice),
         hours=OpeningHours.from_settings(settings, timezone),
         uses_hours=b"open_now" in texts or b"next_open" in texts,
+        answers={name: compile_text(engine, a.say) for name, a in flow.answers.items()},
+        answer_matcher=IntentMatcher({name: schema.Intent(goto=name, match=a.match)
+                                      for name, a in flow.answers.items()}) if flow.answers else None,
         filename=where,
     )
 

@@ -12,7 +12,11 @@ Semantics worth knowing (see also the README):
   `hangup`, `timeout`, `dial`, `recording`, `empty`, `reaction` and `undelivered` after the
   end are recorded and ignored (a late recording is still saved), except an `undelivered`
   when the state the conversation ended at routes it (below).
-- At an ask: global intents first, then the typed answer. `max_retries` failed answers
+- At an ask: a read-back waiting for yes/no (`confirm:`), global intents, a question an
+  `answers:` entry replies to (the ask is repeated), a correction ("actually ...") of this
+  or an earlier answer, then the typed answer; the same message fills the asks ahead whose
+  values it holds (`reading`, SPEC §8), and those are skipped when reached.
+- Retries: `max_retries` failed answers
   are re-asked; the next failure takes `on.fail`, else the flow's `defaults.fail`, else the
   built-in fallback: an apology, staff notified with what was collected (the summary), and
   the outcome `not_understood` (a lead is never silently dropped).
@@ -38,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from orchestrator.engine import reading as readers
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
 from orchestrator.engine.summary import build as build_summary
@@ -65,6 +70,9 @@ LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
 TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
 CLOSED_NOTICE = "We're closed on {day}."
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
+FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answered, {state: [value, choice]}
+CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -248,10 +256,8 @@ class _Turn:
                 break
         self.note(f"opening message answered {state.name}: {choice_id}")
         value: Any = values.get(choice_id, choice_id)
-        if state.save:
-            self._save(state.save, value)
-        trigger = choice_id if choice_id in state.routes else "next"
-        await self._enter(self._route(state, trigger))
+        self._fill_and_go_on(state, value, choice_id, text)
+        await self._enter(self._accepted(state, value, choice_id))
 
     def _after_end(self) -> None:
         ev, s = self.event, self.session
@@ -281,8 +287,19 @@ class _Turn:
             kind = state.kind
             next_name: str | None
             if kind == "ask":
-                self._ask(state)
-                return
+                filled = s.vars.get(FILLED_KEY)
+                if not filled or name not in filled:
+                    self._ask(state)
+                    return
+                rest = dict(filled)
+                value, choice_id = rest.pop(name)
+                s.vars[FILLED_KEY] = rest
+                if state.confirms:
+                    self._read_back(state, value, choice_id)
+                    return
+                self.note(f"filled ahead: {name}")
+                name = self._accepted(state, value, choice_id)
+                continue
             if kind == "say":
                 self._say(state)
                 if state.end:
@@ -342,7 +359,7 @@ class _Turn:
                 session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
                 language=settings.language, now=self.now, settings=settings, vars=s.vars,
             )
-            result = await self.engine.connectors.call(state.action, args, ctx, state.timeout_seconds)
+            result = await self._book_or_move(state, args, ctx)
         ms = round((time.perf_counter() - started) * 1000, 2)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="call", text=state.action,
@@ -363,6 +380,28 @@ class _Turn:
             self.finish("error", SORRY_ERROR)
             return None
         return self._route(state, trigger)
+
+    async def _book_or_move(self, state: CompiledState, args: Any, ctx: CallContext) -> ConnectorResult:
+        """A `*.book` reached again after a correction moves the booking already made (its
+        `reschedule`, else `cancel` then `book`): a customer never ends up booked twice."""
+        connectors, action = self.engine.connectors, state.action
+        made = self.session.vars.get(state.save) if state.save and action.endswith(".book") else None
+        if not isinstance(made, Mapping) or not made.get("id") or not isinstance(args, dict):
+            return await connectors.call(action, args, ctx, state.timeout_seconds)
+        prefix = action.rsplit(".", 1)[0]
+        if connectors.has_action(f"{prefix}.reschedule"):
+            self.note(f"moving booking {made['id']} ({prefix}.reschedule)")
+            return await connectors.call(f"{prefix}.reschedule", {"booking_id": made["id"], "slot": args.get("slot")},
+                                         ctx, state.timeout_seconds)
+        if connectors.has_action(f"{prefix}.cancel"):
+            cancelled = await connectors.call(f"{prefix}.cancel", {"booking_id": made["id"]}, ctx,
+                                              state.timeout_seconds)
+            if cancelled.outcome not in ("ok", "empty"):
+                return cancelled
+            self.note(f"cancelled booking {made['id']} before booking the corrected slot")
+        else:
+            self.note(f"booking {made['id']} cannot be moved ({prefix} has no reschedule or cancel): booking again")
+        return await connectors.call(action, args, ctx, state.timeout_seconds)
 
     def _closed_notice(self, state: CompiledState, day: str) -> None:
         try:
@@ -442,7 +481,7 @@ class _Turn:
         return out, values
 
     async def _answer(self, state: CompiledState) -> None:
-        ev, settings = self.event, self.compiled.settings
+        ev, settings, s = self.event, self.compiled.settings, self.session
         idiom = self._idiom()
         if ev.kind == "empty":
             await self._failed(state, NOT_HEARD if idiom == "voice" else NOT_RECEIVED)
@@ -453,6 +492,12 @@ class _Turn:
         choices, values = self._choices(state)
         ids = {c.id for c in choices}
         picked = ev.choice_id if ev.kind == "choice" and ev.choice_id in ids else None
+        pending = s.vars.get(CONFIRM_KEY)
+        if pending is not None and pending.get("state") != state.name:
+            pending = None
+        if picked is None and pending is not None and pending.get("value") is not None and text:
+            await self._confirming(state, pending, text)
+            return
         intents = self.compiled.intent_matcher
         if picked is None and intents is not None and text and choices:
             # the ask's own choices outrank a global intent ("Me da igual" is that choice,
@@ -466,39 +511,158 @@ class _Turn:
                 self.note(f"intent {intent}")
                 await self._enter(self._route(state, INTENT_PREFIX + intent))
                 return
+        if picked is None and text and self.compiled.answer_matcher is not None and readers.is_question(text):
+            answer = self.compiled.answer_matcher.match(text)
+            if answer is not None:
+                self.note(f"answered question: {answer}")
+                self._emit(Outbound(kind="say", text=self._render(self.compiled.answers[answer], state.name),
+                                    state=state.name))
+                self._ask(state)
+                return
         if picked is None and ev.kind == "speech" and ev.confidence is not None \
                 and ev.confidence < settings.speech_confidence:
             await self._failed(state, LOW_CONFIDENCE)
             return
         choice_id: str | None
-        hint: str | None
+        hint: str | None = None
+        ok = False
+        value: Any = None
+        choice_id = None
         if picked is not None:
-            ok, value, choice_id, hint = True, picked, picked, None
-        else:
+            ok, value, choice_id = True, picked, picked
+        elif text and ev.kind != "digits":
+            reading = readers.Reading(self, state, text, choices)
+            if reading.correction is not None:
+                found = reading.current_corrected()
+                if found is not None:
+                    ok, value, choice_id = True, found.value, found.choice_id
+                elif await self._correct_earlier(state, reading):
+                    return
+        if not ok:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
                 pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
                 first_only=getattr(state.spec, "first_only", False),
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
+            if not ok and text and ev.kind != "digits" and state.fill:
+                found = readers.Reading(self, state, text, choices).current_in_message()
+                if found is not None:
+                    ok, value, choice_id = True, found.value, found.choice_id
         if not ok and text and self.engine.understander is not None:
-            found = await self._understood(state, text, choices)
-            if found is not None and found.intent is not None and INTENT_PREFIX + found.intent in state.routes:
-                await self._enter(self._route(state, INTENT_PREFIX + found.intent))
+            extracted = await self._understood(state, text, choices)
+            if (extracted is not None and extracted.intent is not None
+                    and INTENT_PREFIX + extracted.intent in state.routes):
+                await self._enter(self._route(state, INTENT_PREFIX + extracted.intent))
                 return
-            if found is not None and state.name in found.values:
-                ok, value, choice_id = True, found.values[state.name], found.choice
+            if extracted is not None and state.name in extracted.values:
+                ok, value, choice_id = True, extracted.values[state.name], extracted.choice
         if not ok:
             await self._failed(state, hint)
             return
         if choice_id is not None and choice_id in values:
             value = values[choice_id]
-        elif state.input == "yes_no" and isinstance(value, bool):
+        if state.confirms:
+            if ev.kind not in ("digits", "choice"):
+                self._fill_and_go_on(state, value, choice_id, text, acknowledge=False)
+            self._read_back(state, value, choice_id, spell=bool(pending and pending.get("spell")))
+            return
+        if ev.kind not in ("digits", "choice"):
+            self._fill_and_go_on(state, value, choice_id, text)
+        await self._enter(self._accepted(state, value, choice_id))
+
+    def _accepted(self, state: CompiledState, value: Any, choice_id: str | None) -> str:
+        """An ask's answer taken: saved, and the route it picks (its choice, yes/no, or next)."""
+        if choice_id is None and state.input == "yes_no" and isinstance(value, bool):
             choice_id = "yes" if value else "no"  # `on: {yes: ..., no: ...}`
         if state.save:
             self._save(state.save, value)
         trigger = choice_id if choice_id is not None and choice_id in state.routes else "next"
-        await self._enter(self._route(state, trigger))
+        return self._route(state, trigger)
+
+    def _fill_and_go_on(self, state: CompiledState, value: Any, choice_id: str | None, text: str,
+                        *, acknowledge: bool = True) -> None:
+        """Fill the asks ahead that this message answers too, and say what was understood."""
+        if not self.compiled.settings.fill_ahead or len(text.split()) < 2:
+            return  # one word answers one question (a menu digit, "cleaning", "tomorrow")
+        fills = readers.Reading(self, state, text, []).ahead(value, choice_id)
+        if not fills:
+            return
+        filled = dict(self.session.vars.get(FILLED_KEY) or {})
+        for ahead, found in fills:
+            filled[ahead.name] = [found.value, found.choice_id]
+        self.session.vars[FILLED_KEY] = filled
+        self.note("understood ahead: " + ", ".join(ahead.name for ahead, _ in fills))
+        if acknowledge:
+            said = readers.acknowledgement(self, [(state, value, choice_id)] + [
+                (ahead, found.value, found.choice_id) for ahead, found in fills])
+            if said:
+                self._emit(Outbound(kind="say", text=said, state=state.name))
+
+    async def _correct_earlier(self, state: CompiledState, reading: readers.Reading) -> bool:
+        """"actually / sorry / I mean" + a value of something collected before: replace it and
+        go on from the ask that collected it (asks answered since are kept, calls run again)."""
+        earlier = reading.earlier_corrected()
+        if earlier is None:
+            return False
+        asked, found = earlier
+        s = self.session
+        self.note(f"corrected {asked.name}")
+        filled = dict(s.vars.get(FILLED_KEY) or {})
+        after = False
+        for name in s.path:
+            if name == asked.name:
+                after = True
+                continue
+            other = self.compiled.states.get(name)
+            if (after and other is not None and other.kind == "ask" and other.save and name != state.name
+                    and not other.choices_from and other.save in s.vars and name not in filled):
+                saved = s.vars[other.save]
+                filled[name] = [saved, saved if isinstance(saved, str) and saved in other.routes else None]
+        s.vars[FILLED_KEY] = filled
+        s.vars.pop(CONFIRM_KEY, None)
+        said = readers.acknowledgement(self, [(asked, found.value, found.choice_id)], correction=True)
+        if said:
+            self._emit(Outbound(kind="say", text=said, state=state.name))
+        await self._enter(self._accepted(asked, found.value, found.choice_id))
+        return True
+
+    def _read_back(self, state: CompiledState, value: Any, choice_id: str | None, *, spell: bool = False) -> None:
+        """`confirm:`: wait at the ask with the value read back (spelled out after a "no")."""
+        shown = readers.shown(self, state, value, choice_id, spell=spell)
+        self.session.vars[CONFIRM_KEY] = {"state": state.name, "value": value, "choice": choice_id, "spell": spell}
+        self._ctx = None
+        if state.confirm is not None:
+            text = self._render_with(state.confirm, state.name, value=shown)
+        else:
+            text = readers.CONFIRM_TEXT.format(value=shown)
+        self._emit(Outbound(kind="ask", text=text, state=state.name, input="yes_no"))
+
+    async def _confirming(self, state: CompiledState, pending: Mapping[str, Any], text: str) -> None:
+        s = self.session
+        verdict, new = readers.Reading(self, state, text, self._choices(state)[0]).confirmation()
+        if new is not None:
+            self._read_back(state, new.value, new.choice_id, spell=True)
+            return
+        if verdict is True:
+            s.vars.pop(CONFIRM_KEY, None)
+            self.note(f"confirmed {state.name}")
+            await self._enter(self._accepted(state, pending.get("value"), pending.get("choice")))
+            return
+        if verdict is False:
+            s.vars[CONFIRM_KEY] = {"state": state.name, "value": None, "choice": None, "spell": True}
+            self.note(f"not confirmed {state.name}")
+            self._ask(state, reprompt=f"{readers.SORRY_AGAIN} {self._text(state)}".strip())
+            return
+        s.retries += 1
+        if s.retries > state.max_retries:
+            s.vars.pop(CONFIRM_KEY, None)
+            await self._failed(state, None)
+            return
+        shown = readers.shown(self, state, pending.get("value"), pending.get("choice"),
+                                 spell=bool(pending.get("spell")))
+        self._emit(Outbound(kind="ask", text=readers.CONFIRM_AGAIN.format(value=shown), state=state.name,
+                            input="yes_no", reprompt=True))
 
     async def _understood(self, state: CompiledState, text: str, choices: list[OutChoice]) -> Extraction | None:
         """The language model's reading of an answer the rules did not understand (SPEC §8),
@@ -652,6 +816,12 @@ class _Turn:
         except Exception as exc:
             raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
 
+    def _render_with(self, template: Prompt, where: str, **extra: Any) -> str:
+        try:
+            return template.render({**self.ctx(), **extra})
+        except Exception as exc:
+            raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
+
     def _now_dt(self) -> datetime:
         if self._dt is None:  # once per turn: the clock does not move within it
             self._dt = datetime.fromtimestamp(self.now, self.compiled.timezone)
@@ -679,7 +849,8 @@ class _Turn:
                 builtins["next_open"] = opening.isoformat(timespec="seconds") if opening else None
             ctx = dict(builtins)
             ctx.update(s.vars)
-            ctx.pop(CONTACT_KEY, None)
+            for key in _ENGINE_KEYS:
+                ctx.pop(key, None)
             ctx["sys"] = builtins
             self._ctx = ctx
         return self._ctx

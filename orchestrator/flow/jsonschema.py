@@ -55,6 +55,8 @@ DESCRIPTIONS: dict[str, str] = {
                  "built-in (the built-in stays reachable as sys.<name>).",
     "Flow.settings": "Timezone, language, retries, opening hours and channel behaviour.",
     "Flow.intents": "Global intents: they can interrupt any question (ask state).",
+    "Flow.answers": "Questions answered at any ask, which is then repeated: `hours: {match: [open, hours], "
+                    "say: \"We're open ...\"}` (replies only to a message that is a question).",
     "Flow.defaults": "Routes for every state that does not route them itself: {fail, timeout, error}.",
     "Flow.states": "The states by name. A state's kind is the key it holds: say, ask, call, branch, handoff, "
                    "record or end.",
@@ -98,6 +100,9 @@ DESCRIPTIONS: dict[str, str] = {
                                "applies ORCHESTRATOR_RETENTION_DAYS server-wide.",
     "Settings.staff_notify": "Phone number (E.164) told by SMS about handoffs and about conversations ending "
                              "booked, handed_off, message_taken, callback_requested or not_understood.",
+    "Settings.fill_ahead": "One message fills every ask ahead on the path whose value it holds "
+                           "unambiguously (\"this is Maria, a cleaning tomorrow at 10\"); false: one answer per "
+                           "question.",
     "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
     "Settings.summary": "A template for the text of the conversation's summary (the staff message, "
@@ -120,6 +125,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Defaults.error": "State for a call whose connector failed (also empty / conflict when not routed) and "
                       "that has no on.error.",
     # -- Intent
+    "Answer.match": "Words or phrases of a question that this answer replies to (\"open\", \"address\").",
+    "Answer.say": "The reply (a template); the question being asked is repeated after it.",
     "Intent.match": "Words or phrases that trigger the intent in any answer.",
     "Intent.dtmf": "Voice: a keypad key that triggers the intent.",
     "Intent.goto": "The state the intent jumps to.",
@@ -167,6 +174,10 @@ DESCRIPTIONS: dict[str, str] = {
                            "last name is not wanted; the reprompt then asks for just the name.",
     "AskState.pattern": "A regular expression the (text) answer must match (RE2: no backreferences or lookaround).",
     "AskState.max_retries": "Re-asks for this ask before on.fail (default: settings.max_retries).",
+    "AskState.fill_ahead": "false: this ask is always asked, never filled from a message that answered an "
+                           "earlier question (default: settings.fill_ahead).",
+    "AskState.confirm": "true, or a template using {{ value }}: read the answer back and go on only after a "
+                        "yes; a no (or a corrected value) asks again, names, phones and emails then spelled out.",
     "AskState.next": "The state after an understood answer (unless on names the choice).",
     "AskState.on": "Routes: a choice id, yes / no (yes_no), fail (not understood), timeout (no reply), "
                    "undelivered (the question could not be delivered).",

@@ -290,7 +290,7 @@ def describe(path: str) -> str:
     parts = [m.group(1) if m.group(1) is not None else f"[{m.group(2)}]" for m in _PATH_SEGMENT.finditer(path)]
     if not parts:
         return "the flow file"
-    head = {"states": "state", "intents": "intent"}.get(parts[0])
+    head = {"states": "state", "intents": "intent", "answers": "answer"}.get(parts[0])
     if head and len(parts) >= 2:
         where = f"{head} '{parts[1]}'"
         rest = _join(parts[2:])
@@ -516,7 +516,7 @@ def _neutralise(raw: dict[str, Any], parts: PathKey, message: str) -> dict[str, 
     if section == "states":
         placeholder: dict[str, Any] = _replace(raw, parts[:2], {"end": "invalid"})
         return placeholder
-    if section in ("settings", "intents", "vars"):
+    if section in ("settings", "intents", "answers", "vars"):
         return {**raw, section: {k: v for k, v in raw[section].items() if k != name}}
     return None
 

@@ -89,6 +89,7 @@ class Settings(Base):
     staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
     summary: str | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
+    fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
 
 
 class Choice(Base):
@@ -104,6 +105,14 @@ class Intent(Base):
     goto: str
     match: list[str] = []
     dtmf: str | None = None
+
+
+class Answer(Base):
+    """Global: a question asked at any ask ("are you open saturday?") is answered and the ask
+    repeated."""
+
+    say: str
+    match: list[str] = []
 
 
 class ChannelOverride(Base):
@@ -148,6 +157,8 @@ class AskState(StateBase, tag="ask", kw_only=True):
     pattern: str | None = None  # regex the (text) answer must match
     first_only: bool = False  # a `name` ask: keep the first name alone (pets, "who should we ask for?")
     max_retries: int | None = None  # default settings.max_retries
+    fill_ahead: bool | None = None  # false: never filled from an earlier message (default settings.fill_ahead)
+    confirm: bool | str | None = None  # true or a template: read the value back, take yes / no / a correction
     next: str | None = None
     on: dict[str, str] = {}  # choice id | fail | timeout | undelivered -> state
 
@@ -212,6 +223,7 @@ class Flow(Base):
     vars: dict[str, Any] = {}
     settings: Settings = msgspec.field(default_factory=Settings)
     intents: dict[str, Intent] = {}
+    answers: dict[str, Answer] = {}
     defaults: Defaults = msgspec.field(default_factory=Defaults)
 
 

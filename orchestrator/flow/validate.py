@@ -253,6 +253,22 @@ class _Checker:
                          f"'{owners[intent.dtmf]}'", "give each intent its own key")
             owners.setdefault(intent.dtmf, iname)
 
+    def check_understanding(self) -> None:
+        """`answers:` and the asks' `confirm:` (SPEC §8)."""
+        for aname, answer in self.flow.answers.items():
+            if not any(phrase.strip() for phrase in answer.match):
+                self.add(f"$.answers.{aname}", f"answer '{aname}' has no match: it would never be given",
+                         "add the words of the question it answers, e.g. match: [open, hours]")
+        for name, state in self.states.items():
+            if not isinstance(state, schema.AskState) or state.confirm is None or state.confirm is False:
+                continue
+            path = f"$.states.{name}.confirm"
+            if state.input == "yes_no":
+                self.warn(path, f"state '{name}' reads back a yes/no answer",
+                          "remove confirm: a yes or a no is not worth asking twice")
+            if isinstance(state.confirm, str):
+                self._parse_template(path, f"state '{name}' confirm", state.confirm)
+
     def check_reachable(self) -> None:
         """Report only the root causes of unreachable states.
 
@@ -508,6 +524,8 @@ class _Checker:
             if isinstance(state, schema.CallState):
                 for path, text in _strings(state.args, f"{base}.args"):
                     yield path, where, text, name
+        for aname, answer in self.flow.answers.items():
+            yield f"$.answers.{aname}.say", f"answer '{aname}'", answer.say, None
         settings = self.flow.settings
         yield "$.settings.reminder", "settings.reminder", settings.reminder, None
         yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice, None
@@ -582,6 +600,7 @@ class _Checker:
     def run(self) -> list[Diagnostic]:
         self.check_structure()
         self.check_intents()
+        self.check_understanding()
         self.check_reachable()
         self.check_connectors()
         self.check_saves()
