@@ -280,11 +280,12 @@ async def _compiled(runtime: Any, flow_id: str) -> Any:
 
 def _diagnostics(exc: FlowError) -> list[Diagnostic]:
     return [Diagnostic(file=d.file, line=d.line, col=d.col, message=d.message, hint=d.hint, path=d.path,
-                       text=d.format()) for d in exc.diagnostics]
+                       text=d.format(), severity=d.severity) for d in exc.diagnostics]
 
 
 def _report(diagnostics: list[Diagnostic]) -> ValidationReport:
-    return ValidationReport(valid=not diagnostics, errors=[d.text for d in diagnostics], diagnostics=diagnostics)
+    valid = not any(d.severity == "error" for d in diagnostics)
+    return ValidationReport(valid=valid, errors=[d.text for d in diagnostics], diagnostics=diagnostics)
 
 
 def _check_source(runtime: Any, flow_id: str, text: str) -> list[Diagnostic]:
@@ -382,15 +383,14 @@ async def put_flow(
 async def publish_flow(runtime: Any, flow_id: str, text: str) -> tuple[FlowRevision | None, list[Diagnostic]]:
     """Check `text` as the validate route does, then serve it as the flow's newest revision:
     (the revision, []) or (None, the problems; nothing stored). PUT /api/flows and the console."""
-    errors = await runtime.catalog.off_loop(_check_source, runtime, flow_id, text)
-    if not errors:
-        try:
-            compiled = await runtime.catalog.put_source(flow_id, text)
-        except FlowError as exc:
-            errors = _diagnostics(exc)
-    if errors:
-        return None, errors
-    return FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title), []
+    found = await runtime.catalog.off_loop(_check_source, runtime, flow_id, text)
+    if any(d.severity == "error" for d in found):
+        return None, found
+    try:
+        compiled = await runtime.catalog.put_source(flow_id, text)
+    except FlowError as exc:
+        return None, _diagnostics(exc)
+    return FlowRevision(id=flow_id, revision=compiled.revision, title=compiled.title, warnings=found), []
 
 
 async def rollback_flow(runtime: Any, flow_id: str, revision: str) -> tuple[FlowRevision | None, list[Diagnostic]]:

@@ -24,14 +24,6 @@ class FlowDetail(FlowSummary, kw_only=True):
     diagram: str  # mermaid
 
 
-class FlowRevision(msgspec.Struct, kw_only=True):
-    """PUT /api/flows/{id}: the revision now live."""
-
-    id: str
-    revision: str
-    title: str
-
-
 class Diagnostic(msgspec.Struct, kw_only=True):
     file: str
     line: int
@@ -40,10 +32,23 @@ class Diagnostic(msgspec.Struct, kw_only=True):
     hint: str | None
     path: str  # the node in the flow, e.g. $.states.menu.on
     text: str  # the CLI's one-line rendering: file:line:col: message (hint)
+    severity: str = "error"  # "warning" never refuses a flow
+
+
+class FlowRevision(msgspec.Struct, kw_only=True):
+    """PUT /api/flows/{id}: the revision now live."""
+
+    id: str
+    revision: str
+    title: str
+    # what validate warns about in the saved source: served anyway, as `orchestrator validate`
+    # passes a flow with warnings (only `--strict` refuses them)
+    warnings: list[Diagnostic] = msgspec.field(default_factory=list)
 
 
 class ValidationReport(msgspec.Struct, kw_only=True):
-    """POST /api/flows/{id}/validate (200), and PUT /api/flows/{id} when invalid (422)."""
+    """POST /api/flows/{id}/validate (200), and PUT /api/flows/{id} when invalid (422). `valid`
+    is true when nothing is an error (warnings alone do not refuse a flow)."""
 
     valid: bool
     errors: list[str]

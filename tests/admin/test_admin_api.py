@@ -88,6 +88,26 @@ async def test_validate_and_upload_revisions(client: Any, env: Env) -> None:
     assert ("PUT /api/flows/{flow_id:str}", "flow:dental_booking", 422) in puts
 
 
+async def test_a_flow_with_only_warnings_is_served_and_its_warnings_returned(client: Any, env: Env) -> None:
+    # as `orchestrator validate` passes a flow with warnings, so do the validate route and the upload
+    source = (await client.get("/api/flows/dental_booking", headers=AUTH)).json()["source"]
+    warned = source.replace("    on: {fail: handoff}\n", "", 1)
+    assert warned != source
+    report = (await client.post("/api/flows/dental_booking/validate", content=warned, headers=AUTH)).json()
+    assert report["valid"] and report["diagnostics"], report
+    assert {d["severity"] for d in report["diagnostics"]} == {"warning"}
+    assert any("built-in fallback" in d["message"] for d in report["diagnostics"])
+    put = await client.put("/api/flows/dental_booking", content=warned, headers=AUTH)
+    assert put.status_code == 200, put.text
+    assert [w["text"] for w in put.json()["warnings"]] == report["errors"]
+    assert (await client.get("/api/flows/dental_booking", headers=AUTH)).json()["revision"] == put.json()["revision"]
+    # an error beside the warning still refuses it
+    broken = warned.replace("next: find_slots", "next: find_slotz", 1)
+    refused = await client.put("/api/flows/dental_booking", content=broken, headers=AUTH)
+    assert refused.status_code == 422 and not refused.json()["valid"]
+    assert {d["severity"] for d in refused.json()["diagnostics"]} == {"warning", "error"}
+
+
 async def test_conversations_list_and_detail(client: Any, env: Env) -> None:
     await env.converse(ANN, BOOK)
     await env.converse(BOB, HOURS)
@@ -318,7 +338,8 @@ async def test_bad_put_answers_422_with_positioned_diagnostics(client: Any, env:
     body = answer.json()
     assert body["valid"] is False and body["errors"] == [d["text"] for d in body["diagnostics"]]
     [diag] = [d for d in body["diagnostics"] if "find_slotz" in d["message"]]
-    assert set(diag) == {"file", "line", "col", "message", "hint", "path", "text"}
+    assert set(diag) == {"file", "line", "col", "message", "hint", "path", "text", "severity"}
+    assert diag["severity"] == "error"
     assert diag["text"].startswith(f"{diag['file']}:{diag['line']}:{diag['col']}: {diag['message']}")
     assert diag["path"].startswith("$.states.")
     not_yaml = await client.put("/api/flows/dental_booking", content=b"flow: [", headers=AUTH)
