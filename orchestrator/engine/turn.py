@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
+from orchestrator.engine import sending
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
 from orchestrator.engine.summary import build as build_summary
@@ -355,11 +356,17 @@ class _Turn:
         except Exception as exc:
             result = ConnectorResult(outcome="error", detail=f"arguments failed to render: {exc}")
         else:
-            ctx = CallContext(
-                session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
-                language=settings.language, now=self.now, settings=settings, vars=s.vars,
-            )
-            result = await self._book_or_move(state, args, ctx)
+            if sending.is_send(state.action):  # built in: queued with the turn, sent by the outbox
+                message, result = sending.plan(state.name, args, staff=settings.staff_notify, channel=s.channel,
+                                               text_back=TEXT_BACK_CHANNEL)
+                if message is not None:
+                    self._emit(message)
+            else:
+                ctx = CallContext(
+                    session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
+                    language=settings.language, now=self.now, settings=settings, vars=s.vars,
+                )
+                result = await self._book_or_move(state, args, ctx)
         ms = round((time.perf_counter() - started) * 1000, 2)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="call", text=state.action,
@@ -777,7 +784,7 @@ class _Turn:
         self.messages.append(message)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="out", text=message.text,
-            data={"kind": message.kind, "state": message.state},
+            data={"kind": message.kind, "state": message.state, **({"via": message.via} if message.via else {})},
         ))
 
     def _save(self, name: str, value: Any) -> None:

@@ -401,6 +401,7 @@ class Runtime:
                                   revision=compiled.revision, within_window=within, created_at=now,
                                   window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if within else 0.0)
                 outbox.append(OutboxPut(item_id, _encoder.encode(item)))
+        outbox += self._sends(sid, session, compiled, result.messages, within=within, now=now)
         notes = notify.staff_messages(compiled, result)
         staff_adapter = (self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")) if notes else None
         for note in notes if staff_adapter else []:
@@ -409,7 +410,7 @@ class Runtime:
                               contact=note.target or "", messages=[note], revision=compiled.revision,
                               created_at=now)
             outbox.append(OutboxPut(item_id, _encoder.encode(item)))
-        reply_messages = result.messages if sync else []
+        reply_messages = [m for m in result.messages if m.kind != "send"] if sync else []
         step = turn_step(session) if sync and adapter.capabilities.idiom == "voice" else None
         lean, elided = compact_messages(compiled, reply_messages)
         stored = StoredReply(messages=lean, flow_choices=elided, revision=compiled.revision,
@@ -444,6 +445,31 @@ class Runtime:
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
+
+    def _sends(self, sid: str, session: Session, compiled: CompiledFlow, messages: list[Outbound], *,
+               within: bool, now: float) -> list[OutboxPut]:
+        """Outbox items for this turn's `message.send`s: each on the adapter of its channel (the
+        conversation's own adapter when it is that channel), to the contact or the number given.
+        The WhatsApp window is the conversation's only when the message stays on its channel."""
+        out: list[OutboxPut] = []
+        for message in messages:
+            if message.kind != "send" or not message.via:
+                continue
+            same = message.via == session.channel and not message.target
+            target = self._adapter_for_idiom(message.via, session.adapter if same else None)
+            if target is None:
+                log.error("session %s: message.send by %s, but no %s channel is configured; not sent",
+                          redact_phone(sid), message.via, message.via)
+                continue
+            open_window = within and same
+            item_id = f"{sid}|send-{secrets.token_hex(8)}"
+            item = OutboxItem(id=item_id, adapter=target, business=session.business,
+                              contact=message.target or session.contact,
+                              messages=[msgspec.structs.replace(message, kind="say", via=None, target=None)],
+                              revision=compiled.revision, within_window=open_window, created_at=now,
+                              window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if open_window else 0.0)
+            out.append(OutboxPut(item_id, _encoder.encode(item)))
+        return out
 
     async def _duplicate(self, channel: str, sid: str, raw: bytes) -> TurnReply:
         metrics.labelled(metrics.DUPLICATES, channel).inc()
