@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import msgspec
 import phonenumbers
 
 from orchestrator.engine import sending, summary
@@ -330,6 +331,20 @@ class _Checker:
                 hint = f"did you mean '{connector}.{close}'?" if close else None
                 self.add(path, f"state '{name}' calls unknown action '{state.call}'",
                          hint or f"'{connector}' has: {', '.join(actions) or 'no actions'}")
+                continue
+            self.check_args(name, state, self.connectors.get(connector).actions[action].args)
+
+    def check_args(self, name: str, state: schema.CallState, args_type: type) -> None:
+        """An argument the action does not take would be dropped without a word (a `stylist:`
+        that books with nobody in particular): refuse it, naming the ones it takes."""
+        try:
+            known = [f.encode_name for f in msgspec.structs.fields(args_type)]
+        except TypeError:  # not a Struct: the connector takes anything
+            return
+        for key in state.args if isinstance(state.args, dict) else {}:
+            if key not in known:
+                self.add(f"$.states.{name}.args.{key}", f"{state.call} has no argument '{key}'",
+                         did_you_mean(key, known) or f"its arguments: {', '.join(known) or 'none'}", key=True)
 
     def check_send(self, name: str, state: schema.CallState, action: str) -> None:
         """`message.send` is built in: its action, its arguments, and what it needs of settings."""
