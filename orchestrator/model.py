@@ -148,6 +148,17 @@ class Timer(msgspec.Struct, kw_only=True, omit_defaults=True):
     turns: int
 
 
+class ReminderDue(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An appointment reminder a booking of this turn scheduled: at `due`, start `flow` with
+    the contact, unless booking `booking_id` no longer starts at `start` (cancelled, moved)."""
+
+    due: float
+    flow: str
+    booking_id: str
+    start: str  # the booking's ISO start, as the connector gave it
+    channel: str = "sms"  # the text channel it goes out on
+
+
 class TurnResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What one engine turn produced: the new session, what to say, what to record."""
 
@@ -157,3 +168,4 @@ class TurnResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     timer: Timer | None = None  # the no-reply timer to (re)arm; None clears it
     ended: bool = False
     summary: dict[str, Any] | None = None  # at the end: name, reason, wanted, outcome, booking
+    reminders: list[ReminderDue] = []  # appointment reminders of the bookings made in this turn

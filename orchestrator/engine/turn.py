@@ -43,13 +43,22 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
-from orchestrator.engine import sending
+from orchestrator.engine import reminders, sending
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
 from orchestrator.engine.summary import build as build_summary
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.logs import redact_phone
-from orchestrator.model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from orchestrator.model import (
+    Event,
+    Outbound,
+    OutChoice,
+    ReminderDue,
+    Session,
+    Timer,
+    TranscriptEntry,
+    TurnResult,
+)
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry, ConnectorResult
 from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 
@@ -144,8 +153,8 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
-                 "steps", "summary", "transcript")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "due_reminders", "engine", "event", "messages", "now",
+                 "session", "steps", "summary", "transcript")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -155,6 +164,7 @@ class _Turn:
         self.now = now
         self.messages: list[Outbound] = []
         self.transcript: list[TranscriptEntry] = []
+        self.due_reminders: list[ReminderDue] = []
         self.steps = 0
         self.summary: dict[str, Any] | None = None
         self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
@@ -374,6 +384,8 @@ class _Turn:
         ))
         if result.outcome in ("ok", "empty") and state.save:
             self._save(state.save, result.value)
+        if result.outcome == "ok" and settings.reminders and reminders.is_booking(state.action):
+            self.due_reminders += reminders.plan(settings, result.value, now=self.now, channel=s.channel)
         if result.closed and result.outcome in ("ok", "empty"):
             if "closed" in state.routes:  # the flow says it in its own words
                 return self._route(state, "closed")
@@ -881,5 +893,5 @@ class _Turn:
             log.info("conversation %s ended: %s", redact_phone(s.id), s.outcome)
         return TurnResult(
             session=s, messages=self.messages, transcript=self.transcript, timer=timer,
-            ended=s.status == "ended", summary=self.summary,
+            ended=s.status == "ended", summary=self.summary, reminders=self.due_reminders,
         )

@@ -36,7 +36,7 @@ import jinja2.nodes
 import msgspec
 import phonenumbers
 
-from orchestrator.engine import sending, summary
+from orchestrator.engine import reminders, sending, summary
 from orchestrator.engine.inputs import normalise
 from orchestrator.errors import Diagnostic, FlowError
 from orchestrator.flow import patterns, schema, templates
@@ -596,6 +596,11 @@ class _Checker:
 
     def check_settings(self) -> None:
         s = self.flow.settings
+        try:
+            reminders.sending_window(s.sending_hours)
+        except ValueError as exc:
+            self.add("$.settings.sending_hours", str(exc).partition(": ")[0],
+                     str(exc).partition(": ")[2] or None)
         try:
             ZoneInfo(s.timezone)
         except (ZoneInfoNotFoundError, ValueError):

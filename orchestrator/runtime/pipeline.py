@@ -56,7 +56,9 @@ from orchestrator.stores.base import (
     OutboxPut,
     SessionStore,
     TimerSet,
+    parse_reminder_member,
     parse_timer_member,
+    reminder_member,
     require_format,
     timer_member,
 )
@@ -129,6 +131,9 @@ class Runtime:
         )
 
         self.recorder = Recorder(store, settings.retention_seconds)
+        from orchestrator.runtime.reminders import ReminderFirer
+
+        self._reminders = ReminderFirer(self)
 
     @classmethod
     async def create(
@@ -434,6 +439,7 @@ class Runtime:
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
             side=[record] if record is not None else [],
+            reminders=[TimerSet(r.due, reminder_member(sid, _encoder.encode(r))) for r in result.reminders],
         )
         await self.store.commit(sid, begun.token, commit)
         if outbox:
@@ -490,15 +496,17 @@ class Runtime:
     # ------------------------------------------------------------------ outbound
     async def start_outbound(
         self, address: Address, channel: str, flow_id: str, vars: dict[str, Any] | None = None,
+        *, delivery_id: str | None = None,
     ) -> TurnReply:
-        """Start `flow_id` for a contact (admin API, missed-call text-back). The first messages
-        go out through the outbox. OptedOut when the contact said STOP."""
+        """Start `flow_id` for a contact (admin API, missed-call text-back, reminders). The first
+        messages go out through the outbox. OptedOut when the contact said STOP. `delivery_id`
+        makes the start idempotent (a reminder fired twice starts once)."""
         if await self.store.is_opted_out(address.contact):
             raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
         adapter = self.channels.get(channel)
         sid = f"{address.business}:{address.contact}"
         event = Event(kind="start", channel=adapter.capabilities.idiom,
-                      provider_id=f"outbound:{uuid.uuid4().hex[:16]}")
+                      provider_id=delivery_id or f"outbound:{uuid.uuid4().hex[:16]}")
         with correlation(event.provider_id):
             reply = await self._turn(TurnRequest(channel=channel, address=address, session_id=sid, event=event,
                                                  flow_id=flow_id, vars=vars, outbound=True))
@@ -548,6 +556,10 @@ class Runtime:
         """Fire every due no-reply timer once (across processes); returns how many turned."""
         fired = 0
         for member in await self.store.claim_due_timers(self.clock(), limit):
+            reminder = parse_reminder_member(member)
+            if reminder is not None:
+                fired += await self._reminders.fire(member, *reminder)
+                continue
             sid, turns = parse_timer_member(member)
             try:
                 raw = await self.store.load(sid)
