@@ -30,6 +30,7 @@ from orchestrator.engine.timeparse import Want, parse_when
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.flow import patterns, schema
 from orchestrator.flow.templates import language_region
+from orchestrator.languages.messages import Catalogue, catalogue
 from orchestrator.model import OutChoice
 
 __all__ = [
@@ -58,10 +59,22 @@ class InputResult:
     value: Any = None
     choice_id: str | None = None
     reprompt: str | None = None
+    hint: tuple[str, Mapping[str, Any]] | None = None  # the reprompt's catalogue key and fields
 
 
 def _fail(reprompt: str) -> InputResult:
     return InputResult(False, reprompt=reprompt)
+
+
+def _hint(key: str, **fields: Any) -> InputResult:
+    """A failed answer whose reprompt is the catalogue's `key` (English here; the engine says
+    it in the contact's language with `hint_in`)."""
+    return InputResult(False, reprompt=hint_in(catalogue(), key, fields), hint=(key, fields))
+
+
+def hint_in(words: Catalogue, key: str, fields: Mapping[str, Any]) -> str:
+    """A reprompt hint in one language: a list field (`options`) joined with its "or"."""
+    return words.say(key, **{k: words.options(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 # ------------------------------------------------------------------ text helpers
@@ -214,23 +227,17 @@ class ChoiceMatcher:
                 self.digits[choice.dtmf] = choice.id
         self.labels = {c.id: c.label for c in self.choices}
 
+    def options(self, ids: Sequence[str] | None = None) -> list[str]:
+        return [self.labels[i] for i in ids] if ids else [c.label for c in self.choices]
+
     def options_text(self, ids: Sequence[str] | None = None) -> str:
-        labels = [self.labels[i] for i in ids] if ids else [c.label for c in self.choices]
-        if len(labels) <= 1:
-            return "".join(labels)
-        return ", ".join(labels[:-1]) + " or " + labels[-1]
+        return catalogue().options(self.options(ids))
 
     def _not_understood(self, idiom: Idiom = "text") -> InputResult:
-        if idiom == "voice":
-            return _fail(f"Sorry, I didn't catch that. Please say {self.options_text()}, or press its number.")
-        return _fail(
-            f"Sorry, I didn't catch that. Please choose {self.options_text()}"
-            f" (you can also reply with its number)."
-        )
+        return _hint("choice_voice" if idiom == "voice" else "choice_text", options=self.options())
 
     def _ambiguous(self, ids: Sequence[str]) -> InputResult:
-        unique = list(dict.fromkeys(ids))
-        return _fail(f"Sorry, did you mean {self.options_text(unique)}?")
+        return _hint("did_you_mean", options=self.options(list(dict.fromkeys(ids))))
 
     def match(self, text: str, *, idiom: Idiom = "text", fuzzy: bool = True) -> InputResult:
         """`fuzzy=False` leaves out the typo step: what the engine asks before global intents,
@@ -402,12 +409,11 @@ def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | 
 def _text(text: str, pattern: patterns.Pattern | str | None, idiom: Idiom = "text") -> InputResult:
     value = text.strip()
     if not value:
-        again = "say it again" if idiom == "voice" else "type it again"
-        return _fail(f"Sorry, I didn't get an answer. Could you {again}?")
+        return _hint("no_answer_voice" if idiom == "voice" else "no_answer_text")
     if isinstance(pattern, str):
         pattern = patterns.compile_pattern(pattern)
     if pattern is not None and not pattern.fullmatch(value):
-        return _fail("Sorry, that doesn't look right. Please check it and try again.")
+        return _hint("not_right")
     return InputResult(True, value)
 
 
@@ -453,8 +459,6 @@ _NOT_NAME_WORDS = frozenset({
     "stop", "agent", "human", "person", "someone", "somebody", "anyone", "quiero", "necesito", "tengo",
     "una", "cita", "por", "favor",
 })
-_NAME_REPROMPT = "Sorry, I didn't catch your name. Could you tell me your first and last name?"
-_FIRST_NAME_REPROMPT = "Sorry, I didn't catch the name. Could you tell me just the name?"
 
 
 def _name(text: str, idiom: Idiom = "text", first_only: bool = False) -> InputResult:
@@ -464,15 +468,15 @@ def _name(text: str, idiom: Idiom = "text", first_only: bool = False) -> InputRe
     value = _NAME_PREFIX.sub("", value)
     value = _NAME_SUFFIX.sub("", value).strip(" ,.!?;:\"")
     words = value.split()
-    reprompt = _FIRST_NAME_REPROMPT if first_only else _NAME_REPROMPT
+    reprompt = "first_name" if first_only else "name"
     if not value or len(value) > 60 or len(words) > 5 or not _NAME_OK.match(value):
-        return _fail(reprompt)
+        return _hint(reprompt)
     if first_only:  # "Rex the dog", "Maria Lopez": the name alone
         words = words[:1]
         value = words[0]
     plain = [normalise(w) for w in words]
     if any(w in _NOT_NAME_WORDS for w in plain):
-        return _fail(reprompt)
+        return _hint(reprompt)
     if value.islower() or value.isupper():
         value = " ".join(_title(part) for part in value.split())
     return InputResult(True, value)
@@ -487,7 +491,7 @@ def _title(word: str) -> str:
 def _number(text: str, idiom: Idiom = "text") -> InputResult:
     value = parse_number(text)
     if value is None:
-        return _fail("Sorry, I need a number, like 2 or 'two'.")
+        return _hint("number")
     return InputResult(True, value)
 
 
@@ -522,9 +526,7 @@ def _yes_no_words(norm: str) -> bool | None:
 def _yes_no(text: str, idiom: Idiom = "text") -> InputResult:
     answer = _yes_no_words(normalise(text))
     if answer is None:
-        if idiom == "voice":
-            return _fail("Sorry, was that a yes or a no? You can also press 1 for yes or 2 for no.")
-        return _fail("Sorry, was that a yes or a no? Please reply yes or no.")
+        return _hint("yes_no_voice" if idiom == "voice" else "yes_no_text")
     return InputResult(True, answer)
 
 
@@ -544,7 +546,8 @@ def _notice(duration: str) -> float:
     return schema.parse_duration(duration)
 
 
-PREFERENCE_LABELS = {"asap": "as soon as possible", "any": "any time"}
+PREFERENCE_KEYS = {"asap": "asap", "any": "any_time"}  # catalogue keys of the preferences' labels
+PREFERENCE_LABELS = {name: catalogue()[key] for name, key in PREFERENCE_KEYS.items()}
 
 
 def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datetime) -> InputResult:
@@ -576,7 +579,7 @@ def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datet
         return InputResult(True, value.isoformat(timespec="seconds"))
     if parsed.clarify:
         return _fail(parsed.clarify)
-    return _fail("Sorry, I didn't catch a date. You can say things like 'tomorrow at 10am'.")
+    return _hint("date")
 
 
 _SPOKEN_DIGITS = {
@@ -602,7 +605,7 @@ def _phone(text: str, settings: schema.Settings) -> InputResult:
         or (number.country_code == 1 and _FICTIONAL_NANP.match(national) is not None)
     )
     if number is None or not valid:
-        return _fail("Sorry, that doesn't look like a phone number. Please give the full number with the area code.")
+        return _hint("phone")
     return InputResult(True, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
@@ -634,9 +637,7 @@ def _email(text: str, idiom: Idiom = "text") -> InputResult:
         value = re.sub(r"\s+(?:dot)\s+", ".", value, flags=re.I)
         value = value.replace(" ", "")
     if len(value) > 254 or not _EMAIL.match(value) or ".." in value:
-        if idiom == "voice":
-            return _fail("Sorry, I didn't get that email address. Please spell it, like 'name at example dot com'.")
-        return _fail("Sorry, that doesn't look like an email address. Please type it like name@example.com.")
+        return _hint("email_voice" if idiom == "voice" else "email_text")
     local, _, domain = value.rpartition("@")
     return InputResult(True, f"{local}@{domain.lower()}")
 
@@ -670,7 +671,7 @@ def parse_input(
     if kind is None:
         kind = "choice" if choices else "text"
     if confidence is not None and confidence < settings.speech_confidence:
-        return _fail("Sorry, I didn't quite hear that. Could you say it again?")
+        return _hint("not_heard_again")
     if kind == "name":
         return _name(text, idiom, first_only)
     simple = _SIMPLE.get(kind)
@@ -682,7 +683,7 @@ def parse_input(
         return _text(text, pattern, idiom)
     if kind in ("date", "time", "datetime"):
         if not text.strip():
-            return _fail("Sorry, I didn't catch a date. You can say things like 'tomorrow at 10am'.")
+            return _hint("date")
         return _when(kind, text, settings, now)
     if kind == "phone":
         return _phone(text, settings)

@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 FILLED_KEY = "_filled"
 CONFIRM_KEY = "_confirm"
-CONFIRM_TEXT = "Just to confirm: {value}. Is that right?"
-CONFIRM_AGAIN = "Sorry, is {value} right? Please answer yes or no."
-SORRY_AGAIN = "Sorry about that."
 _MAX_AHEAD = 40  # states walked looking for asks ahead (a flow's path, not a loop)
 _QUESTION = re.compile(
     r"\?|^\s*(?:are|is|do|does|did|what|whats|what's|when|where|wheres|where's|how|hows|how's|can|could|"
@@ -238,16 +235,17 @@ def _phone_shown(turn: _Turn, value: str, *, grouped: bool) -> str:
 def describe(turn: _Turn, state: CompiledState, value: Any, choice_id: str | None) -> str:
     """A collected value as a receptionist says it back ("cleaning", "Thu 26 Nov at 10:00 AM")."""
     formats = turn.compiled.templates.formats
+    words = turn.compiled.words
     kind = state.input
     if isinstance(value, Mapping) and value.get("preference"):
         return str(value.get("label"))
     try:
         if kind == "datetime":
-            return formats.datetime(value).replace(", ", " at ", 1)
+            return words.say("date_at_time", date=formats.short_date(value), time=formats.time(value))
         if kind == "date":
             return formats.date(value)
         if kind == "time":
-            return f"at {formats.time(value)}"
+            return words.say("at_time", time=formats.time(value))
     except (TypeError, ValueError):
         return str(value)
     if kind == "phone" and isinstance(value, str):
@@ -255,7 +253,7 @@ def describe(turn: _Turn, state: CompiledState, value: Any, choice_id: str | Non
     if kind == "choice" or choice_id is not None:
         return _label(state, choice_id, value)
     if kind == "yes_no" and isinstance(value, bool):
-        return "yes" if value else "no"
+        return words["word_yes" if value else "word_no"]
     return str(value)
 
 
@@ -263,13 +261,14 @@ def shown(turn: _Turn, state: CompiledState, value: Any, choice_id: str | None, 
     """The value in a read-back; after a "no", names and emails spelled out and phone digits
     grouped on voice."""
     voice = turn._idiom() == "voice"
+    words = turn.compiled.words
     if spell and isinstance(value, str):
         if state.input == "name":
-            return f"{value}, spelled {' '.join(_spelled(w, voice) for w in value.split())}"
+            return words.say("spelled", value=value, letters=" ".join(_spelled(w, voice) for w in value.split()))
         if state.input == "email":
             local, _, domain = value.partition("@")
-            domain_said = domain.replace(".", " dot ") if voice else domain
-            return f"{value}, spelled {_spelled(local, voice)} at {domain_said}"
+            domain_said = domain.replace(".", words["dot"]) if voice else domain
+            return words.say("spelled_email", value=value, local=_spelled(local, voice), domain=domain_said)
         if state.input == "phone":
             return _phone_shown(turn, value, grouped=voice)
     if state.input == "phone" and isinstance(value, str) and voice:
@@ -290,12 +289,13 @@ def acknowledgement(turn: _Turn, items: Sequence[tuple[CompiledState, Any, str |
         else:
             parts.append(describe(turn, state, value, choice_id))
     listed = ", ".join(p for p in parts if p)
+    words = turn.compiled.words
     if correction:
         if first and not listed:
-            return f"Got it, {first}."
-        return f"Got it: {listed}." if listed else ""
+            return words.say("got_it_name", name=first)
+        return words.say("got_it_list", items=listed) if listed else ""
     if first and listed:
-        return f"Thanks {first} \u2014 {listed}."
+        return words.say("thanks_name_list", name=first, items=listed)
     if listed:
-        return f"Got it \u2014 {listed}."
-    return f"Thanks {first}!" if first else ""
+        return words.say("got_it_dash_list", items=listed)
+    return words.say("thanks_name", name=first) if first else ""
