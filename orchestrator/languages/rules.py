@@ -13,14 +13,18 @@ that language, for what they do not read).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 __all__ = ["LanguageRules", "primary", "register_rules", "registered", "rules_for"]
 
 
-def _frozen(mapping: Mapping[str, object] | None = None) -> Mapping[str, object]:
-    return MappingProxyType(dict(mapping or {}))
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,22 +63,22 @@ class LanguageRules:
 
     code: str
     canonical: bool = False
-    weekdays: Mapping[str, int] = field(default_factory=_frozen)
-    months: Mapping[str, int] = field(default_factory=_frozen)
-    relative_days: Mapping[str, int] = field(default_factory=_frozen)
-    parts_of_day: Mapping[str, str] = field(default_factory=_frozen)
-    meridiem: Mapping[str, str] = field(default_factory=_frozen)
-    phrases: Mapping[str, str] = field(default_factory=_frozen)
-    minutes_after: Mapping[str, int] = field(default_factory=_frozen)
-    minutes_before: Mapping[str, int] = field(default_factory=_frozen)
-    minute_joiners: Mapping[str, int] = field(default_factory=_frozen)
+    weekdays: Mapping[str, int] = _EMPTY
+    months: Mapping[str, int] = _EMPTY
+    relative_days: Mapping[str, int] = _EMPTY
+    parts_of_day: Mapping[str, str] = _EMPTY
+    meridiem: Mapping[str, str] = _EMPTY
+    phrases: Mapping[str, str] = _EMPTY
+    minutes_after: Mapping[str, int] = _EMPTY
+    minutes_before: Mapping[str, int] = _EMPTY
+    minute_joiners: Mapping[str, int] = _EMPTY
     hour_suffix: str | None = None
     weekday_number_is_date: bool = False
     fillers: frozenset[str] = frozenset()
-    number_words: Mapping[str, int] = field(default_factory=_frozen)
-    number_scales: Mapping[str, int] = field(default_factory=_frozen)
+    number_words: Mapping[str, int] = _EMPTY
+    number_scales: Mapping[str, int] = _EMPTY
     number_joiners: frozenset[str] = frozenset()
-    ordinals: Mapping[str, int] = field(default_factory=_frozen)
+    ordinals: Mapping[str, int] = _EMPTY
     choice_lead_ins: tuple[str, ...] = ()
     choice_trailers: tuple[str, ...] = ()
     yes: frozenset[str] = frozenset()
