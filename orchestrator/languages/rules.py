@@ -13,7 +13,7 @@ that language, for what they do not read).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -25,6 +25,10 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    return _EMPTY
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,22 +67,22 @@ class LanguageRules:
 
     code: str
     canonical: bool = False
-    weekdays: Mapping[str, int] = _EMPTY
-    months: Mapping[str, int] = _EMPTY
-    relative_days: Mapping[str, int] = _EMPTY
-    parts_of_day: Mapping[str, str] = _EMPTY
-    meridiem: Mapping[str, str] = _EMPTY
-    phrases: Mapping[str, str] = _EMPTY
-    minutes_after: Mapping[str, int] = _EMPTY
-    minutes_before: Mapping[str, int] = _EMPTY
-    minute_joiners: Mapping[str, int] = _EMPTY
+    weekdays: Mapping[str, int] = field(default_factory=_empty)
+    months: Mapping[str, int] = field(default_factory=_empty)
+    relative_days: Mapping[str, int] = field(default_factory=_empty)
+    parts_of_day: Mapping[str, str] = field(default_factory=_empty)
+    meridiem: Mapping[str, str] = field(default_factory=_empty)
+    phrases: Mapping[str, str] = field(default_factory=_empty)
+    minutes_after: Mapping[str, int] = field(default_factory=_empty)
+    minutes_before: Mapping[str, int] = field(default_factory=_empty)
+    minute_joiners: Mapping[str, int] = field(default_factory=_empty)
     hour_suffix: str | None = None
     weekday_number_is_date: bool = False
     fillers: frozenset[str] = frozenset()
-    number_words: Mapping[str, int] = _EMPTY
-    number_scales: Mapping[str, int] = _EMPTY
+    number_words: Mapping[str, int] = field(default_factory=_empty)
+    number_scales: Mapping[str, int] = field(default_factory=_empty)
     number_joiners: frozenset[str] = frozenset()
-    ordinals: Mapping[str, int] = _EMPTY
+    ordinals: Mapping[str, int] = field(default_factory=_empty)
     choice_lead_ins: tuple[str, ...] = ()
     choice_trailers: tuple[str, ...] = ()
     yes: frozenset[str] = frozenset()
