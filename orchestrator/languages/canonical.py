@@ -131,7 +131,15 @@ class _Compiled:
             table[fold(word)] = _EN_RELATIVE.get(days, f"in {days} days")
         for word, period in rules.parts_of_day.items():
             table[fold(word)] = period
-        self.table = {re.sub(r"\s+", " ", k): v for k, v in table.items()}
+        # a phrase holding a number word ("de hoy en ocho") is matched after step 2 made it a digit
+        number_steps = steps[: (1 if self.numbers else 0) + (1 if self.articles else 0)]
+        keys: dict[str, str] = {}
+        for key, value in table.items():
+            key = _spaces(key)
+            for pattern, replacement in number_steps:
+                key = pattern.sub(replacement, key)
+            keys[key] = value
+        self.table = keys
         self.words = re.compile(rf"(?<![\w:])(?:{_alternation(self.table)})(?![\w])")
         en_days = "|".join(_EN_WEEKDAYS)
         self.coming_after = re.compile(rf"\b({en_days})\s+coming\b")
