@@ -702,4 +702,7 @@ def warm_up(language: str = "en") -> None:
     """Pay dateparser's import and first-parse cost (~100+ ms) at start-up, not on a turn."""
     now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     lang = language.replace("_", "-").partition("-")[0] or "en"
+    rules = rules_for(language)
+    if not rules.canonical:
+        canonical.time_text(rules, "warm up")  # compiles the language's tables
     _fallback("the 3rd of next month", now, _zone("UTC"), lang, _Hours(None), "datetime")

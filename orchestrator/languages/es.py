@@ -150,12 +150,17 @@ NAME_LEAD_INS = (
 NAME_SUFFIXES = (r"gracias", r"por\s+favor", r"hablando", r"aqu[ií]", r"al\s+habla")
 NOT_NAME_WORDS = frozenset({
     "quiero", "quisiera", "querria", "necesito", "tengo", "tiene", "una", "un", "uno", "cita", "por", "favor",
-    "para", "y", "pero", "que", "con", "de", "del", "el", "la", "los", "las", "en", "a", "al", "mi", "tu",
+    "para", "y", "pero", "que", "con", "en", "a", "al", "mi", "tu",
     "su", "yo", "es", "era", "estoy", "esta", "hoy", "manana", "lunes", "martes", "miercoles", "jueves",
     "viernes", "sabado", "domingo", "tarde", "noche", "semana", "hora", "hola", "buenas", "buenos", "dias",
     "gracias", "si", "no", "vale", "claro", "reservar", "reserva", "pedir", "cambiar", "anular", "cancelar",
     "corte", "tinte", "urgente", "ayuda", "llamo", "llamaba", "escribo", "bueno", "pues", "sobre", "cuando",
     "como", "donde", "quien", "cual", "porque", "muy", "bien", "mal", "nada", "todo", "algo",
+})
+NAME_PARTICLES = frozenset({"de", "del", "la", "las", "los", "el"})
+COUNT_NOUNS = frozenset({
+    "personas", "persona", "adultos", "adultas", "niños", "niñas", "niño", "niña", "mascotas", "perros",
+    "perro", "gatos", "gato", "habitaciones", "cortes", "de nosotros", "invitados", "comensales",
 })
 NEGATORS = frozenset({"no", "nunca", "sin", "tampoco", "ni", "jamas", "nada"})
 CORRECTIONS = (
@@ -190,6 +195,8 @@ RULES = LanguageRules(
     name_lead_ins=NAME_LEAD_INS,
     name_suffixes=NAME_SUFFIXES,
     not_name_words=NOT_NAME_WORDS,
+    name_particles=NAME_PARTICLES,
+    count_nouns=COUNT_NOUNS,
     negators=NEGATORS,
     corrections=CORRECTIONS,
 )

@@ -60,7 +60,9 @@ class LanguageRules:
       `choice_trailers`: words around a choice number or ordinal ("la", "opción", "por favor");
     - `yes`, `no`, `unsure`: whole answers or phrases within one;
     - `name_greetings`, `name_lead_ins`, `name_suffixes` (regular-expression fragments, case
-      ignored), `not_name_words`: words that are never part of a name;
+      ignored), `not_name_words`: words that are never part of a name, `name_particles`:
+      words inside a name but never its first ("de" in "María de la Cruz");
+    - `count_nouns`: what a number counts in a message ("personas": "somos 4 personas");
     - `negators`: words that negate what follows ("no", "nunca", "sin");
     - `corrections`: regular-expression fragments that start a correction ("en realidad").
     """
@@ -92,6 +94,8 @@ class LanguageRules:
     name_lead_ins: tuple[str, ...] = ()
     name_suffixes: tuple[str, ...] = ()
     not_name_words: frozenset[str] = frozenset()
+    name_particles: frozenset[str] = frozenset()
+    count_nouns: frozenset[str] = frozenset()
     negators: frozenset[str] = frozenset()
     corrections: tuple[str, ...] = ()
 
