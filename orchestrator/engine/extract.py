@@ -136,7 +136,7 @@ def has_date_word(text: str, language: str = "en") -> bool:
     if _DATE_GATE.search(text) is not None:
         return True
     rules = rules_for(language)
-    return not rules.canonical and canonical.date_gate(rules).search(canonical.fold(text)) is not None
+    return not rules.canonical and canonical.date_gate(rules).search(canonical.gate_text(text)) is not None
 
 
 def names_a_day(text: str, language: str = "en") -> bool:

@@ -109,6 +109,8 @@ def parse_number(text: str, language: str = "en") -> int | float | None:
         raw = match.group()
         if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw):
             raw = raw.replace(",", "")
+        elif language != "en" and rules_for(language).decimal_comma and re.fullmatch(r"-?\d{1,3}(\.\d{3})+", raw):
+            raw = raw.replace(".", "")  # "1.200": twelve hundred
         raw = raw.replace(",", ".")
         try:
             value = float(raw)

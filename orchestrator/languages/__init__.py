@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from orchestrator.languages.rules import LanguageRules, primary, register_rules, registered, rules_for
+from orchestrator.languages.rules import (
+    LanguageRules,
+    primary,
+    register_rules,
+    registered,
+    rules_for,
+    unregister_rules,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -34,6 +41,7 @@ __all__ = [
     "register",
     "register_rules",
     "rules_for",
+    "unregister",
 ]
 
 ENTRY_POINT_GROUP = "orchestrator.languages"
@@ -63,6 +71,16 @@ def register(pack: LanguagePack) -> None:
     register_rules(pack.code, pack.rules)
 
 
+def unregister(code: str) -> None:
+    """Forget a registered language (its tags fall back to English); the built-in English
+    cannot be removed."""
+    key = primary(code)
+    if key == "en":
+        return
+    _PACKS.pop(key, None)
+    unregister_rules(key)
+
+
 def packs() -> dict[str, LanguagePack]:
     """Every known language pack by code (built in, registered, installed)."""
     _builtin()
@@ -86,12 +104,13 @@ def _builtin() -> None:
         _PACKS.setdefault(module.PACK.code, module.PACK)
 
 
-def load_entry_points() -> None:
+def load_entry_points(*, again: bool = False) -> None:
     """Register the packs of installed packages (`orchestrator.languages` entry points),
-    once. An entry point names an object with `code` and `rules` (a `LanguagePack`); one
-    that fails to load is logged and skipped, the other languages still work."""
+    once (`again=True`: look again, after installing one). An entry point names an object
+    with `code` and `rules` (a `LanguagePack`); one that fails to load is logged and
+    skipped, the other languages still work."""
     global _ENTRY_POINTS_DONE
-    if _ENTRY_POINTS_DONE:
+    if _ENTRY_POINTS_DONE and not again:
         return
     _ENTRY_POINTS_DONE = True
     _builtin()

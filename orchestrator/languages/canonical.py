@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from orchestrator.languages.rules import LanguageRules
@@ -49,8 +49,13 @@ def fold(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
-def _alternation(words: object) -> str:
-    keys = sorted({fold(str(w)) for w in words}, key=len, reverse=True)  # type: ignore[attr-defined]
+def _key(text: str) -> str:
+    """A table's word cleaned as the text it is matched in: "aujourd'hui" -> "aujourd hui"."""
+    return " ".join(_STOP.sub(" ", _PUNCT.sub(" ", fold(text))).split())
+
+
+def _alternation(words: Iterable[object]) -> str:
+    keys = sorted({_key(str(w)) for w in words}, key=len, reverse=True)
     return "|".join(re.escape(k).replace(r"\ ", r"\s+") for k in keys if k)
 
 
@@ -58,7 +63,7 @@ class _Compiled:
     """The rewriting steps of one language, built once."""
 
     def __init__(self, rules: LanguageRules) -> None:
-        numbers = {fold(k): v for k, v in rules.number_words.items() if v <= 59}
+        numbers = {_key(k): v for k, v in rules.number_words.items() if v <= 59}
         # "una"/"un"/"uno" are mostly articles ("una cita", "un día"): an hour only after "la"
         self.articles = {k for k, v in numbers.items() if v == 1}
         self.numbers = {k: v for k, v in numbers.items() if k not in self.articles}
@@ -69,9 +74,9 @@ class _Compiled:
         if self.articles:
             steps.append((re.compile(rf"(?<!\w)(la|las|a)\s+({_alternation(self.articles)})(?!\w)"),
                           lambda m: f"{m.group(1)} 1"))
-        after = {fold(k): v for k, v in rules.minutes_after.items()}
-        before = {fold(k): v for k, v in rules.minutes_before.items()}
-        joiners = {fold(k): v for k, v in rules.minute_joiners.items()}
+        after = {_key(k): v for k, v in rules.minutes_after.items()}
+        before = {_key(k): v for k, v in rules.minutes_before.items()}
+        joiners = {_key(k): v for k, v in rules.minute_joiners.items()}
         if after or before:
             fixed = {**{k: v for k, v in after.items()}, **{k: -v for k, v in before.items()}}
             self.fixed = fixed
@@ -88,7 +93,7 @@ class _Compiled:
                 ),
                 lambda m: _clock(int(m.group(1)), self.joiners[m.group(2)] * int(m.group(3))),
             ))
-        meridiem = {fold(k): v for k, v in rules.meridiem.items()}
+        meridiem = {_key(k): v for k, v in rules.meridiem.items()}
         if meridiem:
             self.meridiem = meridiem
             steps.append((
@@ -96,12 +101,12 @@ class _Compiled:
                 lambda m: m.group(1) + " " + self.meridiem[_spaces(m.group(2))],
             ))
         if rules.hour_suffix:
-            suffix = re.escape(fold(rules.hour_suffix))
+            suffix = re.escape(_key(rules.hour_suffix))
             steps.append((
                 re.compile(rf"\b(\d{{1,2}})\s?{suffix}(?:\s?([0-5]\d))?\b"),
                 lambda m: f"{m.group(1)}:{m.group(2) or '00'}",
             ))
-        weekdays = {fold(k): v for k, v in rules.weekdays.items()}
+        weekdays = {_key(k): v for k, v in rules.weekdays.items()}
         if rules.weekday_number_is_date and weekdays:
             steps.append((
                 re.compile(
@@ -120,17 +125,17 @@ class _Compiled:
         self.steps = steps
         table: dict[str, str] = {}
         for word in rules.fillers:
-            table[fold(word)] = ""
+            table[_key(word)] = ""
         for word, value in rules.phrases.items():
-            table[fold(word)] = value
+            table[_key(word)] = value
         for word, index in rules.months.items():
-            table[fold(word)] = _EN_MONTHS[index - 1]
+            table[_key(word)] = _EN_MONTHS[index - 1]
         for word, index in weekdays.items():
             table[word] = _EN_WEEKDAYS[index]
         for word, days in rules.relative_days.items():
-            table[fold(word)] = _EN_RELATIVE.get(days, f"in {days} days")
+            table[_key(word)] = _EN_RELATIVE.get(days, f"in {days} days")
         for word, period in rules.parts_of_day.items():
-            table[fold(word)] = period
+            table[_key(word)] = period
         # a phrase holding a number word ("de hoy en ocho") is matched after step 2 made it a digit
         number_steps = steps[: (1 if self.numbers else 0) + (1 if self.articles else 0)]
         keys: dict[str, str] = {}
@@ -185,3 +190,8 @@ def date_gate(rules: LanguageRules) -> re.Pattern[str]:
     words = [*rules.weekdays, *rules.months, *rules.relative_days, *rules.parts_of_day,
              *(k for k, v in rules.phrases.items() if v), *rules.number_words]
     return re.compile(rf"(?<!\w)(?:{_alternation(words)})(?!\w)")
+
+
+def gate_text(text: str) -> str:
+    """`text` cleaned as `date_gate` expects it."""
+    return _key(text)

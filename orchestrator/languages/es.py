@@ -185,6 +185,7 @@ RULES = LanguageRules(
     number_words=NUMBER_WORDS,
     number_scales=NUMBER_SCALES,
     number_joiners=frozenset({"y"}),
+    decimal_comma=True,
     ordinals=ORDINALS,
     choice_lead_ins=CHOICE_LEAD_INS,
     choice_trailers=CHOICE_TRAILERS,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["LanguageRules", "primary", "register_rules", "registered", "rules_for"]
+__all__ = ["LanguageRules", "primary", "register_rules", "registered", "rules_for", "unregister_rules"]
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -55,7 +55,8 @@ class LanguageRules:
 
     Everything else:
     - `number_words` (additive: "veinte": 20, "cien": 100), `number_scales` (multiply:
-      "mil": 1000), `number_joiners` ("treinta y dos");
+      "mil": 1000), `number_joiners` ("treinta y dos"); `decimal_comma`: "1.200" is twelve
+      hundred and "2,5" two and a half;
     - `ordinals`: word -> choice index (0 first, -1 last); `choice_lead_ins` /
       `choice_trailers`: words around a choice number or ordinal ("la", "opción", "por favor");
     - `yes`, `no`, `unsure`: whole answers or phrases within one;
@@ -84,6 +85,7 @@ class LanguageRules:
     number_words: Mapping[str, int] = field(default_factory=_empty)
     number_scales: Mapping[str, int] = field(default_factory=_empty)
     number_joiners: frozenset[str] = frozenset()
+    decimal_comma: bool = False
     ordinals: Mapping[str, int] = field(default_factory=_empty)
     choice_lead_ins: tuple[str, ...] = ()
     choice_trailers: tuple[str, ...] = ()
@@ -125,6 +127,14 @@ def register_rules(code: str, rules: LanguageRules) -> None:
     _ensure_loaded()
     _RULES[primary(code)] = rules
     _CACHE.clear()
+
+
+def unregister_rules(code: str) -> None:
+    """Forget the rules of `code` (not English's)."""
+    _ensure_loaded()
+    if primary(code) != "en":
+        _RULES.pop(primary(code), None)
+        _CACHE.clear()
 
 
 def registered() -> dict[str, LanguageRules]:
