@@ -54,7 +54,7 @@ class Reading:
         self.state = state
         self.text = text
         self.choices = choices
-        self.correction = extract.split_correction(text)
+        self.correction = extract.split_correction(text, turn.understand_language)
 
     # ------------------------------------------------------------------ the ask itself
     def _read(
@@ -64,27 +64,29 @@ class Reading:
         correction says them: "my name is Ana", "it's the AC")."""
         if not text:
             return None
-        kind, settings = state.input, self.turn.compiled.settings
+        kind, settings, language = state.input, self.turn.compiled.settings, self.turn.understand_language
         if kind == "name":
-            value = extract.name_answer(text)
+            value = extract.name_answer(text, language)
             return extract.Found(value) if value is not None else None
         if kind == "text":
             if state.pattern is not None:
-                result = parse_input("text", text, settings=settings, now=0.0, pattern=state.pattern)
+                result = parse_input("text", text, settings=settings, now=0.0, pattern=state.pattern,
+                                     language=language)
                 return extract.Found(result.value) if result.ok else None
             said = extract.as_text_answer(text)
             return extract.Found(said) if said else None
         if kind == "yes_no":
             return None
-        if kind in ("date", "time", "datetime") and not extract.has_date_word(text):
+        if kind in ("date", "time", "datetime") and not extract.has_date_word(text, language):
             return None
         if kind == "choice":
             offered = choices if choices is not None else self.choices
             if not offered:
                 return None
-            result = (state.matcher or choice_matcher(offered)).match(text, fuzzy=False)
+            result = (state.matcher or choice_matcher(offered)).match(text, fuzzy=False, language=language)
             return extract.Found(result.choice_id, result.choice_id) if result.ok else None
-        result = parse_input(kind, text, settings=settings, now=self.turn._now_dt(), pattern=state.pattern)
+        result = parse_input(kind, text, settings=settings, now=self.turn._now_dt(), pattern=state.pattern,
+                             language=language)
         return extract.Found(result.value, result.choice_id) if result.ok else None
 
     def current_corrected(self) -> extract.Found | None:
@@ -98,7 +100,8 @@ class Reading:
         ("Maria, and tomorrow at 10am would be great")."""
         turn = self.turn
         return extract.find(self.state.input, self.text, choices=self.state.matcher or self.choices or None,
-                            settings=turn.compiled.settings, now=turn._now_dt(), lead_in=False)
+                            settings=turn.compiled.settings, now=turn._now_dt(), lead_in=False,
+                            language=turn.understand_language)
 
     # ------------------------------------------------------------------ corrections
     def earlier_corrected(self) -> tuple[CompiledState, extract.Found] | None:
@@ -114,12 +117,13 @@ class Reading:
                     or asked.choices_from or asked.input not in extract.FILLABLE or asked.save not in s.vars):
                 continue
             found = extract.find(asked.input, said, choices=asked.matcher or asked.choices or None,
-                                 settings=turn.compiled.settings, now=turn._now_dt())
+                                 settings=turn.compiled.settings, now=turn._now_dt(),
+                                 language=turn.understand_language)
             if found is None:
                 continue
             old = s.vars.get(asked.save)
             if asked.input == "datetime" and isinstance(old, str) and isinstance(found.value, str) \
-                    and "T" in old and not extract.names_a_day(said):
+                    and "T" in old and not extract.names_a_day(said, turn.understand_language):
                 # "actually, 3pm": the day already chosen stays
                 found = extract.Found(old.split("T", 1)[0] + "T" + found.value.split("T", 1)[1])
             if found.value != old:
@@ -157,7 +161,7 @@ class Reading:
             found = None
             if st.fill and st.input in extract.FILLABLE and not (bare and st.input == "choice"):
                 found = extract.find(st.input, self.text, choices=st.matcher or st.choices or None,
-                                     settings=settings, now=now)
+                                     settings=settings, now=now, language=turn.understand_language)
             path.append((st, found))
             if found is not None and found.choice_id is not None and found.choice_id in st.routes:
                 name = st.routes[found.choice_id]
@@ -195,7 +199,8 @@ class Reading:
             new = self._read(self.state, self.correction[1])
             if new is not None:
                 return False, new
-        result = parse_input("yes_no", text, settings=self.turn.compiled.settings, now=0.0)
+        result = parse_input("yes_no", text, settings=self.turn.compiled.settings, now=0.0,
+                             language=self.turn.understand_language)
         if result.ok:
             return bool(result.value), None
         return None, self._read(self.state, text)

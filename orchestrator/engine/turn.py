@@ -237,7 +237,8 @@ class _Turn:
         choice_id: str | None = ev.choice_id if ev.choice_id in {c.id for c in choices} else None
         if choice_id is None and text and not text.isdigit():  # "1" means nothing before the menu is seen
             result = parse_input("choice", text, choices=state.matcher or choices,
-                                 settings=self.compiled.settings, now=self._now_dt())
+                                 settings=self.compiled.settings, now=self._now_dt(),
+                                 language=self.understand_language)
             if result.ok and result.choice_id in {c.id for c in choices}:
                 choice_id = result.choice_id
         if choice_id is None:
@@ -513,17 +514,19 @@ class _Turn:
         if picked is None and intents is not None and text and choices:
             # the ask's own choices outrank a global intent ("Me da igual" is that choice,
             # not an intent matching "da igual"); typos are left to the full parse below
-            own = (state.matcher or choice_matcher(choices)).match(text, idiom=idiom, fuzzy=False)
+            own = (state.matcher or choice_matcher(choices)).match(
+                text, idiom=idiom, fuzzy=False, language=self.understand_language)
             if own.ok and own.choice_id in ids:
                 picked = own.choice_id
         if picked is None and intents is not None and text:
-            intent = intents.match(text, digits=text if ev.kind == "digits" else None)
+            intent = intents.match(text, digits=text if ev.kind == "digits" else None,
+                                   language=self.understand_language)
             if intent is not None:
                 self.note(f"intent {intent}")
                 await self._enter(self._route(state, INTENT_PREFIX + intent))
                 return
         if picked is None and text and self.compiled.answer_matcher is not None and readers.is_question(text):
-            answer = self.compiled.answer_matcher.match(text)
+            answer = self.compiled.answer_matcher.match(text, language=self.understand_language)
             if answer is not None:
                 self.note(f"answered question: {answer}")
                 self._emit(Outbound(kind="say", text=self._render(self.compiled.answers[answer], state.name),
@@ -553,7 +556,7 @@ class _Turn:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
                 pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
-                first_only=getattr(state.spec, "first_only", False),
+                first_only=getattr(state.spec, "first_only", False), language=self.understand_language,
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
             words = self.compiled.words
@@ -855,6 +858,11 @@ class _Turn:
             return template.render({**self.ctx(), **extra})
         except Exception as exc:
             raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
+
+    @property
+    def understand_language(self) -> str:
+        """The language the contact's messages are read in (dates, numbers, yes/no, names)."""
+        return self.compiled.settings.language
 
     def _now_dt(self) -> datetime:
         if self._dt is None:  # once per turn: the clock does not move within it

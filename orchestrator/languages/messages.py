@@ -92,16 +92,12 @@ def primary(tag: str) -> str:
 
 
 def _pack_path(language: str) -> Path | None:
-    """The catalogue a language pack (entry point `orchestrator.languages`) brings, if any."""
-    try:
-        from orchestrator.languages import pack_for  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        pack = pack_for(language)
-    except Exception:
-        return None
-    path = getattr(pack, "catalogue_path", None) if pack is not None else None
+    """The catalogue a language pack (built in, registered, or an `orchestrator.languages`
+    entry point) brings, if any."""
+    from orchestrator.languages import pack_for  # the package imports this module's users
+
+    pack = pack_for(language)
+    path = pack.catalogue_path if pack is not None else None
     return Path(path) if path else None
 
 
