@@ -439,6 +439,7 @@ def compile_flow(
     for language in languages[1:]:
         base.variants[language] = _compile_language(
             localize.localize(flow, language), revision, where, language, base)
+    base.summary.slot_labels = [v.templates.formats.datetime for v in base.variants.values() if v is not base]
     base.by_country = tuple(sorted(
         ((code.lstrip("+"), language) for code, language in flow.settings.language_by_country.items()),
         key=lambda item: -len(item[0])))

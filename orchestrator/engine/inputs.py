@@ -74,9 +74,32 @@ def _hint(key: str, **fields: Any) -> InputResult:
     return InputResult(False, reprompt=hint_in(catalogue(), key, fields), hint=(key, fields))
 
 
+class Word(str):
+    """A hint field that is itself a catalogue key (said in the hint's language)."""
+
+
 def hint_in(words: Catalogue, key: str, fields: Mapping[str, Any]) -> str:
-    """A reprompt hint in one language: a list field (`options`) joined with its "or"."""
-    return words.say(key, **{k: words.options(v) if isinstance(v, list) else v for k, v in fields.items()})
+    """A reprompt hint in one language: a list field (`options`) joined with its "or", a `Word`
+    field that language's words."""
+    return words.say(key, **{k: words.options(v) if isinstance(v, list) else words[v] if isinstance(v, Word)
+                             else v for k, v in fields.items()}).strip()
+
+
+# timeparse's questions (English) -> their catalogue keys, and its examples per kind wanted
+_CLARIFY = {
+    "Sorry, I didn't catch a day or time.": "clarify_not_caught",
+    "What time would suit you?": "clarify_what_time",
+    "That date doesn't exist. Which day did you mean?": "clarify_no_such_date",
+}
+
+
+def _clarify(text: str, want: str) -> InputResult:
+    example = catalogue()[f"example_{want}"]
+    question = text.removesuffix(example).strip()
+    key = _CLARIFY.get(question) if text.endswith(example) else None
+    if key is None and question:
+        return _fail(text)
+    return _hint("clarify", question=Word(key) if key else "", example=Word(f"example_{want}"))
 
 
 # ------------------------------------------------------------------ text helpers
@@ -588,7 +611,7 @@ def _when(
             return InputResult(True, f"{value.hour:02d}:{value.minute:02d}")
         return InputResult(True, value.isoformat(timespec="seconds"))
     if parsed.clarify:
-        return _fail(parsed.clarify)
+        return _clarify(parsed.clarify, want)
     return _hint("date")
 
 

@@ -62,6 +62,9 @@ class SummaryPlan:
     defaults: Mapping[str, Any]  # the flow's vars: a save target still holding its default was not collected
     left_out: frozenset[str] = frozenset()  # not in the default text: lists only offered as choices (the pick shows)
     words: Catalogue = field(default_factory=catalogue)  # the business's language (the flow's default)
+    # a flow of several languages: how each labels a slot, so a slot labelled in the contact's
+    # language is shown to staff in the business's ("jue 3 dic, 11:00" -> "Thu 3 Dec, 11:00 AM")
+    slot_labels: list[Callable[[Any], str]] = field(default_factory=list)
 
 
 def humanise(name: str) -> str:
@@ -126,7 +129,7 @@ def _collected(value: Any) -> bool:
 
 
 def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[..., Any]],
-             words: Catalogue | None = None) -> str:
+             words: Catalogue | None = None, slot_labels: Sequence[Callable[[Any], str]] = ()) -> str:
     """A saved value as a person reads it (see the module docstring)."""
     kind = spec.kind if spec is not None else "text"
     if isinstance(value, bool):
@@ -145,13 +148,15 @@ def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[
                 return str(value["transcription"])
             if "start" in value and not any(value.get(k) for k in ("label", "title", "name")):
                 return str(filters["datetime"](value))
+            if slot_labels and "start" in value and any(f(value["start"]) == value.get("label") for f in slot_labels):
+                return str(filters["datetime"](value["start"]))
             shown = filters["label"](value)
             if shown is not value:
                 return str(shown)
             return ", ".join(f"{humanise(str(k))}: {readable(v, None, filters, words)}"
                              for k, v in value.items() if _collected(v))
         if isinstance(value, Sequence) and not isinstance(value, str):
-            return ", ".join(readable(item, spec, filters, words) for item in value if _collected(item))
+            return ", ".join(readable(item, spec, filters, words, slot_labels) for item in value if _collected(item))
         if isinstance(value, str) and _ISO_DATETIME.match(value.strip()):
             return str(filters["datetime"](value))
         if isinstance(value, str) and _E164.match(value.strip()):
@@ -168,7 +173,7 @@ def fields(plan_: SummaryPlan, variables: Mapping[str, Any]) -> list[dict[str, A
         if not _collected(value) or (spec.name in plan_.defaults and plan_.defaults[spec.name] == value):
             continue
         out.append({"name": spec.name, "label": spec.label, "value": value,
-                    "text": readable(value, spec, plan_.filters, plan_.words)})
+                    "text": readable(value, spec, plan_.filters, plan_.words, plan_.slot_labels)})
     return out
 
 

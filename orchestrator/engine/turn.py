@@ -523,7 +523,11 @@ class _Turn:
                                    language=self.understand_language)
             if intent is not None:
                 self.note(f"intent {intent}")
-                await self._enter(self._route(state, INTENT_PREFIX + intent))
+                target = self._route(state, INTENT_PREFIX + intent)
+                if self._named_language(target, text):  # "español": switched, this question asked again in it
+                    self._ask(self.compiled.states[state.name])
+                    return
+                await self._enter(target)
                 return
         if picked is None and text and self.compiled.answer_matcher is not None and readers.is_question(text):
             answer = self.compiled.answer_matcher.match(text, language=self.understand_language)
@@ -790,6 +794,19 @@ class _Turn:
 
     def note(self, text: str) -> None:
         self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=text))
+
+    def _named_language(self, target: str, text: str) -> bool:
+        """An intent leading to the language question (`save: sys.language`) whose words name one
+        of its languages ("español") chooses it at once."""
+        asked = self.compiled.states.get(target)
+        if asked is None or asked.save != LANGUAGE_TARGET or asked.matcher is None:
+            return False
+        found = asked.matcher.match(text, fuzzy=False)
+        if not found.ok or found.choice_id not in self.engine.compiled.variants:
+            return False
+        self.note(f"language named: {found.choice_id}")
+        self._choose_language(found.choice_id)
+        return True
 
     def _choose_language(self, value: Any) -> None:
         """`save: sys.language`: from here on the conversation (and its follow-ups) is in it."""

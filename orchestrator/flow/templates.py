@@ -408,7 +408,7 @@ class LocaleFormats(Formats):
         if _is_preference(value):
             return str(value["label"])
         when = _as_datetime(value, self.tz, "time")
-        return str(babel_dates.format_time(when, self._time, locale=self.locale))
+        return _plain_spaces(babel_dates.format_time(when, self._time, locale=self.locale))
 
     def date(self, value: Any) -> str:
         if _unset_value(value):
@@ -417,14 +417,14 @@ class LocaleFormats(Formats):
             return str(value["label"])
         when = _as_datetime(value, self.tz, "date")
         if self._date:
-            return str(babel_dates.format_date(when, self._date, locale=self.locale))
-        return str(babel_dates.format_skeleton("MMMMEEEEd", when, locale=self.locale))
+            return _plain_spaces(babel_dates.format_date(when, self._date, locale=self.locale))
+        return _plain_spaces(babel_dates.format_skeleton("MMMMEEEEd", when, locale=self.locale))
 
     def short_date(self, value: Any) -> str:
         when = _as_datetime(value, self.tz, "date")
         if self._short:
-            return str(babel_dates.format_date(when, self._short, locale=self.locale))
-        return str(babel_dates.format_skeleton("MMMEd", when, locale=self.locale))
+            return _plain_spaces(babel_dates.format_date(when, self._short, locale=self.locale))
+        return _plain_spaces(babel_dates.format_skeleton("MMMEd", when, locale=self.locale))
 
     def datetime(self, value: Any) -> str:
         if _unset_value(value):
@@ -433,6 +433,15 @@ class LocaleFormats(Formats):
             return str(value["label"])
         when = _as_datetime(value, self.tz, "datetime")
         return self._joined.replace("{1}", self.short_date(when)).replace("{0}", self.time(when))
+
+
+_NARROW_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
+def _plain_spaces(text: str) -> str:
+    """CLDR's no-break spaces ("5:30\u202fp.m.") as plain ones: one of them alone would make
+    an SMS UCS-2 (70 characters a segment instead of 160)."""
+    return str(text).translate(_NARROW_SPACES)
 
 
 def formats_for(timezone: str, language: str, patterns: Mapping[str, str] | None = None) -> Formats:

@@ -591,10 +591,12 @@ class _Checker:
     def check_intent_overlaps(self) -> None:
         """An intent phrase inside a choice's label or keyword (or the other way round) makes one
         answer mean two things: the choice wins at that ask, but say so."""
-        phrases = [(tuple(normalise(p).split()), iname, p) for iname, i in self.flow.intents.items() for p in i.match]
+        phrases = [(tuple(normalise(p).split()), iname, p) for iname, i in self.flow.intents.items()
+                   for p in schema.plain_words(i.match)]
         for name, state in self.states.items():
             if not isinstance(state, schema.AskState):
                 continue
+            here = [p for p in phrases if self.flow.intents[p[1]].goto != name]  # an intent asking this question
             for cid, choice in (state.choices or {}).items():
                 words = [(schema.plain(choice.label) if choice.label else None, "label"),
                          *((m, "match") for m in schema.plain_words(choice.match))]
@@ -602,7 +604,7 @@ class _Checker:
                     if not text:
                         continue
                     mine = tuple(normalise(text).split())
-                    for phrase, iname, raw in phrases:
+                    for phrase, iname, raw in here:
                         if phrase and mine and (_within(phrase, mine) or _within(mine, phrase)):
                             self.warn(f"$.states.{name}.choices.{cid}" + (".label" if field == "label" else ".match"),
                                       f"state '{name}' choice '{cid}' ({field} '{text}') overlaps the intent "
