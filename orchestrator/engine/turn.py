@@ -216,6 +216,9 @@ class _Turn:
 
     async def _begin(self) -> None:
         settings = self.compiled.settings
+        if self.session.language:  # recorded: the admin API shows it after the session expires
+            self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=LANGUAGE_TARGET,
+                                                   data=self.session.language))
         if settings.recording and self.session.channel in VOICE_CHANNELS:
             self._emit(Outbound(kind="say", text=self._render(self.compiled.consent_notice, "consent")))
         await self._enter(self.compiled.start)

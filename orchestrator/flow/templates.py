@@ -401,6 +401,7 @@ class LocaleFormats(Formats):
         self._time = own.get("time") or self.locale.time_formats["short"].pattern
         combining = self.locale.datetime_formats.get("short")
         self._joined = str(combining) if combining is not None else "{1}, {0}"
+        self._labels: dict[str, str] = {}  # ISO date-time -> its label: slots are labelled again and again
 
     def time(self, value: Any) -> str:
         if _unset_value(value):
@@ -431,8 +432,14 @@ class LocaleFormats(Formats):
             return ""
         if _is_preference(value):
             return str(value["label"])
+        known = self._labels.get(value) if isinstance(value, str) else None
+        if known is not None:
+            return known
         when = _as_datetime(value, self.tz, "datetime")
-        return self._joined.replace("{1}", self.short_date(when)).replace("{0}", self.time(when))
+        label = self._joined.replace("{1}", self.short_date(when)).replace("{0}", self.time(when))
+        if isinstance(value, str) and len(self._labels) < 4096:
+            self._labels[value] = label
+        return label
 
 
 _NARROW_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})

@@ -48,6 +48,7 @@ SPANISH = "+34600111222"
 WA_SPANISH = SPANISH.removeprefix("+")
 NOW = 1796230800.0  # Wed 2 Dec 2026 12:00 in Miami (17:00 UTC)
 Client = AsyncTestClient[Litestar]
+TOKEN = "test-admin-token-0123456789"
 FLOW_ENGLISH = ["Which service", "Haircut", "Beard trim", "What name", "When would suit", "I have these times",
                 "None of these", "All set", "Hi! Thanks"]
 
@@ -86,6 +87,7 @@ async def client(tmp_path: Path, fakes: tuple[FakeTwilio, FakeGraph]) -> AsyncIt
         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from_number=CLINIC,
         twilio_api_base=twilio.url, whatsapp_token=WA_TOKEN, whatsapp_phone_number_id=PHONE_NUMBER_ID,
         whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY_TOKEN, whatsapp_api_base=graph.url,
+        admin_token=TOKEN,
     )
     connectors = ConnectorRegistry()
     connectors.register(EmbeddedCalendar(path=tmp_path / "calendar.sqlite3"), "calendar")
@@ -126,6 +128,11 @@ async def test_a_spanish_customer_books_by_sms_in_spanish(client: Client) -> Non
     session = await session_of(client, f"{CLINIC}:{SPANISH}")
     assert session.outcome == "booked" and session.language == "es"
     assert session.vars["booking"]["label"] == "jue 3 dic, 11:00"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    [row] = (await client.get("/api/conversations", params={"contact": SPANISH}, headers=auth)).json()
+    detail = (await client.get(f"/api/conversations/{row['id']}", headers=auth)).json()
+    assert detail["language"] == "es"  # the admin API shows the contact's language
+    assert "Service: Haircut" in detail["summary"]["text"]  # staff read the business's language
 
 
 async def test_a_spanish_customer_books_on_whatsapp_in_spanish(client: Client, fakes: tuple[FakeTwilio, FakeGraph]
