@@ -51,7 +51,8 @@ class LanguageRules:
     - `minutes_after` / `minutes_before`: "5 y media" (30 after), "5 menos cuarto" (15
       before); `minute_joiners`: words between an hour and its minutes: {"y": 1, "menos": -1};
     - `hour_suffix`: "h" when "10h30" / "10h" is a time;
-    - `weekday_number_is_date`: "jueves 10" is Thursday the 10th (not Thursday at 10);
+    - `weekday_number_is_date`: "jueves 10" is Thursday the 10th (not Thursday at 10), as
+      is a number after `day_number_lead_ins` ("el 10", "el día 10");
     - `fillers`: words dropped before reading ("el", "de", "por").
 
     Everything else:
@@ -82,6 +83,7 @@ class LanguageRules:
     minute_joiners: Mapping[str, int] = field(default_factory=_empty)
     hour_suffix: str | None = None
     weekday_number_is_date: bool = False
+    day_number_lead_ins: tuple[str, ...] = ()
     fillers: frozenset[str] = frozenset()
     number_words: Mapping[str, int] = field(default_factory=_empty)
     number_scales: Mapping[str, int] = field(default_factory=_empty)
