@@ -39,7 +39,8 @@ from orchestrator.engine.inputs import _tokens as tokens
 from orchestrator.flow import schema
 from orchestrator.flow.templates import language_region
 from orchestrator.languages import canonical
-from orchestrator.languages.rules import LanguageRules, rules_for
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
+from orchestrator.languages.rules import LanguageRules
 from orchestrator.model import OutChoice
 
 # Kinds a message can fill ahead of the question that asks for them.
@@ -116,7 +117,7 @@ def split_correction(text: str, language: str = "en") -> tuple[str, str] | None:
 
     The correction runs from the first marker to the end, other markers removed:
     "sorry, my name is actually Ana" -> ("", "my name is Ana")."""
-    rules = rules_for(language)
+    rules = _RULES[language]
     pattern = _CORRECTION if rules.canonical else _own(rules).correction
     match = pattern.search(text)
     if match is None:
@@ -135,13 +136,13 @@ def as_text_answer(text: str) -> str:
 def has_date_word(text: str, language: str = "en") -> bool:
     if _DATE_GATE.search(text) is not None:
         return True
-    rules = rules_for(language)
+    rules = _RULES[language]
     return not rules.canonical and canonical.date_gate(rules).search(canonical.gate_text(text)) is not None
 
 
 def names_a_day(text: str, language: str = "en") -> bool:
     """"3pm" names no day (a correction keeps the day already chosen); "friday at 3" does."""
-    rules = rules_for(language)
+    rules = _RULES[language]
     if not rules.canonical:
         text = canonical.time_text(rules, text)
     return _DAY_WORDS.search(text) is not None
@@ -154,7 +155,7 @@ def clauses(text: str) -> list[str]:
 def find_name(text: str, *, lead_in: bool = True, language: str = "en") -> str | None:
     """A name introduced by a lead-in ("this is Maria Lopez, ..."), or (lead_in=False) the
     first clause when it is a name on its own ("Maria, and tomorrow at 10am")."""
-    rules = rules_for(language)
+    rules = _RULES[language]
     own = None if rules.canonical else _own(rules)
     lead, not_name = (_NAME_LEAD, _NOT_NAME) if own is None else (own.name_lead, own.not_name)
     candidates: list[str] = []
@@ -203,7 +204,7 @@ def name_answer(text: str, language: str = "en") -> str | None:
     found = find_name(text, language=language)
     if found is not None:
         return found
-    rules = rules_for(language)
+    rules = _RULES[language]
     not_name = _NOT_NAME if rules.canonical else _own(rules).not_name
     words = text.split()
     if not words or any(normalise(w) in not_name for w in words):
@@ -281,7 +282,7 @@ def find_when(kind: str, text: str, settings: schema.Settings, now: dt.datetime,
 
 def find_number(text: str, settings: schema.Settings, language: str | None = None) -> Any:
     language = settings.language if language is None else language
-    rules = rules_for(language)
+    rules = _RULES[language]
     pattern = _NUMBER_CLAUSE if rules.canonical else _own(rules).number_clause
     hits = [c for c in clauses(text) if pattern.match(c.strip())]
     if len(hits) != 1:

@@ -32,7 +32,8 @@ from orchestrator.flow import patterns, schema
 from orchestrator.flow.templates import language_region
 from orchestrator.languages import en as _en
 from orchestrator.languages.messages import Catalogue, catalogue
-from orchestrator.languages.rules import LanguageRules, rules_for
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
+from orchestrator.languages.rules import LanguageRules
 from orchestrator.model import OutChoice
 
 __all__ = [
@@ -145,7 +146,7 @@ def parse_number(text: str, language: str = "en") -> int | float | None:
         raw = match.group()
         if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw):
             raw = raw.replace(",", "")
-        elif language != "en" and rules_for(language).decimal_comma and re.fullmatch(r"-?\d{1,3}(\.\d{3})+", raw):
+        elif language != "en" and _RULES[language].decimal_comma and re.fullmatch(r"-?\d{1,3}(\.\d{3})+", raw):
             raw = raw.replace(".", "")  # "1.200": twelve hundred
         raw = raw.replace(",", ".")
         try:
@@ -153,7 +154,7 @@ def parse_number(text: str, language: str = "en") -> int | float | None:
         except ValueError:
             return None
         return int(value) if value.is_integer() and "." not in raw else value
-    rules = rules_for(language)
+    rules = _RULES[language]
     if not rules.canonical:
         return _words_of(rules).number(normalise(text).replace("-", " ").split())
     words = normalise(text).replace("-", " ").split()
@@ -273,7 +274,7 @@ class ChoiceMatcher:
         if cid is not None:
             return InputResult(True, cid, cid)
         norm = normalise(raw)
-        rules = rules_for(language)
+        rules = _RULES[language]
         own = None if rules.canonical else _words_of(rules)
         number_answer, ordinal_answer, number_words, ordinals, filler = (
             (_NUMBER_ANSWER, _ORDINAL_ANSWER, _NUMBER_WORDS, _ORDINALS, _FILLER) if own is None
@@ -401,12 +402,15 @@ class IntentMatcher:
         words = _tokens(text)
         if not words:
             return None
-        rules = rules_for(language)
-        negators = _NEGATORS if rules.canonical else _words_of(rules).negators
+        negators: frozenset[str] | None = None
         clauses: list[tuple[str, ...]] | None = None
+        present = set(words)
         for phrase, name in self.phrases:  # longest phrase first
-            if not _contains(words, phrase):
+            if phrase[0] not in present or not _contains(words, phrase):
                 continue
+            if negators is None:
+                rules = _RULES[language]
+                negators = _NEGATORS if rules.canonical else _words_of(rules).negators
             if negators.isdisjoint(words) and _NO_WORD not in words:
                 return name
             if clauses is None:
@@ -714,7 +718,7 @@ def parse_input(
     if confidence is not None and confidence < settings.speech_confidence:
         return _hint("not_heard_again")
     tag = settings.language if language is None else language
-    rules = rules_for(tag)
+    rules = _RULES[tag]
     own = None if rules.canonical else rules
     if kind == "name":
         return _name(text, idiom, first_only, own)

@@ -41,7 +41,7 @@ from orchestrator.flow import schema
 from orchestrator.languages import canonical
 from orchestrator.languages.en import MONTHS as _MONTHS
 from orchestrator.languages.en import WEEKDAYS as _WEEKDAYS
-from orchestrator.languages.rules import rules_for
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
 
 __all__ = ["ParsedTime", "Want", "parse_when", "warm_up"]
 
@@ -558,7 +558,7 @@ def parse_when(
     hours = _Hours(business_hours)
     lang, _, region = language.replace("_", "-").partition("-")
     us_order = region.upper() in ("", "US", "CA", "PH") and lang.lower() == "en"
-    rules = rules_for(language)
+    rules = _RULES[language]
     s = _normalise(text if rules.canonical else canonical.time_text(rules, text))
 
     if not s:
@@ -702,7 +702,7 @@ def warm_up(language: str = "en") -> None:
     """Pay dateparser's import and first-parse cost (~100+ ms) at start-up, not on a turn."""
     now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     lang = language.replace("_", "-").partition("-")[0] or "en"
-    rules = rules_for(language)
+    rules = _RULES[language]
     if not rules.canonical:
         canonical.time_text(rules, "warm up")  # compiles the language's tables
     _fallback("the 3rd of next month", now, _zone("UTC"), lang, _Hours(None), "datetime")

@@ -138,7 +138,7 @@ class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
     __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
-                 "steps", "summary", "transcript")
+                 "steps", "summary", "transcript", "understand_language")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -153,6 +153,8 @@ class _Turn:
         self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
         self._ctx: dict[str, Any] | None = None
         self._dt: datetime | None = None
+        # the language the contact's messages are read in (dates, numbers, yes/no, names)
+        self.understand_language: str = self.compiled.settings.language
 
     # ------------------------------------------------------------------ dispatch
     async def run(self) -> None:
@@ -878,11 +880,6 @@ class _Turn:
             return template.render({**self.ctx(), **extra})
         except Exception as exc:
             raise FlowRuntimeError(f"state {where!r}: template failed to render: {exc}") from exc
-
-    @property
-    def understand_language(self) -> str:
-        """The language the contact's messages are read in (dates, numbers, yes/no, names)."""
-        return self.compiled.settings.language
 
     def _now_dt(self) -> datetime:
         if self._dt is None:  # once per turn: the clock does not move within it

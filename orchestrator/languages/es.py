@@ -183,6 +183,7 @@ RULES = LanguageRules(
     minute_joiners=MINUTE_JOINERS,
     hour_suffix="h",
     weekday_number_is_date=True,
+    day_number_lead_ins=("el", "el día", "día", "los días"),
     fillers=FILLERS,
     number_words=NUMBER_WORDS,
     number_scales=NUMBER_SCALES,

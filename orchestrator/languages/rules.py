@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["LanguageRules", "primary", "register_rules", "registered", "rules_for", "unregister_rules"]
+__all__ = ["RULES_BY_TAG", "LanguageRules", "primary", "register_rules", "registered", "rules_for",
+           "unregister_rules"]
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -50,7 +51,8 @@ class LanguageRules:
     - `minutes_after` / `minutes_before`: "5 y media" (30 after), "5 menos cuarto" (15
       before); `minute_joiners`: words between an hour and its minutes: {"y": 1, "menos": -1};
     - `hour_suffix`: "h" when "10h30" / "10h" is a time;
-    - `weekday_number_is_date`: "jueves 10" is Thursday the 10th (not Thursday at 10);
+    - `weekday_number_is_date`: "jueves 10" is Thursday the 10th (not Thursday at 10), as
+      is a number after `day_number_lead_ins` ("el 10", "el día 10");
     - `fillers`: words dropped before reading ("el", "de", "por").
 
     Everything else:
@@ -81,6 +83,7 @@ class LanguageRules:
     minute_joiners: Mapping[str, int] = field(default_factory=_empty)
     hour_suffix: str | None = None
     weekday_number_is_date: bool = False
+    day_number_lead_ins: tuple[str, ...] = ()
     fillers: frozenset[str] = frozenset()
     number_words: Mapping[str, int] = field(default_factory=_empty)
     number_scales: Mapping[str, int] = field(default_factory=_empty)
@@ -143,17 +146,24 @@ def registered() -> dict[str, LanguageRules]:
     return dict(_RULES)
 
 
-_CACHE: dict[str | None, LanguageRules] = {}
+class _ByTag(dict[str | None, LanguageRules]):
+    """Rules by language tag, filled on first use: a lookup on the turn path is one dict get."""
+
+    def __missing__(self, tag: str | None) -> LanguageRules:
+        _ensure_loaded()
+        found = _RULES.get(primary(tag)) or _RULES["en"]
+        self[tag] = found
+        return found
+
+
+RULES_BY_TAG = _ByTag()
+_CACHE = RULES_BY_TAG
 
 
 def rules_for(tag: str | None) -> LanguageRules:
-    """The rules for a language tag ("es", "es-ES", "en-US"); English when none are known."""
-    found = _CACHE.get(tag)
-    if found is None:
-        _ensure_loaded()
-        found = _RULES.get(primary(tag)) or _RULES["en"]
-        _CACHE[tag] = found
-    return found
+    """The rules for a language tag ("es", "es-ES", "en-US"); English when none are known.
+    (`RULES_BY_TAG[tag]` is the same, without the call.)"""
+    return RULES_BY_TAG[tag]
 
 
 def _ensure_loaded() -> None:
