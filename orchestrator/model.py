@@ -135,6 +135,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_inbound_at: float = 0.0  # WhatsApp 24 h customer-service window
     turns: int = 0  # inbound events applied
     version: int = 0  # bumped on every save (fencing / compare-and-set)
+    language: str | None = None  # SPEC §9: the contact's language (a declared one); None: the flow's default
     path: list[str] = []  # states visited, each once, in order of first visit (funnel / drop-off analytics)
     fmt: int = 1  # stored format (store.FORMATS): stays 1 by default, a newer format sets it
 

@@ -29,7 +29,9 @@ from orchestrator.engine import timeparse
 from orchestrator.engine.compiler import CompiledFlow
 from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError, LockTimeout, NewerFormat, OptedOut, SendError, StoreError
+from orchestrator.flow import schema
 from orchestrator.flow.schema import parse_duration
+from orchestrator.languages.messages import catalogue
 from orchestrator.logs import correlation, redact_phone
 from orchestrator.model import Event, Outbound, Session, TurnResult
 from orchestrator.plugins.channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
@@ -69,9 +71,9 @@ log = logging.getLogger("orchestrator.runtime.pipeline")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
 TIMER_LEAVE_SECONDS = 5.0  # a timer left for a newer process is due again this much later
-OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
-OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
-HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
+OPT_OUT_TEXT = catalogue()["opt_out"]  # the English words; a contact hears their language's (`_keyword`)
+OPT_IN_TEXT = catalogue()["opt_in"]
+HELP_TEXT = catalogue()["help"]
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 _session_decoder = msgspec.msgpack.Decoder(Session)
@@ -223,13 +225,20 @@ class Runtime:
         if inbound.kind == "opt_out":
             await self.store.set_opt_out(addr.contact, True)  # recorded before anything else
             log.info("contact opted out", extra={"session": redact_phone(sid), "channel": channel})
-            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_OUT_TEXT)], session_id=sid, opted_out=True)
         elif inbound.kind == "opt_in":
             await self.store.set_opt_out(addr.contact, False)
-            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_IN_TEXT)], session_id=sid)
+        compiled = await self._contact_flow(inbound.route_key or addr.business, addr.contact, sid)
+        words = compiled.words if compiled is not None else catalogue()
+        language = compiled.settings.language if compiled is not None else None
+        if inbound.kind == "opt_out":
+            reply = TurnReply(messages=[Outbound(kind="say", text=words["opt_out"], language=language)],
+                              session_id=sid, opted_out=True)
+        elif inbound.kind == "opt_in":
+            reply = TurnReply(messages=[Outbound(kind="say", text=words["opt_in"], language=language)],
+                              session_id=sid)
         else:
-            reply = TurnReply(messages=[Outbound(kind="say", text=await self.help_text(
-                inbound.route_key or addr.business))], session_id=sid)
+            reply = TurnReply(messages=[Outbound(kind="say", text=self._help_answer(compiled),
+                                                 language=language)], session_id=sid)
         adapter = self.channels.get(channel)
         if adapter.capabilities.sync_reply:
             return reply
@@ -255,11 +264,31 @@ class Runtime:
         compiled = None
         with contextlib.suppress(Exception):
             compiled = await self.catalog.latest(self.catalog.route(route_key))
+        return self._help_answer(compiled)
+
+    def _help_answer(self, compiled: CompiledFlow | None) -> str:
+        words = compiled.words if compiled is not None else catalogue()
         if compiled is not None and compiled.settings.help_text:
-            return compiled.settings.help_text
-        if self.settings.help_text:
+            return schema.plain(compiled.settings.help_text)
+        if self.settings.help_text and words.language == "en":
             return self.settings.help_text
-        return HELP_TEXT.format(business=(compiled.title if compiled else None) or "This service")
+        return words.say("help", business=(compiled.title if compiled else None) or words["this_service"])
+
+    async def _contact_flow(self, route_key: str, contact: str, sid: str) -> CompiledFlow | None:
+        """The routed flow in the contact's language (SPEC §9): their conversation's, else their
+        number's country's, else the flow's default. None when no flow can be found."""
+        compiled = None
+        with contextlib.suppress(Exception):
+            compiled = await self.catalog.latest(self.catalog.route(route_key))
+        if compiled is None or not compiled.variants:
+            return compiled
+        language = compiled.language_of(contact)
+        with contextlib.suppress(Exception):  # a keyword is answered even when the store is slow
+            raw = await self.store.load(sid)
+            session = _session_decoder.decode(raw) if raw is not None else None
+            if session is not None and session.language:
+                language = session.language
+        return compiled.variant(language)
 
     async def _missed_call(self, req: TurnRequest, opted_out: bool) -> TurnReply:
         """A call nobody answered (no-answer / busy / failed / canceled, the bot never spoke):
