@@ -190,3 +190,24 @@ async def test_bookings_page_lists_the_whole_calendar_and_links_the_conversation
     assert "+1********77" in page.text and "+15555550177" not in page.text  # masked
     assert page.text.count("/console/conversations/") >= 1  # Ann's booking links her conversation
     assert page.text.index("Zed Staff") < page.text.index("Ann Lee")  # soonest first: Zed's is today
+
+
+async def test_a_live_transcript_shows_the_next_turn_and_stops_polling_at_the_end(client: Any, env: Env) -> None:
+    await env.converse(ANN, ["hi", "book"])
+    await sign_in(client)
+    listing = await client.get("/console/conversations")
+    conv = re.search(r'href="/console/conversations/([^"]+)"', listing.text)
+    assert conv
+    page = await client.get(f"/console/conversations/{conv.group(1)}")
+    live = f'hx-get="/console/conversations/{conv.group(1)}/live" hx-trigger="every 2s"'
+    assert live in page.text and "Ann Lee" not in page.text
+    await env.converse(ANN, ["Ann Lee"])
+    fragment = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and fragment.text.lstrip().startswith('<div id="conversation"')
+    assert "Ann Lee" in fragment.text and live in fragment.text  # still going: still polled
+    await env.converse(ANN, ["cleaning", "tomorrow at 10am", "1"])
+    ended = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert "booked" in ended.text and "hx-trigger" not in ended.text  # over: the page stops asking
+    await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+    signed_out = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert signed_out.status_code == 401 and "Ann Lee" not in signed_out.text

@@ -261,8 +261,8 @@ def _recordings(summary: dict[str, Any] | None) -> list[str]:
     return links
 
 
-@get("/conversations/{ref:str}")
-async def transcript(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any, ref: str) -> Template:
+async def _conversation(runtime: Any, settings: AppSettings, ref: str) -> dict[str, Any]:
+    """What the transcript page and its live fragment show of one conversation."""
     conv_id = sessions.unseal(settings, ref)
     if conv_id is None:
         raise HTTPException(status_code=404, detail="no such conversation (follow a link from the list; links "
@@ -270,11 +270,24 @@ async def transcript(request: Request[Any, Any, Any], settings: AppSettings, run
     detail = await admin.get_conversation.fn(runtime, conv_id)
     record = detail.conversation
     summary = detail.summary or {}
-    return _page("transcript.html", request, settings, row=_row(record, settings),
-                 lines=[_line(line, record.channels) for line in detail.transcript
-                        if line.text or line.dir not in ("in", "out")],
-                 states=detail.states, live_state=detail.live_state if record.status == "active" else None,
-                 summary=redact_phone(str(summary.get("text") or "")), recordings=_recordings(summary))
+    return {"ref": ref, "row": _row(record, settings), "poll": POLL_SECONDS,
+            "lines": [_line(line, record.channels) for line in detail.transcript
+                      if line.text or line.dir not in ("in", "out")],
+            "states": detail.states, "live_state": detail.live_state if record.status == "active" else None,
+            "summary": redact_phone(str(summary.get("text") or "")), "recordings": _recordings(summary)}
+
+
+@get("/conversations/{ref:str}")
+async def transcript(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any, ref: str) -> Template:
+    return _page("transcript.html", request, settings, **await _conversation(runtime, settings, ref))
+
+
+@get("/conversations/{ref:str}/live")
+async def transcript_live(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any,
+                          ref: str) -> Template:
+    """The transcript fragment, polled while the conversation is active: a new turn shows up
+    without reloading, and the polling stops with the conversation's end."""
+    return _page("_conversation.html", request, settings, **await _conversation(runtime, settings, ref))
 
 
 # ---- bookings ----------------------------------------------------------------------------------
@@ -472,8 +485,8 @@ async def rollback(request: Request[Any, Any, Any], settings: AppSettings, runti
 def console_router(settings: AppSettings) -> Router:
     return Router(
         path=BASE,
-        route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, bookings,
-                        flows, funnel, diagram, diagram_document, edit, check, save, rollback],
+        route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, transcript_live,
+                        bookings, flows, funnel, diagram, diagram_document, edit, check, save, rollback],
         guards=[_guard(settings)],
         exception_handlers={Exception: _errors(settings)},
         response_headers=HEADERS,
