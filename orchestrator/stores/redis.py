@@ -526,7 +526,7 @@ class RedisStore:
             await self._do(self._eval(self._release, [self._k(session_id, "l")], [_split_token(token)[0]]))
 
     async def _session_value(self, session_id: str) -> tuple[int, str, bytes] | None:
-        raw = await self._do(self._r.get(self._k(session_id, "s")))
+        raw = await self._do(self._call("GET", self._k(session_id, "s")))
         return parse_session_value(bytes(raw)) if raw else None
 
     async def load(self, session_id: str) -> bytes | None:
@@ -675,7 +675,7 @@ class RedisStore:
         return bytes(res).decode() if isinstance(res, bytes) else str(res)
 
     async def get_status(self, message_id: str) -> tuple[str, str | None] | None:
-        s, e = await self._do(self._r.hmget(self.layout.status(message_id), ["s", "e"]))
+        s, e = await self._do(self._call("HMGET", self.layout.status(message_id), "s", "e"))
         if not s:
             return None
         return bytes(s).decode(), (bytes(e).decode() or None) if e else None
