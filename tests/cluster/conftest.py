@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acceptance.conftest import client, flows_copy, make_settings, private_calendar  # noqa: F401  (fixtures used here)
 from fakes.graph import FakeGraph
 from fakes.twilio import FakeTwilio
 
 from orchestrator.settings import AppSettings
-
-from acceptance.conftest import client, flows_copy, private_calendar  # noqa: F401  (fixtures used here)
-from acceptance.conftest import make_settings
 
 
 @pytest.fixture

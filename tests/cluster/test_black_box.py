@@ -9,10 +9,6 @@ import uuid
 from typing import Any
 
 import pytest
-from fakes.signing import sms_form
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
-
 from acceptance.conftest import sms_texts, twilio_post
 from acceptance.test_operations import (
     test_analytics_counts_outcomes_funnel_and_channels,
@@ -37,6 +33,9 @@ from acceptance.test_whatsapp import (
     test_redelivered_message_is_not_applied_twice,
     test_stop_on_whatsapp_opts_the_contact_out,
 )
+from fakes.signing import sms_form
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
 pytestmark = pytest.mark.cluster
 
