@@ -148,6 +148,11 @@ def _split_token(token: str) -> tuple[str, float, int]:
     return (lock, float(began), int(ttl)) if ttl else (lock, 0.0, 0)
 
 
+# WAIT after a commit (ORCHESTRATOR_REDIS_WAIT_REPLICAS): at most this long (ms), and after a WAIT
+# the replicas did not answer in time, none for this long (s)
+REPLICA_WAIT_MS = 50
+REPLICA_WAIT_OFF_SECONDS = 5.0
+
 # a bucket polled by one process is left to it for this long (claim_timers.lua): several processes
 # share the buckets, and a dead poller's buckets are taken over this soon
 POLL_LEASE_MS = 500
@@ -203,6 +208,7 @@ class RedisStore:
         self.layout = Layout(prefix, buckets)
         self.cluster = cluster  # scripts must keep to one slot (else, on one node, they may span buckets)
         self.wait_replicas = wait_replicas
+        self._wait_off_until = 0.0  # replicas did not answer a WAIT: not waiting until then
         self._poll_token = secrets.token_hex(8)
         self._poll_turn = 0
         self._begin = client.register_script(BEGIN_LUA)
@@ -461,10 +467,13 @@ class RedisStore:
 
     async def _commit_and_wait(self, session_id: str, keys: list[Any], args: list[Any]) -> Any:
         """The commit and `WAIT <replicas> <ms>` written together (one round trip): the reply comes
-        once the turn reached `wait_replicas` replicas, or after the wait (logged: the turn is saved
-        on the primary only and a failover in the next moments may lose it)."""
+        once the turn reached `wait_replicas` replicas, or after the wait. WAIT blocks the one
+        connection it runs on, so when the replicas do not answer (none left after a failover) the
+        store stops waiting for REPLICA_WAIT_OFF_SECONDS, saying so (turns are then on the primary only)."""
         assert self._lean is not None
-        wait_ms = max(1, int(self.settle_seconds * 1000 / 8))
+        if time.monotonic() < self._wait_off_until:
+            return await self._eval(self._commit, keys, args)
+        wait_ms = max(1, min(REPLICA_WAIT_MS, int(self.settle_seconds * 1000 / 20)))
         acked: Any = None
         if isinstance(self._lean, LeanCluster):  # WAIT on the connection that wrote, after redirects
             res = await self._lean.evalsha(self._commit.sha, self._commit.script, keys, args)
@@ -485,8 +494,10 @@ class RedisStore:
                 except RedisError:
                     acked = None
         if res in (b"OK", "OK") and acked is not None and int(acked) < self.wait_replicas:
-            log.warning("session %s: the turn reached %s of %d replicas within %d ms (saved on the primary only)",
-                        redact_phone(session_id), acked, self.wait_replicas, wait_ms)
+            self._wait_off_until = time.monotonic() + REPLICA_WAIT_OFF_SECONDS
+            log.warning("session %s: the turn reached %s of %d replicas within %d ms: saved on the primary only; "
+                        "not waiting for replicas for %d s (ORCHESTRATOR_REDIS_WAIT_REPLICAS)",
+                        redact_phone(session_id), acked, self.wait_replicas, wait_ms, REPLICA_WAIT_OFF_SECONDS)
         return res
 
     async def _settle_commit(

@@ -417,7 +417,13 @@ class LeanCluster:
         if addr is None:
             addr = random.choice([a for a in self._slots if a is not None] or self.seeds)
         asking = False
-        for attempt in range(MAX_REDIRECTS):
+        redirects = 0
+        loop = asyncio.get_running_loop()
+        # TRYAGAIN (a multi-key script meeting a slot half moved) and CLUSTERDOWN (a shard lost, the
+        # cluster deciding) are waited out for up to the timeout, then raised (the caller's 503)
+        patience = loop.time() + self.timeout
+        delay = 0.005
+        while True:
             lean = self.node(addr)
             try:
                 return await (lean.execute_asking(*args) if asking else lean.execute(*args))
@@ -425,15 +431,22 @@ class LeanCluster:
                 addr, asking = (exc.host, int(exc.port)), False
                 self._slots[exc.slot_id] = addr
                 self._schedule_refresh()
+                redirects += 1
             except AskError as exc:  # the slot is being moved and this key is on the other node already
                 addr, asking = (exc.host, int(exc.port)), True
-            except (TryAgainError, ClusterDownError):  # keys of a slot split over two nodes mid-move
-                if attempt == MAX_REDIRECTS - 1:
+                redirects += 1
+            except RedisConnectionError:  # the node is gone: maybe a replica took its slots
+                self._schedule_refresh()
+                raise
+            except (TryAgainError, ClusterDownError):
+                if loop.time() + delay > patience:
                     raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-                if not asking:
-                    addr = self.owner(key) or addr if key is not None else addr
-        raise RedisConnectionError(f"redis cluster: more than {MAX_REDIRECTS} redirects for one command")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                if key is not None:  # start again from the slot's owner (the move may have ended)
+                    addr, asking = self.owner(key) or addr, False
+            if redirects > MAX_REDIRECTS:
+                raise RedisConnectionError(f"redis cluster: more than {MAX_REDIRECTS} redirects for one command")
 
     def _schedule_refresh(self) -> None:
         task = self._refreshing
