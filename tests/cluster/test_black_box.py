@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance.conftest import sms_texts, twilio_post
+from acceptance.conftest import make_settings, sms_texts, twilio_post, wait_for
 from acceptance.test_operations import (
     test_analytics_counts_outcomes_funnel_and_channels,
     test_contact_export_and_erasure_keep_the_opt_out,
     test_every_admin_action_is_audited,
 )
 from acceptance.test_sms import (
+    TIMER_FLOW,
+    conversation_of,
     test_choices_render_as_numbered_list_and_number_keyword_label_all_work,
-    test_no_reply_sends_one_reminder_then_ends_abandoned_and_opted_out_get_nothing,
     test_outbound_start_by_sms_goes_through_twilio_rest,
     test_start_keywords_opt_back_in_and_the_conversation_continues,
     test_stop_keywords_opt_out_case_insensitive_and_nothing_more_is_sent,
+    text,
 )
 from acceptance.test_voice_call import (
     test_hang_up_mid_booking_continues_by_sms_to_a_booking,
@@ -33,9 +36,13 @@ from acceptance.test_whatsapp import (
     test_redelivered_message_is_not_applied_twice,
     test_stop_on_whatsapp_opts_the_contact_out,
 )
-from fakes.signing import sms_form
+from fakes.graph import FakeGraph
+from fakes.signing import CALLER, sms_form
+from fakes.twilio import FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
+from orchestrator.web.app import create_app
 
 pytestmark = pytest.mark.cluster
 
@@ -48,7 +55,6 @@ __all__ = [
     "test_dental_booking_by_buttons_and_list_ends_booked",
     "test_every_admin_action_is_audited",
     "test_hang_up_mid_booking_continues_by_sms_to_a_booking",
-    "test_no_reply_sends_one_reminder_then_ends_abandoned_and_opted_out_get_nothing",
     "test_outbound_start_by_sms_goes_through_twilio_rest",
     "test_redelivered_gather_callback_gets_same_twiml_and_advances_once",
     "test_redelivered_message_is_not_applied_twice",
@@ -82,3 +88,22 @@ async def test_conversations_spread_over_all_three_shards(
     for shard, key in sessions:
         head = key.decode().split("}", 1)[0] + "}"
         assert (shard, f"{head}:sessions".encode()) in keys
+
+
+async def test_a_no_reply_timer_fires_once_from_its_bucket_then_ends_abandoned(
+    tmp_path: Path, fake_twilio: FakeTwilio, graph: FakeGraph, redis_cluster: Any, cluster_prefix: str,
+) -> None:
+    flows = tmp_path / "timer_flows"
+    flows.mkdir()
+    (flows / "nudge.yaml").write_text(TIMER_FLOW)
+    settings = make_settings(flows, fake_twilio, graph, default_flow=None, redis_url=redis_cluster.url,
+                             key_prefix=cluster_prefix)
+    async with AsyncTestClient(create_app(settings)) as client:
+        assert await text(client, "hi") == ["What's your name?"]
+        await wait_for(lambda: len(fake_twilio.messages()) >= 1, timeout=6)
+        reminder = fake_twilio.messages()[0]
+        assert reminder["To"] == [CALLER] and "What's your name?" in reminder["Body"][0]
+        await asyncio.sleep(2.5)  # the second timeout ends it quietly
+        assert len(fake_twilio.messages()) == 1
+        conv = await conversation_of(client, CALLER)
+        assert conv["conversation"].get("outcome") == "abandoned"
