@@ -153,6 +153,10 @@ def _split_token(token: str) -> tuple[str, float, int]:
 REPLICA_WAIT_MS = 50
 REPLICA_WAIT_OFF_SECONDS = 5.0
 
+# with buckets, a claim of the outbox right after this process's turns asks their buckets only, and
+# every bucket at least this often (items of other processes, retries coming due)
+OUTBOX_SWEEP_SECONDS = 0.25
+
 # a bucket polled by one process is left to it for this long (claim_timers.lua): several processes
 # share the buckets, and a dead poller's buckets are taken over this soon
 POLL_LEASE_MS = 500
@@ -211,6 +215,10 @@ class RedisStore:
         self._wait_off_until = 0.0  # replicas did not answer a WAIT: not waiting until then
         self._poll_token = secrets.token_hex(8)
         self._poll_turn = 0
+        # buckets this process queued outbox items in since its last claim: a claim right after a
+        # turn asks those only; every bucket is swept at least OUTBOX_SWEEP_SECONDS apart
+        self._outbox_dirty: set[int] = set()
+        self._outbox_sweep_at = 0.0
         self._begin = client.register_script(BEGIN_LUA)
         self._commit = client.register_script(COMMIT_LUA)
         self._release = client.register_script(RELEASE_LUA)
@@ -434,6 +442,8 @@ class RedisStore:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
             keys.append(self._k(session_id, f"o:{uniq}"))
             args += [item.id, item.payload]
+        if commit.outbox and self.layout.n:
+            self._outbox_dirty.add(self.layout.bucket(session_id))
         try:
             if self.wait_replicas and self._lean is not None:
                 res = await self._commit_and_wait(session_id, keys, args)
@@ -621,11 +631,18 @@ class RedisStore:
                                 [now, limit, now + lease_seconds, self.prefix])]
         else:
             heads = self.layout.heads
+            dirty, self._outbox_dirty = self._outbox_dirty, set()
+            started = time.monotonic()
+            if dirty and started < self._outbox_sweep_at:
+                order = sorted(dirty)
+            else:
+                order = self._poll_order()
+                self._outbox_sweep_at = started + OUTBOX_SWEEP_SECONDS
             calls = [self._eval(self._claim_outbox,
                                 [f"{heads[b]}:outbox", f"{heads[b]}:outbox:leases", f"{heads[b]}:lease:outbox"],
                                 [now, limit, now + lease_seconds, heads[b], self._poll_token, POLL_LEASE_MS, b,
                                  self.layout.n])
-                     for b in self._poll_order()]
+                     for b in order]
         return [
             OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1]), None if int(res[i + 2]) < 0 else bool(res[i + 2]),
                         reclaimed=int(res[i + 3]) > 1)

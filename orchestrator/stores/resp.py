@@ -359,6 +359,7 @@ class LeanCluster:
         self._mapped = False
         self._refreshing: asyncio.Task[None] | None = None
         self.refreshes = 0
+        self.redirects = {"moved": 0, "ask": 0, "tryagain": 0}  # followed so far (tests, metrics)
 
     @property
     def round_trips(self) -> int:
@@ -432,13 +433,16 @@ class LeanCluster:
                 self._slots[exc.slot_id] = addr
                 self._schedule_refresh()
                 redirects += 1
+                self.redirects["moved"] += 1
             except AskError as exc:  # the slot is being moved and this key is on the other node already
                 addr, asking = (exc.host, int(exc.port)), True
                 redirects += 1
+                self.redirects["ask"] += 1
             except RedisConnectionError:  # the node is gone: maybe a replica took its slots
                 self._schedule_refresh()
                 raise
             except (TryAgainError, ClusterDownError):
+                self.redirects["tryagain"] += 1
                 if loop.time() + delay > patience:
                     raise
                 await asyncio.sleep(delay)

@@ -136,6 +136,8 @@ async def test_a_slot_migrated_mid_load_loses_and_doubles_nothing(redis_cluster:
         assert redis_cluster.shard_of_slot(slot) == target
         lean: Any = store.lean
         assert lean.refreshes >= 2, "the lean transport read the new slot map after MOVED"
+        assert lean.redirects["moved"] > 0 and lean.redirects["ask"] + lean.redirects["tryagain"] > 0, (
+            "traffic met the slot half moved", lean.redirects)
         await load.check()
     finally:
         await store.close()
