@@ -571,7 +571,7 @@ class _Turn:
             words = self.compiled.words
             if words.language != "en":  # the hint and a preference's words in the contact's language
                 if result.hint is not None:
-                    hint = hint_in(words, *result.hint)
+                    hint = hint_in(words, *result.hint, self.compiled.templates.formats)
                 elif ok and isinstance(value, dict) and value.get("preference") in PREFERENCE_KEYS:
                     value = {**value, "label": words[PREFERENCE_KEYS[value["preference"]]]}
             if not ok and text and ev.kind != "digits" and state.fill:
