@@ -237,7 +237,9 @@ class WhatsAppChannel(ChannelAdapter):
         recipient = to.contact.lstrip("+")
         calls: list[GraphCall] = []
         if not ctx.within_window:
-            template = getattr(ctx.settings, "whatsapp_template", None)
+            # a `message.send` may name its own template; else the flow's proactive one
+            template = next((m.template for m in messages if m.template), None) or getattr(
+                ctx.settings, "whatsapp_template", None)
             if not template:
                 raise SendError(
                     f"{self.name}: {_mask(recipient)} is outside the 24 h window and the flow sets no "

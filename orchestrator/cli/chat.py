@@ -149,6 +149,7 @@ class Reply:
 
     lines: list[str] = field(default_factory=list)  # what the contact sees (or hears)
     staff: list[Outbound] = field(default_factory=list)  # what staff get (notify.staff_messages)
+    sent: list[str] = field(default_factory=list)  # what `message.send` queued: "<channel>: <text>"
     untold: str | None = None  # an outcome staff act on, with no settings.staff_notify to tell
     ended: bool = False
     keyword: str | None = None  # opt_out | opt_in | help: a carrier keyword, answered before any turn
@@ -201,6 +202,8 @@ class Conversation:
         if self.session.channel != self.channel and self.session.channel in CAPABILITIES:  # text-back
             self.channel, self.caps = self.session.channel, CAPABILITIES[self.session.channel]
         reply = Reply(ended=result.ended, staff=staff_messages(self.compiled, result))
+        reply.sent = [f"{m.via}: {m.text}" + (f" (to {m.target})" if m.target else "")
+                      for m in result.messages if m.kind == "send"]
         for message in contact_messages(result.messages):
             if message.kind == "ask":
                 self.ask = message
@@ -230,6 +233,8 @@ async def run_chat(
             stdout.write(f"bot> {line}\n")
         for message in reply.staff:
             stdout.write(f"bot> (to staff {message.target}: {message.text})\n")
+        for sent in reply.sent:
+            stdout.write(f"bot> (sent by {sent})\n")
         if reply.untold:
             stdout.write(f"[staff not told of {reply.untold}: set settings.staff_notify]\n")
         stdout.flush()

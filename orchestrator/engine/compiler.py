@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from transitions import Machine, MachineError
 
+from orchestrator.engine import sending
 from orchestrator.engine.hours import OpeningHours
 from orchestrator.engine.inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from orchestrator.engine.summary import SummaryPlan
@@ -396,6 +397,7 @@ def _check_connectors(flow: schema.Flow, connectors: ConnectorRegistry, where: s
         )
         for name, state in flow.states.items()
         if isinstance(state, schema.CallState) and not connectors.has_action(state.call)
+        and not sending.is_send(state.call)
     ]
     if problems:
         raise FlowError(problems)

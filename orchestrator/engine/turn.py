@@ -43,13 +43,23 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
+from orchestrator.engine import reminders, sending
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import PREFERENCE_KEYS, Idiom, choice_matcher, hint_in, parse_input
 from orchestrator.engine.summary import build as build_summary
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.flow.templates import Formats
 from orchestrator.logs import redact_phone
-from orchestrator.model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from orchestrator.model import (
+    Event,
+    Outbound,
+    OutChoice,
+    ReminderDue,
+    Session,
+    Timer,
+    TranscriptEntry,
+    TurnResult,
+)
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry, ConnectorResult
 from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 
@@ -137,8 +147,8 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
-                 "steps", "summary", "transcript", "understand_language")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "due_reminders", "engine", "event", "messages", "now",
+                 "session", "steps", "summary", "transcript", "understand_language")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -148,6 +158,7 @@ class _Turn:
         self.now = now
         self.messages: list[Outbound] = []
         self.transcript: list[TranscriptEntry] = []
+        self.due_reminders: list[ReminderDue] = []
         self.steps = 0
         self.summary: dict[str, Any] | None = None
         self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
@@ -355,11 +366,17 @@ class _Turn:
         except Exception as exc:
             result = ConnectorResult(outcome="error", detail=f"arguments failed to render: {exc}")
         else:
-            ctx = CallContext(
-                session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
-                language=settings.language, now=self.now, settings=settings, vars=s.vars,
-            )
-            result = await self._book_or_move(state, args, ctx)
+            if sending.is_send(state.action):  # built in: queued with the turn, sent by the outbox
+                message, result = sending.plan(state.name, args, staff=settings.staff_notify, channel=s.channel,
+                                               text_back=TEXT_BACK_CHANNEL)
+                if message is not None:
+                    self._emit(message)
+            else:
+                ctx = CallContext(
+                    session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
+                    language=settings.language, now=self.now, settings=settings, vars=s.vars,
+                )
+                result = await self._book_or_move(state, args, ctx)
         ms = round((time.perf_counter() - started) * 1000, 2)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="call", text=state.action,
@@ -370,6 +387,8 @@ class _Turn:
             if self.compiled.english_formats is not None and value:
                 value = self._relabelled(value, self.compiled.english_formats)
             self._save(state.save, value)
+        if result.outcome == "ok" and settings.reminders and reminders.is_booking(state.action):
+            self.due_reminders += reminders.plan(settings, result.value, now=self.now, channel=s.channel)
         if result.closed and result.outcome in ("ok", "empty"):
             if "closed" in state.routes:  # the flow says it in its own words
                 return self._route(state, "closed")
@@ -833,7 +852,7 @@ class _Turn:
         self.messages.append(message)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="out", text=message.text,
-            data={"kind": message.kind, "state": message.state},
+            data={"kind": message.kind, "state": message.state, **({"via": message.via} if message.via else {})},
         ))
 
     def _save(self, name: str, value: Any) -> None:
@@ -933,5 +952,5 @@ class _Turn:
             log.info("conversation %s ended: %s", redact_phone(s.id), s.outcome)
         return TurnResult(
             session=s, messages=self.messages, transcript=self.transcript, timer=timer,
-            ended=s.status == "ended", summary=self.summary,
+            ended=s.status == "ended", summary=self.summary, reminders=self.due_reminders,
         )

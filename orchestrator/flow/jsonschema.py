@@ -101,6 +101,12 @@ DESCRIPTIONS: dict[str, str] = {
                                    "into messages of at most this size.",
     "Settings.whatsapp_template": "WhatsApp: the approved template used to reach a contact outside the 24-hour "
                                   "window (outbound, reminders). Unset: such messages fail.",
+    "Settings.reminders": "Appointment reminders each booking schedules, e.g. "
+                          "[{before: 24h, flow: appointment_reminder}].",
+    "Settings.sending_hours": "Local hours (HH:MM-HH:MM) within which reminders go out; default 09:00-20:00.",
+    "ReminderRule.before": "How long before the booked start the reminder goes out (moved earlier into sending_hours).",
+    "ReminderRule.flow": "The flow id started with the contact, with `booking` set (e.g. appointment_reminder).",
+    "ReminderRule.channel": "same (the booking's text channel; a call's goes by SMS), sms or whatsapp.",
     "Settings.whatsapp_template_language": "WhatsApp: the language code of whatsapp_template (default en_US).",
     "Settings.retention_days": "Days to keep transcripts after the conversation ends (default 30). This build "
                                "applies ORCHESTRATOR_RETENTION_DAYS server-wide.",

@@ -69,6 +69,14 @@ def default_business_hours() -> BusinessHours:
     return BusinessHours(mon=weekday, tue=weekday, wed=weekday, thu=weekday, fri=weekday)
 
 
+class ReminderRule(Base):
+    """`settings.reminders` item: `before` the booked start, start `flow` with the contact."""
+
+    before: Duration
+    flow: Identifier
+    channel: Literal["same", "sms", "whatsapp"] = "same"  # same: the booking's text channel (a call's: sms)
+
+
 class Settings(Base):
     timezone: str = "UTC"
     language: str = "en-US"
@@ -98,6 +106,8 @@ class Settings(Base):
     summary: Text | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
+    reminders: list[ReminderRule] = []  # appointment reminders scheduled by each booking
+    sending_hours: str = "09:00-20:00"  # proactive messages (reminders) go out only within these local hours
 
 
 class Choice(Base):

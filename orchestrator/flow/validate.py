@@ -34,9 +34,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import msgspec
 import phonenumbers
 
-from orchestrator.engine import summary
+from orchestrator.engine import reminders, sending, summary
 from orchestrator.engine.inputs import normalise
 from orchestrator.errors import Diagnostic, FlowError
 from orchestrator.flow import localize, patterns, schema, templates
@@ -323,6 +324,9 @@ class _Checker:
                 self.add(path, f"state '{name}' calls '{state.call}', which is not 'connector.action'",
                          "write it like 'calendar.find_slots'")
                 continue
+            if connector == sending.CONNECTOR:
+                self.check_send(name, state, action)
+                continue
             if self.connectors is None:
                 continue
             names = self.connectors.names()
@@ -342,6 +346,52 @@ class _Checker:
                 hint = f"did you mean '{connector}.{close}'?" if close else None
                 self.add(path, f"state '{name}' calls unknown action '{state.call}'",
                          hint or f"'{connector}' has: {', '.join(actions) or 'no actions'}")
+                continue
+            self.check_args(name, state, self.connectors.get(connector).actions[action].args)
+
+    def check_args(self, name: str, state: schema.CallState, args_type: type) -> None:
+        """An argument the action does not take would be dropped without a word (a `stylist:`
+        that books with nobody in particular): refuse it, naming the ones it takes."""
+        try:
+            known = [f.encode_name for f in msgspec.structs.fields(args_type)]
+        except TypeError:  # not a Struct: the connector takes anything
+            return
+        for key in state.args if isinstance(state.args, dict) else {}:
+            if key not in known:
+                self.add(f"$.states.{name}.args.{key}", f"{state.call} has no argument '{key}'",
+                         did_you_mean(key, known) or f"its arguments: {', '.join(known) or 'none'}", key=True)
+
+    def check_send(self, name: str, state: schema.CallState, action: str) -> None:
+        """`message.send` is built in: its action, its arguments, and what it needs of settings."""
+        path = f"$.states.{name}"
+        if action not in sending.ACTIONS:
+            self.add(f"{path}.call", f"state '{name}' calls unknown action '{state.call}'",
+                     f"'{sending.CONNECTOR}' has: {', '.join(sending.ACTIONS)}")
+            return
+        args = state.args if isinstance(state.args, dict) else {}
+        for key in args:
+            if key not in sending.ARGS:
+                self.add(f"{path}.args.{key}", f"message.send has no argument '{key}'",
+                         did_you_mean(key, sending.ARGS) or f"its arguments: {', '.join(sending.ARGS)}")
+        if "text" not in args and "template" not in args:
+            self.add(f"{path}.args", f"state '{name}' sends a message without `text`",
+                     "add args: {text: \"...\"} (what the message says)")
+        to = args.get("to", sending.TO_CONTACT)
+        if isinstance(to, str) and "{" not in to:
+            if to == sending.TO_STAFF and not self.flow.settings.staff_notify:
+                self.add(f"{path}.args.to", f"state '{name}' sends to staff, but the flow has no staff number",
+                         "set settings.staff_notify: \"+1...\" (E.164)")
+            elif to not in (sending.TO_CONTACT, sending.TO_STAFF) and not _is_e164(to):
+                self.add(f"{path}.args.to", f"'{to}' is not contact, staff or a phone number",
+                         "write to: contact, to: staff, or an E.164 number such as \"+15555550199\"")
+        via = args.get("channel", "same")
+        if isinstance(via, str) and "{" not in via and via not in sending.CHANNELS:
+            self.add(f"{path}.args.channel", f"message.send cannot go by '{via}'",
+                     did_you_mean(via, sending.CHANNELS) or f"use one of: {', '.join(sending.CHANNELS)}")
+        if "error" not in state.on and not self.flow.defaults.error:
+            self.warn(path, f"state '{name}' has no `error` route: a message that cannot be sent ends the "
+                      "conversation with an apology", "add on: {ok: ..., error: <state>} (often the same state)",
+                      key=True)
 
     # -- templates and variables ---------------------------------------------------------------
 
@@ -563,6 +613,11 @@ class _Checker:
 
     def check_settings(self) -> None:
         s = self.flow.settings
+        try:
+            reminders.sending_window(s.sending_hours)
+        except ValueError as exc:
+            self.add("$.settings.sending_hours", str(exc).partition(": ")[0],
+                     str(exc).partition(": ")[2] or None)
         try:
             ZoneInfo(s.timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -58,7 +58,9 @@ from orchestrator.stores.base import (
     OutboxPut,
     SessionStore,
     TimerSet,
+    parse_reminder_member,
     parse_timer_member,
+    reminder_member,
     require_format,
     timer_member,
 )
@@ -131,6 +133,9 @@ class Runtime:
         )
 
         self.recorder = Recorder(store, settings.retention_seconds)
+        from orchestrator.runtime.reminders import ReminderFirer
+
+        self._reminders = ReminderFirer(self)
 
     @classmethod
     async def create(
@@ -372,6 +377,8 @@ class Runtime:
                 )
                 if session is not None:
                     new.version = session.version
+                    if session.language and session.language in compiled.variants:
+                        new.language = session.language  # the contact's language goes on (reminders, a new visit)
                 session = new
                 event = req.event = msgspec.structs.replace(event, kind="start")
                 metrics.labelled(metrics.CONVERSATIONS_STARTED, compiled.id, event.channel).inc()
@@ -430,6 +437,7 @@ class Runtime:
                                   revision=compiled.revision, within_window=within, created_at=now,
                                   window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if within else 0.0)
                 outbox.append(OutboxPut(item_id, _encoder.encode(item)))
+        outbox += self._sends(sid, session, compiled, result.messages, within=within, now=now)
         notes = notify.staff_messages(compiled, result)
         staff_adapter = (self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")) if notes else None
         for note in notes if staff_adapter else []:
@@ -438,7 +446,7 @@ class Runtime:
                               contact=note.target or "", messages=[note], revision=compiled.revision,
                               created_at=now)
             outbox.append(OutboxPut(item_id, _encoder.encode(item)))
-        reply_messages = result.messages if sync else []
+        reply_messages = [m for m in result.messages if m.kind != "send"] if sync else []
         step = turn_step(session) if sync and adapter.capabilities.idiom == "voice" else None
         lean, elided = compact_messages(compiled, reply_messages)
         stored = StoredReply(messages=lean, flow_choices=elided, revision=compiled.revision,
@@ -462,6 +470,7 @@ class Runtime:
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
             side=[record] if record is not None else [],
+            reminders=[TimerSet(r.due, reminder_member(sid, _encoder.encode(r))) for r in result.reminders],
         )
         await self.store.commit(sid, begun.token, commit)
         if outbox:
@@ -473,6 +482,31 @@ class Runtime:
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
+
+    def _sends(self, sid: str, session: Session, compiled: CompiledFlow, messages: list[Outbound], *,
+               within: bool, now: float) -> list[OutboxPut]:
+        """Outbox items for this turn's `message.send`s: each on the adapter of its channel (the
+        conversation's own adapter when it is that channel), to the contact or the number given.
+        The WhatsApp window is the conversation's only when the message stays on its channel."""
+        out: list[OutboxPut] = []
+        for message in messages:
+            if message.kind != "send" or not message.via:
+                continue
+            same = message.via == session.channel and not message.target
+            target = self._adapter_for_idiom(message.via, session.adapter if same else None)
+            if target is None:
+                log.error("session %s: message.send by %s, but no %s channel is configured; not sent",
+                          redact_phone(sid), message.via, message.via)
+                continue
+            open_window = within and same
+            item_id = f"{sid}|send-{secrets.token_hex(8)}"
+            item = OutboxItem(id=item_id, adapter=target, business=session.business,
+                              contact=message.target or session.contact,
+                              messages=[msgspec.structs.replace(message, kind="say", via=None, target=None)],
+                              revision=compiled.revision, within_window=open_window, created_at=now,
+                              window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if open_window else 0.0)
+            out.append(OutboxPut(item_id, _encoder.encode(item)))
+        return out
 
     async def _duplicate(self, channel: str, sid: str, raw: bytes) -> TurnReply:
         metrics.labelled(metrics.DUPLICATES, channel).inc()
@@ -493,15 +527,17 @@ class Runtime:
     # ------------------------------------------------------------------ outbound
     async def start_outbound(
         self, address: Address, channel: str, flow_id: str, vars: dict[str, Any] | None = None,
+        *, delivery_id: str | None = None,
     ) -> TurnReply:
-        """Start `flow_id` for a contact (admin API, missed-call text-back). The first messages
-        go out through the outbox. OptedOut when the contact said STOP."""
+        """Start `flow_id` for a contact (admin API, missed-call text-back, reminders). The first
+        messages go out through the outbox. OptedOut when the contact said STOP. `delivery_id`
+        makes the start idempotent (a reminder fired twice starts once)."""
         if await self.store.is_opted_out(address.contact):
             raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
         adapter = self.channels.get(channel)
         sid = f"{address.business}:{address.contact}"
         event = Event(kind="start", channel=adapter.capabilities.idiom,
-                      provider_id=f"outbound:{uuid.uuid4().hex[:16]}")
+                      provider_id=delivery_id or f"outbound:{uuid.uuid4().hex[:16]}")
         with correlation(event.provider_id):
             reply = await self._turn(TurnRequest(channel=channel, address=address, session_id=sid, event=event,
                                                  flow_id=flow_id, vars=vars, outbound=True))
@@ -551,6 +587,10 @@ class Runtime:
         """Fire every due no-reply timer once (across processes); returns how many turned."""
         fired = 0
         for member in await self.store.claim_due_timers(self.clock(), limit):
+            reminder = parse_reminder_member(member)
+            if reminder is not None:
+                fired += await self._reminders.fire(member, *reminder)
+                continue
             sid, turns = parse_timer_member(member)
             try:
                 raw = await self.store.load(sid)
