@@ -229,3 +229,16 @@ async def test_stop_and_help_answer_a_spanish_number_in_spanish(client: Client) 
     stop_said = " ".join(m.text or "" for m in root.iter("Message"))
     assert stop_said == catalogue("es")["opt_out"]
     assert_no_english([help_said, stop_said])
+
+
+async def test_a_chosen_language_is_kept_for_the_contact_s_next_conversation(client: Client) -> None:
+    """An English number that chose Spanish is answered in Spanish the next time too."""
+    said: list[str] = []
+    for i, text in enumerate(["Hi", "español", "quiero hablar con alguien", "hola otra vez"]):
+        root = await twilio_post(client, "/webhooks/twilio/sms", sms_form(text, sid=f"SM{i:032d}"))
+        said.append(" ".join(m.text or "" for m in root.iter("Message")))
+    assert said[1].startswith("¿Qué servicio desea?")
+    assert "Le paso con recepción" in said[2]
+    assert said[3].startswith("¡Hola! Gracias por contactar con Salón Sol.")  # a new conversation, in Spanish
+    session = await session_of(client, f"{CLINIC}:{CALLER}")
+    assert session.language == "es" and session.status == "active"
