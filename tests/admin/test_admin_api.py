@@ -277,8 +277,8 @@ async def test_operator_routes_need_no_token(client: Any, env: Env, path: str) -
         assert 'orchestrator_connector_calls_total{action="calendar.book",outcome="ok"}' in text
         assert "orchestrator_turn_seconds_bucket" in text and 'orchestrator_turns_total{channel="sms"}' in text
     else:
-        assert response.json()["flows"] == ["appointment_reminder", "dental_booking", "missed_call_textback",
-                                            "salon_bilingual"]
+        assert response.json()["flows"] == [
+            "appointment_reminder", "dental_booking", "missed_call_textback", "salon_bilingual"]
 
 
 async def test_openapi_schema_is_served(client: Any) -> None:
