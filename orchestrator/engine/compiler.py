@@ -146,6 +146,7 @@ class CompiledFlow:
     variants: dict[str, CompiledFlow] = field(default_factory=dict)
     by_country: tuple[tuple[str, str], ...] = ()  # settings.language_by_country, longest prefix first
     english_formats: Formats | None = None  # a language other than English: how connectors label slots
+    relabels: dict[tuple[str, str], str] = field(default_factory=dict)  # (start, connector's label) -> ours
 
 
     def variant(self, language: str | None) -> CompiledFlow:
