@@ -457,7 +457,7 @@ def _compile_language(
     tag = settings.language if language is None else localize.tag_of(
         language, settings, localize.region(catalogue(language).tag))
     words = catalogue(tag)
-    voice = schema.plain(settings.voice) if settings.voice else words.voice
+    voice = schema.plain(settings.voice) if settings.voice else words.voice_for(tag)
     # the schema's defaults are the English catalogue's words: another language says its own
     said = {key: words[key] for key in ("reminder", "consent_notice")
             if words.language != "en" and getattr(settings, key) == catalogue()[key]}

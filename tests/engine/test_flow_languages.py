@@ -294,3 +294,12 @@ async def test_a_third_language_is_a_catalogue_and_rules_from_outside(french: La
     result = await eng.turn(result.session, Event(kind="text", channel="sms", text="pizza"), NOW)
     assert result.messages[0].text.startswith("Désolé, je n'ai pas compris. Choisissez Coupe ou Couleur")
     assert eng.compiled.variants["fr"].words["sorry_error"] == catalogue("en")["sorry_error"]  # not translated yet
+
+
+def test_a_region_speaks_with_its_own_voice() -> None:
+    text = BILINGUAL.replace("languages: [en, es]", "languages: [en, es-MX]").replace(" es:", " es-MX:").replace(
+        '{"34": es}', '{"52": es-MX}').replace("      es-MX: {label: Español}", "      es-MX: {label: Español}")
+    compiled = compile_flow(load_flow_text(text, "f.yaml"))
+    mx = compiled.variants["es-MX"]
+    assert mx.settings.language == "es-MX" and mx.voice == "Polly.Mia"
+    assert catalogue("es").voice_for("es-ES") == "Polly.Lucia" and catalogue("en").voice_for("en-GB") == "Polly.Joanna"
