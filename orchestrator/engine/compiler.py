@@ -155,6 +155,12 @@ class CompiledFlow:
             return self
         return self.variants.get(language, self)
 
+    def for_tag(self, tag: str | None) -> CompiledFlow:
+        """The language copy whose messages carry `tag` (an Outbound's `language`), else this one."""
+        if tag is None or not self.variants or tag == self.settings.language:
+            return self
+        return next((v for v in self.variants.values() if v.settings.language == tag), self)
+
     def language_of(self, contact: str) -> str | None:
         """The declared language of a contact's number by its country code (`+34...` -> es)."""
         if not self.by_country or not contact.startswith("+"):
