@@ -290,3 +290,19 @@ async def test_a_spanish_contact_outside_the_whatsapp_window_gets_the_spanish_te
             assert sent[0]["template"]["language"]["code"] == "es_ES"
     finally:
         await runtime.close()
+
+
+async def test_the_last_resort_apology_is_in_the_contact_s_language(client: Client,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(channel: str, inbound: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app.state.runtime, "handle", broken)
+    root = await twilio_post(client, "/webhooks/twilio/sms", sms_form("hola", sid="SM" + "9" * 32, sender=SPANISH))
+    assert [m.text for m in root.iter("Message")] == [catalogue("es")["sorry_unavailable"]]
+    voice = await twilio_post(client, "/webhooks/twilio/voice", spanish_caller(voice_form()))
+    [say] = list(voice.iter("Say"))
+    assert (say.text, say.get("language"), say.get("voice")) == (
+        catalogue("es")["sorry_unavailable"], "es-ES", "Polly.Lucia")
+    english = await twilio_post(client, "/webhooks/twilio/sms", sms_form("hi", sid="SM" + "8" * 32))
+    assert [m.text for m in english.iter("Message")] == [catalogue("en")["sorry_unavailable"]]
