@@ -628,7 +628,8 @@ def _when(
         return InputResult(True, value.isoformat(timespec="seconds"))
     if parsed.kind == "ambiguous" and parsed.value is not None and parsed.clarify:
         moment = Moment(parsed.value.isoformat(timespec="seconds"))
-        return InputResult(False, reprompt=parsed.clarify, hint=("ambiguous_time", {"moment": moment}))
+        key = "closed_today" if parsed.clarify.startswith("We're fully closed for today") else "ambiguous_time"
+        return InputResult(False, reprompt=parsed.clarify, hint=(key, {"moment": moment}))
     if parsed.clarify:
         return _clarify(parsed.clarify, want)
     return _hint("date")
