@@ -214,8 +214,8 @@ class _Compiled:
             for words, value in by_first.get(tokens[i], ()):
                 size = len(words)
                 if tuple(tokens[i : i + size]) == words:
-                    if value == "coming" and out and out[-1] in _EN_WEEKDAYS:
-                        out[-1] = f"coming {out[-1]}"  # "el martes que viene": the coming Tuesday
+                    if value in _BEFORE_WEEKDAY and out and out[-1] in _EN_WEEKDAYS:
+                        out[-1] = f"{value} {out[-1]}"  # "el martes que viene": the upcoming Tuesday
                     elif value:
                         out.append(value)
                     i += size
@@ -228,6 +228,8 @@ class _Compiled:
 
 _DIGIT = re.compile(r"\d")
 _V = TypeVar("_V")
+# the reader's weekday modifiers, said after the weekday in some languages
+_BEFORE_WEEKDAY = frozenset({"coming", "upcoming", "next", "this"})
 
 
 def _longest_first(entries: Iterable[tuple[tuple[str, ...], _V]]) -> list[tuple[tuple[str, ...], _V]]:

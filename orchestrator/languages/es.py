@@ -78,8 +78,8 @@ PHRASES = {
     "cualquier día": "any day", "sin preferencia": "no preference", "lo que sea": "whatever works",
     "como prefieras": "up to you", "como prefiera": "up to you", "lo que mejor os venga": "up to you",
     "lo que os venga mejor": "up to you",
-    # "el próximo martes", "el martes que viene": the coming one
-    "próximo": "coming", "próxima": "coming", "que viene": "coming", "este": "this", "esta": "this",
+    # "el próximo martes", "el martes que viene": the next one after today
+    "próximo": "upcoming", "próxima": "upcoming", "que viene": "upcoming", "este": "this", "esta": "this",
 }
 MINUTES_AFTER = {"y media": 30, "y cuarto": 15, "y pico": 0}
 MINUTES_BEFORE = {"menos cuarto": 15}

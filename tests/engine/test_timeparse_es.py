@@ -41,6 +41,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("pasado mañana", "2026-12-05 10:00", "exact"),  # Saturday opens at 10
     ("el jueves", "2026-12-10 09:00", "exact"),
     ("el martes que viene", "2026-12-08 09:00", "exact"),
+    ("el jueves que viene", "2026-12-10 09:00", "exact"),  # said on a Thursday: next week's
+    ("el próximo jueves a las 17:00", "2026-12-10 17:00", "exact"),
     ("el próximo lunes a las 10", "2026-12-07 10:00", "exact"),
     ("el miércoles que viene por la tarde", "2026-12-09 14:00", "exact"),
     ("la semana que viene", "2026-12-07 09:00", "exact"),
@@ -200,3 +202,15 @@ def test_spanish_costs_about_what_english_does() -> None:
                    "en 2 horas", "a las 4 menos cuarto"], "es-ES")
     en = per_call(phrases_en, "en-GB")
     assert es < 3 * en + 100e-6, (es, en)
+
+
+def test_the_reader_words_spanish_relies_on() -> None:
+    # two readings the English grammar gained for Spanish, right in English too
+    def en(text: str) -> str | None:
+        return _fmt(cuando(text, language="en-GB").value)
+
+    assert en("tuesday next week") == "2026-12-08 09:00"  # that day of next week (was: Monday)
+    assert en("next week on tuesday afternoon") == "2026-12-08 14:00"
+    assert en("next week") == "2026-12-07 09:00"
+    assert en("upcoming thursday at 5pm") == "2026-12-10 17:00"  # said on a Thursday: next week's
+    assert en("upcoming tuesday") == "2026-12-08 09:00"
