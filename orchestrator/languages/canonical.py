@@ -104,6 +104,9 @@ class _Compiled:
         self.day_lead_words = frozenset(w for words, _ in self.day_leads for w in words)
         phrases = {_key(k): v for k, v in rules.phrases.items()}
         self.in_words = frozenset(k.split()[-1] for k, v in phrases.items() if v == "in")
+        # "a las 17 horas": an hour said with the word for hours after "at"
+        self.at_words = frozenset(k.split()[-1] for k, v in phrases.items() if v in ("at", "around", "before", "after"))
+        self.hour_words = frozenset(k for k, v in phrases.items() if v in ("hour", "hours") and " " not in k)
         # what may follow a number that is not a day of the month ("el 10 de la tarde", "el 2 horas")
         self.not_a_date = frozenset({k.split()[0] for k, v in phrases.items() if v in _UNITS} | {"am", "pm"})
         table: dict[str, str] = {}
@@ -161,7 +164,9 @@ class _Compiled:
                     i += 1
                     continue
                 size, delta = self._fixed_at(tokens, i + 1) or (0, 0)
-                if size:
+                if nxt in self.hour_words and out and out[-1] in self.at_words:
+                    tok, i = f"{tok}:00", i + 1
+                elif size:
                     tok, i = _clock(int(tok), delta), i + size
                 elif nxt in self.joiners and i + 2 < n and _hour(tokens[i + 2]) and int(tokens[i + 2]) < 60 \
                         and not (out and out[-1] in self.day_lead_words):

@@ -201,6 +201,7 @@ RULES = LanguageRules(
     count_nouns=COUNT_NOUNS,
     negators=NEGATORS,
     corrections=CORRECTIONS,
+    clause_words=frozenset({"y", "e", "pero", "además", "ademas", "también", "tambien"}),
 )
 
 PACK = LanguagePack(code="es", rules=RULES)

@@ -77,6 +77,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("a las doce", "2026-12-04 12:00", "exact"),  # today's noon is now: tomorrow
     ("mañana a la una", "2026-12-04 13:00", "exact"),
     ("a las 21", "2026-12-03 21:00", "exact"),
+    ("a las 17 horas", "2026-12-03 17:00", "exact"),
+    ("en 2h", "2026-12-03 14:00", "exact"),  # a duration, not 2 o'clock
     # minutes
     ("a las 5 y media", "2026-12-03 17:30", "exact"),
     ("a las cinco y media", "2026-12-03 17:30", "exact"),
