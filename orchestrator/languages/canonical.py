@@ -73,6 +73,7 @@ def _alternation(words: Iterable[object]) -> str:
 
 _UNITS = frozenset({"minute", "minutes", "hour", "hours", "day", "days", "week", "weeks"})
 _CLOCK = re.compile(r"\d{1,2}(?:[:.]\d{2})?")
+_DOTTED = re.compile(r"(\d{1,2})\.([0-5]\d)")
 
 
 def _hour(token: str) -> bool:
@@ -100,6 +101,7 @@ class _Compiled:
         self.meridiem_first = frozenset(words[0] for words, _ in self.meridiem)
         self.weekdays = {_key(k): _EN_WEEKDAYS[v] for k, v in rules.weekdays.items()}
         self.weekday_dates = rules.weekday_number_is_date
+        self.dotted_clock = rules.decimal_comma  # where "1.200" is a thousands dot, "10.30" is a time
         self.day_leads = _longest_first((tuple(_key(k).split()), "") for k in rules.day_number_lead_ins)
         self.day_lead_words = frozenset(w for words, _ in self.day_leads for w in words)
         phrases = {_key(k): v for k, v in rules.phrases.items()}
@@ -153,6 +155,8 @@ class _Compiled:
                     tok = f"{m.group(1)} hours"  # "en 2h": a duration
                 else:
                     tok = f"{m.group(1)}:{m.group(2) or '00'}"
+            elif self.dotted_clock and (m := _DOTTED.fullmatch(tok)) and int(m.group(1)) < 24:
+                tok = f"{m.group(1)}:{m.group(2)}"  # "a las 10.30"
             elif _hour(tok):
                 lead = self._day_lead(out)
                 nxt = tokens[i + 1] if i + 1 < n else ""

@@ -51,6 +51,7 @@ PHRASES = {
     "después de las": "after", "despues de la": "after", "a partir de las": "after", "a partir de la": "after",
     "desde las": "after", "en punto": "",
     # days and weeks
+    "primero de": "1st", "el primero de": "1st", "uno de": "1st",
     "la semana que viene": "next week", "semana que viene": "next week", "la próxima semana": "next week",
     "próxima semana": "next week", "la semana próxima": "next week", "la otra semana": "next week",
     "esta semana": "this week", "el fin de semana": "saturday", "este fin de semana": "saturday",

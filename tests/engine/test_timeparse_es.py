@@ -53,6 +53,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("el 4 de diciembre", "2026-12-04 09:00", "exact"),
     ("el 24 de diciembre a las 10", "2026-12-24 10:00", "exact"),
     ("el 15 de enero", "2027-01-15 09:00", "exact"),
+    ("el primero de enero", "2027-01-01 09:00", "exact"),
+    ("el 1 de enero", "2027-01-01 09:00", "exact"),
     ("15 de enero a las 12:30", "2027-01-15 12:30", "exact"),
     ("el día 10", "2026-12-10 09:00", "exact"),
     ("el lunes 7 a las 10:30", "2026-12-07 10:30", "exact"),  # a weekday and its date
@@ -90,6 +92,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("mañana a las 10 y 20", "2026-12-04 10:20", "exact"),
     ("a la una y media", "2026-12-03 13:30", "exact"),
     ("mañana 17:30", "2026-12-04 17:30", "exact"),
+    ("mañana a las 10.30", "2026-12-04 10:30", "exact"),
+    ("mañana 10:30h", "2026-12-04 10:30", "exact"),
     ("mañana a las 17h", "2026-12-04 17:00", "exact"),
     ("a las 10h30", "2026-12-04 10:30", "exact"),
     # morning / afternoon said with the hour
