@@ -137,7 +137,7 @@ def has_date_word(text: str, language: str = "en") -> bool:
     if _DATE_GATE.search(text) is not None:
         return True
     rules = _RULES[language]
-    return not rules.canonical and canonical.date_gate(rules).search(canonical.gate_text(text)) is not None
+    return not rules.canonical and not canonical.date_gate(rules).isdisjoint(canonical.gate_text(text).split())
 
 
 def names_a_day(text: str, language: str = "en") -> bool:

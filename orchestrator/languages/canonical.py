@@ -269,12 +269,19 @@ def time_text(rules: LanguageRules, text: str) -> str:
     return _compiled(rules).rewrite(text)
 
 
+# words that only modify a day or a time named beside them ("en", "esta", "a las"): no gate
+_MODIFIERS = frozenset({"in", "this", "upcoming", "coming", "next", "at", "around", "before", "after"})
+
+
 @lru_cache(maxsize=16)
-def date_gate(rules: LanguageRules) -> re.Pattern[str]:
-    """Matches (in folded text) any word of the language that may carry a date or a time."""
-    words = [*rules.weekdays, *rules.months, *rules.relative_days, *rules.parts_of_day,
-             *(k for k, v in rules.phrases.items() if v), *rules.number_words]
-    return re.compile(rf"(?<!\w)(?:{_alternation(words)})(?!\w)")
+def date_gate(rules: LanguageRules) -> frozenset[str]:
+    """The words of a language that may carry a date or a time (a message holding none of
+    them, and no digit, is never read for one): each table phrase's last word, fillers and
+    mere modifiers out (a message with none never reaches dateparser)."""
+    phrases = [*rules.weekdays, *rules.months, *rules.relative_days, *rules.parts_of_day,
+               *(k for k, v in rules.phrases.items() if v and v not in _MODIFIERS), *rules.number_words]
+    fillers = {_key(w) for w in rules.fillers}
+    return frozenset(w for w in (_key(p).rpartition(" ")[2] for p in phrases) if w and w not in fillers)
 
 
 def gate_text(text: str) -> str:
