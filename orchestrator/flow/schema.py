@@ -99,8 +99,8 @@ class Settings(Base):
     reminder: Text = "Are you still there? Just reply to continue."
     help_text: Text | None = None  # SMS/WhatsApp HELP answer; unset: ORCHESTRATOR_HELP_TEXT, then a default
     sms_segment_budget: int = 3  # longest SMS reply, in segments
-    whatsapp_template: str | None = None  # template for proactive messages outside 24 h
-    whatsapp_template_language: str = "en_US"
+    whatsapp_template: Text | None = None  # template for proactive messages outside 24 h (one per language)
+    whatsapp_template_language: Text = "en_US"
     retention_days: int = 30  # transcripts kept this long after the conversation ends
     staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
     summary: Text | None = None  # template of the staff summary text (context: prompts' + summary, fields)

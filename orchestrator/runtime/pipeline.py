@@ -378,6 +378,8 @@ class Runtime:
                 )
                 if session is not None:
                     new.version = session.version
+                    if session.language and session.language in compiled.variants:
+                        new.language = session.language  # the contact's language goes on (reminders, a new visit)
                 session = new
                 event = req.event = msgspec.structs.replace(event, kind="start")
                 metrics.labelled(metrics.CONVERSATIONS_STARTED, compiled.id, event.channel).inc()
