@@ -435,9 +435,11 @@ class _Turn:
             key = (value["start"], value["label"])
             label = known.get(key)
             if label is None:
+                # a slot with one of settings.staff is labelled "<time> · <name>": the time is relabelled
+                who = f" · {value['staff_name']}" if isinstance(value.get("staff_name"), str) else ""
                 try:
-                    label = (self.compiled.templates.formats.datetime(key[0])
-                             if key[1] == english.datetime(key[0]) else key[1])
+                    label = (self.compiled.templates.formats.datetime(key[0]) + who
+                             if key[1] == english.datetime(key[0]) + who else key[1])
                 except ValueError:
                     label = key[1]
                 if len(known) < 4096:  # the same slots are offered to many contacts
