@@ -38,6 +38,7 @@ def contact_part(text: str) -> str:
     return text.rpartition(":")[2]
 
 
+@functools.lru_cache(maxsize=65536)  # a contact's turns ask again and again
 def bucket_of(text: str, n: int) -> int:
     """The bucket (0 .. n-1) of a session id or contact key (the same for both of one contact)."""
     h = 0
@@ -79,11 +80,15 @@ class Layout:
 
     def conv(self, session_id: str, part: str) -> str:
         """A key of one conversation."""
-        return f"{self.head(session_id)}:{{{session_id}}}:{part}"
+        if not self.n:
+            return f"{self.prefix}:{{{session_id}}}:{part}"
+        return f"{self.heads[bucket_of(session_id, self.n)]}:{{{session_id}}}:{part}"
 
     def shared(self, name: str, of: str) -> str:
         """A shared index (`timers`, `outbox`, `c:<contact>`, ...) of the bucket of `of`."""
-        return f"{self.head(of)}:{name}"
+        if not self.n:
+            return f"{self.prefix}:{name}"
+        return f"{self.heads[bucket_of(of, self.n)]}:{name}"
 
     def every(self, name: str) -> list[str]:
         """A shared index in each bucket (one key in the legacy layout)."""

@@ -353,12 +353,13 @@ class RedisStore:
         contact: str | None = None,
     ) -> Begin:
         token = secrets.token_hex(8)
+        head = self.layout.head(session_id)  # both layouts: `<head>:{<sid>}:<part>`, `<head>:<index>`
         keys = [
-            self._k(session_id, "l"),
-            self._k(session_id, "s"),
-            self._k(session_id, "d"),
-            self._g(f"optout:{contact or '-'}", session_id),
-            self._k(session_id, "t"),
+            f"{head}:{{{session_id}}}:l",
+            f"{head}:{{{session_id}}}:s",
+            f"{head}:{{{session_id}}}:d",
+            f"{head}:optout:{contact or '-'}",
+            f"{head}:{{{session_id}}}:t",
         ]
         args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0",
                            delivery_key(dedupe_id) if dedupe_id else "", delivery_tag(dedupe_id) if dedupe_id else "",
@@ -396,15 +397,16 @@ class RedisStore:
         # the lock was taken at most (sent - began) before now: the commit must run within
         # settle_seconds from now, i.e. while its lock has at least this much of its TTL left
         least_pttl = max(0, lock_ms - int((sent - began + self.settle_seconds) * 1000)) if began else 0
+        head = self.layout.head(session_id)  # as in `begin`
         keys = [
-            self._k(session_id, "l"),
-            self._k(session_id, "s"),
-            self._k(session_id, "t"),
-            self._k(session_id, "d"),
-            self._g("timers", session_id),
-            self._g("outbox", session_id),
-            self._g("sessions", session_id),
-            self._g(f"c:{commit.contact or '-'}", session_id),
+            f"{head}:{{{session_id}}}:l",
+            f"{head}:{{{session_id}}}:s",
+            f"{head}:{{{session_id}}}:t",
+            f"{head}:{{{session_id}}}:d",
+            f"{head}:timers",
+            f"{head}:outbox",
+            f"{head}:sessions",
+            f"{head}:c:{commit.contact or '-'}",
         ]
         deduped = bool(commit.dedupe_id) and commit.reply is not None
         # the reply rides in the turn's element, found by the delivery's tag; the hash keeps it
@@ -427,9 +429,10 @@ class RedisStore:
             args.append(0)
         # a side write of another bucket (never the runtime's: a record shares its session's bucket)
         # cannot ride in a cluster's single-slot commit: it follows it
-        own_head = self.layout.head(session_id) + ":"
-        riding = [p for p in commit.side if not self.cluster or self.layout.side(p.key).startswith(own_head)]
-        after = [p for p in commit.side if p not in riding]
+        riding, after = commit.side, []
+        if self.cluster and commit.side:
+            riding = [p for p in commit.side if self.layout.side(p.key).startswith(head + ":")]
+            after = [p for p in commit.side if p not in riding]
         args.append(len(riding))
         for put in riding:
             put_keys, put_args = put_script_args(self.layout, put)
@@ -440,7 +443,7 @@ class RedisStore:
             sid, _, uniq = item.id.rpartition("|")
             if sid != session_id:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
-            keys.append(self._k(session_id, f"o:{uniq}"))
+            keys.append(f"{head}:{{{session_id}}}:o:{uniq}")
             args += [item.id, item.payload]
         if commit.reminders:  # the timers index outlives the furthest reminder
             now = time.time()

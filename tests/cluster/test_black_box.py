@@ -107,3 +107,34 @@ async def test_a_no_reply_timer_fires_once_from_its_bucket_then_ends_abandoned(
         assert len(fake_twilio.messages()) == 1
         conv = await conversation_of(client, CALLER)
         assert conv["conversation"].get("outcome") == "abandoned"
+
+
+async def test_an_sms_booking_goes_on_through_a_sentinel_failover(
+    tmp_path: Path, flows_copy: Path, fake_twilio: FakeTwilio, graph: FakeGraph,
+) -> None:
+    """The app on `redis+sentinel://`: the primary dies mid-booking; webhooks answer 503 (the
+    provider retries the same message) until Sentinel promotes the replica, then the booking ends."""
+    from clusterkit import SentinelKit
+
+    booking = ["hi", "book", "Maria Lopez", "cleaning", "tomorrow at 10am", "1"]
+    with SentinelKit() as group:
+        settings = make_settings(flows_copy, fake_twilio, graph, redis_url=group.url, key_prefix="fo",
+                                 redis_timeout_seconds=0.5, redis_wait_replicas=1)
+        async with AsyncTestClient(create_app(settings)) as client:
+            replies: list[list[str]] = []
+            for i, body in enumerate(booking):
+                if i == 3:
+                    group.kill_primary()
+                form = sms_form(body, sid=f"SM{i:032d}")
+                deadline = asyncio.get_running_loop().time() + 30
+                while True:  # Twilio's retry of the same message until it is answered
+                    response = await twilio_post(client, "/webhooks/twilio/sms", form)
+                    if response.status_code == 200:
+                        break
+                    assert response.status_code == 503, (response.status_code, response.text)
+                    assert asyncio.get_running_loop().time() < deadline, "no new primary within 30 s"
+                    await asyncio.sleep(0.2)
+                replies.append(sms_texts(response))
+            # the turns before the failover survived it (WAIT 1): else the booking would start over
+            assert all(replies), replies
+            assert any("booked" in t.lower() or "confirmed" in t.lower() for t in replies[-1]), replies[-1]
