@@ -88,11 +88,15 @@ class GoogleCalendar(CalendarConnector):
         retries: int = 3,
         retry_base_seconds: float = 0.5,
         send_updates: str = "none",
+        busy_calendar_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         if not calendar_id:
             raise ConfigError("GOOGLE_CALENDAR_ID is empty; set it to the calendar's id (e.g. its email address)")
         self.calendar_id = calendar_id
+        # calendars whose events block the business too (the owner's own, a shared room): read for
+        # busy times, never booked into
+        self.busy_calendar_ids = tuple(c for c in busy_calendar_ids if c and c != calendar_id)
         self._credentials_file = credentials_file
         self._credentials = credentials
         self.api_base = (api_base or DEFAULT_API_BASE).rstrip("/") + "/"
@@ -184,14 +188,23 @@ class GoogleCalendar(CalendarConnector):
 
     # -- Google calls (blocking; run through _run) -----------------------------------------
     def _busy_sync(self, window: Interval) -> list[Interval]:
-        body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": self.calendar_id}]}
+        """Busy spans of the booking calendar and of every busy calendar, in one freebusy query. A
+        calendar that answers with errors (not shared with the service account, unknown) fails
+        the query: offering a time that may be taken is worse than saying the calendar is down."""
+        ids = (self.calendar_id, *self.busy_calendar_ids)
+        body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": c} for c in ids]}
         result = self._execute("freebusy", lambda api: api.freebusy().query(body=body))
-        cal = (result.get("calendars") or {}).get(self.calendar_id) or {}
-        if cal.get("errors"):
-            reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
-            raise GoogleCalendarError(f"google calendar freebusy: calendar {self.calendar_id!r} answered {reasons}")
-        return [(_parse_event_time({"dateTime": b["start"]}), _parse_event_time({"dateTime": b["end"]}))
-                for b in cal.get("busy", [])]
+        busy: list[Interval] = []
+        for calendar_id in ids:
+            cal = (result.get("calendars") or {}).get(calendar_id) or {}
+            if cal.get("errors"):
+                reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
+                raise GoogleCalendarError(f"google calendar freebusy: calendar {calendar_id!r} answered {reasons}"
+                                          + (" (share it with the service account)" if calendar_id != self.calendar_id
+                                             else ""))
+            busy += [(_parse_event_time({"dateTime": b["start"]}), _parse_event_time({"dateTime": b["end"]}))
+                     for b in cal.get("busy", [])]
+        return sorted(busy)
 
     def _get_sync(self, eid: str) -> dict[str, Any] | None:
         from googleapiclient.errors import HttpError
@@ -449,6 +462,7 @@ class CalendarSettings(PluginSettings):
     calendar_id: str | None = None  # GOOGLE_CALENDAR_ID
     api_base: str | None = None  # GOOGLE_API_BASE: a fake server in tests
     timeout_seconds: float = 8.0  # GOOGLE_TIMEOUT_SECONDS
+    busy_calendar_ids: str | None = None  # GOOGLE_BUSY_CALENDAR_IDS: comma-separated calendars that block times too
     db: Annotated[str | None, env("ORCHESTRATOR_CALENDAR_DB")] = None  # the embedded calendar's SQLite file
 
 
@@ -468,8 +482,9 @@ class Calendar(Connector):
     def from_settings(cls, config: CalendarSettings, **kwargs: Any) -> CalendarConnector:
         creds, calendar_id = config.application_credentials, config.calendar_id
         if creds and calendar_id:
+            busy = tuple(c.strip() for c in (config.busy_calendar_ids or "").split(",") if c.strip())
             return GoogleCalendar(calendar_id, creds, api_base=config.api_base,
-                                  timeout_seconds=config.timeout_seconds, **kwargs)
+                                  timeout_seconds=config.timeout_seconds, busy_calendar_ids=busy, **kwargs)
         if creds or calendar_id:
             missing = "GOOGLE_CALENDAR_ID" if creds else "GOOGLE_APPLICATION_CREDENTIALS"
             raise ConfigError(f"Google Calendar is half configured: {missing} is not set; set both, or neither "

@@ -143,7 +143,8 @@ class Runtime:
         *, store: SessionStore | None = None, clock: Callable[[], float] = time.time,
     ) -> Runtime:
         store = store or await open_store(
-            settings.redis_url, settings.key_prefix, timeout_seconds=settings.redis_timeout_seconds
+            settings.redis_url, settings.key_prefix, timeout_seconds=settings.redis_timeout_seconds,
+            wait_replicas=settings.redis_wait_replicas,
         )
         catalog = FlowCatalog(
             store, connectors, flows_dir=settings.flows_dir, routes=settings.routes(),

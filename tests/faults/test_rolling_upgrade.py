@@ -148,3 +148,25 @@ def test_previous_release_beside_this_one_whatsapp_outbox_sends_each_message_onc
     expected = [t.replace("control", "") for t in sent_texts(c, control)]
     assert sent_texts(c, user) == expected, json.dumps([sent_texts(c, user), expected], indent=1)
     assert heard(c, f"{WA_PHONE_ID}:+{user}") == script
+
+
+def test_previous_release_beside_this_one_concurrent_turns_of_one_conversation_share_its_lock(
+    old_and_new: tuple[Cluster, ServerProcess, ServerProcess],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    c, old, new = old_and_new
+    contact = "+15555552003"
+    assert post(old, signed_sms("hi", "SM-lock-00", contact, to=ECHO_NUMBER)).status_code == 200
+    said = [f"c{i}" for i in range(12)]
+
+    def send(i: int) -> httpx.Response:  # half to each release, all at once: one lock between them
+        return post(old if i % 2 else new, signed_sms(said[i], f"SM-lock-{i + 1:02d}", contact, to=ECHO_NUMBER))
+
+    with ThreadPoolExecutor(len(said)) as pool:
+        answers = list(pool.map(send, range(len(said))))
+    assert [a.status_code for a in answers] == [200] * len(said), [a.content for a in answers]
+    sid = f"{ECHO_NUMBER}:{contact}"
+    got = heard(c, sid)
+    assert got[0] == "hi" and sorted(got[1:]) == sorted(said), got  # each turn once, none lost
+    assert stored_session(c, sid).turns == 1 + len(said)
