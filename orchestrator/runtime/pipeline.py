@@ -70,6 +70,7 @@ TIMER_LEAVE_SECONDS = 5.0  # a timer left for a newer process is due again this 
 OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
 OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
 HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
+LIMIT_TEXT = "{business} cannot take more conversations today. Please call us, or write again tomorrow."
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 _session_decoder = msgspec.msgpack.Decoder(Session)
@@ -129,6 +130,10 @@ class Runtime:
         )
 
         self.recorder = Recorder(store, settings.retention_seconds)
+        # Many businesses (orchestrator/businesses): which business this runtime serves, and its
+        # admission check for new conversations (a daily limit); None / "" for a single business.
+        self.business_id = ""
+        self.admission: Callable[[CompiledFlow], Any] | None = None
 
     @classmethod
     async def create(
@@ -337,6 +342,8 @@ class Runtime:
                         return await self._missed_call(req, b.opted_out)
                     return TurnReply(session_id=sid)
                 compiled = await self.catalog.latest(req.flow_id or self.catalog.route(req.route_key or addr.business))
+                if self.admission is not None and not req.outbound and not await self.admission(compiled):
+                    return await self._over_limit(req, adapter, b.token, compiled)
                 new = self.engine(compiled).new_session(
                     sid, business=addr.business, contact=addr.contact, channel=event.channel, now=now,
                     vars=req.vars, contact_name=event.profile_name,
@@ -444,6 +451,24 @@ class Runtime:
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
+
+    async def _over_limit(self, req: TurnRequest, adapter: ChannelAdapter, token: str,
+                          compiled: CompiledFlow) -> TurnReply:
+        """A new conversation past the business's daily limit: nothing is saved, the contact gets a
+        polite refusal (in the webhook where the channel answers there, else sent at once)."""
+        sid = req.session_id
+        await self.store.release(sid, token)
+        messages = [Outbound(kind="say", text=LIMIT_TEXT.format(business=compiled.title or "We")),
+                    Outbound(kind="end")]
+        if adapter.capabilities.sync_reply and not req.answered_later:
+            return TurnReply(messages=messages, session_id=sid,
+                             context=self._context(compiled, sid, event_kind=req.event.kind))
+        try:
+            await adapter.send(req.address, messages[:1],
+                               self._context(compiled, sid, idempotency_key=f"limit:{req.event.provider_id}"))
+        except Exception as exc:
+            log.warning("limit refusal to %s not sent: %s", redact_phone(sid), exc)
+        return TurnReply(session_id=sid)
 
     async def _duplicate(self, channel: str, sid: str, raw: bytes) -> TurnReply:
         metrics.labelled(metrics.DUPLICATES, channel).inc()

@@ -1,0 +1,75 @@
+"""Webhooks of two businesses on one server: routed by the number called, verified with the
+owning business's own credentials, answered from its own flows, sent with its own account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from .conftest import ACCOUNTS, CONTACT, LUNA, LUNA_WA, SOL, SOL_WA, WA, sms, whatsapp
+
+
+async def test_each_number_reaches_its_own_business(client) -> None:  # type: ignore[no-untyped-def]
+    luna = await sms(client, "hi", to=LUNA)
+    sol = await sms(client, "hi", to=SOL)
+    assert luna.status_code == 200 and "Welcome to Luna Hair" in luna.text
+    assert sol.status_code == 200 and "Welcome to Sol Dental" in sol.text
+    # the same contact holds one conversation at each business, neither seeing the other's
+    assert "Thanks Ana, Luna Hair" in (await sms(client, "Ana", to=LUNA)).text
+    assert "Welcome to Sol Dental" not in (await sms(client, "Bea", to=SOL)).text
+
+
+async def test_another_business_signature_is_a_403(client) -> None:  # type: ignore[no-untyped-def]
+    forged = await sms(client, "hi", to=LUNA, token=ACCOUNTS["sol_dental"][1])
+    assert forged.status_code == 403
+    wa = await whatsapp(client, "hi", phone_id=LUNA_WA, secret=WA["sol_dental"][1])
+    assert wa.status_code == 403
+
+
+async def test_an_unknown_number_is_a_404_with_a_log_line(client, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING)
+    answer = await sms(client, "hi", to="+34919999999", token=ACCOUNTS["luna_hair"][1])
+    assert answer.status_code == 404
+    assert any("no business serves" in r.getMessage() for r in caplog.records)
+    wa = await whatsapp(client, "hi", phone_id="100000000000009", secret=WA["luna_hair"][1])
+    assert wa.status_code == 404
+
+
+async def test_whatsapp_replies_go_out_with_the_business_token_and_number(client, graph_fake) -> None:  # type: ignore[no-untyped-def]
+    assert (await whatsapp(client, "hi", phone_id=SOL_WA, secret=WA["sol_dental"][1])).status_code == 200
+    for _ in range(100):
+        if graph_fake.sent():
+            break
+        await asyncio.sleep(0.05)
+    sent = [r for r in graph_fake.requests if r.method == "POST"]
+    assert sent, "no WhatsApp send"
+    assert all(r.headers["authorization"] == f"Bearer {WA['sol_dental'][0]}" for r in sent)
+    assert all(f"/{SOL_WA}/messages" in r.path for r in sent)
+    assert "Sol Dental" in str(sent[0].json())
+
+
+async def test_whatsapp_handshake_answers_the_business_whose_verify_token_it_is(client) -> None:  # type: ignore[no-untyped-def]
+    for verify in (WA["luna_hair"][2], WA["sol_dental"][2]):
+        ok = await client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": verify,
+                                                            "hub.challenge": "42"})
+        assert ok.status_code == 200 and ok.text == "42"
+    bad = await client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "x",
+                                                         "hub.challenge": "42"})
+    assert bad.status_code == 403
+
+
+async def test_health_lists_the_businesses(client) -> None:  # type: ignore[no-untyped-def]
+    report = (await client.get("/health")).json()
+    assert report["status"] == "ok" and report["businesses"] == ["luna_hair", "sol_dental"]
+
+
+@pytest.mark.parametrize("contact", [CONTACT])
+async def test_sessions_are_kept_apart(client, contact: str) -> None:  # type: ignore[no-untyped-def]
+    await sms(client, "hi", to=LUNA, sender=contact)
+    registry = client.app.state.businesses
+    luna = registry.get("luna_hair").runtime.store
+    sol = registry.get("sol_dental").runtime.store
+    assert await luna.load(f"{LUNA}:{contact}") is not None
+    assert await sol.load(f"{LUNA}:{contact}") is None
