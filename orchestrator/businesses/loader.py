@@ -88,7 +88,7 @@ def load_business_text(text: str, folder: Path, filename: str) -> LoadedBusiness
             path, key = f"{path}.{name}", True
             options = _fields_at(segments)
             hint = did_you_mean(name, options) or (f"known keys here: {', '.join(options)}" if options else None)
-        elif "pattern" in message:
+        elif "matching regex" in message:
             hint = _pattern_hint(segments)
         line, col = position_of(positions, key_positions, path, key=key)
         raise FlowError([Diagnostic(file=filename, line=line, col=col, message=message, hint=hint,

@@ -85,6 +85,7 @@ class BusinessRegistry:
         self._seen: dict[str, tuple[float, int]] = {}
         self._cache: Any = None  # one compiled-flow cache for every business (revisions are content hashes)
         self._started = False
+        self.operator_store: Any = None  # the operator's own audit log (actions on no single business)
 
     # ---- building ----------------------------------------------------------------------------
     def _plugins(self, group: str) -> list[Installed]:
@@ -200,6 +201,11 @@ class BusinessRegistry:
 
     async def start(self) -> None:
         """Open each business's store namespace and load its flows (once, at start-up)."""
+        from orchestrator.stores.factory import open_store
+
+        s = self.settings
+        self.operator_store = await open_store(s.redis_url, f"{s.key_prefix}:operator",
+                                               timeout_seconds=s.redis_timeout_seconds)
         for business in list(self.businesses.values()):
             try:
                 await self._start(business)
@@ -357,6 +363,9 @@ class BusinessRegistry:
     async def close(self) -> None:
         for business in list(self.businesses.values()):
             await self._stop(business)
+        if self.operator_store is not None:
+            with contextlib.suppress(Exception):
+                await self.operator_store.close()
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
