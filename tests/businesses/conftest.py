@@ -157,7 +157,7 @@ def settings(businesses_dir: Path, twilio_fake: MultiTwilio, graph_fake: MultiGr
 
 @pytest.fixture
 async def client(settings: AppSettings) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(create_app(settings)) as c:
+    async with AsyncTestClient(create_app(settings), base_url="https://testserver.local") as c:
         yield c
 
 
