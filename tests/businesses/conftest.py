@@ -150,9 +150,18 @@ def make_settings(root: Path, twilio: FakeTwilio, graph: FakeGraph, **extra: Any
     return AppSettings(**values)
 
 
-@pytest.fixture
-def settings(businesses_dir: Path, twilio_fake: MultiTwilio, graph_fake: MultiGraph) -> AppSettings:
-    return make_settings(businesses_dir, twilio_fake, graph_fake)
+@pytest.fixture(params=["memory", "redis"])
+async def settings(request: pytest.FixtureRequest, businesses_dir: Path, twilio_fake: MultiTwilio,
+                   graph_fake: MultiGraph) -> AsyncIterator[AppSettings]:
+    """Both stores: in memory, and one real Redis shared by both businesses (a private prefix)."""
+    if request.param == "memory":
+        yield make_settings(businesses_dir, twilio_fake, graph_fake)
+        return
+    from rediskit import REDIS_URL, drop_prefix, unique_prefix
+
+    prefix = unique_prefix("biz")
+    yield make_settings(businesses_dir, twilio_fake, graph_fake, redis_url=REDIS_URL, key_prefix=prefix)
+    await drop_prefix(prefix)
 
 
 @pytest.fixture

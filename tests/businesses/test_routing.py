@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import pytest
-
 from .conftest import ACCOUNTS, CONTACT, LUNA, LUNA_WA, SOL, SOL_WA, WA, sms, whatsapp
 
 
@@ -65,11 +63,26 @@ async def test_health_lists_the_businesses(client) -> None:  # type: ignore[no-u
     assert report["status"] == "ok" and report["businesses"] == ["luna_hair", "sol_dental"]
 
 
-@pytest.mark.parametrize("contact", [CONTACT])
-async def test_sessions_are_kept_apart(client, contact: str) -> None:  # type: ignore[no-untyped-def]
-    await sms(client, "hi", to=LUNA, sender=contact)
-    registry = client.app.state.businesses
-    luna = registry.get("luna_hair").runtime.store
-    sol = registry.get("sol_dental").runtime.store
-    assert await luna.load(f"{LUNA}:{contact}") is not None
-    assert await sol.load(f"{LUNA}:{contact}") is None
+async def test_sessions_are_kept_apart(client) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import TOKENS, bearer
+
+    await sms(client, "hi", to=LUNA)
+    luna = (await client.get(f"/api/contacts/{CONTACT}", headers=bearer(TOKENS["luna_owner"]))).json()
+    sol = (await client.get(f"/api/contacts/{CONTACT}", headers=bearer(TOKENS["sol_owner"]))).json()
+    assert list(luna["sessions"]) == [f"{LUNA}:{CONTACT}"] and not sol["sessions"]
+
+
+async def test_an_outbound_start_goes_out_with_the_business_account_and_number(client, twilio_fake) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import TOKENS, bearer
+
+    started = await client.post("/api/conversations", json={"contact": CONTACT, "flow": "intake"},
+                                headers=bearer(TOKENS["sol_owner"]))
+    assert started.status_code == 201, started.text
+    for _ in range(100):
+        if twilio_fake.messages():
+            break
+        await asyncio.sleep(0.05)
+    [sent] = [r for r in twilio_fake.requests if r.method == "POST"]
+    assert f"/Accounts/{ACCOUNTS['sol_dental'][0]}/Messages.json" in sent.path
+    form = sent.form()
+    assert form["From"] == [SOL] and form["To"] == [CONTACT] and "Welcome to Sol Dental" in form["Body"][0]
