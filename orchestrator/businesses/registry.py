@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import msgspec
 from orchestrator.businesses.loader import FILE, LoadedBusiness, business_folders, load_businesses_dir
 from orchestrator.businesses.secrets import resolve
 from orchestrator.errors import ConfigError, FlowError
+from orchestrator.flow.loader import MAX_FLOW_BYTES, LoadedFlow, load_flow, load_flow_text, revision_of
 from orchestrator.plugins.base import Installed, configure, discover, parse_prefer
 from orchestrator.plugins.channels import ENTRY_POINT_GROUP as CHANNELS_GROUP
 from orchestrator.plugins.channels import ChannelRegistry
@@ -44,6 +46,34 @@ CREDENTIAL_ENV = (
     "WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CALENDAR_ID",
     "ORCHESTRATOR_CALENDAR_DB", "ORCHESTRATOR_CRM_DB",
 )
+
+
+POLLS_AT_FULL_RATE = 50  # past this many businesses their pollers slow down in proportion (idle cost bounded)
+
+
+class SharedLoader:
+    """`load_flow` memoised by the file's content: a flow file copied into many businesses is parsed
+    once (the catalog's compile cache then skips its validation and compilation too)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._by_revision: dict[str, LoadedFlow] = {}
+
+    def __call__(self, path: Path) -> LoadedFlow:
+        try:
+            if path.stat().st_size > MAX_FLOW_BYTES:
+                return load_flow(path)  # refused there, with its reason
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return load_flow(path)  # the loader's own diagnostics
+        cached = self._by_revision.get(revision_of(text))
+        if cached is not None and cached.source == text:
+            return dataclasses.replace(cached, filename=str(path), warnings=list(cached.warnings))
+        loaded = load_flow_text(text, str(path))
+        if len(self._by_revision) >= self.size:
+            self._by_revision.pop(next(iter(self._by_revision)))
+        self._by_revision[loaded.revision] = loaded
+        return loaded
 
 
 @dataclass
@@ -86,6 +116,8 @@ class BusinessRegistry:
         self._cache: Any = None  # one compiled-flow cache for every business (revisions are content hashes)
         self._started = False
         self.operator_store: Any = None  # the operator's own audit log (actions on no single business)
+        self.loader = SharedLoader()
+        self._count = 1  # businesses in the directory: sets how often each one polls
 
     # ---- building ----------------------------------------------------------------------------
     def _plugins(self, group: str) -> list[Installed]:
@@ -131,8 +163,14 @@ class BusinessRegistry:
         env["ORCHESTRATOR_CALENDAR_DB"] = str(data / "calendar.sqlite3")
         env["ORCHESTRATOR_CRM_DB"] = str(data / "crm.sqlite3")
         routes = ",".join(f"{k.removeprefix('whatsapp:')}={v}" for k, v in c.routes.items())
+        # each business polls its own timers, outbox and flows folder; with hundreds of businesses
+        # that idle work would grow without bound, so the polls slow down in proportion (a commit
+        # still wakes its outbox sender at once; timers are reminders minutes away)
+        slower = max(1.0, self._count / POLLS_AT_FULL_RATE)
         return msgspec.structs.replace(
             self.settings, **values, flows_dir=str(loaded.flows_dir), default_flow=c.default_flow,
+            timer_poll_seconds=self.settings.timer_poll_seconds * slower,
+            reload_seconds=self.settings.reload_seconds * slower,
             routes_spec=routes or None, key_prefix=f"{self.settings.key_prefix}:biz:{c.business}",
             retention_days=c.retention_days if c.retention_days is not None else self.settings.retention_days,
             environ=env,
@@ -171,6 +209,7 @@ class BusinessRegistry:
         """Load and build every business (before the app's routes exist); the refused ones are
         logged with their reasons. Returns the ids built."""
         found, problems = load_businesses_dir(self.root)
+        self._count = max(1, len(found))
         self.refused = {}
         for folder, exc in problems.items():
             self._refuse(folder, str(exc))
@@ -214,6 +253,21 @@ class BusinessRegistry:
                 self._refuse(str(business.loaded.folder), f"{type(exc).__name__}: {exc}")
         self._index()
         self._started = True
+        await self._warm_up()
+
+    async def _warm_up(self) -> None:
+        """dateparser's import and first parse (~100+ ms) paid here, not in a first turn."""
+        from orchestrator.engine import timeparse
+
+        languages: set[str] = set()
+        for business in self.businesses.values():
+            catalog = business.runtime.catalog
+            for flow_id in catalog.flow_ids():
+                languages.add((await catalog.latest(flow_id)).settings.language)
+        first = next(iter(self.businesses.values()), None)
+        for language in sorted(languages) or ["en"]:
+            if first is not None:
+                await first.runtime.catalog.off_loop(timeparse.warm_up, language)
 
     async def _start(self, business: Business, store: Any = None) -> None:
         from orchestrator.engine import compiler
@@ -229,6 +283,7 @@ class BusinessRegistry:
         catalog = FlowCatalog(store, business.connectors, flows_dir=s.flows_dir, routes=s.routes(),
                               default_flow=s.default_flow)
         catalog.cache = self._cache
+        catalog.loader = self.loader
         for path, problem in (await catalog.reload()).items():
             log.error("business %s: flow file %s is invalid and was skipped:\n%s", business.id, path, problem,
                       extra={"business": business.id})
@@ -309,6 +364,7 @@ class BusinessRegistry:
 
     async def reload(self) -> dict[str, str]:
         found, problems = load_businesses_dir(self.root)
+        self._count = max(1, len(found))
         refused: dict[str, str] = {str(k): str(v) for k, v in problems.items()}
         folders = {str(b.loaded.folder): b.id for b in self.businesses.values()}
         for folder, why in refused.items():
