@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
@@ -96,6 +97,15 @@ class TurnRequest(msgspec.Struct, kw_only=True):
     def answered_later(self) -> bool:
         """Whether the turn's messages go out through the outbox whatever the channel."""
         return self.proactive or self.outbound or self.timer_turns is not None
+
+
+def _limit_variant(compiled: CompiledFlow) -> CompiledFlow | None:
+    """The flow starting at its `defaults.limit` state (same revision: later turns go on as usual);
+    None when the flow has none."""
+    limit = compiled.flow.defaults.limit
+    if not limit or limit not in compiled.states:
+        return None
+    return dataclasses.replace(compiled, flow=msgspec.structs.replace(compiled.flow, start=limit))
 
 
 @functools.lru_cache(maxsize=64)
@@ -343,7 +353,10 @@ class Runtime:
                     return TurnReply(session_id=sid)
                 compiled = await self.catalog.latest(req.flow_id or self.catalog.route(req.route_key or addr.business))
                 if self.admission is not None and not req.outbound and not await self.admission(compiled):
-                    return await self._over_limit(req, adapter, b.token, compiled)
+                    variant = _limit_variant(compiled)
+                    if variant is None:
+                        return await self._over_limit(req, adapter, b.token, compiled)
+                    compiled = variant  # the flow's `defaults.limit` state opens this conversation
                 new = self.engine(compiled).new_session(
                     sid, business=addr.business, contact=addr.contact, channel=event.channel, now=now,
                     vars=req.vars, contact_name=event.profile_name,

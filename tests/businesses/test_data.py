@@ -71,3 +71,24 @@ async def test_past_the_daily_limit_new_contacts_are_refused_politely_and_staff_
         told = [m for m in twilio_fake.messages() if m["To"] == ["+34600999000"]]
         assert len(told) == 1 and "limit of 2" in told[0]["Body"][0]
         assert told[0]["From"] == [LUNA]
+
+
+async def test_past_the_limit_the_flow_defaults_limit_state_opens_the_conversation(
+        tmp_path: Path, twilio_fake, graph_fake) -> None:  # type: ignore[no-untyped-def]
+    from litestar.testing import AsyncTestClient
+
+    from orchestrator.web.app import create_app
+
+    root = tmp_path / "limited"
+    folder = write_business(root, "luna_hair", LUNA, "109876543210001", "LUNA", "Luna Hair",
+                            extra="limits: {conversations_per_day: 1}\n")
+    flow = (folder / "flows" / "intake.yaml").read_text()
+    flow = flow.replace("states:\n", "defaults: {limit: busy}\nstates:\n  busy:\n"
+                        "    ask: \"We're fully booked today. Leave your name and we'll call you.\"\n"
+                        "    input: name\n    save: who\n    next: bye\n")
+    (folder / "flows" / "intake.yaml").write_text(flow)
+    async with AsyncTestClient(create_app(make_settings(root, twilio_fake, graph_fake))) as client:
+        assert "Welcome to Luna Hair" in (await sms(client, "hi", to=LUNA, sender="+34600000001")).text
+        busy = await sms(client, "hi", to=LUNA, sender="+34600000002")
+        assert "fully booked today" in busy.text
+        assert "Thanks Eva, Luna Hair" in (await sms(client, "Eva", to=LUNA, sender="+34600000002")).text
