@@ -109,7 +109,9 @@ def main() -> int:
                           whatsapp_api_base=graph.url, calendar_db=work / "cal.sqlite3",
                           ORCHESTRATOR_LOCK_TTL_SECONDS="10", ORCHESTRATOR_LOCK_WAIT_SECONDS="5",
                           ORCHESTRATOR_TIMER_POLL_SECONDS="1")
+        t = time.perf_counter()
         with ServerProcess(base) as server:
+            report["single_server_ready_s"] = round(time.perf_counter() - t, 2)
             report["single_idle_cpu_ms_per_s"] = idle_cpu(server)
             report["single"] = measure(server, rds, "sms", runs, seconds)
         print(f"one business: {report['single']['rps']} req/s, {report['single']['cpu_us_per_req']} us/req", flush=True)
@@ -128,7 +130,7 @@ def main() -> int:
     report["rps_ratio"] = round(m["rps"] / s["rps"], 3) if s["rps"] else None
     report["cpu_ratio"] = round(m["cpu_us_per_req"] / s["cpu_us_per_req"], 3) if s["cpu_us_per_req"] else None
     print(json.dumps({k: report[k] for k in ("rps_ratio", "cpu_ratio", "single_idle_cpu_ms_per_s",
-                                              "many_idle_cpu_ms_per_s")}))
+                                              "many_idle_cpu_ms_per_s", "single_server_ready_s", "server_ready_s")}))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"businesses-{report['sha']}.json"
     out.write_text(json.dumps(report, indent=2))
