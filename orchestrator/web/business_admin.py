@@ -85,10 +85,12 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
         if not who.operator:
             raise NotFoundException(detail="Not Found")
         return
+    wanted = connection.query_params.get("business") or connection.headers.get("x-business") or None
+    if not who.operator and wanted and wanted != who.business:
+        raise NotFoundException(detail="Not Found")  # another business: as if it did not exist, whatever the role
     if who.role == "staff" and not staff_may(method, route):
         raise PermissionDeniedException(detail="staff may read conversations, bookings and analytics only; "
                                                "ask an owner of the business")
-    wanted = connection.query_params.get("business") or connection.headers.get("x-business") or None
     if who.operator and not wanted and route == "/audit" and len(registry.ids()) != 1:
         state[BUSINESS_RUNTIME] = OperatorView(registry.operator_store)
         return

@@ -92,3 +92,59 @@ async def test_every_audit_entry_names_the_business_and_the_admin(client, talked
     assert any(e["admin"] == "Owner" and e["action"] == "GET /api/flows" for e in sol)
     operator = (await client.get("/api/audit", headers=bearer(OPERATOR))).json()
     assert all(e["business"] == "*" and e["admin"] == "operator" for e in operator)
+
+
+FLOW_YAML = (b"flow: intake\ntitle: Edited\nstart: hi\nstates:\n  hi:\n    say: \"Hello again\"\n    end: done\n")
+
+
+def _routes(conv: str) -> list[tuple[str, str, dict[str, object]]]:
+    """Every admin route with a request that succeeds for an owner of the business."""
+    contact = "%2B34600111222"
+    return [
+        ("GET", "/api/flows", {}),
+        ("GET", "/api/flows/intake", {}),
+        ("POST", "/api/flows/intake/validate", {"content": FLOW_YAML}),
+        ("PUT", "/api/flows/intake", {"content": FLOW_YAML}),
+        ("GET", "/api/flows/intake/diagram", {}),
+        ("GET", "/api/flows/intake/analytics", {}),
+        ("GET", "/api/conversations", {}),
+        ("GET", f"/api/conversations/{conv}", {}),
+        ("POST", "/api/conversations", {"json": {"contact": "+34600999888", "flow": "intake"}}),
+        ("GET", f"/api/contacts/{contact}", {}),
+        ("DELETE", f"/api/contacts/{contact}", {}),
+        ("GET", "/api/leads", {}),
+        ("GET", "/api/outbox/failed", {}),
+        ("GET", "/api/audit", {}),
+    ]
+
+
+STAFF_READS = {("GET", "/api/flows"), ("GET", "/api/flows/intake/analytics"), ("GET", "/api/conversations"),
+               ("GET", "/api/leads")}
+
+
+@pytest.mark.parametrize("business,other", [("luna_hair", "sol_dental"), ("sol_dental", "luna_hair")])
+@pytest.mark.parametrize("role", ["owner", "staff"])
+async def test_the_isolation_matrix_every_admin_route_both_roles_both_businesses(  # type: ignore[no-untyped-def]
+        client, talked, business, other, role) -> None:
+    token = TOKENS[OWN[business][0 if role == "owner" else 1]]
+    h = bearer(token)
+    for method, path, kw in _routes(talked[business]):
+        # another business named: a 404, whatever the route and the role
+        answer = await client.request(method, path, params={"business": other}, headers=h, **kw)  # type: ignore[arg-type]
+        assert answer.status_code == 404, (role, method, path, answer.status_code)
+        # another business's conversation by its id: a 404
+    for method in ("GET",):
+        answer = await client.request(method, f"/api/conversations/{talked[other]}", headers=h)
+        assert answer.status_code == 404
+    for method, path, kw in _routes(talked[business]):
+        answer = await client.request(method, path, headers=h, **kw)  # type: ignore[arg-type]
+        allowed = role == "owner" or (method, path.split("?")[0]) in STAFF_READS or \
+            (method == "GET" and path.startswith("/api/conversations/"))
+        if allowed:
+            assert answer.status_code < 400, (role, method, path, answer.status_code, answer.text[:200])
+        else:
+            assert answer.status_code == 403, (role, method, path, answer.status_code)
+    # what one business's owner did never shows at the other
+    other_conversations = (await client.get("/api/conversations", params={"business": other},
+                                            headers=bearer(OPERATOR))).json()
+    assert [r["id"] for r in other_conversations] == [talked[other]]
