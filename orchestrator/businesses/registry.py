@@ -302,6 +302,13 @@ class BusinessRegistry:
         business_id = self._numbers.get(number.removeprefix("whatsapp:"))
         return self.businesses.get(business_id) if business_id else None
 
+    def for_account(self, account_sid: str | None) -> Business | None:
+        """The business whose Twilio account this is, when exactly one business uses it."""
+        if not account_sid:
+            return None
+        found = [b for b in self.businesses.values() if b.settings.twilio_account_sid == account_sid]
+        return found[0] if len(found) == 1 else None
+
     def get(self, business_id: str) -> Business | None:
         return self.businesses.get(business_id)
 

@@ -63,6 +63,11 @@ class BusinessGateway(WebhookGateway):
             raise SignatureError(f"{request.path}: no business's verify token matches the handshake")
         numbers = numbers_of(request)
         business = next((b for b in map(self.registry.for_number, numbers) if b is not None), None)
+        if business is None and not numbers and request.form is not None:
+            # a callback naming no number (Twilio's recordingStatusCallback): its account, when one
+            # business alone has it (the signature check below still decides)
+            account = next((v for k, v in request.form if k == "AccountSid"), "")
+            business = self.registry.for_account(account)
         if business is None or name not in business.channels or business.runtime is None:
             metrics.REJECTIONS.labels(name, "unknown_number").inc()
             log.warning("webhook for a number no business serves on %s (404): %s", name,

@@ -140,3 +140,20 @@ async def test_businesses_added_edited_and_removed_while_serving_a_broken_edit_k
         await registry.reload()
         assert registry.ids() == ["luna_hair", "sol_dental"]
         assert (await sms(client, "hi", to="+34910000003", token=secrets_env()["LUNA_TOKEN"])).status_code == 404
+
+
+def test_a_google_calendar_business_gets_its_own_calendar_id_and_credentials(businesses_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    key = tmp_path / "sol-service-account.json"
+    key.write_text("{}")
+    _edit(businesses_dir / "sol_dental", "calendar: {kind: embedded}",
+          f"calendar: {{kind: google, calendar_id: env:SOL_CAL, credentials: 'file:{key}'}}")
+    env = {**secrets_env(), "SOL_CAL": "sol@group.calendar.google.com", "GOOGLE_CALENDAR_ID": "deployment@x"}
+    registry = BusinessRegistry(AppSettings(businesses_dir=str(businesses_dir), environ=env))
+    found, _ = load_businesses_dir(businesses_dir)
+    sol = registry.business_settings(found["sol_dental"]).plugin_environ()
+    luna = registry.business_settings(found["luna_hair"]).plugin_environ()
+    assert sol["GOOGLE_CALENDAR_ID"] == "sol@group.calendar.google.com"
+    assert sol["GOOGLE_APPLICATION_CREDENTIALS"] == str(key)
+    assert "GOOGLE_CALENDAR_ID" not in luna  # the deployment's calendar is nobody's here
+    assert luna["ORCHESTRATOR_CALENDAR_DB"] != sol["ORCHESTRATOR_CALENDAR_DB"]

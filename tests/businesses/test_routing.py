@@ -86,3 +86,22 @@ async def test_an_outbound_start_goes_out_with_the_business_account_and_number(c
     assert f"/Accounts/{ACCOUNTS['sol_dental'][0]}/Messages.json" in sent.path
     form = sent.form()
     assert form["From"] == [SOL] and form["To"] == [CONTACT] and "Welcome to Sol Dental" in form["Body"][0]
+
+
+async def test_a_callback_naming_no_number_goes_to_the_business_of_its_account(client) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import urlencode
+
+    from fakes.signing import PUBLIC_URL, twilio_signature
+
+    form = [("AccountSid", ACCOUNTS["sol_dental"][0]), ("CallSid", "CA" + "7" * 32), ("RecordingSid", "RE1"),
+            ("RecordingStatus", "in-progress")]
+    path = "/webhooks/twilio/voice/recording"
+
+    async def post(token: str) -> int:
+        answer = await client.post(path, content=urlencode(form).encode(), headers={
+            "X-Twilio-Signature": twilio_signature(token, f"{PUBLIC_URL}{path}", form),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        return int(answer.status_code)
+
+    assert await post(ACCOUNTS["sol_dental"][1]) == 200
+    assert await post(ACCOUNTS["luna_hair"][1]) == 403
