@@ -302,6 +302,13 @@ class BusinessRegistry:
         business_id = self._numbers.get(number.removeprefix("whatsapp:"))
         return self.businesses.get(business_id) if business_id else None
 
+    def for_session(self, session_id: str) -> Business | None:
+        """The business of a session id (`<business number>:<contact>`)."""
+        head, _, rest = session_id.partition(":")
+        if head == "whatsapp":  # WhatsApp over Twilio: `whatsapp:+1555...:<contact>`
+            head = rest.partition(":")[0]
+        return self.for_number(head)
+
     def for_account(self, account_sid: str | None) -> Business | None:
         """The business whose Twilio account this is, when exactly one business uses it."""
         if not account_sid:

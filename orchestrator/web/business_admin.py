@@ -4,12 +4,14 @@ A business admin's token reaches only its business (another business's conversat
 contact, lead or analytics is a 404: never a 403 that confirms it exists); `staff` may read
 conversations, bookings (leads) and analytics, any other route is a 403. The operator
 (ORCHESTRATOR_ADMIN_TOKEN) reaches every business, naming one with `?business=<id>` (or the
-`X-Business` header) when there are several, and lists them with `GET /api/businesses`. The
+`X-Business` header) when there are several (`GET /api/conversations` without one lists every
+business's, and a conversation id names its business), and lists them with `GET /api/businesses`. The
 chosen business's runtime and settings are what the route handlers get as `runtime` / `settings`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -20,6 +22,7 @@ from litestar.exceptions import ValidationException as BadQuery
 from litestar.handlers.base import BaseRouteHandler
 
 from orchestrator.businesses.access import Principal, principal, reach, staff_may
+from orchestrator.records.analytics import parse_conversation_id
 from orchestrator.settings import AppSettings
 from orchestrator.web.app import BUSINESS_RUNTIME, BUSINESS_SETTINGS
 
@@ -33,6 +36,27 @@ class OperatorView(msgspec.Struct):
 
     store: Any
     clock: Any = None
+
+
+class _MergedRecorder:
+    """The conversation lists of every business as one (the operator's `GET /api/conversations`)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    async def list_records(self, *, limit: int = 100, offset: int = 0, **filters: Any) -> list[Any]:
+        runtimes = [b.runtime for b in self.registry.businesses.values() if b.runtime is not None]
+        found = await asyncio.gather(*(r.recorder.list_records(limit=limit + offset, offset=0, **filters)
+                                       for r in runtimes))
+        rows = sorted((row for part in found for row in part), key=lambda r: r.started_at, reverse=True)
+        return rows[offset:offset + limit]
+
+
+class AllBusinesses:
+    """What the operator's cross-business routes read (only `recorder.list_records`)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.recorder = _MergedRecorder(registry)
 
 
 class AdminSummary(msgspec.Struct, kw_only=True):
@@ -91,9 +115,17 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     if who.role == "staff" and not staff_may(method, route):
         raise PermissionDeniedException(detail="staff may read conversations, bookings and analytics only; "
                                                "ask an owner of the business")
-    if who.operator and not wanted and route == "/audit" and len(registry.ids()) != 1:
-        state[BUSINESS_RUNTIME] = OperatorView(registry.operator_store)
-        return
+    if who.operator and not wanted and len(registry.ids()) != 1:
+        if route == "/audit":
+            state[BUSINESS_RUNTIME] = OperatorView(registry.operator_store)
+            return
+        if route == "/conversations" and method == "GET":  # every business's, newest first
+            state[BUSINESS_RUNTIME] = AllBusinesses(registry)
+            return
+        if route == "/conversations/{conv_id:str}":  # the id names the business's number
+            parsed = parse_conversation_id(str(connection.path_params.get("conv_id", "")))
+            owner = registry.for_session(parsed[0]) if parsed else None
+            wanted = owner.id if owner is not None else "-"
     business = reach(who, registry, wanted)
     if business is None or business.runtime is None:
         if who.operator and not wanted:

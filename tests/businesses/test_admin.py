@@ -68,9 +68,16 @@ async def test_the_operator_reaches_every_business_and_lists_them(client, talked
     assert listed["businesses"][0]["admins"] == [{"name": "Owner", "role": "owner"},
                                                  {"name": "Front desk", "role": "staff"}]
     assert "token_sha256" not in str(listed)
-    assert (await client.get("/api/conversations", headers=h)).status_code == 400  # which business?
+    everyone = (await client.get("/api/conversations", headers=h)).json()  # every business's, newest first
+    assert {r["id"] for r in everyone} == set(talked.values())
+    assert [r["id"] for r in (await client.get("/api/conversations", params={"limit": 1}, headers=h)).json()] == \
+        [talked["sol_dental"]]
+    assert (await client.get("/api/flows", headers=h)).status_code == 400  # which business?
     assert (await client.get(f"/api/conversations/{talked['sol_dental']}", params={"business": "sol_dental"},
                              headers=h)).status_code == 200
+    assert (await client.get(f"/api/conversations/{talked['luna_hair']}", headers=h)).status_code == 200
+    assert (await client.get(f"/api/conversations/{talked['luna_hair']}", params={"business": "sol_dental"},
+                             headers=h)).status_code == 404
     assert (await client.get("/api/conversations", params={"business": "nope"}, headers=h)).status_code == 404
 
 
