@@ -1,8 +1,14 @@
-"""A business's daily limit on new conversations (`limits.conversations_per_day`), counted
-atomically in its own store (one HINCRBY on `limits:conversations`, field = the business's local
-date, expiring after a few days; the in-memory store's equivalent). Past the limit the runtime
-refuses politely; the business's staff number is told once a day (the second counter says who
-was first)."""
+"""A business's limits, kept in its own store.
+
+- `limits.conversations_per_day`: one atomic HINCRBY on `limits:conversations` per new
+  conversation (field = the business's local date, kept a few days; the in-memory store's
+  equivalent). Past it the runtime opens the flow's `defaults.limit` state or refuses politely;
+  the business's staff number is told once a day (a second counter says who was first).
+- `limits.concurrent_calls`: calls in progress in a sorted set `limits:calls` (member = CallSid,
+  score = its start). A call is admitted when it is among the `limit` oldest members after its
+  ZADD: every process sees the same order, so no more than `limit` are ever admitted at once
+  without a lock or a script. Its terminal status callback removes it; a call whose callback
+  never came is dropped after MAX_CALL_SECONDS."""
 
 from __future__ import annotations
 
@@ -64,3 +70,32 @@ class DailyLimit:
                                                            idempotency_key=f"limit-told:{b.id}:{self.day()}"))
         except Exception as exc:
             log.warning("business %s: limit notification not sent: %s", b.id, exc)
+
+
+CALLS_KEY = "limits:calls"
+MAX_CALL_SECONDS = 4 * 3600
+BUSY_TEXT = "Sorry, all our lines are busy right now. Please call again in a few minutes, or send us a text."
+
+
+class CallLimit:
+    def __init__(self, limit: int, store: Any, *, clock: Any = time.time) -> None:
+        self.limit = limit
+        self.store = store
+        self.clock = clock
+
+    async def admit(self, call_sid: str) -> bool:
+        now = self.clock()
+        side = self.store.side
+        await side.zremrangebyscore(CALLS_KEY, now - MAX_CALL_SECONDS)
+        oldest = await side.zrange(CALLS_KEY, limit=self.limit)
+        if any(member == call_sid for member, _ in oldest):
+            return True  # a redelivered start of an admitted call
+        await side.zadd(CALLS_KEY, call_sid, now, ttl_seconds=MAX_CALL_SECONDS)
+        oldest = await side.zrange(CALLS_KEY, limit=self.limit)
+        if any(member == call_sid for member, _ in oldest):
+            return True
+        await side.zrem(CALLS_KEY, [call_sid])
+        return False
+
+    async def ended(self, call_sid: str) -> None:
+        await self.store.side.zrem(CALLS_KEY, [call_sid])

@@ -214,6 +214,9 @@ def _check(b: LoadedBusiness) -> list[Diagnostic]:
     if c.limits.conversations_per_day is not None and c.limits.conversations_per_day < 1:
         out.append(b.diagnostic("$.limits.conversations_per_day", "a limit must be at least 1",
                                 "remove the limit for none"))
+    if c.limits.concurrent_calls is not None and c.limits.concurrent_calls < 1:
+        out.append(b.diagnostic("$.limits.concurrent_calls", "a limit must be at least 1",
+                                "remove the limit for none"))
     if c.retention_days is not None and c.retention_days <= 0:
         out.append(b.diagnostic("$.retention_days", "retention_days must be more than 0",
                                 "remove it to use ORCHESTRATOR_RETENTION_DAYS"))

@@ -86,6 +86,7 @@ class Business:
     connectors: ConnectorRegistry
     signature: tuple[Any, ...] = ()  # what it was built from: a changed one is rebuilt on reload
     runtime: Any = None  # runtime.pipeline.Runtime, once started
+    call_limit: Any = None  # limits.CallLimit when limits.concurrent_calls is set
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -289,10 +290,12 @@ class BusinessRegistry:
                       extra={"business": business.id})
         runtime = Runtime(s, store, catalog, business.connectors, business.channels, clock=self.clock)
         runtime.business_id = business.id
-        from orchestrator.businesses.limits import DailyLimit
+        from orchestrator.businesses.limits import CallLimit, DailyLimit
 
         runtime.admission = DailyLimit(business, store, clock=self.clock).admit \
             if business.config.limits.conversations_per_day else None
+        calls = business.config.limits.concurrent_calls
+        business.call_limit = CallLimit(calls, store, clock=self.clock) if calls else None
         business.runtime = runtime
 
     # ---- lookups ------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Admin(Base):
 
 class Limits(Base):
     conversations_per_day: int | None = None  # new conversations a day (the business's timezone)
+    concurrent_calls: int | None = None  # voice calls in progress at once; past it a busy message
 
 
 class BusinessConfig(Base):

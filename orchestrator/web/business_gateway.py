@@ -86,7 +86,32 @@ class BusinessGateway(WebhookGateway):
                 log.warning("webhook batch for business %s held %d item(s) of other numbers; skipped",
                             business.id, len(items) - len(kept), extra={"channel": name})
             items = kept
+            if business.call_limit is not None and adapter.capabilities.idiom == "voice":
+                refused = await self._calls(business, adapter, items)
+                if refused is not None:
+                    return refused
         return await super()._answer(name, adapter, items, runtime)
+
+    async def _calls(self, business: Any, adapter: ChannelAdapter, items: list[Any]) -> Rendered | None:
+        """limits.concurrent_calls: a call past it hears the busy message and is hung up; a call's
+        terminal status frees its place."""
+        from orchestrator.businesses.limits import BUSY_TEXT
+        from orchestrator.model import Outbound
+        from orchestrator.plugins.channels import ReplyContext
+
+        for item in items:
+            event = getattr(item, "event", None)
+            if event is None or not event.provider_id:
+                continue
+            call_sid = event.provider_id.partition(":")[0]
+            if event.kind == "hangup":
+                await business.call_limit.ended(call_sid)
+            elif event.kind == "start" and not await business.call_limit.admit(call_sid):
+                log.warning("business %s: a call past limits.concurrent_calls (%d) was answered busy",
+                            business.id, business.call_limit.limit, extra={"channel": adapter.name})
+                return adapter.render([Outbound(kind="say", text=BUSY_TEXT), Outbound(kind="end")],
+                                      ReplyContext(public_url=self.public_url))
+        return None
 
 
 async def businesses_health(registry: Any) -> Any:

@@ -92,3 +92,41 @@ async def test_past_the_limit_the_flow_defaults_limit_state_opens_the_conversati
         busy = await sms(client, "hi", to=LUNA, sender="+34600000002")
         assert "fully booked today" in busy.text
         assert "Thanks Eva, Luna Hair" in (await sms(client, "Eva", to=LUNA, sender="+34600000002")).text
+
+
+async def test_concurrent_calls_past_the_limit_hear_busy_and_a_finished_call_frees_its_place(
+        tmp_path: Path, twilio_fake, graph_fake) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import urlencode
+
+    from fakes.signing import PUBLIC_URL, twilio_signature, voice_form
+    from litestar.testing import AsyncTestClient
+
+    from orchestrator.web.app import create_app
+
+    from .conftest import ACCOUNTS
+
+    root = tmp_path / "calls"
+    write_business(root, "luna_hair", LUNA, "109876543210001", "LUNA", "Luna Hair",
+                   extra="limits: {concurrent_calls: 1}\n")
+    write_business(root, "sol_dental", SOL, "109876543210002", "SOL", "Sol Dental")
+
+    async def call(client, sid: str, to: str = LUNA, path: str = "/webhooks/twilio/voice",  # type: ignore[no-untyped-def]
+                   status: str = "ringing") -> str:
+        form = [(k, v) for k, v in voice_form(call_sid=sid, status=status) if k not in ("To", "Called")]
+        form += [("To", to), ("Called", to)]
+        token = ACCOUNTS["luna_hair" if to == LUNA else "sol_dental"][1]
+        answer = await client.post(path, content=urlencode(form).encode(), headers={
+            "X-Twilio-Signature": twilio_signature(token, f"{PUBLIC_URL}{path}", form),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200, answer.text
+        return str(answer.text)
+
+    async with AsyncTestClient(create_app(make_settings(root, twilio_fake, graph_fake))) as client:
+        first = await call(client, "CA" + "1" * 32)
+        assert "Welcome to Luna Hair" in first
+        assert "Welcome to Luna Hair" in await call(client, "CA" + "1" * 32)  # Twilio's retry of the same call
+        busy = await call(client, "CA" + "2" * 32)
+        assert "all our lines are busy" in busy and "<Hangup" in busy and "Welcome" not in busy
+        assert "Welcome to Sol Dental" in await call(client, "CA" + "3" * 32, to=SOL)  # not limited
+        await call(client, "CA" + "1" * 32, path="/webhooks/twilio/voice/status", status="completed")
+        assert "Welcome to Luna Hair" in await call(client, "CA" + "4" * 32)
