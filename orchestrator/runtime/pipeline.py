@@ -507,8 +507,9 @@ class Runtime:
         polite refusal (in the webhook where the channel answers there, else sent at once)."""
         sid = req.session_id
         await self.store.release(sid, token)
-        messages = [Outbound(kind="say", text=LIMIT_TEXT.format(business=compiled.title or "We")),
-                    Outbound(kind="end")]
+        words = getattr(compiled, "words", None) or catalogue()  # the flow's language
+        text = words.words.get("limit_refusal") or LIMIT_TEXT
+        messages = [Outbound(kind="say", text=text.format(business=compiled.title or "We")), Outbound(kind="end")]
         if adapter.capabilities.sync_reply and not req.answered_later:
             return TurnReply(messages=messages, session_id=sid,
                              context=self._context(compiled, sid, event_kind=req.event.kind))

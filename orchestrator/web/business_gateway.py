@@ -109,8 +109,14 @@ class BusinessGateway(WebhookGateway):
             elif event.kind == "start" and not await business.call_limit.admit(call_sid):
                 log.warning("business %s: a call past limits.concurrent_calls (%d) was answered busy",
                             business.id, business.call_limit.limit, extra={"channel": adapter.name})
-                return adapter.render([Outbound(kind="say", text=BUSY_TEXT), Outbound(kind="end")],
-                                      ReplyContext(public_url=self.public_url))
+                text, settings = BUSY_TEXT, None
+                try:  # in the language of the flow the call would have reached
+                    compiled = await business.runtime.catalog.latest(business.runtime.catalog.route(None))
+                    text, settings = str(compiled.words["lines_busy"]), compiled.settings
+                except Exception:  # no flow to take the words from: the English ones
+                    pass
+                return adapter.render([Outbound(kind="say", text=text), Outbound(kind="end")],
+                                      ReplyContext(public_url=self.public_url, settings=settings))
         return None
 
 
