@@ -362,11 +362,16 @@ class BusinessRegistry:
                 await _cancel(business.tasks)
 
     def _snapshot(self) -> dict[str, tuple[float, int]]:
+        """(mtime, size) of every business.yaml and of every `file:` secret a served business
+        references (a rotated secret file rebuilds its business)."""
         out: dict[str, tuple[float, int]] = {}
-        for folder in business_folders(self.root):
+        paths = [folder / FILE for folder in business_folders(self.root)]
+        for business in self.businesses.values():
+            paths += [Path(ref[5:]) for ref in _file_references(business.config)]
+        for path in paths:
             with contextlib.suppress(OSError):
-                st = (folder / FILE).stat()
-                out[str(folder)] = (st.st_mtime, st.st_size)
+                st = path.stat()
+                out[str(path)] = (st.st_mtime, st.st_size)
         return out
 
     async def check(self) -> dict[str, str] | None:
@@ -416,6 +421,7 @@ class BusinessRegistry:
             log.info("business %s %s", business_id, "reloaded" if old else "added", extra={"business": business_id})
         self._index()
         self.refused = refused
+        self._seen = self._snapshot()
         return refused
 
     async def _stop(self, business: Business, *, keep_store: bool = False) -> None:
@@ -439,6 +445,12 @@ class BusinessRegistry:
         if self.operator_store is not None:
             with contextlib.suppress(Exception):
                 await self.operator_store.close()
+
+
+def _file_references(config: Any) -> list[str]:
+    creds: dict[str, Any] = msgspec.to_builtins(config.credentials)
+    return [v for section in creds.values() if isinstance(section, dict)
+            for v in section.values() if isinstance(v, str) and v.startswith("file:")]
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:

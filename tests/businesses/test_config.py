@@ -157,3 +157,24 @@ def test_a_google_calendar_business_gets_its_own_calendar_id_and_credentials(bus
     assert sol["GOOGLE_APPLICATION_CREDENTIALS"] == str(key)
     assert "GOOGLE_CALENDAR_ID" not in luna  # the deployment's calendar is nobody's here
     assert luna["ORCHESTRATOR_CALENDAR_DB"] != sol["ORCHESTRATOR_CALENDAR_DB"]
+
+
+async def test_a_rotated_secret_file_rebuilds_its_business(businesses_dir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "sol-token"
+    secret.write_text("first-token-0000000000\n")
+    _edit(businesses_dir / "sol_dental", "auth_token: env:SOL_TOKEN", f"auth_token: 'file:{secret}'")
+    registry = BusinessRegistry(AppSettings(businesses_dir=str(businesses_dir), environ=secrets_env()))
+    registry.prepare()
+    await registry.start()
+    try:
+        assert registry.get("sol_dental").settings.twilio_auth_token == "first-token-0000000000"
+        assert await registry.check() is None  # nothing changed
+        secret.write_text("second-token-000000000000\n")
+        assert await registry.check() == {}
+        assert registry.get("sol_dental").settings.twilio_auth_token == "second-token-000000000000"
+        secret.unlink()  # gone: refused, the last good one keeps serving
+        refused = await registry.check()
+        assert refused and "cannot be read" in next(iter(refused.values()))
+        assert registry.get("sol_dental").settings.twilio_auth_token == "second-token-000000000000"
+    finally:
+        await registry.close()
