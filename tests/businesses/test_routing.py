@@ -105,3 +105,39 @@ async def test_a_callback_naming_no_number_goes_to_the_business_of_its_account(c
 
     assert await post(ACCOUNTS["sol_dental"][1]) == 200
     assert await post(ACCOUNTS["luna_hair"][1]) == 403
+
+
+async def test_a_missed_call_is_texted_back_from_the_business_number_and_account(
+        tmp_path, twilio_fake, graph_fake) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from pathlib import Path
+    from urllib.parse import urlencode
+
+    from fakes.signing import PUBLIC_URL, twilio_signature, voice_form
+    from litestar.testing import AsyncTestClient
+
+    from orchestrator.web.app import create_app
+
+    from .conftest import make_settings, write_business
+
+    root = tmp_path / "missed"
+    for biz, number, wa, prefix, title in (("luna_hair", LUNA, LUNA_WA, "LUNA", "Luna Hair"),
+                                          ("sol_dental", SOL, SOL_WA, "SOL", "Sol Dental")):
+        folder = write_business(root, biz, number, wa, prefix, title)
+        shutil.copy(Path(__file__).resolve().parents[2] / "flows" / "missed_call_textback.yaml", folder / "flows")
+    async with AsyncTestClient(create_app(make_settings(root, twilio_fake, graph_fake))) as client:
+        path = "/webhooks/twilio/voice/status"
+        form = [(k, v) for k, v in voice_form(call_sid="CA" + "9" * 32, status="no-answer")
+                if k not in ("To", "Called", "From", "Caller")]
+        form += [("To", SOL), ("Called", SOL), ("From", CONTACT), ("Caller", CONTACT)]
+        answer = await client.post(path, content=urlencode(form).encode(), headers={
+            "X-Twilio-Signature": twilio_signature(ACCOUNTS["sol_dental"][1], f"{PUBLIC_URL}{path}", form),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 200
+        for _ in range(100):
+            if twilio_fake.messages():
+                break
+            await asyncio.sleep(0.05)
+        [sent] = [r for r in twilio_fake.requests if r.method == "POST"]
+        assert f"/Accounts/{ACCOUNTS['sol_dental'][0]}/" in sent.path
+        assert sent.form()["From"] == [SOL] and sent.form()["To"] == [CONTACT]
