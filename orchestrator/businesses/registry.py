@@ -48,6 +48,7 @@ CREDENTIAL_ENV = (
 )
 
 
+STAGGER_SECONDS = 0.01  # between two businesses' first background runs at start-up
 POLLS_AT_FULL_RATE = 50  # past this many businesses their pollers slow down in proportion (idle cost bounded)
 
 
@@ -88,6 +89,7 @@ class Business:
     runtime: Any = None  # runtime.pipeline.Runtime, once started
     call_limit: Any = None  # limits.CallLimit when limits.concurrent_calls is set
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    jobs: list[Any] = field(default_factory=list)  # the tasks' coroutines (closed if a task never started)
 
     @property
     def id(self) -> str:
@@ -338,20 +340,23 @@ class BusinessRegistry:
         return out
 
     # ---- running ------------------------------------------------------------------------------
-    def _jobs(self, business: Business) -> list[asyncio.Task[Any]]:
+    def _jobs(self, business: Business, delay: float = 0.0) -> list[asyncio.Task[Any]]:
         from orchestrator.web.operations import background_jobs
 
         runtime = business.runtime
         coros = [runtime.run_background(), *background_jobs(runtime, business.settings)]
-        return [asyncio.create_task(c, name=f"business:{business.id}") for c in coros]
+        business.jobs = coros
+        return [asyncio.create_task(_after(delay, c), name=f"business:{business.id}") for c in coros]
 
     async def run(self) -> None:
         """Every business's background jobs (timers, outbox, flows reload, retention) and the
         businesses directory reload, until cancelled."""
         from orchestrator.runtime.periodic import every
 
-        for business in self.businesses.values():
-            business.tasks = self._jobs(business)
+        # the businesses' first polls and retention passes spread over a few milliseconds each,
+        # so hundreds of them do not all hit the store the moment the server starts answering
+        for n, business in enumerate(self.businesses.values()):
+            business.tasks = self._jobs(business, delay=n * STAGGER_SECONDS)
         try:
             if self.settings.reload_seconds > 0:
                 await every(self.settings.reload_seconds, self.check, what="businesses reload", pause_first=True)
@@ -360,6 +365,8 @@ class BusinessRegistry:
         finally:
             for business in self.businesses.values():
                 await _cancel(business.tasks)
+                for job in business.jobs:
+                    job.close()
 
     def _snapshot(self) -> dict[str, tuple[float, int]]:
         """(mtime, size) of every business.yaml and of every `file:` secret a served business
@@ -426,7 +433,9 @@ class BusinessRegistry:
 
     async def _stop(self, business: Business, *, keep_store: bool = False) -> None:
         await _cancel(business.tasks)
-        business.tasks = []
+        for job in business.jobs:
+            job.close()  # a finished one: nothing; one whose task never started: no "never awaited"
+        business.tasks, business.jobs = [], []
         runtime = business.runtime
         if runtime is None:
             return
@@ -451,6 +460,12 @@ def _file_references(config: Any) -> list[str]:
     creds: dict[str, Any] = msgspec.to_builtins(config.credentials)
     return [v for section in creds.values() if isinstance(section, dict)
             for v in section.values() if isinstance(v, str) and v.startswith("file:")]
+
+
+async def _after(delay: float, job: Any) -> None:
+    if delay > 0:
+        await asyncio.sleep(delay)
+    await job
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
