@@ -125,7 +125,9 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
         if route == "/conversations/{conv_id:str}":  # the id names the business's number
             parsed = parse_conversation_id(str(connection.path_params.get("conv_id", "")))
             owner = registry.for_session(parsed[0]) if parsed else None
-            wanted = owner.id if owner is not None else "-"
+            if owner is None:
+                raise NotFoundException(detail="no such conversation (ids come from GET /api/conversations)")
+            wanted = owner.id
     business = reach(who, registry, wanted)
     if business is None or business.runtime is None:
         if who.operator and not wanted:
