@@ -247,7 +247,8 @@ class BusinessRegistry:
 
         s = self.settings
         self.operator_store = await open_store(s.redis_url, f"{s.key_prefix}:operator",
-                                               timeout_seconds=s.redis_timeout_seconds)
+                                               timeout_seconds=s.redis_timeout_seconds,
+                                               wait_replicas=s.redis_wait_replicas)
         for business in list(self.businesses.values()):
             try:
                 await self._start(business)
@@ -282,7 +283,8 @@ class BusinessRegistry:
         if self._cache is None:
             self._cache = compiler.FlowCache(max(64, 4 * len(self.businesses)))
         if store is None:  # a reloaded business keeps its store (the in-memory one holds its conversations)
-            store = await open_store(s.redis_url, s.key_prefix, timeout_seconds=s.redis_timeout_seconds)
+            store = await open_store(s.redis_url, s.key_prefix, timeout_seconds=s.redis_timeout_seconds,
+                                     wait_replicas=s.redis_wait_replicas)
         catalog = FlowCatalog(store, business.connectors, flows_dir=s.flows_dir, routes=s.routes(),
                               default_flow=s.default_flow)
         catalog.cache = self._cache
