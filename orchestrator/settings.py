@@ -22,6 +22,8 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_REDIS_URL": ("redis_url", True),  # may carry a password
     "ORCHESTRATOR_FLOWS_DIR": ("flows_dir", False),
     "ORCHESTRATOR_DEFAULT_FLOW": ("default_flow", False),
+    "ORCHESTRATOR_BUSINESSES_DIR": ("businesses_dir", False),
+    "ORCHESTRATOR_BUSINESSES_DATA_DIR": ("businesses_data_dir", False),
     "ORCHESTRATOR_PUBLIC_URL": ("public_url", False),
     "ORCHESTRATOR_ADMIN_TOKEN": ("admin_token", True),
     "ORCHESTRATOR_TRUST_PROXY_HEADERS": ("trust_proxy_headers", False),
@@ -74,6 +76,9 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     redis_url: str | None = None  # unset: in-memory store (one process)
     flows_dir: str = "flows"
     default_flow: str | None = None
+    # one folder per business (business.yaml + flows/), docs/SPEC.md §10; unset: the single business above
+    businesses_dir: str | None = None
+    businesses_data_dir: str | None = None  # each business's embedded calendar / CRM files; unset: <folder>/.data
     public_url: str | None = None
     admin_token: str | None = None
     # without public_url: rebuild the signed URL from each request's Host / X-Forwarded-* (only

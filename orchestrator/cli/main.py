@@ -92,8 +92,15 @@ def _run(argv: Sequence[str] | None) -> int:
 
         return main_chat(args.file, channel=args.channel, contact=args.contact, now=args.now)
     if command == "validate":
+        from orchestrator.businesses.validate import is_businesses_path, main_validate_businesses
+
+        folders = [f for f in args.files if is_businesses_path(f)]  # docs/SPEC.md §10: a businesses directory
+        flows = [f for f in args.files if f not in folders]
+        status = main_validate_businesses(folders, strict=args.strict) if folders else 0
+        if not flows:
+            return status
         fn = _lazy("orchestrator.flow.validate", "main_validate", command)
-        return int(fn(args.files, strict=args.strict)) if fn else 2
+        return max(status, int(fn(flows, strict=args.strict))) if fn else 2
     if command == "graph":
         fn = _lazy("orchestrator.flow.graph", "main_graph", command)
         return int(fn(args.file, args.format)) if fn else 2

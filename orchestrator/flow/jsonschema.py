@@ -140,6 +140,8 @@ DESCRIPTIONS: dict[str, str] = {
                         "outcome abandoned.",
     "Defaults.error": "State for a call whose connector failed (also empty / conflict when not routed) and "
                       "that has no on.error.",
+    "Defaults.limit": "State a new conversation starts at when its business is past limits.conversations_per_day "
+                      "(many businesses); unset: a polite refusal.",
     # -- Intent
     "Answer.match": "Words or phrases of a question that this answer replies to (\"open\", \"address\").",
     "Answer.say": "The reply (a template); the question being asked is repeated after it.",

@@ -239,6 +239,7 @@ class Defaults(Base):
     fail: str | None = None  # an ask's answers not understood after max_retries
     timeout: str | None = None  # no reply after the reminder (messaging)
     error: str | None = None  # a connector call failed (and empty / conflict when not routed)
+    limit: str | None = None  # many businesses: a new conversation past the business's daily limit starts here
 
 
 class Flow(Base):

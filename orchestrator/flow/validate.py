@@ -124,7 +124,7 @@ class _Checker:
                 if edge.target not in self.states:
                     self.add(edge.path, f"state '{name}' goes to unknown state '{edge.target}'",
                              self.state_hint(edge.target))
-        for key in ("fail", "timeout", "error"):
+        for key in ("fail", "timeout", "error", "limit"):
             target = getattr(self.flow.defaults, key)
             if target is not None and target not in self.states:
                 self.add(f"$.defaults.{key}", f"defaults.{key} goes to unknown state '{target}'",
@@ -299,7 +299,8 @@ class _Checker:
             target = e.target if e.target in self.states else closest(e.target, self.states)
             if target is not None:
                 out.setdefault(e.source, []).append(target)
-        reached = _closure([self.flow.start], out)
+        limit = self.flow.defaults.limit  # a second way in: past the business's daily limit
+        reached = _closure([self.flow.start, *([limit] if limit in self.states else [])], out)
         unreached = [name for name in self.states if name not in reached]
         fed = {t for name in unreached for t in out.get(name, []) if t != name}
         covered: set[str] = set()

@@ -46,6 +46,8 @@ class AuditEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: int = 0
     detail: dict[str, Any] = {}
     id: str = ""
+    business: str = ""  # many businesses: the business acted on ("" for one business)
+    admin: str = ""  # many businesses: the admin's name from business.yaml, or "operator"
 
 
 _decoder = msgspec.json.Decoder(AuditEntry)
@@ -107,10 +109,11 @@ class AuditLog:
 
     async def write(
         self, *, who: str, action: str, target: str = "", status: int = 0, detail: dict[str, Any] | None = None,
+        business: str = "", admin: str = "",
     ) -> AuditEntry:
         now = self.clock()
         entry = AuditEntry(at=now, who=who, action=action, target=target, status=status,
-                           detail=detail or {}, id=secrets.token_hex(6))
+                           detail=detail or {}, id=secrets.token_hex(6), business=business, admin=admin)
         await self.side.zadd(AUDIT_KEY, _encoder.encode(entry).decode(), now, ttl_seconds=self.retention_seconds)
         await self.side.zremrangebyscore(AUDIT_KEY, now - self.retention_seconds)
         return entry

@@ -76,6 +76,7 @@ class FlowCatalog:
         self._files: dict[str, tuple[str, str]] = {}  # file path -> (flow id, revision)
         self._checked: dict[str, float] = {}  # flow id -> monotonic time of the last store check
         self._heavy: anyio.CapacityLimiter | None = None
+        self.loader: Callable[[Path], LoadedFlow] = load_flow  # many businesses share a memo of loaded files
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-heavy flow work (load, validate, compile, draw) in a worker thread, one job
@@ -97,7 +98,7 @@ class FlowCatalog:
             return {}
         for path in sorted(self.flows_dir.glob("*.y*ml")):
             try:
-                loaded = await self.off_loop(load_flow, path)
+                loaded = await self.off_loop(self.loader, path)
                 if self._files.get(str(path), ("", ""))[1] == loaded.revision:
                     continue
                 compiled = self.cache.get(loaded.revision) or self.cache.put(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import secrets
@@ -74,6 +75,7 @@ TIMER_LEAVE_SECONDS = 5.0  # a timer left for a newer process is due again this 
 OPT_OUT_TEXT = catalogue()["opt_out"]  # the English words; a contact hears their language's (`_keyword`)
 OPT_IN_TEXT = catalogue()["opt_in"]
 HELP_TEXT = catalogue()["help"]
+LIMIT_TEXT = "{business} cannot take more conversations today. Please call us, or write again tomorrow."
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 _session_decoder = msgspec.msgpack.Decoder(Session)
@@ -99,6 +101,15 @@ class TurnRequest(msgspec.Struct, kw_only=True):
     def answered_later(self) -> bool:
         """Whether the turn's messages go out through the outbox whatever the channel."""
         return self.proactive or self.outbound or self.timer_turns is not None
+
+
+def _limit_variant(compiled: CompiledFlow) -> CompiledFlow | None:
+    """The flow starting at its `defaults.limit` state (same revision: later turns go on as usual);
+    None when the flow has none."""
+    limit = compiled.flow.defaults.limit
+    if not limit or limit not in compiled.states:
+        return None
+    return dataclasses.replace(compiled, flow=msgspec.structs.replace(compiled.flow, start=limit))
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,6 +144,10 @@ class Runtime:
         )
 
         self.recorder = Recorder(store, settings.retention_seconds)
+        # Many businesses (orchestrator/businesses): which business this runtime serves, and its
+        # admission check for new conversations (a daily limit); None / "" for a single business.
+        self.business_id = ""
+        self.admission: Callable[[CompiledFlow], Any] | None = None
         from orchestrator.runtime.reminders import ReminderFirer
 
         self._reminders = ReminderFirer(self)
@@ -372,6 +387,11 @@ class Runtime:
                         return await self._missed_call(req, b.opted_out)
                     return TurnReply(session_id=sid)
                 compiled = await self.catalog.latest(req.flow_id or self.catalog.route(req.route_key or addr.business))
+                if self.admission is not None and not req.outbound and not await self.admission(compiled):
+                    variant = _limit_variant(compiled)
+                    if variant is None:
+                        return await self._over_limit(req, adapter, b.token, compiled)
+                    compiled = variant  # the flow's `defaults.limit` state opens this conversation
                 new = self.engine(compiled).new_session(
                     sid, business=addr.business, contact=addr.contact, channel=event.channel, now=now,
                     vars=req.vars, contact_name=event.profile_name,
@@ -483,6 +503,25 @@ class Runtime:
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
+
+    async def _over_limit(self, req: TurnRequest, adapter: ChannelAdapter, token: str,
+                          compiled: CompiledFlow) -> TurnReply:
+        """A new conversation past the business's daily limit: nothing is saved, the contact gets a
+        polite refusal (in the webhook where the channel answers there, else sent at once)."""
+        sid = req.session_id
+        await self.store.release(sid, token)
+        words = getattr(compiled, "words", None) or catalogue()  # the flow's language
+        text = words.words.get("limit_refusal") or LIMIT_TEXT
+        messages = [Outbound(kind="say", text=text.format(business=compiled.title or "We")), Outbound(kind="end")]
+        if adapter.capabilities.sync_reply and not req.answered_later:
+            return TurnReply(messages=messages, session_id=sid,
+                             context=self._context(compiled, sid, event_kind=req.event.kind))
+        try:
+            await adapter.send(req.address, messages[:1],
+                               self._context(compiled, sid, idempotency_key=f"limit:{req.event.provider_id}"))
+        except Exception as exc:
+            log.warning("limit refusal to %s not sent: %s", redact_phone(sid), exc)
+        return TurnReply(session_id=sid)
 
     def _sends(self, sid: str, session: Session, compiled: CompiledFlow, messages: list[Outbound], *,
                within: bool, now: float) -> list[OutboxPut]:

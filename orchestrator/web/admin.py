@@ -64,6 +64,7 @@ from orchestrator.web.admin_models import (
     TranscriptLine,
     ValidationReport,
 )
+from orchestrator.web.business_admin import list_businesses
 
 log = logging.getLogger("orchestrator.web.admin")
 FLOW_ID = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -152,7 +153,13 @@ def token_ok(header: str | None, expected: str | None) -> bool:
 
 
 def _guard(settings: AppSettings) -> Any:
-    def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        registry = connection.app.state.get("businesses")
+        if registry is not None:  # many businesses: per-business admins and roles
+            from orchestrator.web.business_admin import authorize
+
+            authorize(connection, handler, registry, settings)
+            return
         if not settings.admin_token:
             raise NotAuthorizedException(detail="the admin API is off: set ORCHESTRATOR_ADMIN_TOKEN to enable it")
         if not token_ok(connection.headers.get("authorization"), settings.admin_token):
@@ -191,7 +198,16 @@ class AuditMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"authorization"),
                       None)
-        authorised = token_ok(header, self.settings.admin_token)
+        registry = scope["app"].state.get("businesses")
+        who = None
+        if registry is not None:
+            from orchestrator.businesses.access import principal
+            from orchestrator.web.business_admin import bearer
+
+            who = principal(bearer(header), registry, self.settings.admin_token)
+            authorised = who is not None
+        else:
+            authorised = token_ok(header, self.settings.admin_token)
         if not authorised:
             client = str((scope.get("client") or ("unknown",))[0])
             if not self.limiter.allow(client):
@@ -208,8 +224,13 @@ class AuditMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, receive, capture)
         finally:
-            if authorised and header:
+            if authorised and header and who is not None:
+                await self._write_business(scope, registry, who, fingerprint(header.partition(" ")[2].strip()),
+                                           status["code"] or 500)
+            elif authorised and header:
                 await self._write(scope, fingerprint(header.partition(" ")[2].strip()), status["code"] or 500)
+            elif registry is not None:
+                pass  # many businesses: a refused request names no business; the limiter above still counts it
             else:
                 metrics.labelled(metrics.ADMIN_REFUSED, str(status["code"] or 500)).inc()
                 await self._refused(scope)
@@ -227,6 +248,22 @@ class AuditMiddleware(ASGIMiddleware):
         try:
             await audit.write(who=who, action=action, target=audit_target(dict(scope.get("path_params") or {}),
                                                                           self.key), status=status)
+        except Exception as exc:
+            log.error("audit entry not written for %s: %s", action, exc)
+
+    async def _write_business(self, scope: Scope, registry: Any, who: Any, fp: str, status: int) -> None:
+        from orchestrator.web.business_admin import audit_place
+
+        route = getattr(scope.get("route_handler"), "paths", None)
+        action = f"{scope.get('method', '?')} {'/api' + sorted(route)[0] if route else scope.get('path', '?')}"
+        try:
+            store, business = audit_place(scope, registry, who)
+            retention = registry.settings.retention_seconds
+            if business in registry.businesses:
+                retention = registry.get(business).settings.retention_seconds
+            await AuditLog(store, retention).write(
+                who=fp, action=action, target=audit_target(dict(scope.get("path_params") or {}), self.key),
+                status=status, business=business, admin=who.name)
         except Exception as exc:
             log.error("audit entry not written for %s: %s", action, exc)
 
@@ -680,7 +717,7 @@ def admin_router(settings: AppSettings) -> Router:
         path="/api",
         route_handlers=[list_flows, get_flow, validate_flow, put_flow, flow_diagram, flow_analytics,
                         list_conversations, get_conversation, start_conversation, export_contact, erase_contact,
-                        list_leads, failed_sends, audit_log],
+                        list_leads, failed_sends, audit_log, list_businesses],
         guards=[_guard(settings)],
         middleware=[AuditMiddleware(settings)],
         tags=["admin"],

@@ -65,6 +65,8 @@ MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 2
 SORRY = catalogue()["sorry_unavailable"]  # English; a contact hears their language's (`fallback`)
 GC_GEN0_THRESHOLD = 10_000  # CPython's default is 700
+BUSINESS_RUNTIME = "orchestrator.business_runtime"  # scope state: the runtime of the business an admin reaches
+BUSINESS_SETTINGS = "orchestrator.business_settings"
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -151,11 +153,15 @@ class WebhookGateway:
         adapter = self.channels.get(name)
         try:
             request = self._request(method, path, query_string, seen_url, headers, body)
+            picked = self.pick(name, adapter, request)
+            if isinstance(picked, Rendered):
+                return picked
+            adapter, runtime = picked
             if method == "GET":
                 return adapter.handshake(request)
             adapter.verify(request)
             items = adapter.parse(request)
-            return await self._answer(name, adapter, items)
+            return await self._answer(name, adapter, items, runtime)
         except SignatureError as exc:
             metrics.REJECTIONS.labels(name, "signature").inc()
             log.warning("webhook refused (403): %s", exc, extra={"channel": name})
@@ -171,6 +177,13 @@ class WebhookGateway:
         except Exception:
             log.exception("webhook failed; answered politely instead of 500", extra={"channel": name})
             return self.fallback(adapter)
+
+    def pick(
+        self, name: str, adapter: ChannelAdapter, request: InboundRequest,
+    ) -> tuple[ChannelAdapter, Any] | Rendered:
+        """The adapter and runtime that answer this request (one business: the only ones; many:
+        `web.business_gateway` picks by the number called), or the answer itself (404)."""
+        return adapter, self.runtime
 
     def _request(
         self, method: str, path: str, query_string: str, seen_url: str, headers: Mapping[str, str], body: bytes
@@ -190,13 +203,14 @@ class WebhookGateway:
             headers=headers, query=query, body=body, form=form,
         )
 
-    async def _answer(self, name: str, adapter: ChannelAdapter, items: list[Any]) -> Rendered:
+    async def _answer(self, name: str, adapter: ChannelAdapter, items: list[Any], runtime: Any = None) -> Rendered:
+        runtime = runtime or self.runtime
         messages: list[Outbound] = []
         ctx = ReplyContext(public_url=self.public_url)
         failed = False
         for item in items:  # in order: a batch may hold several messages of one contact
             try:
-                reply = await self.runtime.handle(name, item)
+                reply = await runtime.handle(name, item)
             except (StoreUnavailable, LockTimeout):
                 raise  # 503: the provider retries the whole delivery; done items dedupe
             except Exception:
@@ -380,13 +394,28 @@ def create_app(
     settings = settings or AppSettings.from_env()
     ensure_logging(redact=settings.redact_logs)  # uvicorn workers build the app here: redact there too
     register_secrets(settings.secrets())
-    channels = runtime.channels if runtime is not None else build_channels(settings)
-    check_signed_urls(settings, channels)
-    gateway = WebhookGateway(channels, settings.public_url)
+    registry: Any = None
+    if settings.businesses_dir and runtime is None:  # many businesses (docs/SPEC.md §10)
+        from orchestrator.businesses.registry import BusinessRegistry
+        from orchestrator.web.business_gateway import BusinessGateway
+
+        registry = BusinessRegistry(settings)
+        registry.prepare()
+        channels = registry.template_channels()
+        check_signed_urls(settings, channels)
+        gateway: WebhookGateway = BusinessGateway(registry, channels, settings.public_url)
+    else:
+        channels = runtime.channels if runtime is not None else build_channels(settings)
+        check_signed_urls(settings, channels)
+        gateway = WebhookGateway(channels, settings.public_url)
     gateway.runtime = runtime
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if registry is not None:
+            async with _businesses_lifespan(app, registry, start_background):
+                yield
+            return
         owned = gateway.runtime is None
         if owned:
             from orchestrator.runtime.pipeline import Runtime
@@ -416,6 +445,10 @@ def create_app(
 
     @get("/health", include_in_schema=False)
     async def health() -> Response[dict[str, Any]]:
+        if registry is not None:
+            from orchestrator.web.business_gateway import businesses_health
+
+            return await businesses_health(registry)
         rt = gateway.runtime
         report: dict[str, Any] = {"status": "ok", "channels": channels.names()}
         try:
@@ -437,15 +470,17 @@ def create_app(
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    def provide_runtime() -> Any:
-        return gateway.runtime
+    def provide_runtime(request: Request[Any, Any, Any]) -> Any:
+        chosen = request.scope.get("state", {}).get(BUSINESS_RUNTIME)  # many businesses: the admin's one
+        return chosen if chosen is not None else gateway.runtime
 
-    def provide_settings() -> AppSettings:
-        return settings
+    def provide_settings(request: Request[Any, Any, Any]) -> AppSettings:
+        chosen = request.scope.get("state", {}).get(BUSINESS_SETTINGS)
+        return chosen if chosen is not None else settings
 
     from orchestrator.web.operations import admin_handlers, openapi_config, template_config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, metrics_route, *_webhook_routes(gateway), *extra_route_handlers,
                         *(admin_handlers(settings) if include_admin else [])],
         openapi_config=openapi_config(),
@@ -457,6 +492,26 @@ def create_app(
         exception_handlers={Exception: _last_resort},
         logging_config=None,  # ours (ensure_logging), never litestar's unredacted default
     )
+    app.state.businesses = registry
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _businesses_lifespan(app: Litestar, registry: Any, start_background: bool) -> AsyncIterator[None]:
+    """Many businesses: every business's runtime started, its background jobs and the businesses
+    directory reload running, all stopped at shutdown."""
+    await registry.start()
+    app.state.runtime = None
+    task = asyncio.create_task(registry.run()) if start_background else None
+    try:
+        with quiet_gc():
+            yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await registry.close()
 
 
 def main(host: str = "127.0.0.1", port: int = 8000, flows_dir: str | None = None, workers: int = 1) -> int:

@@ -55,7 +55,12 @@ def _session(connection: ASGIConnection[Any, Any, Any, Any], settings: AppSettin
 def _guard(settings: AppSettings) -> Any:
     def console_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if not handler.opt.get("public"):
-            _session(connection, settings)
+            found = _session(connection, settings)
+            registry = connection.app.state.get("businesses")
+            if registry is not None:  # many businesses: the signed-in admin's business only
+                from orchestrator.web.console.businesses import authorize
+
+                authorize(connection, handler, registry, found)
 
     return console_guard
 
@@ -83,7 +88,14 @@ def _cookie(request: Request[Any, Any, Any], settings: AppSettings, value: str, 
                   samesite="strict", secure=_secure(request, settings))
 
 
-async def _audit(runtime: Any, settings: AppSettings, action: str, target: str, status: int) -> None:
+async def _audit(runtime: Any, settings: AppSettings, action: str, target: str, status: int,
+                 request: Request[Any, Any, Any] | None = None) -> None:
+    found = sessions.read(settings, request.cookies.get(sessions.COOKIE), time.time()) if request else None
+    if request is not None and request.app.state.get("businesses") is not None:
+        from orchestrator.web.console.businesses import audit
+
+        await audit(request, settings, action, target, status, found)
+        return
     if runtime is None or not settings.admin_token:
         return
     try:
@@ -98,7 +110,9 @@ def _page(name: str, request: Request[Any, Any, Any], settings: AppSettings, sta
     found = sessions.read(settings, request.cookies.get(sessions.COOKIE), time.time())
     return Template(template_name=name, status_code=status,
                     context={"csrf": found.csrf if found else "", "signed_in": found is not None,
-                             "base": BASE, "path": request.url.path, **context})
+                             "base": BASE, "path": request.url.path,
+                             "business": found.business if found else "", "role": found.role if found else "",
+                             **context})
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -114,6 +128,8 @@ def _errors(settings: AppSettings) -> Any:
 def _error_page(request: Request[Any, Any, Any], settings: AppSettings, exc: Exception) -> Response[Any]:
     """Console errors as pages: unauthenticated -> the sign-in page (HTMX: HX-Redirect); HTTP
     errors with their message; anything else a 503 page (logged, never a stack trace)."""
+    if getattr(exc, "pick_business", False):  # the operator has not picked a business yet
+        return Redirect(f"{BASE}/businesses", status_code=303)
     if isinstance(exc, NotAuthorizedException):
         if request.headers.get("hx-request"):
             return Response("", status_code=401, headers={"HX-Redirect": f"{BASE}/login"})
@@ -139,7 +155,7 @@ def _next(raw: str | None) -> str:
 
 @get("/login", opt={"public": True}, name="console:login")
 async def login_page(request: Request[Any, Any, Any], settings: AppSettings, next: str | None = None) -> Template:
-    return _page("login.html", request, settings, next=_next(next), off=not settings.admin_token)
+    return _page("login.html", request, settings, next=_next(next), off=not sessions.enabled(settings))
 
 
 @post("/login", opt={"public": True}, status_code=303)
@@ -151,6 +167,10 @@ async def login(request: Request[Any, Any, Any], settings: AppSettings, runtime:
                      error=f"too many wrong tokens from this address; wait {limiter.retry_after(client)} s")
     form = await request.form()
     target = _next(str(form.get("next") or ""))
+    if request.app.state.get("businesses") is not None:
+        from orchestrator.web.console.businesses import login as business_login
+
+        return await business_login(request, settings, str(form.get("token") or ""), target, limiter, client)
     if not sessions.token_matches(str(form.get("token") or ""), settings):
         if runtime is not None:
             try:
@@ -453,7 +473,8 @@ async def save(request: Request[Any, Any, Any], settings: AppSettings, runtime: 
                flow_id: str) -> Response[Any]:
     text = _source(await _changing(request, settings))
     saved, _ = await admin.publish_flow(runtime, flow_id, text)
-    await _audit(runtime, settings, "POST /console/flows/{flow_id}/save", f"flow:{flow_id}", 200 if saved else 422)
+    await _audit(runtime, settings, "POST /console/flows/{flow_id}/save", f"flow:{flow_id}", 200 if saved else 422,
+                 request)
     if saved is not None:
         target = f"{BASE}/flows/{flow_id}/edit?{urlencode({'saved': saved.revision})}"
         if request.headers.get("hx-request"):
@@ -473,7 +494,7 @@ async def rollback(request: Request[Any, Any, Any], settings: AppSettings, runti
     revision = str(form.get("revision") or "")
     saved, problems = await admin.rollback_flow(runtime, flow_id, revision)
     await _audit(runtime, settings, "POST /console/flows/{flow_id}/rollback", f"flow:{flow_id}",
-                 303 if saved else 422)
+                 303 if saved else 422, request)
     if saved is None:
         raise HTTPException(status_code=422, detail="revision {} no longer passes validation: {}".format(
             revision, "; ".join(d.text for d in problems)[:500]))
@@ -483,11 +504,18 @@ async def rollback(request: Request[Any, Any, Any], settings: AppSettings, runti
     return Redirect(target, status_code=303)
 
 
+def _business_pages() -> list[Any]:
+    from orchestrator.web.console.businesses import pick_business, picker
+
+    return [picker, pick_business]
+
+
 def console_router(settings: AppSettings) -> Router:
     return Router(
         path=BASE,
         route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, transcript_live,
-                        bookings, flows, funnel, diagram, diagram_document, edit, check, save, rollback],
+                        bookings, flows, funnel, diagram, diagram_document, edit, check, save, rollback,
+                        *_business_pages()],
         guards=[_guard(settings)],
         exception_handlers={Exception: _errors(settings)},
         response_headers=HEADERS,

@@ -24,14 +24,29 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
 
 
-class ConsoleSession(msgspec.Struct, kw_only=True):
+class ConsoleSession(msgspec.Struct, kw_only=True, omit_defaults=True):
     exp: int  # epoch seconds
     csrf: str
+    # many businesses (docs/SPEC.md §10): who signed in (`operator`, `owner`, `staff`), their name,
+    # and the business the pages show (the admin's own; the operator's pick)
+    role: str = ""
+    admin: str = ""
+    business: str = ""
+
+
+_PROCESS_SECRET = secrets.token_bytes(32)  # many businesses and no operator token: sessions of this process
+
+
+def enabled(settings: AppSettings) -> bool:
+    """Whether anyone can sign in: the operator token is set, or businesses have admins."""
+    return bool(settings.admin_token or settings.businesses_dir)
 
 
 def _key(settings: AppSettings) -> bytes:
-    return hmac.new((settings.admin_token or "").encode(), b"orchestrator console session v1",
-                    hashlib.sha256).digest()
+    secret = (settings.admin_token or "").encode()
+    if not secret and settings.businesses_dir:
+        secret = (settings.audit_key or "").encode() or _PROCESS_SECRET
+    return hmac.new(secret, b"orchestrator console session v1", hashlib.sha256).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -47,14 +62,16 @@ def token_matches(given: str, settings: AppSettings) -> bool:
     return bool(expected and given) and hmac.compare_digest(given.strip().encode(), (expected or "").encode())
 
 
-def issue(settings: AppSettings, now: float) -> str:
-    payload = msgspec.json.encode(ConsoleSession(exp=int(now) + SESSION_SECONDS, csrf=secrets.token_urlsafe(24)))
+def issue(settings: AppSettings, now: float, *, role: str = "", admin: str = "", business: str = "",
+          csrf: str | None = None) -> str:
+    payload = msgspec.json.encode(ConsoleSession(exp=int(now) + SESSION_SECONDS, csrf=csrf or secrets.token_urlsafe(24),
+                                                 role=role, admin=admin, business=business))
     sig = hmac.new(_key(settings), payload, hashlib.sha256).digest()
     return f"{_b64(payload)}.{_b64(sig)}"
 
 
 def read(settings: AppSettings, value: str | None, now: float) -> ConsoleSession | None:
-    if not value or not settings.admin_token or value.count(".") != 1:
+    if not value or not enabled(settings) or value.count(".") != 1:
         return None
     body, _, sig = value.partition(".")
     try:
