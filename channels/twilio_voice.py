@@ -159,7 +159,9 @@ class TwilioVoiceChannel(ChannelAdapter):
 
         if getattr(settings, "recording", False) and ctx.event_kind == "start":
             notice = getattr(settings, "consent_notice", "") or "This call may be recorded."
-            if not any(m.kind == "say" and m.text == notice for m in messages):  # the engine said it already
+            # the engine said it already (in the caller's language when that is not the flow's default)
+            if not any(m.kind == "say" and (m.text == notice or (m.language or flow_language) != flow_language)
+                       for m in messages):
                 verbs.append(say(notice))
         for message in messages:
             if message.kind == "notify":
