@@ -771,8 +771,15 @@ class RedisStore:
         writes through it and the lean transport."""
         return self._r
 
-    async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
-        keys = self.layout.every("sessions")
+    @property
+    def bucket_count(self) -> int:
+        """Buckets of the layout (0: the single-Redis layout): `list_sessions(bucket=)` pages one."""
+        return self.layout.n
+
+    async def list_sessions(self, limit: int = 100, offset: int = 0, *, bucket: int | None = None) -> list[SessionInfo]:
+        """Newest first; with buckets, merged over them, or of one `bucket` (the retention job pages
+        bucket by bucket: a merged page costs offset + limit rows per bucket)."""
+        keys = self.layout.every("sessions") if bucket is None else [f"{self.layout.heads[bucket]}:sessions"]
         if len(keys) == 1:
             items = await self._do(self._r.zrevrange(keys[0], offset, offset + limit - 1, withscores=True))
             return [SessionInfo(bytes(m).decode(), float(s)) for m, s in items]
