@@ -67,24 +67,34 @@ class RetentionJob:
     async def _run(self, now: float) -> RetentionReport:
         cutoff = now - self.retention_seconds
         report = RetentionReport(cutoff=cutoff)
-        offset = 0
-        while True:
-            page = await self.store.list_sessions(limit=PAGE, offset=offset)
-            for info in page:
-                report.sessions_checked += 1
-                try:
-                    report.transcript_entries += await trim_transcript(self.store, info.session_id, cutoff)
-                except Exception as exc:
-                    log.warning("retention: transcript of %s not trimmed: %s", redact_phone(info.session_id), exc)
-            if len(page) < PAGE:
-                break
-            offset += PAGE
+        # a bucketed store (a Redis Cluster) is paged bucket by bucket, each page a range of one key
+        buckets: list[int | None] = list(range(getattr(self.store, "bucket_count", 0))) or [None]
+        for bucket in buckets:
+            offset = 0
+            while True:
+                page = await self._page(offset, bucket)
+                for info in page:
+                    report.sessions_checked += 1
+                    try:
+                        report.transcript_entries += await trim_transcript(self.store, info.session_id, cutoff)
+                    except Exception as exc:
+                        log.warning("retention: transcript of %s not trimmed: %s",
+                                    redact_phone(info.session_id), exc)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
         recorder = Recorder(self.store, self.retention_seconds)
         report.records = await recorder.purge_before(cutoff)
         report.active_seen = await recorder.sweep_active()  # drop-off analytics after sessions expire
         report.audit_entries = await AuditLog(self.store, self.retention_seconds).purge_before(cutoff)
         log.info("retention pass done", extra=msgspec.to_builtins(report))
         return report
+
+    async def _page(self, offset: int, bucket: int | None) -> list[Any]:
+        if bucket is None:
+            return await self.store.list_sessions(limit=PAGE, offset=offset)
+        lister: Any = self.store
+        return list(await lister.list_sessions(limit=PAGE, offset=offset, bucket=bucket))
 
     async def run_forever(self, interval_seconds: float = 3600.0) -> None:
         await every(interval_seconds, self.run_once, what="retention pass")

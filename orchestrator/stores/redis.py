@@ -213,6 +213,7 @@ class RedisStore:
         self.cluster = cluster  # scripts must keep to one slot (else, on one node, they may span buckets)
         self.wait_replicas = wait_replicas
         self._wait_off_until = 0.0  # replicas did not answer a WAIT: not waiting until then
+        self._warned_foreign = False
         self._poll_token = secrets.token_hex(8)
         self._poll_turn = 0
         # buckets this process queued outbox items in since its last claim: a claim right after a
@@ -379,7 +380,9 @@ class RedisStore:
             held = f"{token}@{time.monotonic()!r}@{args[1]}"
             try:
                 version, data = (parse_session_value(bytes(raw))[::2]) if raw else (0, b"")
-            except NewerFormat:
+                if contact and self._foreign(session_id, contact):  # its opt-out is in another slot
+                    optout = await self.is_opted_out(contact)
+            except (NewerFormat, StoreError):
                 await self.release(session_id, held)
                 raise
             return Begin(session=data or None, version=version, token=held, opted_out=bool(optout))
@@ -483,6 +486,23 @@ class RedisStore:
         for put in after:
             await self.side.put_indexed(put.key, put.fields, put.indexes, put.member, put.score,
                                         ttl_seconds=put.ttl_seconds, drop=put.drop)
+        if commit.contact and self._foreign(session_id, commit.contact):  # the contact's set, in its slot
+            pipe = self._r.pipeline(transaction=False)
+            pipe.sadd(self._g(f"c:{commit.contact}", commit.contact), session_id)
+            pipe.expire(self._g(f"c:{commit.contact}", commit.contact), max(1, int(commit.retention_seconds)))
+            await self._do(pipe.execute())
+
+    def _foreign(self, session_id: str, contact: str) -> bool:
+        """With buckets: whether a contact key hashes to another bucket than its session (a session id
+        not ending with the contact's own id). Never with the runtime's ids (`<business>:<contact>`);
+        if it happens, the opt-out and the contact's set cost a call of their own, and it is logged once."""
+        if not self.layout.n or self.layout.bucket(contact) == self.layout.bucket(session_id):
+            return False
+        if not self._warned_foreign:
+            self._warned_foreign = True
+            log.warning("session %s and its contact hash to different buckets (layout.bucket_of): its opt-out "
+                        "check and contact index take an extra call per turn", redact_phone(session_id))
+        return True
 
     async def _commit_and_wait(self, session_id: str, keys: list[Any], args: list[Any]) -> Any:
         """The commit and `WAIT <replicas> <ms>` written together (one round trip): the reply comes
@@ -751,8 +771,15 @@ class RedisStore:
         writes through it and the lean transport."""
         return self._r
 
-    async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
-        keys = self.layout.every("sessions")
+    @property
+    def bucket_count(self) -> int:
+        """Buckets of the layout (0: the single-Redis layout): `list_sessions(bucket=)` pages one."""
+        return self.layout.n
+
+    async def list_sessions(self, limit: int = 100, offset: int = 0, *, bucket: int | None = None) -> list[SessionInfo]:
+        """Newest first; with buckets, merged over them, or of one `bucket` (the retention job pages
+        bucket by bucket: a merged page costs offset + limit rows per bucket)."""
+        keys = self.layout.every("sessions") if bucket is None else [f"{self.layout.heads[bucket]}:sessions"]
         if len(keys) == 1:
             items = await self._do(self._r.zrevrange(keys[0], offset, offset + limit - 1, withscores=True))
             return [SessionInfo(bytes(m).decode(), float(s)) for m, s in items]

@@ -23,10 +23,25 @@ SID = "+15555550100:+15555550123"
 enc = msgspec.msgpack.Encoder()
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.cluster)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "cluster":  # a private 3-master Redis Cluster: paged bucket by bucket
+        import uuid
+
+        from orchestrator.stores.redis import RedisStore
+
+        cluster = request.getfixturevalue("redis_cluster")
+        prefix = f"ret-{uuid.uuid4().hex[:8]}"
+        clustered = await RedisStore.connect(cluster.url, prefix)
+        try:
+            yield clustered
+        finally:
+            await clustered.close()
+            cluster.drop(f"{prefix}:*")
         return
     async with redis_stores("ret") as [redis_store]:
         yield redis_store

@@ -245,3 +245,22 @@ async def test_list_export_and_erase_keep_opt_out(store: SessionStore) -> None:
     again = await store.begin(SID, "SM1", lock_ttl_seconds=5, wait_seconds=1)
     assert again.duplicate_reply is None  # dedupe records are gone too
     assert await store.load(other) == b"o"
+
+
+async def test_a_session_id_not_ending_with_its_contact_still_sees_its_opt_out_and_is_exported(
+    store: SessionStore,
+) -> None:
+    # the runtime's ids end with the contact (`<business>:<contact>`, one bucket on a cluster);
+    # another id still works, at a call more per turn on a cluster
+    contact = "+15557654321"
+    layout = getattr(store, "layout", None)
+    sid = next(f"shop:{contact}~{n}" for n in range(100)
+               if layout is None or not layout.n or layout.bucket(f"shop:{contact}~{n}") != layout.bucket(contact))
+    await store.set_opt_out(contact, True)
+    b = await store.begin(sid, "SM-f1", lock_ttl_seconds=5, wait_seconds=1, contact=contact)
+    assert b.opted_out is True
+    await store.commit(sid, b.token, Commit(session=b"s", version=1, expect_version=0, ttl_seconds=60, contact=contact))
+    exported = await store.export_contact(contact)
+    assert exported.opted_out and list(exported.sessions) == [sid]
+    assert await store.erase_contact(contact) > 0
+    assert await store.load(sid) is None
