@@ -87,6 +87,8 @@ def load_business_text(text: str, folder: Path, filename: str) -> LoadedBusiness
         key = False
         if message.startswith("Object contains unknown field"):
             name = message.split("`")[1] if "`" in message else ""
+            where = ".".join(seg for seg in segments if not seg.startswith("[")) or "business.yaml"
+            message = f"unknown key '{name}' in {where}"
             path, key = f"{path}.{name}", True
             options = _fields_at(segments)
             hint = did_you_mean(name, options) or (f"known keys here: {', '.join(options)}" if options else None)

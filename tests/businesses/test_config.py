@@ -32,7 +32,7 @@ def test_an_unknown_key_is_refused_at_its_line_with_the_keys_it_could_be(busines
     folder = businesses_dir / "luna_hair"
     _edit(folder, "retention_days: 30", "retention_dayz: 30")
     [problem] = _problems(folder)
-    assert problem.startswith(f"{folder / 'business.yaml'}:15:1: ") and "retention_dayz" in problem
+    assert problem.startswith(f"{folder / 'business.yaml'}:15:1: unknown key 'retention_dayz' in business.yaml")
     assert "did you mean 'retention_days'?" in problem
 
 
