@@ -7,6 +7,8 @@ Routes (all POST, all signed with X-Twilio-Signature):
 - `/webhooks/twilio/voice/recording`  recordingStatusCallback -> the same recording (deduped)
 - `/webhooks/twilio/voice/dial`       `<Dial>` action -> dial (text = DialCallStatus)
 - `/webhooks/twilio/voice/status`     call status -> hangup (text = CallStatus) when terminal
+- `/webhooks/twilio/voice/continue`   `<Redirect>` after a filler -> the slow turn's answer
+                                      (`?wait=<its provider id after the CallSid>&n=<round>`)
 
 Action URLs carry `?step=<nonce>` so that CallSid + step is a stable dedupe id for one
 answer: Twilio's retries repeat the URL, a new question gets a new step.
@@ -65,6 +67,7 @@ class TwilioVoiceChannel(ChannelAdapter):
         ("POST", f"{BASE}/recording"),
         ("POST", f"{BASE}/dial"),
         ("POST", f"{BASE}/status"),
+        ("POST", f"{BASE}/continue"),
     )
 
     settings_type = TwilioSettings
@@ -130,6 +133,14 @@ class TwilioVoiceChannel(ChannelAdapter):
             status = form.first("DialCallStatus") or "failed"
             return event("dial", f"{call_sid}:dial:{step}", text=status,
                          duration_seconds=_float(form.first("DialCallDuration")))
+        if sub == "continue":  # the turn a filler answered for: CallSid + its step (signed URL)
+            wait = request.query.get("wait", "")
+            try:
+                wait_round = int(request.query.get("n", "1"))
+            except ValueError:
+                raise BadRequest(f"{request.path}: n={request.query.get('n')!r} is not a number") from None
+            return [Inbound(kind="continue", address=address, route_key=business, wait_round=wait_round,
+                            message_id=f"{call_sid}:{wait}" if wait else call_sid)]
         if sub == "status":
             status = form.first("CallStatus")
             if status not in TERMINAL_CALL_STATUSES:
@@ -194,6 +205,11 @@ class TwilioVoiceChannel(ChannelAdapter):
                 if message.text:
                     verbs.append(say(message.text, message))
                 verbs.append(element("Hangup"))
+        if ctx.continuation is not None:  # the turn goes on: come back for its answer
+            wait = ctx.continuation.partition(":")[2]
+            url = action_url(base, f"{BASE}/continue", **({"wait": wait} if wait else {}),
+                             n=str(ctx.continuation_round or 1))
+            verbs.append(element("Redirect", url, method="POST"))
         return Rendered(body=response(verbs), media_type=TWIML_MEDIA_TYPE)
 
     def _gather(self, message: Outbound, base: str, say: Any, language: str, step: str) -> str:

@@ -332,7 +332,8 @@ def _compile_state(
     if isinstance(state, schema.CallState):
         return CompiledState(
             name, "call", state, routes, empty, empty, args=engine.compile_args(state.args),
-            action=state.call, timeout_seconds=schema.parse_duration(state.timeout), save=state.save,
+            action=state.call, save=state.save,
+            timeout_seconds=min(schema.parse_duration(state.timeout), schema.MAX_CALL_TIMEOUT_SECONDS),
         )
     if isinstance(state, schema.BranchState):
         cases: list[tuple[Expression | None, str]] = [

@@ -55,6 +55,10 @@ from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 log = logging.getLogger("orchestrator.engine.turn")
 
 VOICE_CHANNELS = frozenset({"voice"})
+# All the connector calls of one turn share this budget (from the turn's start), so a turn
+# with several call states still saves inside the conversation lock (10 s) and answers
+# inside Twilio's 15 s; a call past it takes its `error` route.
+TURN_CALL_BUDGET_SECONDS = 8.5
 TEXT_BACK_CHANNEL = "sms"
 # Events that carry something the contact said or did: they update the session's channel
 # and, after the end, start a new conversation.
@@ -143,8 +147,8 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "engine", "event", "messages", "now", "session",
-                 "steps", "summary", "transcript")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "deadline", "engine", "event", "messages", "now",
+                 "session", "steps", "summary", "transcript")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -159,6 +163,7 @@ class _Turn:
         self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
         self._ctx: dict[str, Any] | None = None
         self._dt: datetime | None = None
+        self.deadline = time.perf_counter() + TURN_CALL_BUDGET_SECONDS
 
     # ------------------------------------------------------------------ dispatch
     async def run(self) -> None:
@@ -385,23 +390,24 @@ class _Turn:
         """A `*.book` reached again after a correction moves the booking already made (its
         `reschedule`, else `cancel` then `book`): a customer never ends up booked twice."""
         connectors, action = self.engine.connectors, state.action
+        timeout = max(0.0, min(state.timeout_seconds, self.deadline - time.perf_counter()))
         made = self.session.vars.get(state.save) if state.save and action.endswith(".book") else None
         if not isinstance(made, Mapping) or not made.get("id") or not isinstance(args, dict):
-            return await connectors.call(action, args, ctx, state.timeout_seconds)
+            return await connectors.call(action, args, ctx, timeout)
         prefix = action.rsplit(".", 1)[0]
         if connectors.has_action(f"{prefix}.reschedule"):
             self.note(f"moving booking {made['id']} ({prefix}.reschedule)")
             return await connectors.call(f"{prefix}.reschedule", {"booking_id": made["id"], "slot": args.get("slot")},
-                                         ctx, state.timeout_seconds)
+                                         ctx, timeout)
         if connectors.has_action(f"{prefix}.cancel"):
             cancelled = await connectors.call(f"{prefix}.cancel", {"booking_id": made["id"]}, ctx,
-                                              state.timeout_seconds)
+                                              timeout)
             if cancelled.outcome not in ("ok", "empty"):
                 return cancelled
             self.note(f"cancelled booking {made['id']} before booking the corrected slot")
         else:
             self.note(f"booking {made['id']} cannot be moved ({prefix} has no reschedule or cancel): booking again")
-        return await connectors.call(action, args, ctx, state.timeout_seconds)
+        return await connectors.call(action, args, ctx, timeout)
 
     def _closed_notice(self, state: CompiledState, day: str) -> None:
         try:

@@ -103,6 +103,12 @@ DESCRIPTIONS: dict[str, str] = {
     "Settings.fill_ahead": "One message fills every ask ahead on the path whose value it holds "
                            "unambiguously (\"this is Maria, a cleaning tomorrow at 10\"); false: one answer per "
                            "question.",
+    # voice guards (#20)
+    "Settings.voice_filler_after": "Voice: a turn that has not answered by then (default 800ms; e.g. a slow "
+                                   "connector) says a short filler and continues: the caller never waits in "
+                                   "silence.",
+    "Settings.voice_filler": "Voice: the words of that filler; default per language and connector (\"One "
+                             "moment while I check the calendar.\").",
     "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
     "Settings.summary": "A template for the text of the conversation's summary (the staff message, "

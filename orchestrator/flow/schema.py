@@ -28,6 +28,10 @@ CHANNELS: tuple[str, ...] = ("voice", "sms", "whatsapp")
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")]
 Duration = Annotated[str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$")]
 
+# A connector step is bounded well inside Twilio's 15 s webhook timeout and the conversation
+# lock (ORCHESTRATOR_LOCK_TTL_SECONDS, 10 s): `validate` refuses a `timeout:` above it.
+MAX_CALL_TIMEOUT_SECONDS = 8.0
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -90,6 +94,9 @@ class Settings(Base):
     summary: str | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
+    # ---- voice guards (#20) ----
+    voice_filler_after: Duration = "800ms"  # a slower voice turn says a filler and continues by <Redirect>
+    voice_filler: str | None = None  # the filler's words; unset: per language and connector (runtime/voice.py)
 
 
 class Choice(Base):

@@ -571,6 +571,18 @@ class _Checker:
                 self.add(f"$.settings.closed_dates[{i}]", f"closed date '{text}' is not a date",
                          'write it as YYYY-MM-DD, e.g. "2026-12-25"')
 
+    # -- voice guards (#20) ----------------------------------------------------------------------
+
+    def check_voice(self) -> None:
+        bound = schema.MAX_CALL_TIMEOUT_SECONDS
+        for name, state in self.states.items():
+            if isinstance(state, schema.CallState) and schema.parse_duration(state.timeout) > bound:
+                self.add(f"$.states.{name}.timeout",
+                         f"state '{name}' waits up to {state.timeout} for {state.call}, longer than a step may "
+                         f"take ({bound:g}s: inside Twilio's 15 s webhook timeout and the conversation lock)",
+                         f"write timeout: {bound:g}s or less; on voice the caller hears a filler after "
+                         "settings.voice_filler_after, and a call past the timeout takes on.error")
+
     def check_intent_overlaps(self) -> None:
         """An intent phrase inside a choice's label or keyword (or the other way round) makes one
         answer mean two things: the choice wins at that ask, but say so."""
@@ -606,6 +618,7 @@ class _Checker:
         self.check_saves()
         self.check_templates()
         self.check_settings()
+        self.check_voice()
         self.check_phones()
         self.check_channel_limits()
         self.check_intent_overlaps()

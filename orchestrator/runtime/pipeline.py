@@ -33,7 +33,7 @@ from orchestrator.flow.schema import parse_duration
 from orchestrator.logs import correlation, redact_phone
 from orchestrator.model import Event, Outbound, Session, TurnResult
 from orchestrator.plugins.channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
-from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.plugins.connectors import STEP_WATCH, ConnectorRegistry
 from orchestrator.runtime import notify
 from orchestrator.runtime.catalog import FlowCatalog
 from orchestrator.runtime.gates import SessionGates
@@ -49,6 +49,7 @@ from orchestrator.runtime.replies import (
     reply_context,
     turn_step,
 )
+from orchestrator.runtime.voice import VoiceWaits
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import (
     Begin,
@@ -129,6 +130,7 @@ class Runtime:
         )
 
         self.recorder = Recorder(store, settings.retention_seconds)
+        self.voice = VoiceWaits(self)  # voice turns: a filler when slow, continuations
 
     @classmethod
     async def create(
@@ -206,11 +208,17 @@ class Runtime:
         sid = f"{addr.business}:{addr.contact}"
         if inbound.kind in ("opt_out", "opt_in", "help"):
             return await self._keyword(channel, inbound, addr, sid)
+        if inbound.kind == "continue":
+            with correlation(inbound.message_id or None):
+                return await self.voice.resume(channel, inbound, sid)
         if inbound.event is None:
             return TurnReply()
         with correlation(inbound.event.provider_id or None):
-            return await self._turn(TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
-                                                route_key=inbound.route_key))
+            req = TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
+                              route_key=inbound.route_key)
+            if inbound.event.channel == "voice" and inbound.event.kind != "hangup":
+                return await self.voice.turn(req)  # a filler rather than dead air when slow
+            return await self._turn(req)
 
     async def _keyword(self, channel: str, inbound: Inbound, addr: Address, sid: str) -> TurnReply:
         """STOP / START / HELP (SMS carrier keywords, the same words on WhatsApp): answered in the
@@ -351,6 +359,9 @@ class Runtime:
                 await self.store.release(sid, b.token)  # a call that is not this (text) conversation
                 return TurnReply(session_id=sid)
             assert session is not None and compiled is not None
+            watch = STEP_WATCH.get()
+            if watch is not None:  # a voice webhook waits: the lock is held, a filler may be said now
+                watch.begun(compiled.settings)
             result = await self.engine(compiled).turn(session, event, now)
             if req.outbound:  # the contact said nothing: the WhatsApp window is the last real inbound's
                 result.session.last_inbound_at = carried_inbound_at

@@ -1,0 +1,189 @@
+"""Voice turns that never leave a caller in silence (SPEC §13, voice).
+
+A voice turn runs as a task. When it has not answered within the flow's
+`settings.voice_filler_after` (800 ms) once its lock is held, the webhook answers at once with
+a filler ("One moment while I check the calendar.") and a `<Redirect>` to the continuation
+route; the turn goes on in this process. The continuation (`Inbound(kind="continue")`, signed
+like every Twilio request) waits for the turn's answer: here, the task itself; in another
+process or after a restart, the turn's stored reply (the dedupe record, through
+`store.begin`, which waits on the conversation's lock). Asked again, it answers the same.
+
+The words said while waiting are keyed by language in `FILLERS` / `STILL` (one place, so a
+message catalogue can take them over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import LockTimeout
+from orchestrator.flow.schema import parse_duration
+from orchestrator.logs import redact_phone
+from orchestrator.model import Event, Outbound
+from orchestrator.plugins.channels import Inbound, ReplyContext
+from orchestrator.plugins.connectors import STEP_WATCH, StepWatch
+from orchestrator.runtime.replies import TurnReply
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.pipeline import Runtime, TurnRequest
+
+log = logging.getLogger("orchestrator.runtime.voice")
+
+# How long a continuation waits before it says "still checking" and redirects again: inside
+# Twilio's 15 s webhook timeout, longer than a turn's connector budget (8.5 s).
+CONTINUE_WAIT_SECONDS = 9.0
+MAX_CONTINUE_ROUNDS = 3  # then an apology and a hang-up: a turn is bounded well before this
+KEEP_DONE_SECONDS = 60.0  # a finished turn's answer stays here for a late continuation
+
+# language (primary subtag) -> connector name ("" any other) -> words
+FILLERS: dict[str, dict[str, str]] = {
+    "en": {"calendar": "One moment while I check the calendar.", "crm": "One moment while I look that up.",
+           "": "One moment, please."},
+    "es": {"calendar": "Un momento mientras reviso el calendario.", "crm": "Un momento mientras lo busco.",
+           "": "Un momento, por favor."},
+    "fr": {"calendar": "Un instant, je consulte l'agenda.", "crm": "Un instant, je vérifie.",
+           "": "Un instant, s'il vous plaît."},
+    "de": {"calendar": "Einen Moment, ich sehe im Kalender nach.", "crm": "Einen Moment, ich sehe nach.",
+           "": "Einen Moment, bitte."},
+}
+STILL: dict[str, str] = {
+    "en": "Thanks for waiting, I'm still on it.",
+    "es": "Gracias por esperar, sigo en ello.",
+    "fr": "Merci de patienter, je m'en occupe.",
+    "de": "Danke für Ihre Geduld, ich bin noch dabei.",
+}
+GAVE_UP: dict[str, str] = {
+    "en": "Sorry, that is taking too long. Please call again in a few minutes.",
+    "es": "Lo siento, está tardando demasiado. Llame de nuevo en unos minutos, por favor.",
+    "fr": "Désolé, cela prend trop de temps. Rappelez dans quelques minutes, s'il vous plaît.",
+    "de": "Entschuldigung, das dauert zu lange. Bitte rufen Sie in ein paar Minuten wieder an.",
+}
+
+
+def _lang(settings: Any) -> str:
+    return (getattr(settings, "language", None) or "en").split("-", 1)[0].lower()
+
+
+def phrase(table: dict[str, str], settings: Any) -> str:
+    return table.get(_lang(settings)) or table["en"]
+
+
+def filler_text(settings: Any, action: str | None) -> str:
+    """The filler for a turn waiting on `action` ("calendar.find_slots"): the flow's own
+    `settings.voice_filler`, else the language's words for that connector, else generic."""
+    own = getattr(settings, "voice_filler", None)
+    if own:
+        return str(own)
+    words = FILLERS.get(_lang(settings)) or FILLERS["en"]
+    connector = (action or "").partition(".")[0]
+    return words.get(connector) or words[""]
+
+
+@functools.lru_cache(maxsize=32)
+def _after(duration: str) -> float:
+    return parse_duration(duration)
+
+
+class VoiceWaits:
+    """The turns answered by a filler that are still running (or just finished) in this process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._pending: dict[str, tuple[asyncio.Task[TurnReply], StepWatch]] = {}
+
+    async def turn(self, req: TurnRequest) -> TurnReply:
+        """Run a voice turn; its answer, or a filler with a continuation when it is slow."""
+        rt = self.runtime
+        pid = req.event.provider_id
+        if not pid:
+            return await rt._turn(req)
+        watch = StepWatch()
+        token = STEP_WATCH.set(watch)
+        try:
+            task = asyncio.ensure_future(rt._turn(req))  # the task's context shares `watch`
+        finally:
+            STEP_WATCH.reset(token)
+        arrived = time.perf_counter()
+        # until the lock is held (or the turn answered) this is an ordinary turn: a lock wait
+        # ends in a 503 the provider retries, never in a filler for a turn that did not start
+        await asyncio.wait((task, watch.ready), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            remaining = _after(getattr(watch.settings, "voice_filler_after", "800ms")) \
+                - (time.perf_counter() - arrived)
+            if remaining > 0:
+                await asyncio.wait((task,), timeout=remaining)
+        if task.done():
+            return task.result()
+        key = f"{req.session_id}|{pid}"
+        self._pending[key] = (task, watch)
+        task.add_done_callback(functools.partial(self._finished, key))
+        text = filler_text(watch.settings, watch.action)
+        log.info("voice turn slow: filler said, continuing", extra={
+            "session": redact_phone(req.session_id), "action": watch.action})
+        return self._waiting(req.session_id, pid, watch.settings, text, 1)
+
+    def _finished(self, key: str, task: asyncio.Task[TurnReply]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # retrieved: a continuation re-raises it
+            log.warning("voice turn answered by a filler failed: %s", task.exception())
+        asyncio.get_running_loop().call_later(KEEP_DONE_SECONDS, self._pending.pop, key, None)
+
+    def _waiting(self, sid: str, pid: str, settings: Any, text: str, round_: int) -> TurnReply:
+        rt = self.runtime
+        language = getattr(settings, "language", None)
+        return TurnReply(
+            messages=[Outbound(kind="say", text=text, language=language)], session_id=sid,
+            context=ReplyContext(settings=settings, public_url=rt.settings.public_url or "", session_id=sid,
+                                 continuation=pid, continuation_round=round_),
+        )
+
+    async def resume(self, channel: str, inbound: Inbound, sid: str) -> TurnReply:
+        """A continuation: the answer of the turn it names, waited for (bounded)."""
+        pid = inbound.message_id or ""
+        round_ = max(1, inbound.wait_round)
+        held = self._pending.get(f"{sid}|{pid}")
+        if held is not None:
+            task, watch = held
+            await asyncio.wait((asyncio.shield(task),), timeout=CONTINUE_WAIT_SECONDS)
+            if task.done():
+                return task.result()
+            return self._still(sid, pid, watch.settings, round_)
+        return await self._stored(channel, inbound, sid, pid, round_)
+
+    def _still(self, sid: str, pid: str, settings: Any, round_: int) -> TurnReply:
+        if round_ >= MAX_CONTINUE_ROUNDS:
+            return TurnReply(
+                messages=[Outbound(kind="say", text=phrase(GAVE_UP, settings)), Outbound(kind="end")],
+                session_id=sid, context=ReplyContext(settings=settings, public_url=self.runtime.settings.public_url
+                                                     or "", session_id=sid),
+            )
+        return self._waiting(sid, pid, settings, phrase(STILL, settings), round_ + 1)
+
+    async def _stored(self, channel: str, inbound: Inbound, sid: str, pid: str, round_: int) -> TurnReply:
+        """Not running here (another process, a restart): the turn's stored reply, waiting on the
+        conversation's lock while another process still runs it."""
+        rt = self.runtime
+        s = rt.settings
+        assert inbound.address is not None
+        try:
+            b = await rt.store.begin(sid, pid, lock_ttl_seconds=s.lock_ttl_seconds,
+                                     wait_seconds=CONTINUE_WAIT_SECONDS, contact=inbound.address.contact)
+        except LockTimeout:
+            return self._still(sid, pid, None, round_)
+        if b.duplicate_reply is not None:
+            return await rt._duplicate(channel, sid, b.duplicate_reply)
+        # the lock was free and the turn never saved: it was lost (a crash, a restart). Ask again.
+        await rt.store.release(sid, b.token)
+        from orchestrator.runtime.pipeline import TurnRequest
+
+        log.warning("voice continuation for %s: the turn was lost; asking again", redact_phone(sid))
+        rest = pid.partition(":")[2]
+        if not rest:  # the call's first turn: start it again (nothing of it was saved)
+            event = Event(kind="start", channel="voice", provider_id=pid)
+        else:
+            event = Event(kind="empty", channel="voice", provider_id=f"{pid}:again")
+        return await rt._turn(TurnRequest(channel=channel, address=inbound.address, session_id=sid, event=event,
+                                          route_key=inbound.route_key))

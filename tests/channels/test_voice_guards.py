@@ -1,0 +1,243 @@
+"""Voice that never leaves a caller in silence (#20): a slow connector step answers Twilio with a
+filler and a signed `<Redirect>` continuation; the continuation gives the turn's answer (here, in
+another process sharing the store, after the turn was lost); a step past its bound takes
+`on.error`. Real app, webhooks signed with twilio's RequestValidator, TwiML parsed."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import msgspec
+import pytest
+from fakes.signing import CLINIC, PUBLIC_URL, twilio_signature, voice_form
+from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+from orchestrator.flow.loader import load_flow_text
+from orchestrator.flow.validate import validate
+from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorRegistry, ConnectorResult
+from orchestrator.runtime.pipeline import Runtime
+from orchestrator.settings import AppSettings
+from orchestrator.stores.memory import MemoryStore
+from orchestrator.web.app import build_channels, create_app
+
+Client = httpx.AsyncClient
+
+FLOW = """\
+flow: slow_calendar
+start: ask_day
+settings: {voice_filler_after: 100ms}
+states:
+  ask_day: {ask: "Which day suits you?", input: text, save: day, next: look}
+  look:
+    call: calendar.find
+    args: {day: "{{ day }}"}
+    timeout: 2s
+    save: found
+    on: {ok: tell, error: sorry}
+  tell: {say: "I have {{ found }}.", end: done}
+  sorry: {say: "Sorry, the calendar is not answering.", end: error}
+"""
+
+
+class FindArgs(msgspec.Struct):
+    day: str = ""
+
+
+class SlowCalendar(Connector):
+    """`calendar.find` answers when the test opens `gate` (or after `delay` seconds)."""
+
+    name = "calendar"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.delay: float | None = None
+        self.calls = 0
+        self.actions = {"find": Action(FindArgs, self.find)}
+
+    async def find(self, args: FindArgs, ctx: CallContext) -> ConnectorResult:
+        self.calls += 1
+        if self.delay is not None:
+            await asyncio.sleep(self.delay)
+        else:
+            await self.gate.wait()
+        return ConnectorResult(outcome="ok", value=f"Tuesday at 10 for {args.day}")
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def settings(tmp_path: Path, twilio: FakeTwilio) -> AppSettings:
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "slow_calendar.yaml").write_text(FLOW)
+    return AppSettings(
+        flows_dir=str(flows), public_url=PUBLIC_URL, default_flow="slow_calendar", reload_seconds=0,
+        retention_interval_seconds=0, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+        twilio_from_number=CLINIC, twilio_api_base=twilio.url,
+    )
+
+
+@pytest.fixture
+def calendar() -> SlowCalendar:
+    return SlowCalendar()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+async def _client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
+    connectors = ConnectorRegistry()
+    connectors.register(calendar, "calendar")
+    runtime = await Runtime.create(settings, connectors, build_channels(settings), store=store)
+    # httpx's ASGI transport runs the app on the test's own loop (litestar's test client runs it
+    # on a thread of its own per client): two "processes" here run truly side by side
+    app = create_app(settings, runtime=runtime, start_background=False)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+            yield c
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture
+async def client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
+    async for c in _client(settings, calendar, store):
+        yield c
+
+
+@pytest.fixture
+async def other(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
+    """Another process: its own runtime (no in-process state shared), the same store."""
+    async for c in _client(settings, calendar, store):
+        yield c
+
+
+async def post(client: Client, url: str, form: list[tuple[str, str]], *, signed: bool = True) -> Any:
+    """POST to an absolute TwiML URL (or a path), signed for exactly that URL."""
+    path = url[len(PUBLIC_URL):] if url.startswith(PUBLIC_URL) else url
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signed:
+        headers["X-Twilio-Signature"] = twilio_signature(AUTH_TOKEN, f"{PUBLIC_URL}{path}", form)
+    return await client.post(path, content=urlencode(form).encode(), headers=headers)
+
+
+def twiml(response: Any) -> ET.Element:
+    assert response.status_code == 200, (response.status_code, response.text)
+    return ET.fromstring(response.content)
+
+
+def spoken(root: ET.Element) -> str:
+    return " ".join((e.text or "") for e in root.iter("Say"))
+
+
+IN_PROGRESS = voice_form(status="in-progress")
+
+
+async def ask_day(client: Client) -> ET.Element:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    gather = root.find("Gather")
+    assert gather is not None and "Which day" in spoken(gather)
+    return gather
+
+
+async def say_day(client: Client, gather: ET.Element) -> ET.Element:
+    form = [*IN_PROGRESS, ("SpeechResult", "next tuesday"), ("Confidence", "0.9")]
+    return twiml(await post(client, gather.get("action", ""), form))
+
+
+def redirect_of(root: ET.Element) -> str:
+    found = root.find("Redirect")
+    assert found is not None, ET.tostring(root)
+    assert found.get("method") == "POST"
+    return found.text or ""
+
+
+async def test_a_slow_connector_answers_with_a_filler_then_the_continuation_gives_the_answer(
+    client: Client, calendar: SlowCalendar,
+) -> None:
+    gather = await ask_day(client)
+    first = await say_day(client, gather)  # the connector is still running
+    assert [e.tag for e in first] == ["Say", "Redirect"]
+    assert spoken(first) == "One moment while I check the calendar."
+    url = redirect_of(first)
+    assert url.startswith(f"{PUBLIC_URL}/webhooks/twilio/voice/continue?")
+    query = parse_qs(urlsplit(url).query)
+    assert query["wait"][0].startswith("gather:") and query["n"] == ["1"]
+    calendar.gate.set()
+    raw = await post(client, url, IN_PROGRESS)
+    answer = twiml(raw)
+    assert spoken(answer) == "I have Tuesday at 10 for next tuesday."
+    assert answer[-1].tag == "Hangup"
+    again = await post(client, url, IN_PROGRESS)  # Twilio's retry of the continuation: the same answer
+    assert again.content == raw.content
+    assert calendar.calls == 1  # the step ran once
+
+
+async def test_a_continuation_must_be_signed(client: Client, calendar: SlowCalendar) -> None:
+    first = await say_day(client, await ask_day(client))
+    calendar.gate.set()
+    response = await post(client, redirect_of(first), IN_PROGRESS, signed=False)
+    assert response.status_code == 403
+
+
+async def test_a_fast_connector_answers_directly(client: Client, calendar: SlowCalendar) -> None:
+    calendar.gate.set()
+    root = await say_day(client, await ask_day(client))
+    assert root.find("Redirect") is None
+    assert spoken(root) == "I have Tuesday at 10 for next tuesday."
+
+
+async def test_a_step_past_its_timeout_takes_the_error_route_and_the_caller_hears_it(
+    client: Client, calendar: SlowCalendar,
+) -> None:
+    calendar.delay = 30.0  # never answers within the state's 2 s
+    first = await say_day(client, await ask_day(client))
+    answer = twiml(await post(client, redirect_of(first), IN_PROGRESS))
+    assert spoken(answer) == "Sorry, the calendar is not answering."
+
+
+async def test_the_continuation_at_another_process_waits_for_the_stored_answer(
+    client: Client, other: Client, calendar: SlowCalendar,
+) -> None:
+    first = await say_day(client, await ask_day(client))
+    waiting = asyncio.ensure_future(post(other, redirect_of(first), IN_PROGRESS))
+    await asyncio.sleep(0.2)
+    assert not waiting.done(), ""  # the other process waits on the conversation's lock
+    calendar.gate.set()
+    answer = twiml(await waiting)
+    assert spoken(answer) == "I have Tuesday at 10 for next tuesday."
+
+
+async def test_a_continuation_for_a_turn_that_was_lost_asks_again(other: Client, client: Client) -> None:
+    gather = await ask_day(client)
+    step = parse_qs(urlsplit(gather.get("action", "")).query)["step"][0]
+    # a continuation for an answer whose turn never saved (its process died): asked again
+    url = f"{PUBLIC_URL}/webhooks/twilio/voice/continue?wait=gather:{step}&n=1"
+    root = twiml(await post(other, url, IN_PROGRESS))
+    regather = root.find("Gather")
+    assert regather is not None and "Which day" in spoken(regather)
+
+
+def test_validate_refuses_a_connector_timeout_above_the_bound() -> None:
+    text = FLOW.replace("timeout: 2s", "timeout: 30s")
+    connectors = ConnectorRegistry()
+    connectors.register(SlowCalendar(), "calendar")
+    found = validate(load_flow_text(text, "slow.yaml"), connectors)
+    errors = [d for d in found if d.severity == "error"]
+    assert len(errors) == 1, found
+    d = errors[0]
+    assert (d.line, d.col) == (9, 14)
+    assert "30s" in d.message and "8s" in d.message
+    assert d.hint and "timeout: 8s or less" in d.hint
