@@ -272,7 +272,8 @@ def _routes(
     if isinstance(state, schema.CallState) and "ok" not in routes and nxt:
         routes["ok"] = nxt
     if defaults is not None:  # the flow's defaults, for what the state does not route itself
-        wanted = {"fail": defaults.fail, "timeout": defaults.timeout} if isinstance(state, schema.AskState) else (
+        wanted = {"fail": defaults.fail, "timeout": defaults.timeout, "stuck": defaults.stuck} \
+            if isinstance(state, schema.AskState) else (
             {"error": defaults.error} if isinstance(state, schema.CallState) else {})
         for key, target in wanted.items():
             if target:

@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
+from orchestrator.engine import voice_phrases
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
 from orchestrator.engine.summary import build as build_summary
@@ -76,7 +77,9 @@ CLOSED_NOTICE = "We're closed on {day}."
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
 FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answered, {state: [value, choice]}
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
-_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY)
+SILENT_KEY = "_silent"  # session.vars entry (voice): silences in a row at the current ask
+STUCK_KEY = "_stuck"  # session.vars entry (voice): answers in a row that moved the call nowhere
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -211,9 +214,62 @@ class _Turn:
         elif ev.kind == "recording" or (state.kind == "record" and ev.kind in ANSWERS):
             await self._recorded(state)
         elif state.kind == "ask" and (ev.kind in ANSWERS or ev.kind == "empty"):
-            await self._answer(state)
+            if s.channel in VOICE_CHANNELS:
+                await self._guarded_answer(state)
+            else:
+                await self._answer(state)
         else:
             self.note(f"ignored {ev.kind} event at state {s.state!r}")
+
+    # ------------------------------------------------------------------ voice runaway guards
+    async def _guarded_answer(self, state: CompiledState) -> None:
+        """An answer on a call, with the guards around it: a call past `max_call_seconds`, a
+        second silence in a row, or `max_stuck_turns` answers in a row leaving the call where it
+        was (no state change, nothing saved) take `on.stuck` / `defaults.stuck`, else end politely
+        with a text-back (SPEC §13.27)."""
+        s, settings = self.session, self.compiled.settings
+        if settings.max_call_seconds and self.now - s.started_at >= settings.max_call_seconds:
+            await self._runaway(state, "call_too_long")
+            return
+        if self.event.kind == "empty":
+            silent = int(s.vars.get(SILENT_KEY) or 0) + 1
+            if silent >= 2:
+                await self._runaway(state, "silence")
+                return
+            s.vars[SILENT_KEY] = silent
+        else:
+            s.vars.pop(SILENT_KEY, None)
+        messages, transcript = len(self.messages), len(self.transcript)
+        reading = (s.vars.get(CONFIRM_KEY), s.vars.get(FILLED_KEY))  # a read-back or a fill is progress too
+        await self._answer(state)
+        moved = s.status != "active" or s.state != state.name or any(
+            e.dir == "var" and not e.text.startswith("_") for e in self.transcript[transcript:]
+        ) or reading != (s.vars.get(CONFIRM_KEY), s.vars.get(FILLED_KEY))
+        if moved:
+            s.vars.pop(STUCK_KEY, None)
+            if s.state != state.name:
+                s.vars.pop(SILENT_KEY, None)
+            return
+        stuck = int(s.vars.get(STUCK_KEY) or 0) + 1
+        if settings.max_stuck_turns and stuck >= settings.max_stuck_turns:
+            del self.messages[messages:]  # the question is not asked a fourth time
+            del self.transcript[transcript:]
+            await self._runaway(state, "stuck")
+            return
+        s.vars[STUCK_KEY] = stuck
+
+    async def _runaway(self, state: CompiledState, why: str) -> None:
+        s, settings = self.session, self.compiled.settings
+        s.vars.pop(SILENT_KEY, None)
+        s.vars.pop(STUCK_KEY, None)
+        self.note(f"call going nowhere ({why})")
+        if "stuck" in state.routes:
+            await self._enter(self._route(state, "stuck"))
+            return
+        if s.contact:  # carried on by text: the contact's own number, through the staff path (SMS)
+            self._emit(Outbound(kind="notify", text=voice_phrases.phrase(voice_phrases.TEXT_BACK, settings),
+                                state=state.name, target=s.contact))
+        self.finish(why, voice_phrases.guard_end(settings, why))
 
     def _restart(self) -> None:
         """A new conversation in the same session: same id, contact and version, fresh data."""

@@ -109,6 +109,10 @@ DESCRIPTIONS: dict[str, str] = {
                                    "silence.",
     "Settings.voice_filler": "Voice: the words of that filler; default per language and connector (\"One "
                              "moment while I check the calendar.\").",
+    "Settings.max_call_seconds": "Voice: a call this long (default 600) ends politely with a text-back, or "
+                                 "takes defaults.stuck; 0: no cap.",
+    "Settings.max_stuck_turns": "Voice: answers in a row that move the call nowhere (default 3) before the "
+                                "same polite end or defaults.stuck; 0: no cap.",
     "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
     "Settings.summary": "A template for the text of the conversation's summary (the staff message, "
@@ -130,6 +134,9 @@ DESCRIPTIONS: dict[str, str] = {
                         "outcome abandoned.",
     "Defaults.error": "State for a call whose connector failed (also empty / conflict when not routed) and "
                       "that has no on.error.",
+    "Defaults.stuck": "Voice: state for a call going nowhere (a second silence in a row, max_stuck_turns "
+                      "answers without progress, max_call_seconds) at an ask without on.stuck. Unset: a polite "
+                      "end and a text-back.",
     # -- Intent
     "Answer.match": "Words or phrases of a question that this answer replies to (\"open\", \"address\").",
     "Answer.say": "The reply (a template); the question being asked is repeated after it.",

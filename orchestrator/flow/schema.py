@@ -96,7 +96,9 @@ class Settings(Base):
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
     # ---- voice guards (#20) ----
     voice_filler_after: Duration = "800ms"  # a slower voice turn says a filler and continues by <Redirect>
-    voice_filler: str | None = None  # the filler's words; unset: per language and connector (runtime/voice.py)
+    voice_filler: str | None = None  # the filler's words; unset: per language and connector (engine/voice_phrases.py)
+    max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
+    max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
 
 
 class Choice(Base):
@@ -220,6 +222,7 @@ class Defaults(Base):
     fail: str | None = None  # an ask's answers not understood after max_retries
     timeout: str | None = None  # no reply after the reminder (messaging)
     error: str | None = None  # a connector call failed (and empty / conflict when not routed)
+    stuck: str | None = None  # voice: a call going nowhere (silence, no progress, too long) instead of a polite end
 
 
 class Flow(Base):

@@ -59,7 +59,7 @@ BUILTIN_MEANING: dict[str, str] = {
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
-ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered")
+ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered", "stuck")
 YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it
 _DTMF = re.compile(r"^[0-9*#]+$")
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
@@ -108,7 +108,7 @@ class _Checker:
                 if edge.target not in self.states:
                     self.add(edge.path, f"state '{name}' goes to unknown state '{edge.target}'",
                              self.state_hint(edge.target))
-        for key in ("fail", "timeout", "error"):
+        for key in ("fail", "timeout", "error", "stuck"):
             target = getattr(self.flow.defaults, key)
             if target is not None and target not in self.states:
                 self.add(f"$.defaults.{key}", f"defaults.{key} goes to unknown state '{target}'",

@@ -8,8 +8,7 @@ like every Twilio request) waits for the turn's answer: here, the task itself; i
 process or after a restart, the turn's stored reply (the dedupe record, through
 `store.begin`, which waits on the conversation's lock). Asked again, it answers the same.
 
-The words said while waiting are keyed by language in `FILLERS` / `STILL` (one place, so a
-message catalogue can take them over).
+The words said while waiting are keyed by language in `engine/voice_phrases.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.engine.voice_phrases import GAVE_UP, STILL, filler_text, phrase
 from orchestrator.errors import LockTimeout
 from orchestrator.flow.schema import parse_duration
 from orchestrator.logs import redact_phone
@@ -38,50 +38,6 @@ log = logging.getLogger("orchestrator.runtime.voice")
 CONTINUE_WAIT_SECONDS = 9.0
 MAX_CONTINUE_ROUNDS = 3  # then an apology and a hang-up: a turn is bounded well before this
 KEEP_DONE_SECONDS = 60.0  # a finished turn's answer stays here for a late continuation
-
-# language (primary subtag) -> connector name ("" any other) -> words
-FILLERS: dict[str, dict[str, str]] = {
-    "en": {"calendar": "One moment while I check the calendar.", "crm": "One moment while I look that up.",
-           "": "One moment, please."},
-    "es": {"calendar": "Un momento mientras reviso el calendario.", "crm": "Un momento mientras lo busco.",
-           "": "Un momento, por favor."},
-    "fr": {"calendar": "Un instant, je consulte l'agenda.", "crm": "Un instant, je vérifie.",
-           "": "Un instant, s'il vous plaît."},
-    "de": {"calendar": "Einen Moment, ich sehe im Kalender nach.", "crm": "Einen Moment, ich sehe nach.",
-           "": "Einen Moment, bitte."},
-}
-STILL: dict[str, str] = {
-    "en": "Thanks for waiting, I'm still on it.",
-    "es": "Gracias por esperar, sigo en ello.",
-    "fr": "Merci de patienter, je m'en occupe.",
-    "de": "Danke für Ihre Geduld, ich bin noch dabei.",
-}
-GAVE_UP: dict[str, str] = {
-    "en": "Sorry, that is taking too long. Please call again in a few minutes.",
-    "es": "Lo siento, está tardando demasiado. Llame de nuevo en unos minutos, por favor.",
-    "fr": "Désolé, cela prend trop de temps. Rappelez dans quelques minutes, s'il vous plaît.",
-    "de": "Entschuldigung, das dauert zu lange. Bitte rufen Sie in ein paar Minuten wieder an.",
-}
-
-
-def _lang(settings: Any) -> str:
-    return (getattr(settings, "language", None) or "en").split("-", 1)[0].lower()
-
-
-def phrase(table: dict[str, str], settings: Any) -> str:
-    return table.get(_lang(settings)) or table["en"]
-
-
-def filler_text(settings: Any, action: str | None) -> str:
-    """The filler for a turn waiting on `action` ("calendar.find_slots"): the flow's own
-    `settings.voice_filler`, else the language's words for that connector, else generic."""
-    own = getattr(settings, "voice_filler", None)
-    if own:
-        return str(own)
-    words = FILLERS.get(_lang(settings)) or FILLERS["en"]
-    connector = (action or "").partition(".")[0]
-    return words.get(connector) or words[""]
-
 
 @functools.lru_cache(maxsize=32)
 def _after(duration: str) -> float:

@@ -76,14 +76,20 @@ async def test_low_confidence_speech_is_asked_again(client: AsyncTestClient[Lite
     assert "Thanks, Maria Lopez" in spoken(ok)
 
 
-async def test_silence_reprompts_then_fail_route_after_max_retries(client: AsyncTestClient[Litestar]) -> None:
+async def test_silence_is_reprompted_once_then_the_call_ends_politely_with_a_text_back(
+    client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio,
+) -> None:
     root = await answer(client, await call(client), Digits="1")
     root = await answer(client, root)  # nothing said (actionOnEmptyResult)
     assert "What name should I put the booking under" in spoken(root)
-    root = await answer(client, root)
-    assert "What name should I put the booking under" in spoken(root)
-    root = await answer(client, root)  # third silence: max_retries 2 exceeded -> fail: handoff
-    assert root.find("Dial") is not None
+    root = await answer(client, root)  # a second silence in a row: nobody is there
+    assert root.find("Gather") is None and root[-1].tag == "Hangup"
+    assert "can't hear anything" in spoken(root)
+    await wait_for(lambda: any(m["To"] == [CALLER] for m in fake_twilio.messages()))
+    [text_back] = [m for m in fake_twilio.messages() if m["To"] == [CALLER]]
+    assert "Reply here to carry on" in text_back["Body"][0]
+    conv = await conversation_of(client, CALLER)
+    assert conv["conversation"].get("outcome") == "silence"
 
 
 async def test_agent_keypad_zero_dials_front_desk_and_no_answer_takes_a_message(

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import msgspec
 import pytest
-from fakes.signing import CLINIC, PUBLIC_URL, twilio_signature, voice_form
+from fakes.signing import CALLER, CLINIC, PUBLIC_URL, twilio_signature, voice_form
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 from orchestrator.flow.loader import load_flow_text
@@ -69,6 +69,45 @@ class SlowCalendar(Connector):
         return ConnectorResult(outcome="ok", value=f"Tuesday at 10 for {args.day}")
 
 
+GUARDS = """\
+flow: slow_calendar
+start: ask_name
+settings: {max_call_seconds: 120}
+answers:
+  hours: {match: [open, hours], say: "We're open nine to five."}
+states:
+  ask_name: {ask: "What's your name?", input: name, save: name, next: bye}
+  bye: {say: "Thanks {{ name }}.", end: done}
+"""
+GUARDS_ROUTED = GUARDS + """\
+  front_desk: {say: "Let me pass you to the front desk.", end: handed_off}
+defaults: {stuck: front_desk}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def flow_text() -> str:
+    return FLOW
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def runtimes() -> list[Runtime]:
+    return []
+
+
 @pytest.fixture
 def twilio() -> Iterator[FakeTwilio]:
     with FakeTwilio() as fake:
@@ -76,10 +115,10 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, twilio: FakeTwilio) -> AppSettings:
+def settings(tmp_path: Path, twilio: FakeTwilio, flow_text: str) -> AppSettings:
     flows = tmp_path / "flows"
     flows.mkdir()
-    (flows / "slow_calendar.yaml").write_text(FLOW)
+    (flows / "slow_calendar.yaml").write_text(flow_text)
     return AppSettings(
         flows_dir=str(flows), public_url=PUBLIC_URL, default_flow="slow_calendar", reload_seconds=0,
         retention_interval_seconds=0, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
@@ -97,10 +136,12 @@ def store() -> MemoryStore:
     return MemoryStore()
 
 
-async def _client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
+async def _client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore, clock: Clock,
+                  runtimes: list[Runtime]) -> AsyncIterator[Client]:
     connectors = ConnectorRegistry()
     connectors.register(calendar, "calendar")
-    runtime = await Runtime.create(settings, connectors, build_channels(settings), store=store)
+    runtime = await Runtime.create(settings, connectors, build_channels(settings), store=store, clock=clock)
+    runtimes.append(runtime)
     # httpx's ASGI transport runs the app on the test's own loop (litestar's test client runs it
     # on a thread of its own per client): two "processes" here run truly side by side
     app = create_app(settings, runtime=runtime, start_background=False)
@@ -112,15 +153,17 @@ async def _client(settings: AppSettings, calendar: SlowCalendar, store: MemorySt
 
 
 @pytest.fixture
-async def client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
-    async for c in _client(settings, calendar, store):
+async def client(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore, clock: Clock,
+                 runtimes: list[Runtime]) -> AsyncIterator[Client]:
+    async for c in _client(settings, calendar, store, clock, runtimes):
         yield c
 
 
 @pytest.fixture
-async def other(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore) -> AsyncIterator[Client]:
+async def other(settings: AppSettings, calendar: SlowCalendar, store: MemoryStore, clock: Clock,
+                runtimes: list[Runtime]) -> AsyncIterator[Client]:
     """Another process: its own runtime (no in-process state shared), the same store."""
-    async for c in _client(settings, calendar, store):
+    async for c in _client(settings, calendar, store, clock, runtimes):
         yield c
 
 
@@ -241,3 +284,69 @@ def test_validate_refuses_a_connector_timeout_above_the_bound() -> None:
     assert (d.line, d.col) == (9, 14)
     assert "30s" in d.message and "8s" in d.message
     assert d.hint and "timeout: 8s or less" in d.hint
+
+
+# ---- runaway guards ------------------------------------------------------------------------------
+
+
+async def speak(client: Client, root: ET.Element, text: str) -> ET.Element:
+    gather = root.find("Gather")
+    assert gather is not None, ET.tostring(root)
+    form = [*IN_PROGRESS, ("SpeechResult", text), ("Confidence", "0.9")]
+    return twiml(await post(client, gather.get("action", ""), form))
+
+
+async def texts_to_caller(runtime: Runtime, twilio: FakeTwilio) -> list[str]:
+    await runtime.send_outbox()
+    return [m["Body"][0] for m in twilio.messages() if m["To"] == [CALLER]]
+
+
+@pytest.mark.parametrize("flow_text", [GUARDS])
+async def test_answers_that_go_nowhere_end_the_call_politely_with_a_text_back(
+    client: Client, runtimes: list[Runtime], twilio: FakeTwilio,
+) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "are you open today?")
+    assert "open nine to five" in spoken(root) and root.find("Gather") is not None
+    root = await speak(client, root, "what are your hours?")
+    assert root.find("Gather") is not None
+    root = await speak(client, root, "are you open on sunday?")  # the third answer in a row going nowhere
+    assert root.find("Gather") is None and root[-1].tag == "Hangup"
+    assert "not able to help on this call" in spoken(root)
+    [sent] = await texts_to_caller(runtimes[0], twilio)
+    assert "Reply here to carry on" in sent
+
+
+@pytest.mark.parametrize("flow_text", [GUARDS_ROUTED])
+async def test_a_call_going_nowhere_takes_defaults_stuck_when_the_flow_has_it(
+    client: Client, runtimes: list[Runtime], twilio: FakeTwilio,
+) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "hello?")
+    assert "name" in spoken(root)
+    root = await post(client, root.find("Gather").get("action", ""), IN_PROGRESS)  # type: ignore[union-attr]
+    root = twiml(root)  # a silence in a row after a re-ask: the second silence ends it
+    root = await post(client, root.find("Gather").get("action", ""), IN_PROGRESS)  # type: ignore[union-attr]
+    root = twiml(root)
+    assert "front desk" in spoken(root)
+    assert await texts_to_caller(runtimes[0], twilio) == []  # the flow's own route: no text-back
+
+
+@pytest.mark.parametrize("flow_text", [GUARDS])
+async def test_a_call_past_max_call_seconds_ends_at_its_next_answer(
+    client: Client, clock: Clock, runtimes: list[Runtime], twilio: FakeTwilio,
+) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    clock.now += 121
+    root = await speak(client, root, "Maria Lopez")
+    assert "out of time on this call" in spoken(root) and root[-1].tag == "Hangup"
+    assert len(await texts_to_caller(runtimes[0], twilio)) == 1
+
+
+@pytest.mark.parametrize("flow_text", [GUARDS])
+async def test_progress_resets_the_guards(client: Client) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "are you open today?")
+    root = await speak(client, root, "are you open today?")
+    root = await speak(client, root, "Maria Lopez")  # an answer: the call moves on
+    assert "Thanks Maria" in spoken(root)
