@@ -7,8 +7,13 @@ Routes (all POST, all signed with X-Twilio-Signature):
 - `/webhooks/twilio/voice/recording`  recordingStatusCallback -> the same recording (deduped)
 - `/webhooks/twilio/voice/dial`       `<Dial>` action -> dial (text = DialCallStatus)
 - `/webhooks/twilio/voice/status`     call status -> hangup (text = CallStatus) when terminal
+- `/webhooks/twilio/voice/call-recording`  `<Start><Recording>` status -> call_recording (settings.recording)
+- `/webhooks/twilio/voice/transcription`   `<Record transcribeCallback>` -> transcription
 - `/webhooks/twilio/voice/continue`   `<Redirect>` after a filler -> the slow turn's answer
                                       (`?wait=<its provider id after the CallSid>&n=<round>`)
+
+Twilio's recording and transcription callbacks carry no From / To: their URLs carry the
+conversation (`?s=<session id>`, covered by the signature like the rest of the URL).
 
 Action URLs carry `?step=<nonce>` so that CallSid + step is a stable dedupe id for one
 answer: Twilio's retries repeat the URL, a new question gets a new step.
@@ -16,9 +21,11 @@ answer: Twilio's retries repeat the URL, a new question gets a new step.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 from orchestrator.engine.render import present
 from orchestrator.errors import BadRequest, SendError
@@ -41,6 +48,8 @@ from ._twilio import (
     element,
     form_of,
     response,
+    rest_client,
+    send_error_from,
     twilio_configured,
 )
 
@@ -68,18 +77,50 @@ class TwilioVoiceChannel(ChannelAdapter):
         ("POST", f"{BASE}/dial"),
         ("POST", f"{BASE}/status"),
         ("POST", f"{BASE}/continue"),
+        ("POST", f"{BASE}/call-recording"),
+        ("POST", f"{BASE}/transcription"),
     )
 
     settings_type = TwilioSettings
     env_prefix = "TWILIO_"
 
-    def __init__(self, *, auth_token: str | None = None, public_url: str | None = None) -> None:
+    def __init__(self, *, auth_token: str | None = None, public_url: str | None = None,
+                 account_sid: str | None = None, api_base: str | None = None) -> None:
         self._verifier = TwilioSignatureVerifier(auth_token or "")
+        self._auth_token = auth_token or ""
         self.public_url = public_url or ""
+        self.account_sid = account_sid or ""
+        self.api_base = api_base
+        self._client: Any = None
 
     @classmethod
     def from_settings(cls, config: TwilioSettings) -> TwilioVoiceChannel:
-        return cls(auth_token=config.auth_token, public_url=config.public_url)
+        return cls(auth_token=config.auth_token, public_url=config.public_url, account_sid=config.account_sid,
+                   api_base=config.api_base)
+
+    def _rest(self) -> Any:
+        if self._client is None:
+            self._client = rest_client(self.account_sid, self._auth_token, self.api_base)
+        return self._client
+
+    async def delete_recordings(self, sids: list[str]) -> int:
+        """Delete recordings at Twilio (a contact's erasure): how many went; one already gone
+        counts as deleted (erasure is safe to repeat). Raises SendError on any other failure."""
+        from twilio.base.exceptions import TwilioRestException
+
+        def delete(sid: str) -> None:
+            try:
+                self._rest().recordings(sid).delete()
+            except TwilioRestException as exc:
+                if exc.status != 404:
+                    raise
+
+        for sid in sids:
+            try:
+                await asyncio.to_thread(delete, sid)
+            except Exception as exc:
+                raise send_error_from(exc, f"deleting recording {sid}") from exc
+        return len(sids)
 
     @classmethod
     def is_configured(cls, config: TwilioSettings) -> bool:
@@ -98,6 +139,8 @@ class TwilioVoiceChannel(ChannelAdapter):
         inbound_dir = not form.first("Direction", "inbound").startswith("outbound")
         caller, called = form.first("From"), form.first("To")
         business, contact = (called, caller) if inbound_dir else (caller, called)
+        if not (caller and called) and ":" in request.query.get("s", ""):  # a recording callback: no From/To
+            business, _, contact = request.query["s"].partition(":")
         address = Address(business=business, contact=contact)
         step = request.query.get("step", "")
         sub = request.path.rstrip("/").rsplit("/", 1)[-1]
@@ -133,6 +176,17 @@ class TwilioVoiceChannel(ChannelAdapter):
             status = form.first("DialCallStatus") or "failed"
             return event("dial", f"{call_sid}:dial:{step}", text=status,
                          duration_seconds=_float(form.first("DialCallDuration")))
+        if sub == "call-recording":  # the whole call, recorded after the notice (settings.recording)
+            if form.first("RecordingStatus", "completed") != "completed" or not form.first("RecordingSid"):
+                return [Inbound(kind="ignore", address=address, route_key=business)]
+            return event("call_recording", f"{call_sid}:call-recording:{form.first('RecordingSid')}",
+                         recording_url=form.first("RecordingUrl") or None,
+                         duration_seconds=_float(form.first("RecordingDuration")))
+        if sub == "transcription":
+            if form.first("TranscriptionStatus", "completed") != "completed":
+                return [Inbound(kind="ignore", address=address, route_key=business)]
+            return event("transcription", f"{call_sid}:transcription:{form.first('TranscriptionSid')}",
+                         text=form.first("TranscriptionText"), recording_url=form.first("RecordingUrl") or None)
         if sub == "continue":  # the turn a filler answered for: CallSid + its step (signed URL)
             wait = request.query.get("wait", "")
             try:
@@ -168,10 +222,16 @@ class TwilioVoiceChannel(ChannelAdapter):
                 language=(message and message.language) or flow_language,
             )
 
-        if getattr(settings, "recording", False) and ctx.event_kind == "start":
+        record_call = bool(getattr(settings, "recording", False) and ctx.event_kind == "start")
+        callback = {"s": quote(ctx.session_id, safe=":")} if ctx.session_id else {}  # callbacks carry no From/To
+        if record_call:  # the notice first, then the recording starts
             notice = getattr(settings, "consent_notice", "") or "This call may be recorded."
-            if not any(m.kind == "say" and m.text == notice for m in messages):  # the engine said it already
+            if messages and messages[0].kind == "say" and messages[0].text == notice:  # the engine's own
+                verbs.append(say(notice, messages[0]))
+                messages = messages[1:]
+            elif not any(m.kind == "say" and m.text == notice for m in messages):
                 verbs.append(say(notice))
+            verbs.append(self._start_recording(base, callback))
         for message in messages:
             if message.kind == "notify":
                 continue  # a message to staff, sent by the runtime; not said to the caller
@@ -185,12 +245,14 @@ class TwilioVoiceChannel(ChannelAdapter):
             elif message.kind == "record":
                 if message.text:
                     verbs.append(say(message.text, message))
+                transcribe = bool(getattr(settings, "transcription", False))
                 verbs.append(element(
                     "Record",
                     action=action_url(base, f"{BASE}/record", step=step),
                     maxLength=int(message.max_seconds or 120),
-                    recordingStatusCallback=action_url(base, f"{BASE}/recording"),
-                    transcribe=True if getattr(settings, "transcription", False) else None,
+                    recordingStatusCallback=action_url(base, f"{BASE}/recording", **callback),
+                    transcribe=True if transcribe else None,
+                    transcribeCallback=action_url(base, f"{BASE}/transcription", **callback) if transcribe else None,
                 ))
             elif message.kind == "handoff":
                 if message.text:
@@ -211,6 +273,15 @@ class TwilioVoiceChannel(ChannelAdapter):
                              n=str(ctx.continuation_round or 1))
             verbs.append(element("Redirect", url, method="POST"))
         return Rendered(body=response(verbs), media_type=TWIML_MEDIA_TYPE)
+
+    @staticmethod
+    def _start_recording(base: str, callback: dict[str, str]) -> str:
+        """`<Start><Recording>`: the rest of the call is recorded (both legs); Twilio posts the
+        finished recording to `/call-recording`."""
+        return element("Start", children=[element(
+            "Recording", recordingStatusCallback=action_url(base, f"{BASE}/call-recording", **callback),
+            recordingStatusCallbackEvent="completed", recordingStatusCallbackMethod="POST",
+        )])
 
     def _gather(self, message: Outbound, base: str, say: Any, language: str, step: str) -> str:
         shown = present(message, self.capabilities)

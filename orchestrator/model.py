@@ -26,6 +26,8 @@ EventKind = Literal[
     "dial",  # a <Dial> handoff ended: text = DialCallStatus (completed, no-answer, busy...)
     "reaction",
     "undelivered",  # a message to the contact could not be delivered: text = provider error code or ""
+    "call_recording",  # the whole call's recording is ready (settings.recording): recording_url, duration
+    "transcription",  # a recording's transcription arrived: text, recording_url (the recording it is of)
 ]
 
 

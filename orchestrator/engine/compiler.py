@@ -95,6 +95,7 @@ class CompiledState:
     confirms: bool = False  # ask: `confirm:` reads the value back before going on
     confirm: Prompt | None = None  # ask: the read-back template (`confirm: "..."`), else the built-in words
     branches: bool = False  # ask: some choice has its own route (the path ahead depends on the answer)
+    notice: Prompt | None = None  # record: the recording notice said before the prompt
 
 
 @dataclass(slots=True)
@@ -351,6 +352,8 @@ def _compile_state(
         return CompiledState(
             name, "record", state, routes, _texts(engine, state.record, state, "record"), empty,
             max_seconds=schema.parse_duration(state.max_length), save=state.save, end=state.end, waits=True,
+            notice=None if not state.notice else compile_text(
+                engine, state.notice if isinstance(state.notice, str) else flow.settings.consent_notice),
         )
     assert isinstance(state, schema.EndState)
     return CompiledState(name, "end", state, routes, _texts(engine, state.say, state, "say"), empty, end=state.end)

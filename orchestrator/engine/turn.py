@@ -46,6 +46,7 @@ from orchestrator.engine import reading as readers
 from orchestrator.engine import voice_phrases
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
+from orchestrator.engine.summary import CALL_RECORDING
 from orchestrator.engine.summary import build as build_summary
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.logs import redact_phone
@@ -79,7 +80,8 @@ FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answer
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
 SILENT_KEY = "_silent"  # session.vars entry (voice): silences in a row at the current ask
 STUCK_KEY = "_stuck"  # session.vars entry (voice): answers in a row that moved the call nowhere
-_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY)
+CALL_RECORDING_KEY = CALL_RECORDING  # session.vars entry (voice): the whole call's recording {url, duration}
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -181,6 +183,9 @@ class _Turn:
             if not contact.get("name"):
                 s.vars[CONTACT_KEY] = {**contact, "name": ev.profile_name}
         self._log_inbound()
+        if ev.kind in ("call_recording", "transcription"):  # arrives in the call or after it: kept either way
+            self._attach_recording()
+            return
         if s.status == "ended":
             if ev.kind in CONVERSATIONAL:
                 self._restart()
@@ -270,6 +275,31 @@ class _Turn:
             self._emit(Outbound(kind="notify", text=voice_phrases.phrase(voice_phrases.TEXT_BACK, settings),
                                 state=state.name, target=s.contact))
         self.finish(why, voice_phrases.guard_end(settings, why))
+
+    def _attach_recording(self) -> None:
+        """The whole call's recording, or a recording's transcription, arrived (Twilio callbacks,
+        usually after the hang-up): kept with the conversation (`_call_recording`, or the saved
+        recording's `transcription`), in the summary, and sent to `staff_notify`."""
+        ev, s, settings = self.event, self.session, self.compiled.settings
+        who = (s.vars.get(CONTACT_KEY) or {}).get("name") or s.contact
+        if ev.kind == "call_recording":
+            if not ev.recording_url:
+                return
+            self._save(CALL_RECORDING_KEY, {"url": ev.recording_url, "duration": ev.duration_seconds})
+            note = f"Recording of the call with {who}: {ev.recording_url}"
+        else:
+            found = [(k, v) for k, v in s.vars.items()
+                     if isinstance(v, Mapping) and v.get("url") and v.get("url") == ev.recording_url]
+            if not found or not ev.text:
+                self.note("transcription of an unknown recording ignored")
+                return
+            for key, value in found:
+                self._save(key, {**value, "transcription": ev.text})
+            note = f"Transcription of the message from {who}: {ev.text}"
+        if settings.staff_notify:
+            self._emit(Outbound(kind="notify", text=note, state=s.state, target=settings.staff_notify))
+        if s.status == "ended":  # the conversation's record and summary carry it now
+            self.summary = self._summary()
 
     def _restart(self) -> None:
         """A new conversation in the same session: same id, contact and version, fresh data."""
@@ -374,6 +404,8 @@ class _Turn:
             elif kind == "handoff":
                 next_name = self._handoff(state)
             elif kind == "record":
+                if state.notice is not None and s.channel in VOICE_CHANNELS:  # the consent notice first (§13.20)
+                    self._emit(Outbound(kind="say", text=self._render(state.notice, name), state=name))
                 self._emit(Outbound(kind="record", text=self._text(state), state=name,
                                     max_seconds=state.max_seconds))
                 return

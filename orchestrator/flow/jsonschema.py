@@ -109,6 +109,8 @@ DESCRIPTIONS: dict[str, str] = {
                                    "silence.",
     "Settings.voice_filler": "Voice: the words of that filler; default per language and connector (\"One "
                              "moment while I check the calendar.\").",
+    "Settings.recording_notice": "false: a record state may record with no notice before it (its prompt tells "
+                                 "the caller); true (default): validate refuses that.",
     "Settings.max_call_seconds": "Voice: a call this long (default 600) ends politely with a text-back, or "
                                  "takes defaults.stuck; 0: no cap.",
     "Settings.max_stuck_turns": "Voice: answers in a row that move the call nowhere (default 3) before the "
@@ -219,6 +221,8 @@ DESCRIPTIONS: dict[str, str] = {
     "HandoffState.end": "The outcome when the handoff ends the conversation (default handed_off).",
     # -- record
     "RecordState.record": "The prompt before the beep (a template).",
+    "RecordState.notice": "Voice: said before the prompt: true says settings.consent_notice, a string (a "
+                          "template) says itself.",
     "RecordState.save": "The variable the recording is saved in: {url, duration, transcription}.",
     "RecordState.max_length": "The longest recording (default 2m).",
     "RecordState.next": "The state after the recording.",

@@ -99,6 +99,7 @@ class Settings(Base):
     voice_filler: str | None = None  # the filler's words; unset: per language and connector (engine/voice_phrases.py)
     max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
     max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
+    recording_notice: bool = True  # false: the owner knowingly records (`record`) without a notice before it
 
 
 class Choice(Base):
@@ -199,6 +200,7 @@ class RecordState(StateBase, tag="record", kw_only=True):
     save: str | None = None
     label: str | None = None  # the recording's name in the staff summary; default: the save name humanised
     max_length: Duration = "2m"
+    notice: bool | str | None = None  # said before the prompt: true = settings.consent_notice, or a template
     next: str | None = None
     end: str | None = None
     on: dict[str, str] = {}  # undelivered -> state (the prompt could not be delivered)

@@ -583,6 +583,41 @@ class _Checker:
                          f"write timeout: {bound:g}s or less; on voice the caller hears a filler after "
                          "settings.voice_filler_after, and a call past the timeout takes on.error")
 
+    def check_recording_notice(self) -> None:
+        """A `record` state reached from the start with no recording notice on the way is refused:
+        the caller must be told first (the call's `consent_notice` with `recording: true`, or a
+        `record` state's own `notice`), unless the owner says `recording_notice: false`."""
+        settings = self.flow.settings
+        if settings.recording or not settings.recording_notice or self.flow.start not in self.states:
+            return
+        out: dict[str, list[str]] = {}
+        for edge in all_edges(self.flow):
+            out.setdefault(edge.source, []).append(edge.target)
+
+        def notices(name: str) -> bool:
+            state = self.states.get(name)
+            return isinstance(state, schema.RecordState) and bool(state.notice)
+
+        seen = {self.flow.start}
+        todo = [self.flow.start]
+        while todo:  # every state reachable without passing a notice
+            name = todo.pop()
+            if notices(name):
+                continue
+            for target in out.get(name, []):
+                if target in self.states and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name in self.states:
+            state = self.states[name]
+            if isinstance(state, schema.RecordState) and name in seen and not state.notice:
+                self.add(f"$.states.{name}.record",
+                         f"state '{name}' records the caller, and no recording notice is said before it on "
+                         "a path from the start",
+                         "add `notice: true` to it (says settings.consent_notice first) or `notice: \"...\"`, "
+                         "set settings.recording: true, or set settings.recording_notice: false if the "
+                         "prompt itself tells the caller")
+
     def check_intent_overlaps(self) -> None:
         """An intent phrase inside a choice's label or keyword (or the other way round) makes one
         answer mean two things: the choice wins at that ask, but say so."""
@@ -619,6 +654,7 @@ class _Checker:
         self.check_templates()
         self.check_settings()
         self.check_voice()
+        self.check_recording_notice()
         self.check_phones()
         self.check_channel_limits()
         self.check_intent_overlaps()

@@ -218,6 +218,7 @@ states:
     end: handed_off
   voicemail:
     record: "Leave a message."
+    notice: true
     end: voicemail
   timed_out: {say: "Bye for now.", end: timed_out}
   failed: {say: "Sorry.", end: failed}

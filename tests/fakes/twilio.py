@@ -21,6 +21,7 @@ class FakeTwilio(FakeHTTPServer):
         self.auth_token = auth_token
         self._ids = itertools.count(1)
         self.created: list[dict[str, Any]] = []  # every message taken, as Twilio would list it
+        self.deleted_recordings: list[str] = []  # RE... sids deleted (DELETE .../Recordings/{sid}.json)
         self.clock = time.time  # Twilio's clock: date_created of each message
         super().__init__(handler=self._answer)
 
@@ -50,6 +51,10 @@ class FakeTwilio(FakeHTTPServer):
                 "first_page_uri": f"{path}?PageSize={size}&Page=0", "previous_page_uri": None,
                 "next_page_uri": None, "uri": f"{path}?PageSize={size}&Page=0",
             })
+        recordings = f"/2010-04-01/Accounts/{self.account_sid}/Recordings/"
+        if rec.method == "DELETE" and rec.path.startswith(recordings) and rec.path.endswith(".json"):
+            self.deleted_recordings.append(rec.path[len(recordings):-len(".json")])
+            return 204, {"Content-Type": "application/json"}, b""
         return json_reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
 
     def messages(self) -> list[dict[str, list[str]]]:
