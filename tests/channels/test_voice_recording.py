@@ -218,3 +218,23 @@ async def test_a_record_states_notice_is_said_before_its_prompt(tmp_path: Path, 
         await runtime.close()
     assert [e.tag for e in root] == ["Say", "Say", "Record"]  # no call recording: only the message is
     assert [e.text for e in root.iter("Say")] == ["This call is recorded.", "Please leave a message after the beep."]
+
+
+async def test_retention_deletes_the_recordings_of_the_conversations_it_purges(
+    app: tuple[httpx.AsyncClient, Runtime], twilio: FakeTwilio,
+) -> None:
+    import time
+
+    from orchestrator.records.retention import RetentionJob
+
+    client, runtime = app
+    root = await call_and_leave_a_message(client)
+    callback = root.find("Start/Recording").get("recordingStatusCallback", "")  # type: ignore[union-attr]
+    twiml(await post(client, callback, recording_callback(CALL_REC)))
+    voice = runtime.channels.get("twilio_voice")
+    job = RetentionJob(runtime.store, retention_seconds=3600, delete_recordings=voice.delete_recordings)
+    kept = await job.run_once(now=time.time())  # nothing old enough yet
+    assert kept is not None and kept.recordings == 0 and twilio.deleted_recordings == []
+    report = await job.run_once(now=time.time() + 2 * 3600)
+    assert report is not None and report.recordings == 2 and report.records >= 1
+    assert sorted(twilio.deleted_recordings) == sorted([CALL_REC, VOICEMAIL])
