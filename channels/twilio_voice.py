@@ -65,9 +65,9 @@ def _step() -> str:
 
 class TwilioVoiceChannel(ChannelAdapter):
     name = "twilio_voice"
+    # outbound: `place_call` (Calls API with answering machine detection); the flow runs on answer
     capabilities = Capabilities(idiom="voice", dtmf=True, speech=True, sync_reply=True, max_text_len=4096,
-                                # no outbound calls yet: the admin API refuses to start one
-                                outbound=False)
+                                outbound=True)
     signs_url = True  # X-Twilio-Signature covers the URL called: needs ORCHESTRATOR_PUBLIC_URL
     routes: tuple[tuple[str, str], ...] = (
         ("POST", BASE),
@@ -102,6 +102,24 @@ class TwilioVoiceChannel(ChannelAdapter):
         if self._client is None:
             self._client = rest_client(self.account_sid, self._auth_token, self.api_base)
         return self._client
+
+    async def place_call(self, to: Address, flow_id: str, ctx: ReplyContext) -> str:
+        """An outbound call (`POST /api/conversations` with `channel: voice`): Twilio's Calls API
+        with answering machine detection (`DetectMessageEnd`: a voicemail is answered after its
+        beep, so `leave_message` is heard); the flow starts at the call's webhook, told which
+        flow by `?flow=`. The call's Sid."""
+        base = ctx.public_url or self.public_url
+        url = action_url(base, BASE, flow=quote(flow_id, safe=""))
+
+        def create() -> str:
+            call = self._rest().calls.create(to=to.contact, from_=to.business, url=url, method="POST",
+                                             machine_detection="DetectMessageEnd")
+            return str(call.sid)
+
+        try:
+            return await asyncio.to_thread(create)
+        except Exception as exc:
+            raise send_error_from(exc, f"placing a call to {to.contact[:4]}...") from exc
 
     async def delete_recordings(self, sids: list[str]) -> int:
         """Delete recordings at Twilio (a contact's erasure): how many went; one already gone
@@ -201,8 +219,15 @@ class TwilioVoiceChannel(ChannelAdapter):
                 return [Inbound(kind="ignore", address=address, route_key=business)]
             return event("hangup", f"{call_sid}:status:{status}", text=status,
                          duration_seconds=_float(form.first("CallDuration")))
-        # the incoming call itself (also a plain <Redirect> to the base URL)
-        return event("start", call_sid, profile_name=form.first("CallerName") or None)
+        # the incoming call itself (also a plain <Redirect> to the base URL), or an outbound call
+        # answered (`?flow=` names the flow it was placed for; AnsweredBy: machine detection)
+        answered_by = form.first("AnsweredBy")
+        start = event("start", call_sid, profile_name=form.first("CallerName") or None,
+                      machine=answered_by.startswith(("machine", "fax")))
+        flow = request.query.get("flow") if not inbound_dir else None
+        if flow:
+            start[0].flow_id = flow
+        return start
 
     # ---- outbound ---------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     recording_url: str | None = None
     duration_seconds: float | None = None
     profile_name: str | None = None  # WhatsApp profile name, caller name
+    machine: bool = False  # voice start: Twilio's answering machine detection heard a machine (AnsweredBy)
 
 
 class OutChoice(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -130,6 +130,7 @@ class CompiledFlow:
     answers: dict[str, Prompt] = field(default_factory=dict)  # `answers:` name -> its reply
     answer_matcher: IntentMatcher | None = None  # the answers' phrases (negation-aware, like intents)
     filename: str = "<flow>"
+    machine_message: Prompt | None = None  # voice: said to a voicemail (settings.on_machine: leave_message)
 
     @property
     def id(self) -> str:
@@ -422,7 +423,7 @@ def compile_flow(
         answers={name: compile_text(engine, a.say) for name, a in flow.answers.items()},
         answer_matcher=IntentMatcher({name: schema.Intent(goto=name, match=a.match)
                                       for name, a in flow.answers.items()}) if flow.answers else None,
-        filename=where,
+        filename=where, machine_message=compile_text(engine, settings.machine_message),
     )
 
 

@@ -80,8 +80,9 @@ FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answer
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
 SILENT_KEY = "_silent"  # session.vars entry (voice): silences in a row at the current ask
 STUCK_KEY = "_stuck"  # session.vars entry (voice): answers in a row that moved the call nowhere
+SCREENED_KEY = "_screened"  # session.vars entry (voice): the call's first answer was checked for a machine
 CALL_RECORDING_KEY = CALL_RECORDING  # session.vars entry (voice): the whole call's recording {url, duration}
-_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY)
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY, SCREENED_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -200,6 +201,9 @@ class _Turn:
         if ev.kind == "start":
             if s.turns > 1:
                 self._restart()
+            if ev.machine and s.channel in VOICE_CHANNELS:  # Twilio's machine detection (outbound call)
+                await self._machine(self.compiled.states[self.compiled.flow.start])
+                return
             await self._begin()
             await self._opening_answer()
             return
@@ -236,6 +240,11 @@ class _Turn:
         if settings.max_call_seconds and self.now - s.started_at >= settings.max_call_seconds:
             await self._runaway(state, "call_too_long")
             return
+        if self.event.kind == "speech" and not s.vars.get(SCREENED_KEY):  # the call's first words
+            s.vars[SCREENED_KEY] = True
+            if voice_phrases.sounds_like_machine(self.event.text or "", settings):
+                await self._machine(state)
+                return
         if self.event.kind == "empty":
             silent = int(s.vars.get(SILENT_KEY) or 0) + 1
             if silent >= 2:
@@ -262,6 +271,22 @@ class _Turn:
             await self._runaway(state, "stuck")
             return
         s.vars[STUCK_KEY] = stuck
+
+    async def _machine(self, state: CompiledState) -> None:
+        """A voicemail greeting or a call-screening assistant answered, not a person: the state's
+        `on: {machine: ...}`, else `settings.on_machine` (text_back, hang_up, leave_message)."""
+        s, settings = self.session, self.compiled.settings
+        self.note("answered by a machine (voicemail or call screening)")
+        if "machine" in state.routes:
+            await self._enter(self._route(state, "machine"))
+            return
+        if settings.on_machine == "leave_message" and self.compiled.machine_message is not None:
+            self.finish("machine", self._render(self.compiled.machine_message, "machine_message"))
+            return
+        if settings.on_machine == "text_back" and s.contact:
+            self._emit(Outbound(kind="notify", text=voice_phrases.phrase(voice_phrases.MACHINE_TEXT_BACK, settings),
+                                state=state.name, target=s.contact))
+        self.finish("machine")
 
     async def _runaway(self, state: CompiledState, why: str) -> None:
         s, settings = self.session, self.compiled.settings

@@ -47,6 +47,36 @@ TEXT_BACK: dict[str, str] = {
 }
 
 
+MACHINE_TEXT_BACK: dict[str, str] = {
+    "en": "Sorry we missed each other on the phone. Reply here and we'll take it from there.",
+    "es": "Lamentamos no haber podido hablar por teléfono. Responda aquí y seguimos por este medio.",
+}
+# What a voicemail greeting or a call-screening assistant says (the first answer of a call is
+# checked), as lowercase phrases with straight apostrophes. Only what a person calling in would
+# not say: "leave a message" alone is a caller's wish, "after the tone" is a machine's.
+MACHINE_PHRASES: dict[str, tuple[str, ...]] = {
+    "en": ("after the tone", "after the beep", "at the tone", "not available to take your call",
+           "is not available right now", "isn't available right now", "can't take your call", "cannot take your call",
+           "the person you're calling", "the person you are calling", "the number you have dialed",
+           "the number you have reached", "you have reached the voicemail", "you've reached the voicemail",
+           "voicemail box", "mailbox is full", "screening service", "call screening", "is using a screening",
+           "record your name and reason", "say your name and why you're calling", "stay on the line while",
+           "google assistant", "this call is being screened", "forwarded to an automated voice messaging"),
+    "es": ("después del tono", "despues del tono", "buzón de voz", "buzon de voz", "no está disponible",
+           "no esta disponible", "la persona a la que llama", "el número que usted marcó", "deje su mensaje después",
+           "servicio de filtrado"),
+    "fr": ("après le bip", "apres le bip", "messagerie vocale", "n'est pas disponible", "laissez votre message"),
+    "de": ("nach dem signalton", "nach dem piepton", "mailbox", "nicht erreichbar", "ist zurzeit nicht"),
+}
+
+
+def sounds_like_machine(text: str, settings: Any) -> bool:
+    """Whether a call's first answer is a voicemail greeting or a call-screening prompt."""
+    heard = " ".join(text.lower().replace("\u2019", "'").split())
+    phrases = MACHINE_PHRASES.get(_lang(settings), ()) + (MACHINE_PHRASES["en"] if _lang(settings) != "en" else ())
+    return any(p in heard for p in phrases)
+
+
 def _lang(settings: Any) -> str:
     return (getattr(settings, "language", None) or "en").split("-", 1)[0].lower()
 

@@ -111,6 +111,10 @@ DESCRIPTIONS: dict[str, str] = {
                              "moment while I check the calendar.\").",
     "Settings.recording_notice": "false: a record state may record with no notice before it (its prompt tells "
                                  "the caller); true (default): validate refuses that.",
+    "Settings.on_machine": "Voice: a call answered by voicemail or a call-screening assistant, where the state "
+                           "has no on.machine: text_back (default: hang up, text the contact), hang_up, or "
+                           "leave_message (say machine_message, hang up).",
+    "Settings.machine_message": "Voice: what on_machine: leave_message says to a voicemail (a template).",
     "Settings.max_call_seconds": "Voice: a call this long (default 600) ends politely with a text-back, or "
                                  "takes defaults.stuck; 0: no cap.",
     "Settings.max_stuck_turns": "Voice: answers in a row that move the call nowhere (default 3) before the "

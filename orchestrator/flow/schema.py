@@ -100,6 +100,9 @@ class Settings(Base):
     max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
     max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
     recording_notice: bool = True  # false: the owner knowingly records (`record`) without a notice before it
+    # voice: a call answered by voicemail or a call-screening assistant (no `on: {machine: ...}` route)
+    on_machine: Literal["text_back", "hang_up", "leave_message"] = "text_back"
+    machine_message: str = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
 
 
 class Choice(Base):

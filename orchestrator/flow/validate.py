@@ -59,7 +59,7 @@ BUILTIN_MEANING: dict[str, str] = {
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
-ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered", "stuck")
+ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered", "stuck", "machine")
 YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it
 _DTMF = re.compile(r"^[0-9*#]+$")
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
@@ -128,7 +128,8 @@ class _Checker:
             allowed = [*(state.choices or {}), *ASK_ROUTES, *(YES_NO_ROUTES if state.input == "yes_no" else ())]
             listed = re.compile(rf"^{re.escape(state.choices_from)}_\d+$") if state.choices_from else None
         else:
-            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES if kind == "handoff" else ("undelivered",))
+            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES if kind == "handoff"
+                           else ("undelivered", "machine") if kind == "say" else ("undelivered",))
             listed = None
         for key in on:
             if key in allowed or (listed and listed.match(key)):

@@ -215,7 +215,7 @@ class Runtime:
             return TurnReply()
         with correlation(inbound.event.provider_id or None):
             req = TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
-                              route_key=inbound.route_key)
+                              route_key=inbound.route_key, flow_id=inbound.flow_id)
             if inbound.event.channel == "voice" and inbound.event.kind != "hangup":
                 return await self.voice.turn(req)  # a filler rather than dead air when slow
             return await self._turn(req)
@@ -482,6 +482,11 @@ class Runtime:
             raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
         adapter = self.channels.get(channel)
         sid = f"{address.business}:{address.contact}"
+        place_call = getattr(adapter, "place_call", None)
+        if place_call is not None:  # voice: the flow starts when the call is answered (its webhook)
+            await self.catalog.latest(flow_id)  # NoRoute when the flow is not loaded
+            await place_call(address, flow_id, self._context(None, sid))
+            return TurnReply(session_id=sid)
         event = Event(kind="start", channel=adapter.capabilities.idiom,
                       provider_id=f"outbound:{uuid.uuid4().hex[:16]}")
         with correlation(event.provider_id):

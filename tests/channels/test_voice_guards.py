@@ -121,7 +121,8 @@ def settings(tmp_path: Path, twilio: FakeTwilio, flow_text: str) -> AppSettings:
     (flows / "slow_calendar.yaml").write_text(flow_text)
     return AppSettings(
         flows_dir=str(flows), public_url=PUBLIC_URL, default_flow="slow_calendar", reload_seconds=0,
-        retention_interval_seconds=0, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+        retention_interval_seconds=0, admin_token="voice-admin-token-0123",
+        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
         twilio_from_number=CLINIC, twilio_api_base=twilio.url,
     )
 
@@ -350,3 +351,98 @@ async def test_progress_resets_the_guards(client: Client) -> None:
     root = await speak(client, root, "are you open today?")
     root = await speak(client, root, "Maria Lopez")  # an answer: the call moves on
     assert "Thanks Maria" in spoken(root)
+
+
+# ---- machines and screeners ----------------------------------------------------------------------
+
+SCREENED = """\
+flow: slow_calendar
+title: Bright Smile
+start: ask_name
+settings: {on_machine: text_back}
+states:
+  ask_name: {ask: "Hello! What's your name?", input: name, save: name, next: bye}
+  bye: {say: "Thanks {{ name }}.", end: done}
+"""
+SCREENED_ROUTED = SCREENED.replace("next: bye}", "next: bye, on: {machine: short}}") + """\
+  short: {say: "Sorry we missed you, we'll call back.", end: machine_message}
+"""
+OUTBOUND = """\
+flow: slow_calendar
+title: Bright Smile
+start: hello
+settings: {on_machine: leave_message}
+states:
+  hello: {ask: "Hi, this is Bright Smile calling about your visit. Is now a good time?", input: yes_no,
+          save: ok, next: bye}
+  bye: {say: "Thanks!", end: done}
+"""
+
+
+@pytest.mark.parametrize("flow_text", [SCREENED])
+async def test_a_call_screening_assistant_is_not_interviewed(
+    client: Client, runtimes: list[Runtime], twilio: FakeTwilio,
+) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "Hi, the person you're calling is using a screening service from Google. "
+                                     "Go ahead and say your name and why you're calling.")
+    assert root.find("Gather") is None and [e.tag for e in root] == ["Hangup"]
+    [sent] = await texts_to_caller(runtimes[0], twilio)
+    assert "missed each other" in sent
+
+
+@pytest.mark.parametrize("flow_text", [SCREENED])
+async def test_a_voicemail_greeting_is_not_interviewed_but_a_caller_leaving_a_message_is(
+    client: Client,
+) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "I'd like to leave a message for the dentist")  # a person's words
+    assert root.find("Gather") is not None  # asked for the name again, not hung up on
+    other = voice_form(call_sid="CA" + "b2" * 16)
+    root = twiml(await post(client, "/webhooks/twilio/voice", other))
+    form = [*[(k, "in-progress" if k == "CallStatus" else v) for k, v in other],
+            ("SpeechResult", "Please leave a message after the tone."), ("Confidence", "0.8")]
+    root = twiml(await post(client, root.find("Gather").get("action", ""), form))  # type: ignore[union-attr]
+    assert [e.tag for e in root] == ["Hangup"]
+
+
+@pytest.mark.parametrize("flow_text", [SCREENED_ROUTED])
+async def test_a_machine_takes_the_flows_declared_branch(client: Client, runtimes: list[Runtime],
+                                                         twilio: FakeTwilio) -> None:
+    root = twiml(await post(client, "/webhooks/twilio/voice", voice_form()))
+    root = await speak(client, root, "You have reached the voicemail of Maria. Leave a message after the beep.")
+    assert spoken(root) == "Sorry we missed you, we'll call back." and root[-1].tag == "Hangup"
+    assert await texts_to_caller(runtimes[0], twilio) == []
+
+
+def answered(call: dict[str, str], answered_by: str) -> list[tuple[str, str]]:
+    """What Twilio posts to an outbound call's Url once it is answered."""
+    return [("AccountSid", ACCOUNT_SID), ("CallSid", "CA" + "c3" * 16), ("CallStatus", "in-progress"),
+            ("Direction", "outbound-api"), ("From", call["From"]), ("To", call["To"]),
+            ("AnsweredBy", answered_by), ("ApiVersion", "2010-04-01")]
+
+
+@pytest.mark.parametrize("flow_text", [OUTBOUND])
+async def test_an_outbound_call_is_placed_with_machine_detection_and_a_voicemail_gets_the_message(
+    client: Client, settings: AppSettings, twilio: FakeTwilio,
+) -> None:
+    started = await client.post("/api/conversations", json={"contact": CALLER, "channel": "voice",
+                                                              "flow": "slow_calendar"},
+                                headers={"Authorization": f"Bearer {settings.admin_token}"})
+    assert started.status_code == 201, started.text
+    [call] = twilio.calls
+    assert call["To"] == CALLER and call["From"] == CLINIC and call["MachineDetection"] == "DetectMessageEnd"
+    assert call["Url"] == f"{PUBLIC_URL}/webhooks/twilio/voice?flow=slow_calendar" and call["Method"] == "POST"
+    machine = twiml(await post(client, call["Url"], answered(call, "machine_end_beep")))
+    assert spoken(machine) == "Hello, this is Bright Smile. Sorry we missed you. We'll send you a text message."
+    assert machine[-1].tag == "Hangup"
+
+
+@pytest.mark.parametrize("flow_text", [OUTBOUND])
+async def test_an_outbound_call_answered_by_a_person_starts_the_flow(client: Client, twilio: FakeTwilio,
+                                                                      settings: AppSettings) -> None:
+    await client.post("/api/conversations", json={"contact": CALLER, "channel": "voice", "flow": "slow_calendar"},
+                      headers={"Authorization": f"Bearer {settings.admin_token}"})
+    [call] = twilio.calls
+    human = twiml(await post(client, call["Url"], answered(call, "human")))
+    assert "Is now a good time?" in spoken(human) and human.find("Gather") is not None
