@@ -9,6 +9,8 @@ Routes (all POST, all signed with X-Twilio-Signature):
 - `/webhooks/twilio/voice/status`     call status -> hangup (text = CallStatus) when terminal
 - `/webhooks/twilio/voice/call-recording`  `<Start><Recording>` status -> call_recording (settings.recording)
 - `/webhooks/twilio/voice/transcription`   `<Record transcribeCallback>` -> transcription
+- `/webhooks/twilio/voice/whisper`     `<Number url>`: the person answering a transfer -> whisper
+- `/webhooks/twilio/voice/whisper-accept`  their key press (1 accepts) -> whisper accepted / declined
 - `/webhooks/twilio/voice/continue`   `<Redirect>` after a filler -> the slow turn's answer
                                       (`?wait=<its provider id after the CallSid>&n=<round>`)
 
@@ -22,6 +24,7 @@ answer: Twilio's retries repeat the URL, a new question gets a new step.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import secrets
 from typing import Any
@@ -56,6 +59,7 @@ from ._twilio import (
 BASE = "/webhooks/twilio/voice"
 TERMINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 DIAL_TIMEOUT_SECONDS = 20
+WHISPER_SECONDS = 8  # how long the person answering a transfer has to press 1
 _MAX_HINTS = 50  # Twilio accepts up to 500 hint phrases; a menu needs far fewer
 
 
@@ -79,6 +83,8 @@ class TwilioVoiceChannel(ChannelAdapter):
         ("POST", f"{BASE}/continue"),
         ("POST", f"{BASE}/call-recording"),
         ("POST", f"{BASE}/transcription"),
+        ("POST", f"{BASE}/whisper"),
+        ("POST", f"{BASE}/whisper-accept"),
     )
 
     settings_type = TwilioSettings
@@ -157,11 +163,12 @@ class TwilioVoiceChannel(ChannelAdapter):
         inbound_dir = not form.first("Direction", "inbound").startswith("outbound")
         caller, called = form.first("From"), form.first("To")
         business, contact = (called, caller) if inbound_dir else (caller, called)
-        if not (caller and called) and ":" in request.query.get("s", ""):  # a recording callback: no From/To
+        sub = request.path.rstrip("/").rsplit("/", 1)[-1]
+        if ":" in request.query.get("s", "") and (not (caller and called) or sub.startswith("whisper")):
+            # a recording callback (no From/To), or the staff leg of a transfer: the conversation's own
             business, _, contact = request.query["s"].partition(":")
         address = Address(business=business, contact=contact)
         step = request.query.get("step", "")
-        sub = request.path.rstrip("/").rsplit("/", 1)[-1]
 
         def event(kind: str, provider_id: str, **fields: Any) -> list[Inbound]:
             ev = Event(kind=kind, channel="voice", provider_id=provider_id, **fields)  # type: ignore[arg-type]
@@ -190,10 +197,17 @@ class TwilioVoiceChannel(ChannelAdapter):
                 recording_url=url or None,
                 duration_seconds=_float(form.first("RecordingDuration")),
             )
+        if sub == "whisper" or sub == "whisper-accept":
+            key = whisper_key(f"{business}:{contact}", step)
+            pressed = None if sub == "whisper" else "accepted" if form.first("Digits").strip() == "1" else "declined"
+            return [Inbound(kind="whisper", address=address, route_key=business, message_id=key, status=pressed)]
         if sub == "dial":
             status = form.first("DialCallStatus") or "failed"
-            return event("dial", f"{call_sid}:dial:{step}", text=status,
-                         duration_seconds=_float(form.first("DialCallDuration")))
+            dialled = event("dial", f"{call_sid}:dial:{step}", text=status,
+                            duration_seconds=_float(form.first("DialCallDuration")))
+            if request.query.get("w") == "1":  # a warm transfer: connected only once accepted
+                dialled[0].message_id = whisper_key(f"{business}:{contact}", step)
+            return dialled
         if sub == "call-recording":  # the whole call, recorded after the notice (settings.recording)
             if form.first("RecordingStatus", "completed") != "completed" or not form.first("RecordingSid"):
                 return [Inbound(kind="ignore", address=address, route_key=business)]
@@ -283,15 +297,23 @@ class TwilioVoiceChannel(ChannelAdapter):
                 if message.text:
                     verbs.append(say(message.text, message))
                 if message.target:
+                    warm = message.whisper and bool(callback)
+                    number = element("Number", message.target, url=action_url(
+                        base, f"{BASE}/whisper", **callback, step=step) if warm else None)
                     verbs.append(element(
-                        "Dial", children=[element("Number", message.target)],
-                        action=action_url(base, f"{BASE}/dial", step=step),
-                        timeout=DIAL_TIMEOUT_SECONDS,
+                        "Dial", children=[number],
+                        action=action_url(base, f"{BASE}/dial", step=step, **({"w": "1"} if warm else {})),
+                        timeout=int(message.max_seconds or DIAL_TIMEOUT_SECONDS),
                     ))
             elif message.kind == "end":
                 if message.text:
                     verbs.append(say(message.text, message))
                 verbs.append(element("Hangup"))
+        if ctx.whisper == "ask" and messages:  # to the person answering a transfer: accept with 1
+            accept = action_url(base, f"{BASE}/whisper-accept", **callback, step=step)
+            verbs = [element("Gather", children=[say(m.text, m) for m in messages if m.text], action=accept,
+                             actionOnEmptyResult=True, input="dtmf", method="POST", numDigits=1,
+                             timeout=WHISPER_SECONDS)]
         if ctx.continuation is not None:  # the turn goes on: come back for its answer
             wait = ctx.continuation.partition(":")[2]
             url = action_url(base, f"{BASE}/continue", **({"wait": wait} if wait else {}),
@@ -338,6 +360,11 @@ class TwilioVoiceChannel(ChannelAdapter):
             f"channel {self.name}: a call cannot be messaged proactively; "
             "send through twilio_sms (on_hangup: text_back) instead"
         )
+
+
+def whisper_key(session_id: str, step: str) -> str:
+    """The status key of one warm transfer's acceptance (no phone number in it)."""
+    return f"whisper:{hashlib.blake2b(session_id.encode(), digest_size=8).hexdigest()}:{step}"
 
 
 def _float(value: str) -> float | None:

@@ -96,6 +96,7 @@ class Outbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_seconds: float | None = None
     language: str | None = None
     voice: str | None = None
+    whisper: bool = False  # voice handoff: the person answering hears `_whisper` and presses 1 to accept
 
 
 class TranscriptEntry(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):

@@ -348,6 +348,7 @@ def _compile_state(
         return CompiledState(
             name, "handoff", state, routes, _texts(engine, state.say, state, "say", "handoff"), empty,
             target=compile_text(engine, state.handoff), end=state.end,
+            max_seconds=schema.parse_duration(state.timeout) if state.timeout else 0.0,
         )
     if isinstance(state, schema.RecordState):
         return CompiledState(

@@ -80,9 +80,11 @@ FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answer
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
 SILENT_KEY = "_silent"  # session.vars entry (voice): silences in a row at the current ask
 STUCK_KEY = "_stuck"  # session.vars entry (voice): answers in a row that moved the call nowhere
+WHISPER_KEY = "_whisper"  # session.vars entry (voice): the warm transfer's line for the person answering
 SCREENED_KEY = "_screened"  # session.vars entry (voice): the call's first answer was checked for a machine
 CALL_RECORDING_KEY = CALL_RECORDING  # session.vars entry (voice): the whole call's recording {url, duration}
-_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY, SCREENED_KEY)
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY, SCREENED_KEY,
+                WHISPER_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -533,7 +535,11 @@ class _Turn:
         s = self.session
         assert state.target is not None
         target = self._render(state.target, state.name)
-        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target))
+        whisper = s.channel in VOICE_CHANNELS and getattr(state.spec, "whisper", True)
+        if whisper:  # a warm transfer: the line the person answering hears
+            s.vars[WHISPER_KEY] = self._whisper_line()
+        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target,
+                            max_seconds=state.max_seconds or None, whisper=whisper))
         if s.channel in VOICE_CHANNELS:
             if "no_answer" in state.routes:
                 return None  # the call is being transferred: wait for the `dial` event
@@ -546,6 +552,14 @@ class _Turn:
                 text = self._staff_text()
             self._emit(Outbound(kind="notify", text=text, state=state.name, target=staff))
         return self._after_handoff(state)
+
+    def _whisper_line(self) -> str:
+        summary = self._summary()
+        settings = self.compiled.settings
+        who = summary.get("name") or self.compiled.summary.filters["phone"](self.session.contact) or "a caller"
+        about = summary.get("reason") or next(
+            (f["text"] for f in summary.get("fields") or () if f["text"] != summary.get("name")), None)
+        return voice_phrases.whisper(settings, str(who), str(about) if about else None)
 
     def _after_handoff(self, state: CompiledState) -> str | None:
         if state.end or "next" not in state.routes:

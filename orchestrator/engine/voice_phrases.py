@@ -70,6 +70,25 @@ MACHINE_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+WHISPER: dict[str, tuple[str, str, str]] = {  # (line, "about" part, how to accept)
+    "en": ("Call from {who}{about}.", " about {about}", "Press 1 to take the call."),
+    "es": ("Llamada de {who}{about}.", " sobre {about}", "Pulse 1 para atender la llamada."),
+}
+WHISPER_DECLINED: dict[str, str] = {
+    "en": "Not connected.",
+    "es": "No conectada.",
+}
+
+
+def whisper(settings: Any, who: str, about: str | None) -> str:
+    line, about_part, _ = WHISPER.get(_lang(settings)) or WHISPER["en"]
+    return line.format(who=who, about=about_part.format(about=about) if about else "")
+
+
+def whisper_accept(settings: Any) -> str:
+    return (WHISPER.get(_lang(settings)) or WHISPER["en"])[2]
+
+
 def sounds_like_machine(text: str, settings: Any) -> bool:
     """Whether a call's first answer is a voicemail greeting or a call-screening prompt."""
     heard = " ".join(text.lower().replace("\u2019", "'").split())

@@ -219,6 +219,9 @@ DESCRIPTIONS: dict[str, str] = {
     "HandoffState.handoff": "The staff number (a template): voice dials it; on SMS/WhatsApp staff are told "
                             "(settings.staff_notify, else this number).",
     "HandoffState.say": "Told to the contact first.",
+    "HandoffState.timeout": "Voice: how long the staff phone rings before on.no_answer (default 20s).",
+    "HandoffState.whisper": "Voice: the person answering hears who is calling and why and presses 1 to take the "
+                            "call (default true); false: connected as soon as answered.",
     "HandoffState.next": "The state after the handoff (voice with on.no_answer: after the transfer was answered).",
     "HandoffState.on": "Routes: no_answer (voice: nobody picked up the transfer), undelivered (messaging: the "
                        "message could not be delivered).",

@@ -196,6 +196,8 @@ class HandoffState(StateBase, tag="handoff", kw_only=True):
     next: str | None = None
     on: dict[str, str] = {}  # no_answer (voice <Dial> not answered) | undelivered -> state
     end: str | None = None
+    timeout: Duration | None = None  # voice: how long the staff phone rings (default 20s)
+    whisper: bool = True  # voice: the person answering hears who is calling and why, and presses 1 to accept
 
 
 class RecordState(StateBase, tag="record", kw_only=True):

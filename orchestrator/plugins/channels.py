@@ -65,7 +65,7 @@ class Address(msgspec.Struct, frozen=True, kw_only=True):
     contact: str
 
 
-InboundKind = Literal["event", "status", "opt_out", "opt_in", "help", "ignore", "continue"]
+InboundKind = Literal["event", "status", "opt_out", "opt_in", "help", "ignore", "continue", "whisper"]
 
 
 class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -76,6 +76,8 @@ class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     - opt_out / opt_in / help: STOP / START / HELP handling, before any turn
     - ignore: acknowledged, nothing to do (e.g. a reaction removed)
     - continue: voice, a `<Redirect>` after a filler: answer the turn `message_id` names
+    - whisper: voice warm transfer, the person answering (`status` None: what they hear; "accepted" /
+      "declined": their key press), `message_id` the transfer's key
     """
 
     kind: InboundKind = "event"
@@ -134,6 +136,7 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     # that waits for the answer of this provider id (`continuation_round`-th wait)
     continuation: str | None = None
     continuation_round: int = 0
+    whisper: str | None = None  # voice warm transfer: "ask" (say, then press 1) | "accepted" (connect)
 
 
 class ChannelAdapter(Plugin):

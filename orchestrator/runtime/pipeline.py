@@ -211,12 +211,16 @@ class Runtime:
         if inbound.kind == "continue":
             with correlation(inbound.message_id or None):
                 return await self.voice.resume(channel, inbound, sid)
+        if inbound.kind == "whisper":
+            return await self.voice.whisper(inbound, sid)
         if inbound.event is None:
             return TurnReply()
         with correlation(inbound.event.provider_id or None):
             req = TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
                               route_key=inbound.route_key, flow_id=inbound.flow_id)
             if inbound.event.channel == "voice" and inbound.event.kind != "hangup":
+                if inbound.event.kind == "dial" and inbound.message_id:  # a warm transfer: was it accepted?
+                    req.event = await self.voice.transfer_outcome(inbound.event, inbound.message_id)
                 return await self.voice.turn(req)  # a filler rather than dead air when slow
             return await self._turn(req)
 

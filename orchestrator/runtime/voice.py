@@ -19,11 +19,20 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.engine.voice_phrases import GAVE_UP, STILL, filler_text, phrase
+import msgspec
+
+from orchestrator.engine.voice_phrases import (
+    GAVE_UP,
+    STILL,
+    WHISPER_DECLINED,
+    filler_text,
+    phrase,
+    whisper_accept,
+)
 from orchestrator.errors import LockTimeout
 from orchestrator.flow.schema import parse_duration
 from orchestrator.logs import redact_phone
-from orchestrator.model import Event, Outbound
+from orchestrator.model import Event, Outbound, Session
 from orchestrator.plugins.channels import Inbound, ReplyContext
 from orchestrator.plugins.connectors import STEP_WATCH, StepWatch
 from orchestrator.runtime.replies import TurnReply
@@ -143,3 +152,39 @@ class VoiceWaits:
             event = Event(kind="empty", channel="voice", provider_id=f"{pid}:again")
         return await rt._turn(TurnRequest(channel=channel, address=inbound.address, session_id=sid, event=event,
                                           route_key=inbound.route_key))
+
+
+    # ---- warm transfer ------------------------------------------------------------------------
+
+    async def whisper(self, inbound: Inbound, sid: str) -> TurnReply:
+        """The person answering a transfer: what they hear (the `_whisper` line the handoff kept,
+        then "press 1"), and their key press (1: connect, recorded for the `dial` that follows;
+        anything else or nothing: not connected, the caller's `no_answer` route runs)."""
+        rt = self.runtime
+        key = inbound.message_id or ""
+        public = rt.settings.public_url or ""
+        step = key.rpartition(":")[2]
+        if inbound.status == "accepted":
+            await rt.store.record_status(key, "accepted")
+            return TurnReply(session_id=sid, context=ReplyContext(public_url=public, session_id=sid,
+                                                                  whisper="accepted"))
+        raw = await rt.store.load(sid)
+        session = msgspec.msgpack.decode(raw, type=Session) if raw else None
+        compiled = await rt._compiled_for(session) if session is not None else None
+        settings = compiled.settings if compiled is not None else None
+        ctx = ReplyContext(settings=settings, public_url=public, session_id=sid, step=step)
+        if inbound.status == "declined":
+            return TurnReply(messages=[Outbound(kind="say", text=phrase(WHISPER_DECLINED, settings)),
+                                       Outbound(kind="end")], session_id=sid, context=ctx)
+        line = str((session.vars.get("_whisper") if session is not None else None) or "A call for you.")
+        ctx.whisper = "ask"
+        return TurnReply(messages=[Outbound(kind="say", text=f"{line} {whisper_accept(settings)}")],
+                         session_id=sid, context=ctx)
+
+    async def transfer_outcome(self, event: Event, key: str) -> Event:
+        """A warm transfer's `dial`: connected counts only when the person answering pressed 1;
+        else it is `no-answer` (the whisper hung up on them, or nobody answered)."""
+        status = (event.text or "").lower()
+        if status in ("completed", "answered") and await self.runtime.store.get_status(key) is None:
+            return msgspec.structs.replace(event, text="no-answer")
+        return event
