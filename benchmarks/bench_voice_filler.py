@@ -1,10 +1,12 @@
 """No dead air on voice (#20): time to the first TwiML answer when the connector takes 5 s.
 
-    .venv/bin/python benchmarks/bench_voice_filler.py [--calls 200] [--concurrency 50] [--delay 5]
+    .venv/bin/python benchmarks/bench_voice_filler.py [--calls 200] [--rate 10] [--concurrency 50] [--delay 5]
 
 The product (create_app, the in-memory store, the default `voice_filler_after: 800ms`) under
-uvicorn on 127.0.0.1, a flow whose second turn calls `calendar.find` (a connector sleeping
-`--delay` s), and signed Twilio webhooks over real HTTP from the same process: each call opens
+uvicorn (uvloop, httptools) in a process of its own on 127.0.0.1, a flow whose second turn calls
+`calendar.find` (a connector sleeping `--delay` s), and signed Twilio webhooks over real HTTP
+from this process (httpx), arriving `--rate` per second (~60 calls in progress at once at 10/s),
+at most `--concurrency` at a time: each call opens
 (start), answers the question (timed: the first TwiML answer, a filler and a `<Redirect>`), then
 follows the redirect (timed: until the connector's answer is spoken). Prints p50/p99 of both and
 writes benchmarks/results/voice-filler-<git sha>.json. Goal: first answer p99 <= 1 s.
@@ -118,42 +120,54 @@ async def _call(http: httpx.AsyncClient, public: str, n: int) -> tuple[float, fl
     return first_s, time.perf_counter() - t0, filler
 
 
-async def run(calls: int, concurrency: int, delay: float) -> dict[str, Any]:
+async def serve(port: int, delay: float, flows_dir: str) -> None:
+    """The server process: the product with the slow connector, under uvicorn."""
     import uvicorn
 
     from orchestrator.runtime.pipeline import Runtime
     from orchestrator.settings import AppSettings
     from orchestrator.web.app import build_channels, create_app
 
+    settings = AppSettings(
+        flows_dir=flows_dir, public_url=f"http://127.0.0.1:{port}", default_flow="slow_calendar", reload_seconds=0,
+        retention_interval_seconds=0, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
+        twilio_from_number=CLINIC, redact_logs=True,
+    )
+    connectors = ConnectorRegistry()
+    connectors.register(SlowCalendar(delay), "calendar")
+    runtime = await Runtime.create(settings, connectors, build_channels(settings))
+    app = create_app(settings, runtime=runtime, start_background=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                           lifespan="on", loop="uvloop", http="httptools"))
+    await server.serve()
+
+
+async def run(calls: int, concurrency: int, delay: float, rate: float) -> dict[str, Any]:
     port = _free_port()
     public = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "slow_calendar.yaml").write_text(FLOW)
-        settings = AppSettings(
-            flows_dir=tmp, public_url=public, default_flow="slow_calendar", reload_seconds=0,
-            retention_interval_seconds=0, twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-            twilio_from_number=CLINIC, redact_logs=True,
-        )
-        connectors = ConnectorRegistry()
-        connectors.register(SlowCalendar(delay), "calendar")
-        runtime = await Runtime.create(settings, connectors, build_channels(settings))
-        app = create_app(settings, runtime=runtime, start_background=False)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               access_log=False, lifespan="on"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-        first: list[float] = []
-        whole: list[float] = []
-        fillers = 0
-        started = time.perf_counter()
+        # the server in its own process (as in production), the load from this one
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--delay", str(delay),
+                                  "--flows", tmp], stderr=subprocess.DEVNULL)
         try:
-            async with httpx.AsyncClient(base_url=public, limits=limits, timeout=30.0) as http:
+            async with httpx.AsyncClient(base_url=public, timeout=30.0, limits=httpx.Limits(
+                    max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)) as http:
+                for _ in range(300):
+                    try:
+                        await http.get("/health")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
+                first: list[float] = []
+                whole: list[float] = []
+                fillers = 0
+                started = time.perf_counter()
                 sem = asyncio.Semaphore(concurrency)
 
                 async def one(n: int) -> None:
                     nonlocal fillers
+                    await asyncio.sleep(n / rate)  # calls arrive at `rate` per second, not in lockstep
                     async with sem:
                         f, w, filler = await _call(http, public, n)
                     first.append(f)
@@ -161,13 +175,13 @@ async def run(calls: int, concurrency: int, delay: float) -> dict[str, Any]:
                     fillers += filler
 
                 await asyncio.gather(*(one(n) for n in range(calls)))
+                elapsed = time.perf_counter() - started
         finally:
-            server.should_exit = True
-            await serving
-            await runtime.close()
-        elapsed = time.perf_counter() - started
+            child.terminate()  # the one process this script started, by its pid
+            child.wait(timeout=10)
     return {
-        "calls": calls, "concurrency": concurrency, "connector_seconds": delay, "filler_after_ms": 800,
+        "calls": calls, "concurrency": concurrency, "rate_per_s": rate, "connector_seconds": delay,
+        "filler_after_ms": 800,
         "fillers": fillers, "seconds": round(elapsed, 2),
         "first_answer_ms": {"p50": round(statistics.median(first) * 1000, 1),
                             "p99": round(_pct(first, 0.99) * 1000, 1), "max": round(max(first) * 1000, 1)},
@@ -181,12 +195,18 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--delay", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=10.0, help="calls arriving per second")
+    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)  # the server process
+    parser.add_argument("--flows", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = asyncio.run(run(args.calls, args.concurrency, args.delay))
+    if args.serve:
+        asyncio.run(serve(args.serve, args.delay, args.flows))
+        return 0
+    result = asyncio.run(run(args.calls, args.concurrency, args.delay, args.rate))
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          cwd=ROOT).stdout.strip() or "unknown"
-    print(f"voice filler benchmark @ {sha}: {result['calls']} calls, {result['concurrency']} at a time, "
-          f"connector {result['connector_seconds']:g} s")
+    print(f"voice filler benchmark @ {sha}: {result['calls']} calls arriving {result['rate_per_s']:g}/s, at most "
+          f"{result['concurrency']} at a time, connector {result['connector_seconds']:g} s")
     f, w = result["first_answer_ms"], result["connector_answer_ms"]
     print(f"  first TwiML answer (filler)   p50 {f['p50']:7.1f} ms   p99 {f['p99']:7.1f} ms   max {f['max']:.1f} ms"
           f"   goal p99 <= 1000 ms: {'met' if f['p99'] <= 1000 else 'NOT met'}")

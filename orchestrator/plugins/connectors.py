@@ -108,17 +108,17 @@ class StepWatch:
     filler). The runtime sets one in `STEP_WATCH` before it starts the turn's task; the
     turn's copy of the context shares the object."""
 
-    __slots__ = ("action", "ready", "settings")
+    __slots__ = ("action", "on_begun", "settings")
 
-    def __init__(self) -> None:
+    def __init__(self, on_begun: Callable[[Any], None] | None = None) -> None:
         self.action: str | None = None  # the connector action running now ("calendar.find_slots")
         self.settings: Any = None  # the conversation's flow settings, once known
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # lock held, flow known
+        self.on_begun = on_begun  # called once the turn holds its lock and knows its flow
 
     def begun(self, settings: Any) -> None:
         self.settings = settings
-        if not self.ready.done():
-            self.ready.set_result(None)
+        if self.on_begun is not None:
+            self.on_begun(settings)
 
 
 STEP_WATCH: contextvars.ContextVar[StepWatch | None] = contextvars.ContextVar("step_watch", default=None)

@@ -61,27 +61,46 @@ class VoiceWaits:
         self._pending: dict[str, tuple[asyncio.Task[TurnReply], StepWatch]] = {}
 
     async def turn(self, req: TurnRequest) -> TurnReply:
-        """Run a voice turn; its answer, or a filler with a continuation when it is slow."""
+        """Run a voice turn; its answer, or a filler with a continuation when it is slow.
+
+        One task, one future and (once the turn holds its lock) one timer: a fast turn pays
+        little more than the task (measured in benchmarks/README.md)."""
         rt = self.runtime
         pid = req.event.provider_id
         if not pid:
             return await rt._turn(req)
-        watch = StepWatch()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()  # True: say a filler now
+        arrived = time.perf_counter()
+        timer: list[asyncio.TimerHandle] = []
+
+        def slow() -> None:
+            if not answer.done():
+                answer.set_result(True)
+
+        def begun(settings: Any) -> None:
+            # until the lock is held this is an ordinary turn: a lock wait ends in a 503 the
+            # provider retries, never in a filler for a turn that did not start
+            after = _after(getattr(settings, "voice_filler_after", "800ms")) - (time.perf_counter() - arrived)
+            timer.append(loop.call_later(max(0.0, after), slow))
+
+        def done(_: asyncio.Task[TurnReply]) -> None:
+            if not answer.done():
+                answer.set_result(False)
+
+        watch = StepWatch(begun)
         token = STEP_WATCH.set(watch)
         try:
-            task = asyncio.ensure_future(rt._turn(req))  # the task's context shares `watch`
+            task = loop.create_task(rt._turn(req))  # the task's context shares `watch`
         finally:
             STEP_WATCH.reset(token)
-        arrived = time.perf_counter()
-        # until the lock is held (or the turn answered) this is an ordinary turn: a lock wait
-        # ends in a 503 the provider retries, never in a filler for a turn that did not start
-        await asyncio.wait((task, watch.ready), return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            remaining = _after(getattr(watch.settings, "voice_filler_after", "800ms")) \
-                - (time.perf_counter() - arrived)
-            if remaining > 0:
-                await asyncio.wait((task,), timeout=remaining)
-        if task.done():
+        task.add_done_callback(done)
+        try:
+            filler = await answer
+        finally:
+            if timer:
+                timer[0].cancel()
+        if not filler:
             return task.result()
         key = f"{req.session_id}|{pid}"
         self._pending[key] = (task, watch)
