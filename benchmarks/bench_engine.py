@@ -1,4 +1,6 @@
-"""Engine-only benchmark: turns per second on dental_booking, and compiling a 1,000-state flow.
+"""Engine-only benchmark: turns per second on dental_booking, and compiling a 1,000-state flow;
+the same booking in English and in Spanish on the bilingual salon (SPEC §9: a Spanish turn
+within 20% of an English one).
 
     .venv/bin/python benchmarks/bench_engine.py [--conversations 300]
 
@@ -32,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WALK = [("start", None), ("text", "1"), ("text", "Alex Morgan"), ("text", "cleaning"),
         ("text", "tomorrow at 10am"), ("text", "1")]
 NOW = 1795626000.0  # Wed 25 Nov 2026 12:00 New York
+SALON_EN = [("start", None), ("text", "haircut"), ("text", "Ann Lee"), ("text", "tomorrow at 11am"), ("text", "1")]
+SALON_ES = [("start", None), ("text", "corte"), ("text", "María García"), ("text", "mañana a las 11"), ("text", "1")]
 
 
 class _FindArgs(msgspec.Struct, kw_only=True):
@@ -64,17 +68,18 @@ class MemoryCalendar:
         return ConnectorResult(outcome="ok", value={**args.slot, "id": f"b{self.booked}", "calendar": "memory"})
 
 
-async def engine_turns(conversations: int) -> dict[str, Any]:
+async def engine_turns(conversations: int, flow: str = "dental_booking", walk: list[Any] = WALK,
+                       country: str = "1555") -> dict[str, Any]:
     registry = ConnectorRegistry()
     registry.register(MemoryCalendar())
-    engine = Engine(compile_flow(load_flow(ROOT / "flows" / "dental_booking.yaml")), registry)
+    engine = Engine(compile_flow(load_flow(ROOT / "flows" / f"{flow}.yaml")), registry)
     samples: list[float] = []
-    per_step: list[list[float]] = [[] for _ in WALK]
+    per_step: list[list[float]] = [[] for _ in walk]
     for warm in (True, False):
         for i in range(5 if warm else conversations):
-            session = engine.new_session(f"b:+1555{i:07d}", business="b", contact=f"+1555{i:07d}",
+            session = engine.new_session(f"b:+{country}{i:07d}", business="b", contact=f"+{country}{i:07d}",
                                          channel="sms", now=NOW)
-            for step, (kind, text) in enumerate(WALK):
+            for step, (kind, text) in enumerate(walk):
                 event = Event(kind=kind, channel="sms", text=text)  # type: ignore[arg-type]
                 started = time.perf_counter()
                 result = await engine.turn(session, event, NOW + step)
@@ -92,7 +97,7 @@ async def engine_turns(conversations: int) -> dict[str, Any]:
         "median_us": round(statistics.median(samples), 1),
         "p99_us": round(samples[int(len(samples) * 0.99) - 1], 1),
         "median_us_per_step": {f"{i + 1}.{t or k}": round(statistics.median(v), 1)
-                               for i, ((k, t), v) in enumerate(zip(WALK, per_step, strict=True))},
+                               for i, ((k, t), v) in enumerate(zip(walk, per_step, strict=True))},
     }
 
 
@@ -136,6 +141,9 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=1000)
     args = parser.parse_args()
     turns = asyncio.run(engine_turns(args.conversations))
+    english = asyncio.run(engine_turns(args.conversations, "salon_bilingual", SALON_EN, "1555"))
+    spanish = asyncio.run(engine_turns(args.conversations, "salon_bilingual", SALON_ES, "3460"))
+    ratio = spanish["median_us"] / english["median_us"]
     big = compile_big(args.states)
     sha = git_sha()
     rows = [
@@ -145,6 +153,8 @@ def main() -> None:
         (f"compile {big['states']}-state flow (s)", f"{big['compile_s']}", "target < 1"),
         (f"load (YAML) {big['states']}-state flow (s)", f"{big['load_s']}", ""),
         ("compile peak memory (MB, tracemalloc)", f"{big['peak_mb']}", ""),
+        ("salon_bilingual median µs, English turn", f"{english['median_us']}", ""),
+        ("salon_bilingual median µs, Spanish turn", f"{spanish['median_us']}", f"x{ratio:.2f} (target < 1.2)"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"engine benchmark @ {sha} ({turns['turns']} turns, Python {platform.python_version()})")
@@ -154,9 +164,13 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / f"engine-{sha}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"git_sha": sha, "at": time.time(), "python": platform.python_version(),
-                               "engine": turns, "compile": big}, indent=2) + "\n")
+                               "engine": turns, "compile": big,
+                               "languages": {"en": english, "es": spanish, "es_over_en": round(ratio, 3)}},
+                              indent=2) + "\n")
     print(f"  written: {out.relative_to(ROOT)}")
-    ok = turns["median_us"] < 200 and big["compile_s"] < 1
+    print("  salon by step, en: " + ", ".join(f"{k} {v}" for k, v in english["median_us_per_step"].items()))
+    print("  salon by step, es: " + ", ".join(f"{k} {v}" for k, v in spanish["median_us_per_step"].items()))
+    ok = turns["median_us"] < 200 and big["compile_s"] < 1 and ratio < 1.2
     print("  targets: " + ("met" if ok else "MISSED"))
 
 

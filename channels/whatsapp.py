@@ -27,7 +27,7 @@ import msgspec
 
 from orchestrator import metrics
 from orchestrator.engine.keywords import keyword_kind
-from orchestrator.engine.render import present, shorten
+from orchestrator.engine.render import present, shorten, words_of
 from orchestrator.errors import BadRequest, ConfigError, SendError, SignatureError
 from orchestrator.model import Event, Location, Media, Outbound
 from orchestrator.plugins.base import PluginSettings, Secret
@@ -50,7 +50,6 @@ GRAPH_BASE = "https://graph.facebook.com"
 GRAPH_VERSION = "v26.0"  # each Graph version lives >= 2 years; heyoo's v14/v15 are long gone
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 BODY_LIMIT = 1024  # interactive body
-LIST_BUTTON = "Choose"
 
 
 class WhatsAppSettings(PluginSettings):
@@ -238,7 +237,9 @@ class WhatsAppChannel(ChannelAdapter):
         recipient = to.contact.lstrip("+")
         calls: list[GraphCall] = []
         if not ctx.within_window:
-            template = getattr(ctx.settings, "whatsapp_template", None)
+            # a `message.send` may name its own template; else the flow's proactive one
+            template = next((m.template for m in messages if m.template), None) or getattr(
+                ctx.settings, "whatsapp_template", None)
             if not template:
                 raise SendError(
                     f"{self.name}: {_mask(recipient)} is outside the 24 h window and the flow sets no "
@@ -263,6 +264,7 @@ class WhatsAppChannel(ChannelAdapter):
                 }
                 calls.append(wa.send_reply_button(interactive, recipient))
             elif shown.mode == "list":
+                words = words_of(message)  # the list's button and heading in the message's language
                 rows = []
                 for c in shown.choices:
                     row = {"id": c.id[:200], "title": c.label}
@@ -272,7 +274,8 @@ class WhatsAppChannel(ChannelAdapter):
                 interactive = {
                     "type": "list",
                     "body": {"text": _body(shown.text)},
-                    "action": {"button": LIST_BUTTON, "sections": [{"title": shorten("Options", 24), "rows": rows}]},
+                    "action": {"button": shorten(words["list_button"], 20),
+                               "sections": [{"title": shorten(words["list_section"], 24), "rows": rows}]},
                 }
                 calls.append(wa.send_reply_button(interactive, recipient))
             else:

@@ -89,6 +89,9 @@ def bad_args(exc: Exception) -> ConnectorResult:
     return ConnectorResult(outcome="error", detail=str(exc))
 
 
+AGENDA_LIMIT = 200  # bookings one agenda call lists at most
+
+
 def booking_value(
     booking_id: str, start: datetime, end: datetime, tz: ZoneInfo, calendar: str, title: str
 ) -> dict[str, Any]:
@@ -148,6 +151,12 @@ class CalendarConnector(Connector):
         }
 
     # -- storage hooks (one backend each) ---------------------------------------------------
+    async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
+        """Every booking starting within `window` (UTC), calendar-wide, soonest first, for the
+        owner's console: booking values (`booking_value`) with `name`, `phone`, `reason` and
+        `session_id` where this product made them (events made elsewhere: their title only)."""
+        raise NotImplementedError
+
     async def busy_in(self, window: Interval) -> list[Interval]:
         """The busy spans overlapping `window` (UTC)."""
         raise NotImplementedError

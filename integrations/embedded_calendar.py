@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from orchestrator.errors import ConnectorError
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, ConnectorResult, ErasureContext
 
-from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking
+from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking
 from .slots import Interval, SlotRules
 from .sqlite_file import SqliteFile
 
@@ -185,6 +185,23 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         except sqlite3.IntegrityError:
             return ConnectorResult(outcome="conflict", detail="the new slot is taken")
         return ConnectorResult(outcome="ok", value=self._value(updated))
+
+    async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
+        rows = await self._thread("agenda", self._agenda_sync, int(window[0].timestamp()),
+                                  int(window[1].timestamp()), limit)
+        return [{**self._value(r), "name": r["name"], "phone": r["phone"], "reason": r["reason"],
+                 "session_id": r["session_id"]} for r in rows]
+
+    def _agenda_sync(self, since: int, until: int, limit: int) -> list[sqlite3.Row]:
+        conn = self._connect()
+        try:
+            return conn.execute(
+                "SELECT * FROM bookings WHERE calendar = ? AND status = 'confirmed' AND start_ts >= ? AND start_ts < ?"
+                " ORDER BY start_ts LIMIT ?",
+                (self.calendar_id, since, until, limit),
+            ).fetchall()
+        finally:
+            conn.close()
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         rows = await self._thread("list_bookings", self._list_sync, phone, int(ctx.now))

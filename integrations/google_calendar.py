@@ -36,7 +36,7 @@ from orchestrator.errors import ConfigError, ConnectorError
 from orchestrator.plugins.base import PluginSettings, env, read_settings
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 
-from .calendar_base import BookArgs, CalendarConnector, booking_value, no_booking, now_of
+from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking, now_of
 from .slots import Interval, SlotRules
 
 log = logging.getLogger("integrations.google_calendar")
@@ -365,6 +365,25 @@ class GoogleCalendar(CalendarConnector):
             return result
 
         return await self._run("reschedule", run)
+
+    async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            result = self._execute(
+                "events.list",
+                lambda api: api.events().list(
+                    calendarId=self.calendar_id, timeMin=_rfc3339(window[0]), timeMax=_rfc3339(window[1]),
+                    singleEvents=True, orderBy="startTime", maxResults=min(limit, 250),
+                ),
+            )
+            return [e for e in result.get("items", []) if e.get("status") != "cancelled"
+                    and "dateTime" in (e.get("start") or {})]  # all-day events are not bookings
+
+        out = []
+        for event in await self._run("agenda", run):
+            private = (event.get("extendedProperties") or {}).get("private") or {}
+            out.append({**self._value(event), "name": private.get("name"), "phone": private.get("phone"),
+                        "reason": private.get("reason"), "session_id": private.get("session")})
+        return out
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:

@@ -70,7 +70,7 @@ class OutChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
     description: str | None = None
 
 
-OutboundKind = Literal["say", "ask", "handoff", "record", "end", "notify"]
+OutboundKind = Literal["say", "ask", "handoff", "record", "end", "notify", "send"]
 
 
 class Outbound(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -82,6 +82,8 @@ class Outbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     - record: text prompt, then a voicemail recording of at most max_seconds
     - end: the conversation is over (voice hangs up); outcome label
     - notify: a message to staff (target), not to the contact
+    - send: a message (`call: message.send`) to the contact, or to `target`, on the text
+      channel `via` (sms | whatsapp), through the outbox; `template` outside WhatsApp's 24 h
     """
 
     kind: OutboundKind
@@ -97,6 +99,8 @@ class Outbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     language: str | None = None
     voice: str | None = None
     whisper: bool = False  # voice handoff: the person answering hears `_whisper` and presses 1 to accept
+    via: str | None = None  # send: the channel idiom it goes out on
+    template: str | None = None  # send: the WhatsApp template outside the 24 h window
 
 
 class TranscriptEntry(msgspec.Struct, kw_only=True, omit_defaults=True, array_like=True):
@@ -135,6 +139,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_inbound_at: float = 0.0  # WhatsApp 24 h customer-service window
     turns: int = 0  # inbound events applied
     version: int = 0  # bumped on every save (fencing / compare-and-set)
+    language: str | None = None  # SPEC §9: the contact's language (a declared one); None: the flow's default
     path: list[str] = []  # states visited, each once, in order of first visit (funnel / drop-off analytics)
     fmt: int = 1  # stored format (store.FORMATS): stays 1 by default, a newer format sets it
 
@@ -148,6 +153,17 @@ class Timer(msgspec.Struct, kw_only=True, omit_defaults=True):
     turns: int
 
 
+class ReminderDue(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An appointment reminder a booking of this turn scheduled: at `due`, start `flow` with
+    the contact, unless booking `booking_id` no longer starts at `start` (cancelled, moved)."""
+
+    due: float
+    flow: str
+    booking_id: str
+    start: str  # the booking's ISO start, as the connector gave it
+    channel: str = "sms"  # the text channel it goes out on
+
+
 class TurnResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What one engine turn produced: the new session, what to say, what to record."""
 
@@ -157,3 +173,4 @@ class TurnResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     timer: Timer | None = None  # the no-reply timer to (re)arm; None clears it
     ended: bool = False
     summary: dict[str, Any] | None = None  # at the end: name, reason, wanted, outcome, booking
+    reminders: list[ReminderDue] = []  # appointment reminders of the bookings made in this turn

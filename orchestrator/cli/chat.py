@@ -38,14 +38,14 @@ from typing import Any, TextIO
 
 from orchestrator.engine.compiler import CompiledFlow, compile_flow
 from orchestrator.engine.keywords import keyword_kind
-from orchestrator.engine.render import present
+from orchestrator.engine.render import present, words_of
 from orchestrator.engine.turn import Engine
 from orchestrator.errors import OrchestratorError
+from orchestrator.flow import schema
 from orchestrator.model import Event, Outbound
 from orchestrator.plugins.channels import Capabilities
 from orchestrator.plugins.connectors import ConnectorRegistry, default_connectors
 from orchestrator.runtime.notify import NOTIFY_OUTCOMES, contact_messages, staff_messages
-from orchestrator.runtime.pipeline import HELP_TEXT, OPT_IN_TEXT, OPT_OUT_TEXT
 
 VOICE = Capabilities(idiom="voice", speech=True, dtmf=True)
 SMS = Capabilities(idiom="sms", segment_budget=3, max_text_len=1600)
@@ -77,7 +77,7 @@ def show(message: Outbound, caps: Capabilities) -> list[str]:
         return [shown.text, " ".join(f"[{c.label}]" for c in shown.choices)]
     if shown.mode == "list":
         rows = [f"  - {c.label}" + (f" ({c.description})" if c.description else "") for c in shown.choices]
-        return [shown.text, "[Choose]", *rows]
+        return [shown.text, f"[{words_of(message)['list_button']}]", *rows]
     return shown.text.split("\n")
 
 
@@ -136,7 +136,11 @@ def local_timestamp(when: datetime, timezone: tzinfo) -> float:
 def help_answer(compiled: CompiledFlow, env: Mapping[str, str]) -> str:
     """The HELP answer the server gives: the flow's settings.help_text, else
     ORCHESTRATOR_HELP_TEXT, else the runtime's default naming the business."""
-    return compiled.settings.help_text or env.get(HELP_TEXT_ENV) or HELP_TEXT.format(business=compiled.title)
+    if compiled.settings.help_text:
+        return schema.plain(compiled.settings.help_text)
+    words = compiled.words
+    own = env.get(HELP_TEXT_ENV) if words.language == "en" else None
+    return own or words.say("help", business=compiled.title)
 
 
 @dataclass
@@ -145,6 +149,7 @@ class Reply:
 
     lines: list[str] = field(default_factory=list)  # what the contact sees (or hears)
     staff: list[Outbound] = field(default_factory=list)  # what staff get (notify.staff_messages)
+    sent: list[str] = field(default_factory=list)  # what `message.send` queued: "<channel>: <text>"
     untold: str | None = None  # an outcome staff act on, with no settings.staff_notify to tell
     ended: bool = False
     keyword: str | None = None  # opt_out | opt_in | help: a carrier keyword, answered before any turn
@@ -176,14 +181,15 @@ class Conversation:
         """One typed line: a carrier keyword on a text channel, else the provider's event."""
         self.last_summary = None
         keyword = keyword_kind(line) if self.caps.idiom != "voice" else None
+        spoken = self.compiled.variant(self.session.language)  # the contact's language, as the server answers
         if keyword == "opt_out":
             self.opted_out = True
-            return Reply(lines=[OPT_OUT_TEXT], keyword=keyword)
+            return Reply(lines=[spoken.words["opt_out"]], keyword=keyword)
         if keyword == "opt_in":
             self.opted_out = False
-            return Reply(lines=[OPT_IN_TEXT], keyword=keyword)
+            return Reply(lines=[spoken.words["opt_in"]], keyword=keyword)
         if keyword == "help":
-            return Reply(lines=[help_answer(self.compiled, self.env)], keyword=keyword)
+            return Reply(lines=[help_answer(spoken, self.env)], keyword=keyword)
         if self.opted_out:  # the server runs no turn for a contact who said STOP
             return Reply()
         return await self.send(event_for(line, self.channel, self.ask))
@@ -196,6 +202,8 @@ class Conversation:
         if self.session.channel != self.channel and self.session.channel in CAPABILITIES:  # text-back
             self.channel, self.caps = self.session.channel, CAPABILITIES[self.session.channel]
         reply = Reply(ended=result.ended, staff=staff_messages(self.compiled, result))
+        reply.sent = [f"{m.via}: {m.text}" + (f" (to {m.target})" if m.target else "")
+                      for m in result.messages if m.kind == "send"]
         for message in contact_messages(result.messages):
             if message.kind == "ask":
                 self.ask = message
@@ -225,6 +233,8 @@ async def run_chat(
             stdout.write(f"bot> {line}\n")
         for message in reply.staff:
             stdout.write(f"bot> (to staff {message.target}: {message.text})\n")
+        for sent in reply.sent:
+            stdout.write(f"bot> (sent by {sent})\n")
         if reply.untold:
             stdout.write(f"[staff not told of {reply.untold}: set settings.staff_notify]\n")
         stdout.flush()

@@ -20,6 +20,7 @@ them (numbered menus on SMS, buttons on WhatsApp) and the staff messages
 (notify.staff_messages). Keys: `says` (a case-insensitive substring, or a list of them),
 `says_re` (a regular expression, case-insensitive, `^`/`$` at line ends), `not_says`,
 `not_says_re`, `notifies` (a substring of a staff message, a list, or `false` for none),
+`sends` (a substring of what a `message.send` queued, shown as "sms: <text>", a list, or `false`),
 `state`, `vars` (a subset; values compared as text when the expectation is text),
 `outcome`, `ended`, `booking: true|false`, `opted_out: true|false`.
 
@@ -56,7 +57,7 @@ from orchestrator.plugins.connectors import ConnectorRegistry
 TOP_KEYS = ("flow", "channel", "now", "contact", "vars", "tests")
 TEST_KEYS = ("name", "channel", "now", "contact", "vars", "turns")
 TURN_KEYS = ("user", "expect", "event")
-EXPECT_KEYS = ("says", "says_re", "not_says", "not_says_re", "notifies", "state", "vars", "outcome", "ended",
+EXPECT_KEYS = ("says", "says_re", "not_says", "not_says_re", "notifies", "sends", "state", "vars", "outcome", "ended",
                "booking", "opted_out")
 # event name -> what the provider sends: a dial status for a transfer's end, else the kind itself
 EVENTS: dict[str, Event] = {
@@ -306,6 +307,8 @@ class _Runner:
                     out.append(Failure(where, f'the bot said "{pattern}", which it must not', diff))
         if "notifies" in expect:
             out += self._notifies(where, expect["notifies"], staff, talk)
+        if "sends" in expect:
+            out += self._sends(where, expect["sends"], reply.sent)
         if "state" in expect and session.state != str(expect["state"]):
             out.append(Failure(where, f"state is {session.state!r}, expected {expect['state']!r}",
                                [f"  path: {' -> '.join(session.path)}", *(f"  bot> {line}" for line in lines)]))
@@ -337,6 +340,19 @@ class _Runner:
                         list(difflib.unified_diff([pattern], staff, "expected (notifies)", "actual staff messages",
                                                   lineterm="")))
                 for pattern in _as_list(expected) if not _contains(pattern, staff)]
+
+
+    @staticmethod
+    def _sends(where: str, expected: Any, sent: list[str]) -> list[Failure]:
+        if expected is False or expected == []:
+            return [Failure(where, "a message was sent, which must not be", [f"  sent> {t}" for t in sent])] \
+                if sent else []
+        if not sent:
+            return [Failure(where, "no message was sent (message.send)")]
+        return [Failure(where, f'no sent message says "{pattern}"',
+                        list(difflib.unified_diff([pattern], sent, "expected (sends)", "actual sent messages",
+                                                  lineterm="")))
+                for pattern in _as_list(expected) if not _contains(pattern, sent)]
 
 
 def _regex_hit(pattern: str, lines: list[str]) -> bool:

@@ -26,13 +26,22 @@ from zoneinfo import ZoneInfo
 import msgspec
 from transitions import Machine, MachineError
 
+from orchestrator.engine import sending
 from orchestrator.engine.hours import OpeningHours
 from orchestrator.engine.inputs import ChoiceMatcher, IntentMatcher, choice_matcher
 from orchestrator.engine.summary import SummaryPlan
 from orchestrator.engine.summary import plan as summary_plan
 from orchestrator.errors import Diagnostic, FlowError, FlowRuntimeError
-from orchestrator.flow import patterns, schema
-from orchestrator.flow.templates import CompiledArgs, Expression, Template, TemplateEngine, flow_choice_labels
+from orchestrator.flow import localize, patterns, schema
+from orchestrator.flow.templates import (
+    CompiledArgs,
+    Expression,
+    Formats,
+    Template,
+    TemplateEngine,
+    flow_choice_labels,
+)
+from orchestrator.languages.messages import Catalogue, catalogue
 from orchestrator.model import OutChoice
 from orchestrator.plugins.connectors import ConnectorRegistry
 
@@ -131,6 +140,31 @@ class CompiledFlow:
     answer_matcher: IntentMatcher | None = None  # the answers' phrases (negation-aware, like intents)
     filename: str = "<flow>"
     machine_message: Prompt | None = None  # voice: said to a voicemail (settings.on_machine: leave_message)
+    # SPEC §9: the language these texts are in (a key of settings.languages, else the tag),
+    # the engine's own words in it, and the flow compiled in each other declared language
+    language: str = "en-US"
+    words: Catalogue = field(default_factory=catalogue)
+    voice: str | None = None  # set on each message when it differs from the flow default's voice
+    variants: dict[str, CompiledFlow] = field(default_factory=dict)
+    by_country: tuple[tuple[str, str], ...] = ()  # settings.language_by_country, longest prefix first
+    english_formats: Formats | None = None  # a language other than English: how connectors label slots
+
+
+    def variant(self, language: str | None) -> CompiledFlow:
+        """This revision in `language` (a declared language), else in its default."""
+        if language is None or not self.variants:
+            return self
+        return self.variants.get(language, self)
+
+    def language_of(self, contact: str) -> str | None:
+        """The declared language of a contact's number by its country code (`+34...` -> es)."""
+        if not self.by_country or not contact.startswith("+"):
+            return None
+        digits = contact[1:]
+        for prefix, language in self.by_country:
+            if digits.startswith(prefix):
+                return language
+        return None
 
     @property
     def id(self) -> str:
@@ -230,7 +264,7 @@ def compile_text(engine: TemplateEngine, source: str) -> Template | Substitution
 
 
 def _texts(
-    engine: TemplateEngine, default: str | None, state: schema.State, attr: str, fallback: str | None = None
+    engine: TemplateEngine, default: schema.Text | None, state: schema.State, attr: str, fallback: str | None = None
 ) -> Texts:
     by_channel: dict[str, Prompt] = {}
     for channel in CHANNEL_KEYS:
@@ -241,8 +275,8 @@ def _texts(
         if src is None and fallback is not None:
             src = getattr(override, fallback, None)
         if src is not None:
-            by_channel[channel] = compile_text(engine, src)
-    return Texts(compile_text(engine, default) if default is not None else None, by_channel)
+            by_channel[channel] = compile_text(engine, schema.plain(src))
+    return Texts(compile_text(engine, schema.plain(default)) if default is not None else None, by_channel)
 
 
 def static_choices(state: schema.AskState) -> list[OutChoice]:
@@ -250,10 +284,10 @@ def static_choices(state: schema.AskState) -> list[OutChoice]:
     return [
         OutChoice(
             id=cid,
-            label=choice.label or cid.replace("_", " "),
+            label=schema.plain(choice.label or cid.replace("_", " ")),
             dtmf=choice.dtmf,
-            match=list(choice.match),
-            description=choice.description,
+            match=schema.plain_words(choice.match),
+            description=schema.plain(choice.description) if choice.description else None,
         )
         for cid, choice in (state.choices or {}).items()
     ]
@@ -355,7 +389,7 @@ def _compile_state(
             name, "record", state, routes, _texts(engine, state.record, state, "record"), empty,
             max_seconds=schema.parse_duration(state.max_length), save=state.save, end=state.end, waits=True,
             notice=None if not state.notice else compile_text(
-                engine, state.notice if isinstance(state.notice, str) else flow.settings.consent_notice),
+                engine, state.notice if isinstance(state.notice, str) else schema.plain(flow.settings.consent_notice)),
         )
     assert isinstance(state, schema.EndState)
     return CompiledState(name, "end", state, routes, _texts(engine, state.say, state, "say"), empty, end=state.end)
@@ -370,6 +404,7 @@ def _check_connectors(flow: schema.Flow, connectors: ConnectorRegistry, where: s
         )
         for name, state in flow.states.items()
         if isinstance(state, schema.CallState) and not connectors.has_action(state.call)
+        and not sending.is_send(state.call)
     ]
     if problems:
         raise FlowError(problems)
@@ -405,10 +440,38 @@ def compile_flow(
     revision = revision or _revision_of(flow)
     if connectors is not None:
         _check_connectors(flow, connectors, where)
+    if not flow.settings.languages:
+        return _compile_language(flow, revision, where, None, None)
+    languages = localize.declared(flow.settings)
+    base = _compile_language(localize.localize(flow, languages[0]), revision, where, languages[0], None)
+    base.variants = {languages[0]: base}
+    for language in languages[1:]:
+        base.variants[language] = _compile_language(
+            localize.localize(flow, language), revision, where, language, base)
+    base.summary.slot_labels = [v.templates.formats.datetime for v in base.variants.values() if v is not base]
+    base.by_country = tuple(sorted(
+        ((code.lstrip("+"), language) for code, language in flow.settings.language_by_country.items()),
+        key=lambda item: -len(item[0])))
+    return base
+
+
+def _compile_language(
+    flow: schema.Flow, revision: str, where: str, language: str | None, base: CompiledFlow | None
+) -> CompiledFlow:
+    """One language's compilation (`flow` already localized); a variant shares `base`'s machine."""
     settings = flow.settings
-    engine = TemplateEngine(settings.timezone, settings.language, flow_choice_labels(flow))
+    tag = settings.language if language is None else localize.tag_of(
+        language, settings, localize.region(catalogue(language).tag))
+    words = catalogue(tag)
+    voice = schema.plain(settings.voice) if settings.voice else words.voice
+    # the schema's defaults are the English catalogue's words: another language says its own
+    said = {key: words[key] for key in ("reminder", "consent_notice")
+            if words.language != "en" and getattr(settings, key) == catalogue()[key]}
+    settings = msgspec.structs.replace(settings, language=tag, voice=voice, **said)
+    engine = TemplateEngine(settings.timezone, tag, flow_choice_labels(flow), words.formats)
     states = {name: _compile_state(name, st, flow, engine, where) for name, st in flow.states.items()}
-    machine = build_machine(flow, {name: cs.routes for name, cs in states.items()})
+    machine = base.machine if base is not None else build_machine(
+        flow, {name: cs.routes for name, cs in states.items()})
     texts = msgspec.json.encode([flow.states, flow.settings, flow.answers])  # only to see whether hours are asked
     timezone = ZoneInfo(settings.timezone)
     return CompiledFlow(
@@ -416,15 +479,18 @@ def compile_flow(
         templates=engine, timezone=timezone, title=flow.title or flow.flow,
         no_reply_seconds=schema.parse_duration(settings.no_reply_timeout) if settings.no_reply_timeout else None,
         intents=dict(flow.intents), intent_matcher=IntentMatcher(flow.intents) if flow.intents else None,
-        summary_vars=_summary_vars(flow), summary=summary_plan(flow, states, engine),
-        reminder=compile_text(engine, settings.reminder),
-        consent_notice=compile_text(engine, settings.consent_notice),
+        summary_vars=_summary_vars(flow), summary=summary_plan(flow, states, engine, words),
+        reminder=compile_text(engine, schema.plain(settings.reminder)),
+        consent_notice=compile_text(engine, schema.plain(settings.consent_notice)),
         hours=OpeningHours.from_settings(settings, timezone),
         uses_hours=b"open_now" in texts or b"next_open" in texts,
-        answers={name: compile_text(engine, a.say) for name, a in flow.answers.items()},
-        answer_matcher=IntentMatcher({name: schema.Intent(goto=name, match=a.match)
+        answers={name: compile_text(engine, schema.plain(a.say)) for name, a in flow.answers.items()},
+        answer_matcher=IntentMatcher({name: schema.Intent(goto=name, match=schema.plain_words(a.match))
                                       for name, a in flow.answers.items()}) if flow.answers else None,
-        filename=where, machine_message=compile_text(engine, settings.machine_message),
+        filename=where, language=language or tag, words=words,
+        english_formats=Formats(settings.timezone, "en-US") if words.language != "en" else None,
+        voice=voice if base is not None and voice != base.settings.voice else None,
+        machine_message=compile_text(engine, settings.machine_message),
     )
 
 

@@ -16,6 +16,10 @@ or several different ones (ambiguity fills nothing). It only calls the typed rea
 - number: a clause that is only a number. yes/no and free text are never filled ahead.
 
 Corrections ("actually / no / sorry / I mean / wait") are found by `split_correction`.
+
+Every reader takes the `language` the message is in (a tag, "es-MX"; English by default):
+its words come from `orchestrator.languages` (a Spanish "me llamo Ana", "mañana a las 11",
+"en realidad a las 5"); English is read exactly by the patterns below.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -33,6 +38,9 @@ from orchestrator.engine.inputs import _contains as contains
 from orchestrator.engine.inputs import _tokens as tokens
 from orchestrator.flow import schema
 from orchestrator.flow.templates import language_region
+from orchestrator.languages import canonical
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
+from orchestrator.languages.rules import LanguageRules
 from orchestrator.model import OutChoice
 
 # Kinds a message can fill ahead of the question that asks for them.
@@ -104,16 +112,18 @@ class Found:
     choice_id: str | None = None
 
 
-def split_correction(text: str) -> tuple[str, str] | None:
+def split_correction(text: str, language: str = "en") -> tuple[str, str] | None:
     """(what came before, the correction) when the message corrects something, else None.
 
     The correction runs from the first marker to the end, other markers removed:
     "sorry, my name is actually Ana" -> ("", "my name is Ana")."""
-    match = _CORRECTION.search(text)
+    rules = _RULES[language]
+    pattern = _CORRECTION if rules.canonical else _own(rules).correction
+    match = pattern.search(text)
     if match is None:
         return None
     before, after = text[: match.start()], text[match.end():]
-    after = _CORRECTION.sub(" ", after)
+    after = pattern.sub(" ", after)
     after = " ".join(after.split()).strip(" ,.!?;:")
     return before.strip(" ,.;:-\u2013\u2014"), after
 
@@ -123,12 +133,18 @@ def as_text_answer(text: str) -> str:
     return _LEADING_IT.sub("", text).strip(" ,.!?;:")
 
 
-def has_date_word(text: str) -> bool:
-    return _DATE_GATE.search(text) is not None
+def has_date_word(text: str, language: str = "en") -> bool:
+    if _DATE_GATE.search(text) is not None:
+        return True
+    rules = _RULES[language]
+    return not rules.canonical and canonical.date_gate(rules).search(canonical.gate_text(text)) is not None
 
 
-def names_a_day(text: str) -> bool:
+def names_a_day(text: str, language: str = "en") -> bool:
     """"3pm" names no day (a correction keeps the day already chosen); "friday at 3" does."""
+    rules = _RULES[language]
+    if not rules.canonical:
+        text = canonical.time_text(rules, text)
     return _DAY_WORDS.search(text) is not None
 
 
@@ -136,18 +152,29 @@ def clauses(text: str) -> list[str]:
     return [c for c in _CLAUSE.split(text) if c and c.strip()]
 
 
-def find_name(text: str, *, lead_in: bool = True) -> str | None:
+def find_name(text: str, *, lead_in: bool = True, language: str = "en") -> str | None:
     """A name introduced by a lead-in ("this is Maria Lopez, ..."), or (lead_in=False) the
     first clause when it is a name on its own ("Maria, and tomorrow at 10am")."""
+    rules = _RULES[language]
+    own = None if rules.canonical else _own(rules)
+    lead, not_name = (_NAME_LEAD, _NOT_NAME) if own is None else (own.name_lead, own.not_name)
     candidates: list[str] = []
-    for match in _NAME_LEAD.finditer(text):
+    for match in lead.finditer(text):
         words: list[str] = []
-        for word in text[match.end():].split():
+        following = text[match.end():].split()
+        for i, word in enumerate(following):
             bare = word.strip(",.;:!?\"()")
-            if not bare or normalise(bare) in _NOT_NAME or any(ch.isdigit() for ch in bare):
+            plain = normalise(bare)
+            if own is not None and plain in own.particles:
+                if not words or not _particle_in_name(following, i, own):
+                    break
+                words.append(bare)  # "soy María de la Cruz"
+                continue
+            if not bare or plain in not_name or any(ch.isdigit() for ch in bare):
                 break
             words.append(bare)
-            if word[-1:] in ",.;:!?" or len(words) == 3:
+            named = len(words) if own is None else sum(normalise(w) not in own.particles for w in words)
+            if word[-1:] in ",.;:!?" or named == 3:
                 break
         if words:
             candidates.append(" ".join(words))
@@ -156,25 +183,37 @@ def find_name(text: str, *, lead_in: bool = True) -> str | None:
         if parts and len(parts) > 1:
             first = parts[0]
             words = first.split()
-            if words and not any(normalise(w) in _NOT_NAME for w in words):
+            if words and not any(normalise(w) in not_name for w in words):
                 candidates.append(first)
-    values = {_read_name(c) for c in candidates} - {None}
+    values = {_read_name(c, language) for c in candidates} - {None}
     return values.pop() if len(values) == 1 else None
 
 
-def name_answer(text: str) -> str | None:
+def _particle_in_name(words: list[str], i: int, own: _Own) -> bool:
+    """"de" / "la" inside a name: only when a capitalised word follows the particles."""
+    for word in words[i:]:
+        bare = word.strip(",.;:!?\"()")
+        if normalise(bare) in own.particles:
+            continue
+        return bare[:1].isupper()
+    return False
+
+
+def name_answer(text: str, language: str = "en") -> str | None:
     """A whole answer to a name question said as a correction: "my name is Ana", "Ana"."""
-    found = find_name(text)
+    found = find_name(text, language=language)
     if found is not None:
         return found
+    rules = _RULES[language]
+    not_name = _NOT_NAME if rules.canonical else _own(rules).not_name
     words = text.split()
-    if not words or any(normalise(w) in _NOT_NAME for w in words):
+    if not words or any(normalise(w) in not_name for w in words):
         return None
-    return _read_name(text)
+    return _read_name(text, language)
 
 
-def _read_name(candidate: str) -> str | None:
-    result = parse_input("name", candidate, settings=_SETTINGS, now=0.0)
+def _read_name(candidate: str, language: str = "en") -> str | None:
+    result = parse_input("name", candidate, settings=_SETTINGS, now=0.0, language=language)
     return str(result.value) if result.ok else None
 
 
@@ -225,26 +264,30 @@ def find_email(text: str) -> str | None:
     return str(result.value) if result.ok else None
 
 
-def find_when(kind: str, text: str, settings: schema.Settings, now: dt.datetime) -> Any:
+def find_when(kind: str, text: str, settings: schema.Settings, now: dt.datetime, language: str | None = None) -> Any:
     """The date/time a message names (phones and emails cut out first), or None."""
-    if not has_date_word(text):
+    language = settings.language if language is None else language
+    if not has_date_word(text, language):
         return None
     cleaned = _EMAIL_IN.sub(" ", text)
     if any(ch.isdigit() for ch in cleaned):
         region = language_region(settings.language)
         for m in phonenumbers.PhoneNumberMatcher(cleaned, region, leniency=phonenumbers.Leniency.POSSIBLE):
             cleaned = cleaned.replace(m.raw_string, " ")
-        if not has_date_word(cleaned):
+        if not has_date_word(cleaned, language):
             return None
-    result = parse_input(kind, cleaned, settings=settings, now=now)
+    result = parse_input(kind, cleaned, settings=settings, now=now, language=language)
     return result.value if result.ok else None
 
 
-def find_number(text: str, settings: schema.Settings) -> Any:
-    hits = [c for c in clauses(text) if _NUMBER_CLAUSE.match(c.strip())]
+def find_number(text: str, settings: schema.Settings, language: str | None = None) -> Any:
+    language = settings.language if language is None else language
+    rules = _RULES[language]
+    pattern = _NUMBER_CLAUSE if rules.canonical else _own(rules).number_clause
+    hits = [c for c in clauses(text) if pattern.match(c.strip())]
     if len(hits) != 1:
         return None
-    result = parse_input("number", hits[0], settings=settings, now=0.0)
+    result = parse_input("number", hits[0], settings=settings, now=0.0, language=language)
     return result.value if result.ok else None
 
 
@@ -256,8 +299,11 @@ def find(
     settings: schema.Settings,
     now: dt.datetime,
     lead_in: bool = True,
+    language: str | None = None,
 ) -> Found | None:
-    """The one value of `kind` that `text` holds, or None (none, several, or not fillable)."""
+    """The one value of `kind` that `text` holds, or None (none, several, or not fillable).
+    `language`: the message's (default the flow's `settings.language`)."""
+    language = settings.language if language is None else language
     if kind == "choice":
         if not choices:
             return None
@@ -265,15 +311,45 @@ def find(
         return Found(cid, cid) if cid is not None else None
     value: Any
     if kind == "name":
-        value = find_name(text, lead_in=lead_in)
+        value = find_name(text, lead_in=lead_in, language=language)
     elif kind in ("date", "time", "datetime"):
-        value = find_when(kind, text, settings, now)
+        value = find_when(kind, text, settings, now, language)
     elif kind == "phone":
         value = find_phone(text, settings) if any(ch.isdigit() for ch in text) or " oh " in text else None
     elif kind == "email":
         value = find_email(text) if "@" in text else None
     elif kind == "number":
-        value = find_number(text, settings)
+        value = find_number(text, settings, language)
     else:
         return None
     return Found(value) if value is not None else None
+
+
+class _Own:
+    """Another language's patterns for the readers above, built once from its rules."""
+
+    def __init__(self, rules: LanguageRules) -> None:
+        leads = "|".join(rules.name_lead_ins) or "$^"
+        self.name_lead = re.compile(rf"(?:^|\b)(?:{leads})\s+", re.IGNORECASE)
+        folded = {normalise(w) for w in (*rules.not_name_words, *rules.fillers, *rules.weekdays,
+                                         *rules.relative_days, *rules.yes, *rules.no)}
+        self.particles = frozenset(normalise(w) for w in rules.name_particles)
+        self.not_name = (_NOT_NAME | frozenset(w for w in folded if w and " " not in w)) - self.particles
+        markers = "|".join(rules.corrections)
+        self.correction = re.compile(
+            rf"(?:\b(?:no|nope|oh)[,.!]?\s+)?\b(?:{markers + '|' if markers else ''}actually|i\s+mean|sorry|wait|"
+            r"make\s+it|instead)\b[,.!:]?"
+            r"|(?:^|[,.;!?\u2013\u2014-]\s*)\b(?:no|nope)\s*[,.!]\s*",
+            re.IGNORECASE,
+        )
+        small = sorted((w for w, v in rules.number_words.items() if v <= 20), key=len, reverse=True)
+        counted = "|".join(re.escape(w) for w in sorted(rules.count_nouns, key=len, reverse=True)) or "$^"
+        self.number_clause = re.compile(
+            rf"^(?:\d{{1,4}}|{'|'.join(re.escape(w) for w in small) or '$^'})(?:\s+(?:{counted}))?$",
+            re.IGNORECASE,
+        )
+
+
+@lru_cache(maxsize=16)
+def _own(rules: LanguageRules) -> _Own:
+    return _Own(rules)

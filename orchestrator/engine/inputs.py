@@ -17,7 +17,7 @@ import difflib
 import re
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -30,6 +30,10 @@ from orchestrator.engine.timeparse import Want, parse_when
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.flow import patterns, schema
 from orchestrator.flow.templates import language_region
+from orchestrator.languages import en as _en
+from orchestrator.languages.messages import Catalogue, catalogue
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
+from orchestrator.languages.rules import LanguageRules
 from orchestrator.model import OutChoice
 
 __all__ = [
@@ -58,10 +62,45 @@ class InputResult:
     value: Any = None
     choice_id: str | None = None
     reprompt: str | None = None
+    hint: tuple[str, Mapping[str, Any]] | None = None  # the reprompt's catalogue key and fields
 
 
 def _fail(reprompt: str) -> InputResult:
     return InputResult(False, reprompt=reprompt)
+
+
+def _hint(key: str, **fields: Any) -> InputResult:
+    """A failed answer whose reprompt is the catalogue's `key` (English here; the engine says
+    it in the contact's language with `hint_in`)."""
+    return InputResult(False, reprompt=hint_in(catalogue(), key, fields), hint=(key, fields))
+
+
+class Word(str):
+    """A hint field that is itself a catalogue key (said in the hint's language)."""
+
+
+def hint_in(words: Catalogue, key: str, fields: Mapping[str, Any]) -> str:
+    """A reprompt hint in one language: a list field (`options`) joined with its "or", a `Word`
+    field that language's words."""
+    return words.say(key, **{k: words.options(v) if isinstance(v, list) else words[v] if isinstance(v, Word)
+                             else v for k, v in fields.items()}).strip()
+
+
+# timeparse's questions (English) -> their catalogue keys, and its examples per kind wanted
+_CLARIFY = {
+    "Sorry, I didn't catch a day or time.": "clarify_not_caught",
+    "What time would suit you?": "clarify_what_time",
+    "That date doesn't exist. Which day did you mean?": "clarify_no_such_date",
+}
+
+
+def _clarify(text: str, want: str) -> InputResult:
+    example = catalogue()[f"example_{want}"]
+    question = text.removesuffix(example).strip()
+    key = _CLARIFY.get(question) if text.endswith(example) else None
+    if key is None and question:
+        return _fail(text)
+    return _hint("clarify", question=Word(key) if key else "", example=Word(f"example_{want}"))
 
 
 # ------------------------------------------------------------------ text helpers
@@ -90,33 +129,34 @@ def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
     return any(words[i] == first and words[i : i + n] == phrase for i in range(len(words) - n + 1))
 
 
-_UNITS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
-}
-_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
-         "ninety": 90}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_UNITS = _en.UNITS
+_TENS = _en.TENS
+_SCALES = _en.SCALES
 # What speech recognisers write for a lone digit.
 _HOMOPHONES = {"oh": 0, "won": 1, "to": 2, "too": 2, "for": 4, "ate": 8}
 _NUMBER_WORDS = frozenset({*_UNITS, *_TENS, *_SCALES, *_HOMOPHONES, "and", "a", "an"})
 _DIGITS = re.compile(r"-?\d+(?:[.,]\d+)*")
 
 
-def parse_number(text: str) -> int | float | None:
-    """The first number in `text`: "25", "1,200", "2.5", "twenty five", "a hundred and two"."""
+def parse_number(text: str, language: str = "en") -> int | float | None:
+    """The first number in `text`: "25", "1,200", "2.5", "twenty five", "a hundred and two"
+    (in Spanish "veinticinco", "treinta y dos", "dos mil")."""
     match = _DIGITS.search(text)
     if match:
         raw = match.group()
         if re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw):
             raw = raw.replace(",", "")
+        elif language != "en" and _RULES[language].decimal_comma and re.fullmatch(r"-?\d{1,3}(\.\d{3})+", raw):
+            raw = raw.replace(".", "")  # "1.200": twelve hundred
         raw = raw.replace(",", ".")
         try:
             value = float(raw)
         except ValueError:
             return None
         return int(value) if value.is_integer() and "." not in raw else value
+    rules = _RULES[language]
+    if not rules.canonical:
+        return _words_of(rules).number(normalise(text).replace("-", " ").split())
     words = normalise(text).replace("-", " ").split()
     if len(words) == 1 and words[0] in _HOMOPHONES:
         return _HOMOPHONES[words[0]]
@@ -143,11 +183,7 @@ def parse_number(text: str) -> int | float | None:
 
 # ------------------------------------------------------------------ choices
 
-_ORDINALS = {
-    "first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3, "fifth": 4,
-    "5th": 4, "sixth": 5, "6th": 5, "seventh": 6, "7th": 6, "eighth": 7, "8th": 7, "ninth": 8, "9th": 8,
-    "tenth": 9, "10th": 9, "last": -1,
-}
+_ORDINALS = _en.ORDINALS
 _NUMBER_ANSWER = re.compile(
     r"^(?:(?:option|number|no|num|press|pressed|choice|item|#)\s*)?(?P<n>\d{1,2}|[a-z]+(?: [a-z]+)?)$"
 )
@@ -214,27 +250,22 @@ class ChoiceMatcher:
                 self.digits[choice.dtmf] = choice.id
         self.labels = {c.id: c.label for c in self.choices}
 
+    def options(self, ids: Sequence[str] | None = None) -> list[str]:
+        return [self.labels[i] for i in ids] if ids else [c.label for c in self.choices]
+
     def options_text(self, ids: Sequence[str] | None = None) -> str:
-        labels = [self.labels[i] for i in ids] if ids else [c.label for c in self.choices]
-        if len(labels) <= 1:
-            return "".join(labels)
-        return ", ".join(labels[:-1]) + " or " + labels[-1]
+        return catalogue().options(self.options(ids))
 
     def _not_understood(self, idiom: Idiom = "text") -> InputResult:
-        if idiom == "voice":
-            return _fail(f"Sorry, I didn't catch that. Please say {self.options_text()}, or press its number.")
-        return _fail(
-            f"Sorry, I didn't catch that. Please choose {self.options_text()}"
-            f" (you can also reply with its number)."
-        )
+        return _hint("choice_voice" if idiom == "voice" else "choice_text", options=self.options())
 
     def _ambiguous(self, ids: Sequence[str]) -> InputResult:
-        unique = list(dict.fromkeys(ids))
-        return _fail(f"Sorry, did you mean {self.options_text(unique)}?")
+        return _hint("did_you_mean", options=self.options(list(dict.fromkeys(ids))))
 
-    def match(self, text: str, *, idiom: Idiom = "text", fuzzy: bool = True) -> InputResult:
+    def match(self, text: str, *, idiom: Idiom = "text", fuzzy: bool = True, language: str = "en") -> InputResult:
         """`fuzzy=False` leaves out the typo step: what the engine asks before global intents,
-        so only a real match of the ask's own choices outranks an intent."""
+        so only a real match of the ask's own choices outranks an intent. `language` picks
+        the words of a menu number or an ordinal ("la segunda", "la 2", "opción dos")."""
         raw = text.strip()
         if not raw:
             return self._not_understood(idiom)
@@ -243,20 +274,26 @@ class ChoiceMatcher:
         if cid is not None:
             return InputResult(True, cid, cid)
         norm = normalise(raw)
+        rules = _RULES[language]
+        own = None if rules.canonical else _words_of(rules)
+        number_answer, ordinal_answer, number_words, ordinals, filler = (
+            (_NUMBER_ANSWER, _ORDINAL_ANSWER, _NUMBER_WORDS, _ORDINALS, _FILLER) if own is None
+            else (own.number_answer, own.ordinal_answer, own.number_vocab, own.ordinals, own.filler)
+        )
         # 2. a keypad digit or the number of a menu line ("2", "two", "option 2", "#2")
-        number = _NUMBER_ANSWER.match(norm) or _NUMBER_ANSWER.match(raw.lower().replace(" ", ""))
+        number = number_answer.match(norm) or number_answer.match(raw.lower().replace(" ", ""))
         if number is not None:
             n = number.group("n")
             digit = n if n.isdigit() else None
-            if digit is None and all(w in _NUMBER_WORDS for w in n.split()):
-                value = parse_number(n)
+            if digit is None and all(w in number_words for w in n.split()):
+                value = parse_number(n, language)
                 digit = str(value) if isinstance(value, int) else None
             if digit is not None and digit in self.digits:
                 cid = self.digits[digit]
                 return InputResult(True, cid, cid)
-        ordinal = _ORDINAL_ANSWER.match(norm)
+        ordinal = ordinal_answer.match(norm)
         if ordinal is not None and self.choices:
-            index = _ORDINALS[ordinal.group("o")]
+            index = ordinals[ordinal.group("o")]
             if index < len(self.choices):
                 cid = self.choices[index].id
                 return InputResult(True, cid, cid)
@@ -273,7 +310,7 @@ class ChoiceMatcher:
                 c for p, c in self.phrases if c in unique and len(p) == best and _contains(words, p)
             ))
             return InputResult(True, top[0], top[0]) if len(top) == 1 else self._ambiguous(top)
-        content = {w for w in words if w not in _FILLER}
+        content = {w for w in words if w not in filler}
         if content:
             within = [cid for tokens, cid in self.label_tokens if content <= tokens]
             if len(within) == 1:
@@ -322,10 +359,7 @@ def choice_matcher(choices: Sequence[OutChoice]) -> ChoiceMatcher:
 
 # Words that negate what follows them in the same clause ("it's not an emergency", "I don't
 # want an agent", "no es urgente"). Apostrophes are gone after `normalise` ("dont").
-_NEGATORS = frozenset({
-    "not", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "never", "nothing",
-    "neither", "nor", "without", "nunca", "sin", "tampoco",
-})
+_NEGATORS = _en.NEGATORS
 # "no" negates only when it is not right before the phrase: "no, it's not urgent", "no es
 # urgente" are negations, but "no hot water" / "no heat" name the problem itself.
 _NO_WORD = "no"
@@ -334,7 +368,7 @@ NEGATION_WINDOW = 4  # words before a phrase that a negator may stand in
 _CLAUSE = re.compile(r"[,.;:!?\u2026]+|\s(?:but|pero|though|although)\s", re.IGNORECASE)
 
 
-def _negated(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
+def _negated(words: tuple[str, ...], phrase: tuple[str, ...], negators: frozenset[str] = _NEGATORS) -> bool:
     """True when every occurrence of `phrase` in `words` (one clause) follows a negator."""
     n = len(phrase)
     found = False
@@ -343,7 +377,7 @@ def _negated(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
             continue
         found = True
         before = words[max(0, i - NEGATION_WINDOW) : i]
-        if not any(w in _NEGATORS or (w == _NO_WORD and j < len(before) - 1) for j, w in enumerate(before)):
+        if not any(w in negators or (w == _NO_WORD and j < len(before) - 1) for j, w in enumerate(before)):
             return False
     return found
 
@@ -362,21 +396,26 @@ class IntentMatcher:
         phrases = [(_tokens(p), name) for name, i in intents.items() for p in i.match]
         self.phrases = sorted((p for p in phrases if p[0]), key=lambda p: -len(p[0]))
 
-    def match(self, text: str, digits: str | None = None) -> str | None:
+    def match(self, text: str, digits: str | None = None, language: str = "en") -> str | None:
         if digits is not None:
             return self.digits.get(digits.strip())
         words = _tokens(text)
         if not words:
             return None
+        negators: frozenset[str] | None = None
         clauses: list[tuple[str, ...]] | None = None
+        present = set(words)
         for phrase, name in self.phrases:  # longest phrase first
-            if not _contains(words, phrase):
+            if phrase[0] not in present or not _contains(words, phrase):
                 continue
-            if _NEGATORS.isdisjoint(words) and _NO_WORD not in words:
+            if negators is None:
+                rules = _RULES[language]
+                negators = _NEGATORS if rules.canonical else _words_of(rules).negators
+            if negators.isdisjoint(words) and _NO_WORD not in words:
                 return name
             if clauses is None:
                 clauses = [c for c in (_tokens(part) for part in _CLAUSE.split(text)) if c]
-            if any(_contains(c, phrase) and not _negated(c, phrase) for c in clauses):
+            if any(_contains(c, phrase) and not _negated(c, phrase, negators) for c in clauses):
                 return name
         return None
 
@@ -384,8 +423,11 @@ class IntentMatcher:
 _INTENTS: OrderedDict[int, tuple[Mapping[str, schema.Intent], IntentMatcher]] = OrderedDict()
 
 
-def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | None = None) -> str | None:
-    """The name of the global intent `text` (or the keypad `digits`) asks for, or None."""
+def match_intent(
+    text: str, intents: Mapping[str, schema.Intent], digits: str | None = None, language: str = "en"
+) -> str | None:
+    """The name of the global intent `text` (or the keypad `digits`) asks for, or None
+    (`language`: whose negations keep a phrase from firing, "no quiero un agente")."""
     if not intents:
         return None
     cached = _INTENTS.get(id(intents))
@@ -393,7 +435,7 @@ def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | 
         cached = _INTENTS[id(intents)] = (intents, IntentMatcher(intents))
         if len(_INTENTS) > 64:
             _INTENTS.popitem(last=False)
-    return cached[1].match(text, digits)
+    return cached[1].match(text, digits, language)
 
 
 # ------------------------------------------------------------------ the kinds
@@ -402,28 +444,28 @@ def match_intent(text: str, intents: Mapping[str, schema.Intent], digits: str | 
 def _text(text: str, pattern: patterns.Pattern | str | None, idiom: Idiom = "text") -> InputResult:
     value = text.strip()
     if not value:
-        again = "say it again" if idiom == "voice" else "type it again"
-        return _fail(f"Sorry, I didn't get an answer. Could you {again}?")
+        return _hint("no_answer_voice" if idiom == "voice" else "no_answer_text")
     if isinstance(pattern, str):
         pattern = patterns.compile_pattern(pattern)
     if pattern is not None and not pattern.fullmatch(value):
-        return _fail("Sorry, that doesn't look right. Please check it and try again.")
+        return _hint("not_right")
     return InputResult(True, value)
 
 
 # Greetings and lead-ins before a name: "hi, it's Maria", "this is Maria Lopez", "my name is
 # Ana", "me llamo Ana", "his name is Rex" (a pet), "you can call me Sam".
-_NAME_PREFIX = re.compile(
-    r"^(?:(?:hi|hello|hey|hiya|yes|yeah|yep|sure|ok|okay|well|so|oh|um+|uh+|er+|hola|buenas|good\s+"
-    r"(?:morning|afternoon|evening)|hi\s+there|hello\s+there)[\s,.!]+)*"
-    r"(?:(?:(?:my|the|his|her|their|our|its|pet'?s|dog'?s|cat'?s)\s+(?:full\s+|first\s+|last\s+)?"
-    r"name(?:'s|\s+is|\s+will\s+be)|name(?:'s|\s+is)|it'?s|it\s+is|this\s+is|that'?s|i'?m|i\s+am|"
-    r"(?:he|she|it)(?:'s|\s+is)(?:\s+called)?|(?:he|she|it)'?s\s+called|we\s+call\s+(?:him|her|it)|"
-    r"(?:you\s+can\s+|they\s+|just\s+)?call\s+me|put\s+(?:me\s+)?(?:down\s+)?(?:as|under)|"
-    r"under|called|named|goes\s+by|me\s+llamo|mi\s+nombre\s+es|soy|aqu[ií]|habla)(?:\s+|$))+",
-    re.IGNORECASE,
-)
-_NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|calling|thanks|thank you|please|hablando)$", re.IGNORECASE)
+def _name_prefix(greetings: Sequence[str], lead_ins: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(
+        rf"^(?:(?:{'|'.join(greetings)})[\s,.!]+)*(?:(?:{'|'.join(lead_ins)})(?:\s+|$))+", re.IGNORECASE
+    )
+
+
+def _name_suffix(suffixes: Sequence[str]) -> re.Pattern[str]:
+    return re.compile(rf"\s+(?:{'|'.join(suffixes)})$", re.IGNORECASE)
+
+
+_NAME_PREFIX = _name_prefix(_en.NAME_GREETINGS, _en.NAME_LEAD_INS)
+_NAME_SUFFIX = _name_suffix(_en.NAME_SUFFIXES)
 _NAME_OK = re.compile(r"^[^\W\d_][^\W\d_'\u2019.\- ]*(?:['\u2019.\- ]+[^\W\d_]+)*\.?$")
 # Where the name part of "Maria, and tomorrow at 10am would be great" ends.
 _NAME_CLAUSE = re.compile(
@@ -453,26 +495,31 @@ _NOT_NAME_WORDS = frozenset({
     "stop", "agent", "human", "person", "someone", "somebody", "anyone", "quiero", "necesito", "tengo",
     "una", "cita", "por", "favor",
 })
-_NAME_REPROMPT = "Sorry, I didn't catch your name. Could you tell me your first and last name?"
-_FIRST_NAME_REPROMPT = "Sorry, I didn't catch the name. Could you tell me just the name?"
 
 
-def _name(text: str, idiom: Idiom = "text", first_only: bool = False) -> InputResult:
+def _name(
+    text: str, idiom: Idiom = "text", first_only: bool = False, rules: LanguageRules | None = None
+) -> InputResult:
+    words_of = None if rules is None or rules.canonical else _words_of(rules)
+    prefix, suffix, not_name = (
+        (_NAME_PREFIX, _NAME_SUFFIX, _NOT_NAME_WORDS) if words_of is None
+        else (words_of.name_prefix, words_of.name_suffix, words_of.not_name)
+    )
     value = " ".join(text.replace("\u2019", "'").split()).strip(" ,.!?;:\"")
-    value = _NAME_PREFIX.sub("", value)
+    value = prefix.sub("", value)
     value = _NAME_CLAUSE.split(value, maxsplit=1)[0]  # "Maria, and tomorrow at 10am ..." -> "Maria"
-    value = _NAME_PREFIX.sub("", value)
-    value = _NAME_SUFFIX.sub("", value).strip(" ,.!?;:\"")
+    value = prefix.sub("", value)
+    value = suffix.sub("", value).strip(" ,.!?;:\"")
     words = value.split()
-    reprompt = _FIRST_NAME_REPROMPT if first_only else _NAME_REPROMPT
+    reprompt = "first_name" if first_only else "name"
     if not value or len(value) > 60 or len(words) > 5 or not _NAME_OK.match(value):
-        return _fail(reprompt)
+        return _hint(reprompt)
     if first_only:  # "Rex the dog", "Maria Lopez": the name alone
         words = words[:1]
         value = words[0]
     plain = [normalise(w) for w in words]
-    if any(w in _NOT_NAME_WORDS for w in plain):
-        return _fail(reprompt)
+    if any(w in not_name for w in plain) or (words_of is not None and plain[0] in words_of.particles):
+        return _hint(reprompt)
     if value.islower() or value.isupper():
         value = " ".join(_title(part) for part in value.split())
     return InputResult(True, value)
@@ -484,47 +531,37 @@ def _title(word: str) -> str:
     return re.sub(r"^Mc(\w)", lambda m: "Mc" + m.group(1).upper(), out)
 
 
-def _number(text: str, idiom: Idiom = "text") -> InputResult:
-    value = parse_number(text)
+def _number(text: str, idiom: Idiom = "text", rules: LanguageRules | None = None) -> InputResult:
+    value = parse_number(text) if rules is None else parse_number(text, rules.code)
     if value is None:
-        return _fail("Sorry, I need a number, like 2 or 'two'.")
+        return _hint("number")
     return InputResult(True, value)
 
 
-_YES = frozenset({
-    "yes", "y", "yeah", "yea", "ya", "yep", "yup", "sure", "ok", "okay", "k", "correct", "right", "affirmative",
-    "absolutely", "definitely", "certainly", "indeed", "confirm", "confirmed", "1", "si", "oui", "please",
-    "thats right", "that is right", "sounds good", "go ahead", "of course", "yes please", "why not", "true",
-    "that works", "works for me", "perfect", "great",
-})
-_NO = frozenset({
-    "no", "n", "nope", "nah", "negative", "incorrect", "wrong", "2", "non", "not really", "no thanks",
-    "no thank you", "dont", "do not", "never", "false", "cancel", "not", "thats wrong", "not right",
-    "not correct",
-})
-_UNSURE = frozenset({"not sure", "maybe", "dont know", "i dont know", "perhaps", "unsure", "no idea"})
+_YES = _en.YES
+_NO = _en.NO
+_UNSURE = _en.UNSURE
 
 
 @lru_cache(maxsize=1024)
-def _yes_no_words(norm: str) -> bool | None:
-    if norm in _YES:
+def _yes_no_words(norm: str, rules: LanguageRules | None = None) -> bool | None:
+    yes_words, no_words, unsure = (_YES, _NO, _UNSURE) if rules is None else _words_of(rules).yes_no
+    if norm in yes_words:
         return True
-    if norm in _NO:
+    if norm in no_words:
         return False
     words = tuple(norm.split())
-    if any(_contains(words, tuple(p.split())) for p in _UNSURE):
+    if any(_contains(words, tuple(p.split())) for p in unsure):
         return None
-    yes = any(_contains(words, tuple(p.split())) for p in _YES if not p.isdigit())
-    no = any(_contains(words, tuple(p.split())) for p in _NO if not p.isdigit())
+    yes = any(_contains(words, tuple(p.split())) for p in yes_words if not p.isdigit())
+    no = any(_contains(words, tuple(p.split())) for p in no_words if not p.isdigit())
     return yes if yes != no else None
 
 
-def _yes_no(text: str, idiom: Idiom = "text") -> InputResult:
-    answer = _yes_no_words(normalise(text))
+def _yes_no(text: str, idiom: Idiom = "text", rules: LanguageRules | None = None) -> InputResult:
+    answer = _yes_no_words(normalise(text), None if rules is None or rules.canonical else rules)
     if answer is None:
-        if idiom == "voice":
-            return _fail("Sorry, was that a yes or a no? You can also press 1 for yes or 2 for no.")
-        return _fail("Sorry, was that a yes or a no? Please reply yes or no.")
+        return _hint("yes_no_voice" if idiom == "voice" else "yes_no_text")
     return InputResult(True, answer)
 
 
@@ -544,16 +581,19 @@ def _notice(duration: str) -> float:
     return schema.parse_duration(duration)
 
 
-PREFERENCE_LABELS = {"asap": "as soon as possible", "any": "any time"}
+PREFERENCE_KEYS = {"asap": "asap", "any": "any_time"}  # catalogue keys of the preferences' labels
+PREFERENCE_LABELS = {name: catalogue()[key] for name, key in PREFERENCE_KEYS.items()}
 
 
-def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datetime) -> InputResult:
+def _when(
+    kind: str, text: str, settings: schema.Settings, now: float | dt.datetime, language: str | None = None
+) -> InputResult:
     want: Want = "date" if kind == "date" else "time" if kind == "time" else "datetime"
     parsed = parse_when(
         text,
         now=_settings_now(now, settings.timezone),
         tz=settings.timezone,
-        language=settings.language,
+        language=settings.language if language is None else language,
         business_hours=settings.business_hours,
         min_notice_seconds=_notice(settings.min_notice),
         want=want,
@@ -575,8 +615,8 @@ def _when(kind: str, text: str, settings: schema.Settings, now: float | dt.datet
             return InputResult(True, f"{value.hour:02d}:{value.minute:02d}")
         return InputResult(True, value.isoformat(timespec="seconds"))
     if parsed.clarify:
-        return _fail(parsed.clarify)
-    return _fail("Sorry, I didn't catch a date. You can say things like 'tomorrow at 10am'.")
+        return _clarify(parsed.clarify, want)
+    return _hint("date")
 
 
 _SPOKEN_DIGITS = {
@@ -602,7 +642,7 @@ def _phone(text: str, settings: schema.Settings) -> InputResult:
         or (number.country_code == 1 and _FICTIONAL_NANP.match(national) is not None)
     )
     if number is None or not valid:
-        return _fail("Sorry, that doesn't look like a phone number. Please give the full number with the area code.")
+        return _hint("phone")
     return InputResult(True, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
@@ -634,21 +674,24 @@ def _email(text: str, idiom: Idiom = "text") -> InputResult:
         value = re.sub(r"\s+(?:dot)\s+", ".", value, flags=re.I)
         value = value.replace(" ", "")
     if len(value) > 254 or not _EMAIL.match(value) or ".." in value:
-        if idiom == "voice":
-            return _fail("Sorry, I didn't get that email address. Please spell it, like 'name at example dot com'.")
-        return _fail("Sorry, that doesn't look like an email address. Please type it like name@example.com.")
+        return _hint("email_voice" if idiom == "voice" else "email_text")
     local, _, domain = value.rpartition("@")
     return InputResult(True, f"{local}@{domain.lower()}")
 
 
-def _choice(text: str, choices: Sequence[OutChoice] | ChoiceMatcher | None, idiom: Idiom) -> InputResult:
+def _choice(
+    text: str, choices: Sequence[OutChoice] | ChoiceMatcher | None, idiom: Idiom, rules: LanguageRules | None = None
+) -> InputResult:
     if choices is None:
         return _text(text, None, idiom)
     matcher = choices if isinstance(choices, ChoiceMatcher) else choice_matcher(choices)
-    return matcher.match(text, idiom=idiom)
+    return matcher.match(text, idiom=idiom, language=rules.code if rules is not None else "en")
 
 
-_SIMPLE: dict[str, Callable[[str, Idiom], InputResult]] = {"number": _number, "yes_no": _yes_no, "email": _email}
+_SIMPLE: dict[str, Callable[[str, Idiom], InputResult]] = {"email": _email}
+_WORDED: dict[str, Callable[[str, Idiom, LanguageRules | None], InputResult]] = {
+    "number": _number, "yes_no": _yes_no,
+}
 
 
 def parse_input(
@@ -662,30 +705,94 @@ def parse_input(
     confidence: float | None = None,
     idiom: Idiom = "text",
     first_only: bool = False,
+    language: str | None = None,
 ) -> InputResult:
     """Read one answer of `kind` (`schema.INPUT_KINDS`; None: choice when choices are given,
     else text). `now` is epoch seconds (or an aware datetime). `idiom` picks the words of
     the reprompt hint: "voice" (say / press) or "text" (type / reply). `first_only` (a
-    `name` ask's `first_only: true`) keeps the first name alone."""
+    `name` ask's `first_only: true`) keeps the first name alone. `language` (a tag: "es",
+    "es-MX"; default the flow's `settings.language`) picks the words read: its primary
+    subtag the rules (`orchestrator.languages`), its region the order of numeric dates."""
     if kind is None:
         kind = "choice" if choices else "text"
     if confidence is not None and confidence < settings.speech_confidence:
-        return _fail("Sorry, I didn't quite hear that. Could you say it again?")
+        return _hint("not_heard_again")
+    tag = settings.language if language is None else language
+    rules = _RULES[tag]
+    own = None if rules.canonical else rules
     if kind == "name":
-        return _name(text, idiom, first_only)
+        return _name(text, idiom, first_only, own)
+    worded = _WORDED.get(kind)
+    if worded is not None:
+        return worded(text, idiom, own)
     simple = _SIMPLE.get(kind)
     if simple is not None:
         return simple(text, idiom)
     if kind == "choice":
-        return _choice(text, choices, idiom)
+        return _choice(text, choices, idiom, own)
     if kind == "text":
         return _text(text, pattern, idiom)
     if kind in ("date", "time", "datetime"):
         if not text.strip():
-            return _fail("Sorry, I didn't catch a date. You can say things like 'tomorrow at 10am'.")
-        return _when(kind, text, settings, now)
+            return _hint("date")
+        return _when(kind, text, settings, now, tag)
     if kind == "phone":
         return _phone(text, settings)
     raise FlowRuntimeError(
         f"ask input {kind!r} is not a known kind (fix: use one of {', '.join(schema.INPUT_KINDS)})"
     )
+
+
+# ------------------------------------------------------------------ other languages
+
+
+class _LanguageWords:
+    """A language's tables (`orchestrator.languages`) as the readers above use them: folded
+    like the text they are matched against, the patterns compiled. Built once per language."""
+
+    def __init__(self, rules: LanguageRules) -> None:
+        def fold(words: Iterable[str]) -> frozenset[str]:
+            return frozenset(w for w in (normalise(x) for x in words) if w)
+
+        self.yes_no = (fold(rules.yes), fold(rules.no), fold(rules.unsure))
+        self.numbers = {normalise(k): v for k, v in rules.number_words.items()}
+        self.scales = {normalise(k): v for k, v in rules.number_scales.items()}
+        self.joiners = fold(rules.number_joiners)
+        self.number_vocab = frozenset({*self.numbers, *self.scales, *self.joiners})
+        self.ordinals = {normalise(k): v for k, v in rules.ordinals.items()}
+        leads = _alternation([*(normalise(x) for x in rules.choice_lead_ins if normalise(x)), "#"])
+        trailers = _alternation(normalise(x) for x in rules.choice_trailers)
+        self.number_answer = re.compile(rf"^(?:(?:{leads})\s*)?(?P<n>\d{{1,2}}|[a-z]+(?: [a-z]+)?)$")
+        self.ordinal_answer = re.compile(
+            rf"^(?:(?:{leads})\s+)*(?P<o>{_alternation(self.ordinals)})(?:\s+(?:{trailers}))*$"
+        )
+        self.filler = _FILLER | fold(rules.fillers)
+        self.name_prefix = _name_prefix(rules.name_greetings or ("hola",), rules.name_lead_ins or ("$^",))
+        self.name_suffix = _name_suffix(rules.name_suffixes or ("$^",))
+        self.particles = fold(rules.name_particles)
+        self.not_name = _NOT_NAME_WORDS | fold(rules.not_name_words)
+        self.negators = _NEGATORS | fold(rules.negators) - {_NO_WORD}
+
+    def number(self, words: Sequence[str]) -> int | None:
+        """Additive words and multiplying scales: "treinta y dos" 32, "dos mil trescientos" 2300."""
+        total = current = 0
+        seen = False
+        for word in words:
+            if word in self.joiners and seen:
+                continue
+            if word in self.numbers:
+                current, seen = current + self.numbers[word], True
+            elif word in self.scales:
+                total, current, seen = total + (current or 1) * self.scales[word], 0, True
+            elif seen:
+                break
+        return total + current if seen else None
+
+
+def _alternation(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True) if w)
+
+
+@lru_cache(maxsize=16)
+def _words_of(rules: LanguageRules) -> _LanguageWords:
+    return _LanguageWords(rules)

@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 FILLED_KEY = "_filled"
 CONFIRM_KEY = "_confirm"
-CONFIRM_TEXT = "Just to confirm: {value}. Is that right?"
-CONFIRM_AGAIN = "Sorry, is {value} right? Please answer yes or no."
-SORRY_AGAIN = "Sorry about that."
 _MAX_AHEAD = 40  # states walked looking for asks ahead (a flow's path, not a loop)
 _QUESTION = re.compile(
     r"\?|^\s*(?:are|is|do|does|did|what|whats|what's|when|where|wheres|where's|how|hows|how's|can|could|"
@@ -57,7 +54,7 @@ class Reading:
         self.state = state
         self.text = text
         self.choices = choices
-        self.correction = extract.split_correction(text)
+        self.correction = extract.split_correction(text, turn.understand_language)
 
     # ------------------------------------------------------------------ the ask itself
     def _read(
@@ -67,27 +64,29 @@ class Reading:
         correction says them: "my name is Ana", "it's the AC")."""
         if not text:
             return None
-        kind, settings = state.input, self.turn.compiled.settings
+        kind, settings, language = state.input, self.turn.compiled.settings, self.turn.understand_language
         if kind == "name":
-            value = extract.name_answer(text)
+            value = extract.name_answer(text, language)
             return extract.Found(value) if value is not None else None
         if kind == "text":
             if state.pattern is not None:
-                result = parse_input("text", text, settings=settings, now=0.0, pattern=state.pattern)
+                result = parse_input("text", text, settings=settings, now=0.0, pattern=state.pattern,
+                                     language=language)
                 return extract.Found(result.value) if result.ok else None
             said = extract.as_text_answer(text)
             return extract.Found(said) if said else None
         if kind == "yes_no":
             return None
-        if kind in ("date", "time", "datetime") and not extract.has_date_word(text):
+        if kind in ("date", "time", "datetime") and not extract.has_date_word(text, language):
             return None
         if kind == "choice":
             offered = choices if choices is not None else self.choices
             if not offered:
                 return None
-            result = (state.matcher or choice_matcher(offered)).match(text, fuzzy=False)
+            result = (state.matcher or choice_matcher(offered)).match(text, fuzzy=False, language=language)
             return extract.Found(result.choice_id, result.choice_id) if result.ok else None
-        result = parse_input(kind, text, settings=settings, now=self.turn._now_dt(), pattern=state.pattern)
+        result = parse_input(kind, text, settings=settings, now=self.turn._now_dt(), pattern=state.pattern,
+                             language=language)
         return extract.Found(result.value, result.choice_id) if result.ok else None
 
     def current_corrected(self) -> extract.Found | None:
@@ -101,7 +100,8 @@ class Reading:
         ("Maria, and tomorrow at 10am would be great")."""
         turn = self.turn
         return extract.find(self.state.input, self.text, choices=self.state.matcher or self.choices or None,
-                            settings=turn.compiled.settings, now=turn._now_dt(), lead_in=False)
+                            settings=turn.compiled.settings, now=turn._now_dt(), lead_in=False,
+                            language=turn.understand_language)
 
     # ------------------------------------------------------------------ corrections
     def earlier_corrected(self) -> tuple[CompiledState, extract.Found] | None:
@@ -117,12 +117,13 @@ class Reading:
                     or asked.choices_from or asked.input not in extract.FILLABLE or asked.save not in s.vars):
                 continue
             found = extract.find(asked.input, said, choices=asked.matcher or asked.choices or None,
-                                 settings=turn.compiled.settings, now=turn._now_dt())
+                                 settings=turn.compiled.settings, now=turn._now_dt(),
+                                 language=turn.understand_language)
             if found is None:
                 continue
             old = s.vars.get(asked.save)
             if asked.input == "datetime" and isinstance(old, str) and isinstance(found.value, str) \
-                    and "T" in old and not extract.names_a_day(said):
+                    and "T" in old and not extract.names_a_day(said, turn.understand_language):
                 # "actually, 3pm": the day already chosen stays
                 found = extract.Found(old.split("T", 1)[0] + "T" + found.value.split("T", 1)[1])
             if found.value != old:
@@ -160,7 +161,7 @@ class Reading:
             found = None
             if st.fill and st.input in extract.FILLABLE and not (bare and st.input == "choice"):
                 found = extract.find(st.input, self.text, choices=st.matcher or st.choices or None,
-                                     settings=settings, now=now)
+                                     settings=settings, now=now, language=turn.understand_language)
             path.append((st, found))
             if found is not None and found.choice_id is not None and found.choice_id in st.routes:
                 name = st.routes[found.choice_id]
@@ -198,7 +199,8 @@ class Reading:
             new = self._read(self.state, self.correction[1])
             if new is not None:
                 return False, new
-        result = parse_input("yes_no", text, settings=self.turn.compiled.settings, now=0.0)
+        result = parse_input("yes_no", text, settings=self.turn.compiled.settings, now=0.0,
+                             language=self.turn.understand_language)
         if result.ok:
             return bool(result.value), None
         return None, self._read(self.state, text)
@@ -238,16 +240,17 @@ def _phone_shown(turn: _Turn, value: str, *, grouped: bool) -> str:
 def describe(turn: _Turn, state: CompiledState, value: Any, choice_id: str | None) -> str:
     """A collected value as a receptionist says it back ("cleaning", "Thu 26 Nov at 10:00 AM")."""
     formats = turn.compiled.templates.formats
+    words = turn.compiled.words
     kind = state.input
     if isinstance(value, Mapping) and value.get("preference"):
         return str(value.get("label"))
     try:
         if kind == "datetime":
-            return formats.datetime(value).replace(", ", " at ", 1)
+            return words.say("date_at_time", date=formats.short_date(value), time=formats.time(value))
         if kind == "date":
             return formats.date(value)
         if kind == "time":
-            return f"at {formats.time(value)}"
+            return words.say("at_time", time=formats.time(value))
     except (TypeError, ValueError):
         return str(value)
     if kind == "phone" and isinstance(value, str):
@@ -255,7 +258,7 @@ def describe(turn: _Turn, state: CompiledState, value: Any, choice_id: str | Non
     if kind == "choice" or choice_id is not None:
         return _label(state, choice_id, value)
     if kind == "yes_no" and isinstance(value, bool):
-        return "yes" if value else "no"
+        return words["word_yes" if value else "word_no"]
     return str(value)
 
 
@@ -263,13 +266,14 @@ def shown(turn: _Turn, state: CompiledState, value: Any, choice_id: str | None, 
     """The value in a read-back; after a "no", names and emails spelled out and phone digits
     grouped on voice."""
     voice = turn._idiom() == "voice"
+    words = turn.compiled.words
     if spell and isinstance(value, str):
         if state.input == "name":
-            return f"{value}, spelled {' '.join(_spelled(w, voice) for w in value.split())}"
+            return words.say("spelled", value=value, letters=" ".join(_spelled(w, voice) for w in value.split()))
         if state.input == "email":
             local, _, domain = value.partition("@")
-            domain_said = domain.replace(".", " dot ") if voice else domain
-            return f"{value}, spelled {_spelled(local, voice)} at {domain_said}"
+            domain_said = domain.replace(".", words["dot"]) if voice else domain
+            return words.say("spelled_email", value=value, local=_spelled(local, voice), domain=domain_said)
         if state.input == "phone":
             return _phone_shown(turn, value, grouped=voice)
     if state.input == "phone" and isinstance(value, str) and voice:
@@ -290,12 +294,13 @@ def acknowledgement(turn: _Turn, items: Sequence[tuple[CompiledState, Any, str |
         else:
             parts.append(describe(turn, state, value, choice_id))
     listed = ", ".join(p for p in parts if p)
+    words = turn.compiled.words
     if correction:
         if first and not listed:
-            return f"Got it, {first}."
-        return f"Got it: {listed}." if listed else ""
+            return words.say("got_it_name", name=first)
+        return words.say("got_it_list", items=listed) if listed else ""
     if first and listed:
-        return f"Thanks {first} \u2014 {listed}."
+        return words.say("thanks_name_list", name=first, items=listed)
     if listed:
-        return f"Got it \u2014 {listed}."
-    return f"Thanks {first}!" if first else ""
+        return words.say("got_it_dash_list", items=listed)
+    return words.say("thanks_name", name=first) if first else ""

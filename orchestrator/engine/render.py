@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from orchestrator.languages.messages import Catalogue, catalogue
 from orchestrator.model import Outbound, OutChoice
 from orchestrator.plugins.channels import Capabilities
 
@@ -60,8 +61,15 @@ def numbered_menu(choices: list[OutChoice]) -> str:
     return "\n".join(f"{i + 1}) {c.label}" for i, c in enumerate(choices))
 
 
-def voice_menu(choices: list[OutChoice]) -> str:
-    return " ".join(f"For {c.label}, press {choice_digit(c, i)}." for i, c in enumerate(choices))
+def voice_menu(choices: list[OutChoice], words: Catalogue | None = None) -> str:
+    """"For Cut, press 1. ..." in the message's language ("Para Corte, pulse 1.")."""
+    words = words or catalogue()
+    return " ".join(words.say("press", label=c.label, digit=choice_digit(c, i)) for i, c in enumerate(choices))
+
+
+def words_of(message: Outbound) -> Catalogue:
+    """The engine's words in the language of a message (its `language` tag; English without)."""
+    return catalogue(message.language)
 
 
 def present(message: Outbound, caps: Capabilities) -> Presentation:
@@ -69,7 +77,7 @@ def present(message: Outbound, caps: Capabilities) -> Presentation:
     if message.kind != "ask" or not choices:
         return Presentation(mode="text", text=message.text)
     if caps.speech or caps.dtmf:
-        return Presentation(mode="voice_menu", text=f"{message.text} {voice_menu(choices)}".strip())
+        return Presentation(mode="voice_menu", text=f"{message.text} {voice_menu(choices, words_of(message))}".strip())
     if caps.max_buttons and len(choices) <= caps.max_buttons and fits_as_buttons(choices, caps):
         titles = [shorten(c.label, caps.button_title_len) for c in choices]
         if len(set(titles)) == len(titles):  # cutting must not make two buttons look alike

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.flow import schema
 from orchestrator.flow.templates import Template, TemplateEngine
+from orchestrator.languages.messages import Catalogue, catalogue
 
 if TYPE_CHECKING:
     from orchestrator.engine.compiler import CompiledFlow, CompiledState, SummaryVars
@@ -60,6 +61,10 @@ class SummaryPlan:
     filters: Mapping[str, Callable[..., Any]]  # the flow's template filters (time, date, phone, label, ...)
     defaults: Mapping[str, Any]  # the flow's vars: a save target still holding its default was not collected
     left_out: frozenset[str] = frozenset()  # not in the default text: lists only offered as choices (the pick shows)
+    words: Catalogue = field(default_factory=catalogue)  # the business's language (the flow's default)
+    # a flow of several languages: how each labels a slot, so a slot labelled in the contact's
+    # language is shown to staff in the business's ("jue 3 dic, 11:00" -> "Thu 3 Dec, 11:00 AM")
+    slot_labels: list[Callable[[Any], str]] = field(default_factory=list)
 
 
 def humanise(name: str) -> str:
@@ -87,7 +92,8 @@ def _walk(start: str, states: Mapping[str, CompiledState], intents: Mapping[str,
     return list(seen)
 
 
-def plan(flow: schema.Flow, states: Mapping[str, CompiledState], templates: TemplateEngine) -> SummaryPlan:
+def plan(flow: schema.Flow, states: Mapping[str, CompiledState], templates: TemplateEngine,
+         words: Catalogue | None = None) -> SummaryPlan:
     specs: dict[str, FieldSpec] = {}
     for name in _walk(flow.start, states, flow.intents):
         state = states[name]
@@ -97,9 +103,9 @@ def plan(flow: schema.Flow, states: Mapping[str, CompiledState], templates: Temp
         kind = state.input if isinstance(spec, schema.AskState) else state.kind
         found = specs.get(spec.save)
         if found is None:
-            found = specs[spec.save] = FieldSpec(spec.save, spec.label or humanise(spec.save), kind)
+            found = specs[spec.save] = FieldSpec(spec.save, schema.plain(spec.label or humanise(spec.save)), kind)
         elif spec.label and found.label == humanise(spec.save):
-            found.label = spec.label
+            found.label = schema.plain(spec.label)
         if isinstance(spec, schema.AskState):
             for choice in state.choices:
                 found.choices.setdefault(choice.id, choice.label)
@@ -108,10 +114,10 @@ def plan(flow: schema.Flow, states: Mapping[str, CompiledState], templates: Temp
     source = flow.settings.summary
     return SummaryPlan(
         fields=list(specs.values()),
-        template=templates.compile(source) if source is not None else None,
+        template=templates.compile(schema.plain(source)) if source is not None else None,
         filters=templates.env.filters,
         defaults=flow.vars,
-        left_out=offered,
+        left_out=offered, words=words or catalogue(),
     )
 
 
@@ -122,11 +128,12 @@ def _collected(value: Any) -> bool:
     return value is not None and value != "" and value != [] and value != {}
 
 
-def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[..., Any]]) -> str:
+def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[..., Any]],
+             words: Catalogue | None = None, slot_labels: Sequence[Callable[[Any], str]] = ()) -> str:
     """A saved value as a person reads it (see the module docstring)."""
     kind = spec.kind if spec is not None else "text"
     if isinstance(value, bool):
-        return "Yes" if value else "No"
+        return (words or catalogue())["summary_yes" if value else "summary_no"]
     if isinstance(value, str) and spec is not None and value in spec.choices:
         return spec.choices[value]
     try:
@@ -142,13 +149,15 @@ def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[
                 return str(value["transcription"])
             if "start" in value and not any(value.get(k) for k in ("label", "title", "name")):
                 return str(filters["datetime"](value))
+            if slot_labels and "start" in value and any(f(value["start"]) == value.get("label") for f in slot_labels):
+                return str(filters["datetime"](value["start"]))
             shown = filters["label"](value)
             if shown is not value:
                 return str(shown)
-            return ", ".join(f"{humanise(str(k))}: {readable(v, None, filters)}"
+            return ", ".join(f"{humanise(str(k))}: {readable(v, None, filters, words)}"
                              for k, v in value.items() if _collected(v))
         if isinstance(value, Sequence) and not isinstance(value, str):
-            return ", ".join(readable(item, spec, filters) for item in value if _collected(item))
+            return ", ".join(readable(item, spec, filters, words, slot_labels) for item in value if _collected(item))
         if isinstance(value, str) and _ISO_DATETIME.match(value.strip()):
             return str(filters["datetime"](value))
         if isinstance(value, str) and _E164.match(value.strip()):
@@ -165,7 +174,7 @@ def fields(plan_: SummaryPlan, variables: Mapping[str, Any]) -> list[dict[str, A
         if not _collected(value) or (spec.name in plan_.defaults and plan_.defaults[spec.name] == value):
             continue
         out.append({"name": spec.name, "label": spec.label, "value": value,
-                    "text": readable(value, spec, plan_.filters)})
+                    "text": readable(value, spec, plan_.filters, plan_.words, plan_.slot_labels)})
     return out
 
 
@@ -187,13 +196,14 @@ def recording_url(collected: Sequence[Mapping[str, Any]]) -> str | None:
 def default_text(plan_: SummaryPlan, title: str, summary: Mapping[str, Any]) -> str:
     """One paragraph: a headline (who, how to reach them, what happened), then `Label: text.`
     per collected field (one line, so it reads the same in an SMS, a log and `chat`)."""
-    who = summary.get("name") or "A contact"
+    words = plan_.words
+    who = summary.get("name") or words["a_contact"]
     contact = summary.get("contact")
-    reach = str(plan_.filters["phone"](contact)) if contact else "unknown number"
+    reach = str(plan_.filters["phone"](contact)) if contact else words["unknown_number"]
     left_out = plan_.left_out
     outcome = summary.get("outcome")
-    how = (f"needs a follow-up via {summary.get('channel')}." if outcome in _FOLLOW_UP
-           else f"via {summary.get('channel')}, outcome {outcome}.")
+    how = (words.say("follow_up", channel=summary.get("channel")) if outcome in _FOLLOW_UP
+           else words.say("via_outcome", channel=summary.get("channel"), outcome=outcome))
     parts = [f"{title}: {who} ({reach}) {how}"]
     for item in summary.get("fields") or ():
         if item["text"] != who and item["name"] not in left_out:  # the name is in the headline already

@@ -38,6 +38,10 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from orchestrator.flow import schema
+from orchestrator.languages import canonical
+from orchestrator.languages.en import MONTHS as _MONTHS
+from orchestrator.languages.en import WEEKDAYS as _WEEKDAYS
+from orchestrator.languages.rules import RULES_BY_TAG as _RULES
 
 __all__ = ["ParsedTime", "Want", "parse_when", "warm_up"]
 
@@ -65,16 +69,6 @@ class ParsedTime:
 
 # ------------------------------------------------------------------ vocabulary
 
-_WEEKDAYS: dict[str, int] = {
-    "monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2, "weds": 2,
-    "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5,
-    "sunday": 6, "sun": 6,
-}
-_MONTHS: dict[str, int] = {
-    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4,
-    "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9,
-    "sept": 9, "sep": 9, "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
-}
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                 "September", "October", "November", "December")
@@ -440,8 +434,13 @@ def _find_day(s: str, found: _Found, today: dt.date, us_order: bool) -> str:
             found.day = today + dt.timedelta(days=round(amount * days))
         return _cut(s, m)
     if (m := _D_NEXT_WEEK.search(s)) is not None:
-        found.day = today + dt.timedelta(days=7 - today.weekday())
-        return _cut(s, m)
+        monday = today + dt.timedelta(days=7 - today.weekday())
+        s = _cut(s, m)
+        if (w := _D_WEEKDAY.search(s)) is not None:  # "tuesday next week": that day of next week
+            found.day = monday + dt.timedelta(days=_WEEKDAYS[w.group("wd")])
+            return _cut(s, w)
+        found.day = monday
+        return s
     if (m := _D_MONTHNAME.search(s)) is not None:
         month = _MONTHS[m.group("m1") or m.group("m2")]
         day = int(m.group("d1") or m.group("d2"))
@@ -559,7 +558,8 @@ def parse_when(
     hours = _Hours(business_hours)
     lang, _, region = language.replace("_", "-").partition("-")
     us_order = region.upper() in ("", "US", "CA", "PH") and lang.lower() == "en"
-    s = _normalise(text)
+    rules = _RULES[language]
+    s = _normalise(text if rules.canonical else canonical.time_text(rules, text))
 
     if not s:
         return ParsedTime(None, "none", _EXAMPLES[want])
@@ -702,4 +702,7 @@ def warm_up(language: str = "en") -> None:
     """Pay dateparser's import and first-parse cost (~100+ ms) at start-up, not on a turn."""
     now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     lang = language.replace("_", "-").partition("-")[0] or "en"
+    rules = _RULES[language]
+    if not rules.canonical:
+        canonical.time_text(rules, "warm up")  # compiles the language's tables
     _fallback("the 3rd of next month", now, _zone("UTC"), lang, _Hours(None), "datetime")

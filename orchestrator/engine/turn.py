@@ -43,14 +43,24 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
-from orchestrator.engine import voice_phrases
+from orchestrator.engine import reminders, sending, voice_phrases
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
-from orchestrator.engine.inputs import Idiom, choice_matcher, parse_input
+from orchestrator.engine.inputs import PREFERENCE_KEYS, Idiom, choice_matcher, hint_in, parse_input
 from orchestrator.engine.summary import CALL_RECORDING
 from orchestrator.engine.summary import build as build_summary
 from orchestrator.errors import FlowRuntimeError
+from orchestrator.flow.templates import Formats
 from orchestrator.logs import redact_phone
-from orchestrator.model import Event, Outbound, OutChoice, Session, Timer, TranscriptEntry, TurnResult
+from orchestrator.model import (
+    Event,
+    Outbound,
+    OutChoice,
+    ReminderDue,
+    Session,
+    Timer,
+    TranscriptEntry,
+    TurnResult,
+)
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry, ConnectorResult
 from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 
@@ -67,14 +77,7 @@ TEXT_BACK_CHANNEL = "sms"
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
 ANSWERS = frozenset({"text", "speech", "digits", "choice", "media", "location"})
 DIAL_NOT_CONNECTED = frozenset({"no-answer", "no_answer", "busy", "failed", "canceled", "cancelled"})
-SORRY_ERROR = "Sorry, something went wrong on our side. Please try again a little later."
-SORRY_FAILED = "Sorry, I'm having trouble understanding. Someone from our team will get back to you."
-NOT_HEARD = "Sorry, I didn't hear anything."
-NOT_RECEIVED = "Sorry, I didn't get an answer."
-NOT_UNDERSTOOD = "Sorry, I didn't understand that."
-LOW_CONFIDENCE = "Sorry, I didn't quite catch that."
-TEXT_BACK_NOTE = "Sorry we got cut off! Let's continue by text."
-CLOSED_NOTICE = "We're closed on {day}."
+LANGUAGE_TARGET = "sys.language"  # `save: sys.language`: the contact's choice of language (SPEC §9)
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
 FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answered, {state: [value, choice]}
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
@@ -120,7 +123,7 @@ class Engine:
             id=session_id, flow=flow.flow, revision=self.compiled.revision, state=flow.start,
             business=business, contact=contact, channel=channel,
             vars={**flow.vars, **(vars or {}), CONTACT_KEY: {"name": contact_name, "known": known}},
-            started_at=now, updated_at=now,
+            started_at=now, updated_at=now, language=self.compiled.language_of(contact),
         )
 
     def stored_vars(self, vars: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,7 +147,7 @@ class Engine:
         except FlowRuntimeError as exc:
             log.error("flow %s state %s: %s", self.compiled.id, turn.session.state, exc)
             turn.note(f"error: {exc}")
-            turn.finish("error", SORRY_ERROR)
+            turn.finish("error", turn.compiled.words["sorry_error"])
         return turn.result()
 
 
@@ -155,22 +158,25 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "deadline", "engine", "event", "messages", "now",
-                 "session", "steps", "summary", "transcript")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "deadline", "due_reminders", "engine", "event",
+                 "messages", "now", "session", "steps", "summary", "transcript", "understand_language")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
-        self.compiled = engine.compiled
+        self.compiled = engine.compiled.variant(session.language)  # the contact's language (SPEC §9)
         self.session = _copy(session)
         self.event = event
         self.now = now
         self.messages: list[Outbound] = []
         self.transcript: list[TranscriptEntry] = []
+        self.due_reminders: list[ReminderDue] = []
         self.steps = 0
         self.summary: dict[str, Any] | None = None
         self._ending_summary: dict[str, Any] | None = None  # built by a handoff that ends: finish reuses it
         self._ctx: dict[str, Any] | None = None
         self._dt: datetime | None = None
+        # the language the contact's messages are read in (dates, numbers, yes/no, names)
+        self.understand_language: str = self.compiled.settings.language
         self.deadline = time.perf_counter() + TURN_CALL_BUDGET_SECONDS
 
     # ------------------------------------------------------------------ dispatch
@@ -237,7 +243,7 @@ class _Turn:
         """An answer on a call, with the guards around it: a call past `max_call_seconds`, a
         second silence in a row, or `max_stuck_turns` answers in a row leaving the call where it
         was (no state change, nothing saved) take `on.stuck` / `defaults.stuck`, else end politely
-        with a text-back (SPEC §13.27)."""
+        with a text-back (SPEC §13.30)."""
         s, settings = self.session, self.compiled.settings
         if settings.max_call_seconds and self.now - s.started_at >= settings.max_call_seconds:
             await self._runaway(state, "call_too_long")
@@ -340,6 +346,9 @@ class _Turn:
 
     async def _begin(self) -> None:
         settings = self.compiled.settings
+        if self.session.language:  # recorded: the admin API shows it after the session expires
+            self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=LANGUAGE_TARGET,
+                                                   data=self.session.language))
         if settings.recording and self.session.channel in VOICE_CHANNELS:
             self._emit(Outbound(kind="say", text=self._render(self.compiled.consent_notice, "consent")))
         await self._enter(self.compiled.start)
@@ -361,7 +370,8 @@ class _Turn:
         choice_id: str | None = ev.choice_id if ev.choice_id in {c.id for c in choices} else None
         if choice_id is None and text and not text.isdigit():  # "1" means nothing before the menu is seen
             result = parse_input("choice", text, choices=state.matcher or choices,
-                                 settings=self.compiled.settings, now=self._now_dt())
+                                 settings=self.compiled.settings, now=self._now_dt(),
+                                 language=self.understand_language)
             if result.ok and result.choice_id in {c.id for c in choices}:
                 choice_id = result.choice_id
         if choice_id is None:
@@ -475,18 +485,29 @@ class _Turn:
         except Exception as exc:
             result = ConnectorResult(outcome="error", detail=f"arguments failed to render: {exc}")
         else:
-            ctx = CallContext(
-                session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
-                language=settings.language, now=self.now, settings=settings, vars=s.vars,
-            )
-            result = await self._book_or_move(state, args, ctx)
+            if sending.is_send(state.action):  # built in: queued with the turn, sent by the outbox
+                message, result = sending.plan(state.name, args, staff=settings.staff_notify, channel=s.channel,
+                                               text_back=TEXT_BACK_CHANNEL)
+                if message is not None:
+                    self._emit(message)
+            else:
+                ctx = CallContext(
+                    session_id=s.id, flow=s.flow, contact=s.contact, timezone=settings.timezone,
+                    language=settings.language, now=self.now, settings=settings, vars=s.vars,
+                )
+                result = await self._book_or_move(state, args, ctx)
         ms = round((time.perf_counter() - started) * 1000, 2)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="call", text=state.action,
             data={"outcome": result.outcome, "ms": ms, **({"detail": result.detail} if result.detail else {})},
         ))
         if result.outcome in ("ok", "empty") and state.save:
-            self._save(state.save, result.value)
+            value = result.value
+            if self.compiled.english_formats is not None and value:
+                value = self._relabelled(value, self.compiled.english_formats)
+            self._save(state.save, value)
+        if result.outcome == "ok" and settings.reminders and reminders.is_booking(state.action):
+            self.due_reminders += reminders.plan(settings, result.value, now=self.now, channel=s.channel)
         if result.closed and result.outcome in ("ok", "empty"):
             if "closed" in state.routes:  # the flow says it in its own words
                 return self._route(state, "closed")
@@ -497,7 +518,7 @@ class _Turn:
         if trigger not in state.routes:
             log.error("flow %s state %s: %s outcome %s has no route", self.compiled.id, state.name,
                       state.action, result.outcome)
-            self.finish("error", SORRY_ERROR)
+            self.finish("error", self.compiled.words["sorry_error"])
             return None
         return self._route(state, trigger)
 
@@ -524,12 +545,26 @@ class _Turn:
             self.note(f"booking {made['id']} cannot be moved ({prefix} has no reschedule or cancel): booking again")
         return await connectors.call(action, args, ctx, timeout)
 
+    def _relabelled(self, value: Any, english: Formats) -> Any:
+        """Slots and bookings a connector labelled the built-in English way ("Thu 3 Dec, 10:00 AM")
+        labelled in the contact's language ("jue 3 dic, 10:00"); a connector's own labels are kept."""
+        if isinstance(value, list):
+            return [self._relabelled(item, english) for item in value]
+        if isinstance(value, dict) and isinstance(value.get("start"), str) and isinstance(value.get("label"), str):
+            formats = self.compiled.templates.formats
+            try:
+                if value["label"] == english.datetime(value["start"]):
+                    return {**value, "label": formats.datetime(value["start"])}
+            except ValueError:
+                return value
+        return value
+
     def _closed_notice(self, state: CompiledState, day: str) -> None:
         try:
             when = self.compiled.templates.formats.date(day)
         except ValueError:
             when = day
-        self._emit(Outbound(kind="say", text=CLOSED_NOTICE.format(day=when), state=state.name))
+        self._emit(Outbound(kind="say", text=self.compiled.words.say("closed_notice", day=when), state=state.name))
 
     def _handoff(self, state: CompiledState) -> str | None:
         s = self.session
@@ -583,7 +618,7 @@ class _Turn:
         if own is not None:
             text = self._render(own, state.name)
         else:
-            text = f"{hint or NOT_UNDERSTOOD} {self._text(state)}".strip()
+            text = f"{hint or self.compiled.words['not_understood']} {self._text(state)}".strip()
         self._ask(state, reprompt=text)
 
     def _idiom(self) -> Idiom:
@@ -617,7 +652,7 @@ class _Turn:
         ev, settings, s = self.event, self.compiled.settings, self.session
         idiom = self._idiom()
         if ev.kind == "empty":
-            await self._failed(state, NOT_HEARD if idiom == "voice" else NOT_RECEIVED)
+            await self._failed(state, self.compiled.words["not_heard" if idiom == "voice" else "not_received"])
             return
         text = ev.text or ""
         if not text and ev.media:
@@ -635,17 +670,23 @@ class _Turn:
         if picked is None and intents is not None and text and choices:
             # the ask's own choices outrank a global intent ("Me da igual" is that choice,
             # not an intent matching "da igual"); typos are left to the full parse below
-            own = (state.matcher or choice_matcher(choices)).match(text, idiom=idiom, fuzzy=False)
+            own = (state.matcher or choice_matcher(choices)).match(
+                text, idiom=idiom, fuzzy=False, language=self.understand_language)
             if own.ok and own.choice_id in ids:
                 picked = own.choice_id
         if picked is None and intents is not None and text:
-            intent = intents.match(text, digits=text if ev.kind == "digits" else None)
+            intent = intents.match(text, digits=text if ev.kind == "digits" else None,
+                                   language=self.understand_language)
             if intent is not None:
                 self.note(f"intent {intent}")
-                await self._enter(self._route(state, INTENT_PREFIX + intent))
+                target = self._route(state, INTENT_PREFIX + intent)
+                if self._named_language(target, text):  # "español": switched, this question asked again in it
+                    self._ask(self.compiled.states[state.name])
+                    return
+                await self._enter(target)
                 return
         if picked is None and text and self.compiled.answer_matcher is not None and readers.is_question(text):
-            answer = self.compiled.answer_matcher.match(text)
+            answer = self.compiled.answer_matcher.match(text, language=self.understand_language)
             if answer is not None:
                 self.note(f"answered question: {answer}")
                 self._emit(Outbound(kind="say", text=self._render(self.compiled.answers[answer], state.name),
@@ -654,7 +695,7 @@ class _Turn:
                 return
         if picked is None and ev.kind == "speech" and ev.confidence is not None \
                 and ev.confidence < settings.speech_confidence:
-            await self._failed(state, LOW_CONFIDENCE)
+            await self._failed(state, self.compiled.words["low_confidence"])
             return
         choice_id: str | None
         hint: str | None = None
@@ -675,9 +716,15 @@ class _Turn:
             result = parse_input(
                 state.input, text, choices=state.matcher or choices, settings=settings, now=self._now_dt(),
                 pattern=state.pattern, confidence=ev.confidence, idiom=idiom,
-                first_only=getattr(state.spec, "first_only", False),
+                first_only=getattr(state.spec, "first_only", False), language=self.understand_language,
             )
             ok, value, choice_id, hint = result.ok, result.value, result.choice_id, result.reprompt
+            words = self.compiled.words
+            if words.language != "en":  # the hint and a preference's words in the contact's language
+                if result.hint is not None:
+                    hint = hint_in(words, *result.hint)
+                elif ok and isinstance(value, dict) and value.get("preference") in PREFERENCE_KEYS:
+                    value = {**value, "label": words[PREFERENCE_KEYS[value["preference"]]]}
             if not ok and text and ev.kind != "digits" and state.fill:
                 found = readers.Reading(self, state, text, choices).current_in_message()
                 if found is not None:
@@ -768,7 +815,7 @@ class _Turn:
         if state.confirm is not None:
             text = self._render_with(state.confirm, state.name, value=shown)
         else:
-            text = readers.CONFIRM_TEXT.format(value=shown)
+            text = self.compiled.words.say("confirm", value=shown)
         self._emit(Outbound(kind="ask", text=text, state=state.name, input="yes_no"))
 
     async def _confirming(self, state: CompiledState, pending: Mapping[str, Any], text: str) -> None:
@@ -785,7 +832,7 @@ class _Turn:
         if verdict is False:
             s.vars[CONFIRM_KEY] = {"state": state.name, "value": None, "choice": None, "spell": True}
             self.note(f"not confirmed {state.name}")
-            self._ask(state, reprompt=f"{readers.SORRY_AGAIN} {self._text(state)}".strip())
+            self._ask(state, reprompt=f"{self.compiled.words['sorry_again']} {self._text(state)}".strip())
             return
         s.retries += 1
         if s.retries > state.max_retries:
@@ -794,7 +841,7 @@ class _Turn:
             return
         shown = readers.shown(self, state, pending.get("value"), pending.get("choice"),
                                  spell=bool(pending.get("spell")))
-        self._emit(Outbound(kind="ask", text=readers.CONFIRM_AGAIN.format(value=shown), state=state.name,
+        self._emit(Outbound(kind="ask", text=self.compiled.words.say("confirm_again", value=shown), state=state.name,
                             input="yes_no", reprompt=True))
 
     async def _understood(self, state: CompiledState, text: str, choices: list[OutChoice]) -> Extraction | None:
@@ -822,7 +869,7 @@ class _Turn:
         elif "fail" in state.routes:
             await self._enter(self._route(state, "fail"))
         else:
-            self.finish("not_understood", SORRY_FAILED)
+            self.finish("not_understood", self.compiled.words["sorry_failed"])
 
     async def _timeout(self, state: CompiledState) -> None:
         s = self.session
@@ -846,7 +893,7 @@ class _Turn:
         if self.compiled.settings.on_hangup == "text_back" and state.kind == "ask" and s.contact:
             s.channel = TEXT_BACK_CHANNEL
             self.note(f"call ended mid-flow: continuing by {TEXT_BACK_CHANNEL}")
-            self._emit(Outbound(kind="say", text=TEXT_BACK_NOTE, state=state.name))
+            self._emit(Outbound(kind="say", text=self.compiled.words["text_back_note"], state=state.name))
             self._ask(state)
             return
         self.finish("hung_up")
@@ -904,16 +951,46 @@ class _Turn:
     def note(self, text: str) -> None:
         self.transcript.append(TranscriptEntry(at=self.now, dir="note", text=text))
 
+    def _named_language(self, target: str, text: str) -> bool:
+        """An intent leading to the language question (`save: sys.language`) whose words name one
+        of its languages ("español") chooses it at once."""
+        asked = self.compiled.states.get(target)
+        if asked is None or asked.save != LANGUAGE_TARGET or asked.matcher is None:
+            return False
+        found = asked.matcher.match(text, fuzzy=False)
+        if not found.ok or found.choice_id not in self.engine.compiled.variants:
+            return False
+        self.note(f"language named: {found.choice_id}")
+        self._choose_language(found.choice_id)
+        return True
+
+    def _choose_language(self, value: Any) -> None:
+        """`save: sys.language`: from here on the conversation (and its follow-ups) is in it."""
+        variants = self.engine.compiled.variants
+        language = str(value) if value in variants else None
+        if language is None:
+            self.note(f"language {value!r} is not one the flow speaks: kept {self.compiled.language}")
+            return
+        self.session.language = language
+        self.compiled = self.engine.compiled.variant(language)
+        self._ctx = None
+        self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=LANGUAGE_TARGET, data=language))
+
     def _emit(self, message: Outbound) -> None:
         if message.language is None:
             message.language = self.compiled.settings.language
+        if message.voice is None and self.compiled.voice is not None:
+            message.voice = self.compiled.voice
         self.messages.append(message)
         self.transcript.append(TranscriptEntry(
             at=self.now, dir="out", text=message.text,
-            data={"kind": message.kind, "state": message.state},
+            data={"kind": message.kind, "state": message.state, **({"via": message.via} if message.via else {})},
         ))
 
     def _save(self, name: str, value: Any) -> None:
+        if name == LANGUAGE_TARGET:
+            self._choose_language(value)
+            return
         self.session.vars[name] = value
         self._ctx = None
         self.transcript.append(TranscriptEntry(at=self.now, dir="var", text=name, data=value))
@@ -990,7 +1067,7 @@ class _Turn:
 
     def _summary(self, outcome: str | None = None) -> dict[str, Any]:
         contact = self.session.vars.get(CONTACT_KEY) or {}
-        return build_summary(self.compiled, self.session, self.now, self.ctx(),
+        return build_summary(self.engine.compiled, self.session, self.now, self.ctx(),
                              profile_name=contact.get("name"), outcome=outcome)
 
     def _staff_text(self) -> str:
@@ -1007,5 +1084,5 @@ class _Turn:
             log.info("conversation %s ended: %s", redact_phone(s.id), s.outcome)
         return TurnResult(
             session=s, messages=self.messages, transcript=self.transcript, timer=timer,
-            ended=s.status == "ended", summary=self.summary,
+            ended=s.status == "ended", summary=self.summary, reminders=self.due_reminders,
         )

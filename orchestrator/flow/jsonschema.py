@@ -65,6 +65,11 @@ DESCRIPTIONS: dict[str, str] = {
                          "opening hours and slots are in it.",
     "Settings.language": "Language tag such as en-US (default): its region picks 12/24-hour times and date "
                          "order; voice speaks in it.",
+    "Settings.languages": "The languages the flow speaks, the first the default (`[en, es]`); every text may then "
+                          "be a map by language (`ask: {en: \"...\", es: \"...\"}`) and validate reports one missing.",
+    "Settings.language_by_country": "A contact's language by the country code of their number "
+                                    "(`{\"34\": es}`), unless they choose one (`save: sys.language`); "
+                                    "else the default.",
     "Settings.max_retries": "How many times an ask re-asks an answer it did not understand before taking "
                             "on.fail (default 2; an ask's own max_retries wins).",
     "Settings.no_reply_timeout": "SMS/WhatsApp: after this long without a reply the reminder is sent and the "
@@ -84,7 +89,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Settings.recording": "Voice: speak consent_notice when the call starts (default false).",
     "Settings.transcription": "Voice: ask Twilio to transcribe the recordings of record states (default false).",
     "Settings.consent_notice": "Voice: said first when recording is on (a template).",
-    "Settings.voice": "Voice: the Twilio <Say> voice (default Polly.Joanna).",
+    "Settings.voice": "Voice: the Twilio <Say> voice, or one per language (default: the language's own, "
+                      "Polly.Joanna for English).",
     "Settings.speech_confidence": "Voice: speech recognised below this confidence (0-1, default 0.4) is asked "
                                   "again.",
     "Settings.reminder": "SMS/WhatsApp: sent when no_reply_timeout passes, before the question is repeated "
@@ -95,6 +101,12 @@ DESCRIPTIONS: dict[str, str] = {
                                    "into messages of at most this size.",
     "Settings.whatsapp_template": "WhatsApp: the approved template used to reach a contact outside the 24-hour "
                                   "window (outbound, reminders). Unset: such messages fail.",
+    "Settings.reminders": "Appointment reminders each booking schedules, e.g. "
+                          "[{before: 24h, flow: appointment_reminder}].",
+    "Settings.sending_hours": "Local hours (HH:MM-HH:MM) within which reminders go out; default 09:00-20:00.",
+    "ReminderRule.before": "How long before the booked start the reminder goes out (moved earlier into sending_hours).",
+    "ReminderRule.flow": "The flow id started with the contact, with `booking` set (e.g. appointment_reminder).",
+    "ReminderRule.channel": "same (the booking's text channel; a call's goes by SMS), sms or whatsapp.",
     "Settings.whatsapp_template_language": "WhatsApp: the language code of whatsapp_template (default en_US).",
     "Settings.retention_days": "Days to keep transcripts after the conversation ends (default 30). This build "
                                "applies ORCHESTRATOR_RETENTION_DAYS server-wide.",

@@ -427,6 +427,8 @@ def _literal_values(raw: Any, parts: PathKey) -> list[str]:
 
 def _type_words(text: str) -> str:
     names = [n.strip() for n in text.split("|")]
+    if "str" in names and "object" in names:  # a text of the flow language: one string, or one per language
+        return "text" + (" or true/false" if "bool" in names else "")
     return " or ".join(_TYPE_WORDS.get(n, n) for n in names if n != "null") or "nothing"
 
 

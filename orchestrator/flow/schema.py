@@ -25,6 +25,12 @@ INPUT_KINDS: tuple[str, ...] = (
 STATE_KINDS: tuple[str, ...] = ("ask", "call", "branch", "handoff", "record", "say", "end")
 CHANNELS: tuple[str, ...] = ("voice", "sms", "whatsapp")
 
+# A text the contact reads or hears: one string, or one per declared language (SPEC §9,
+# `{en: "...", es: "..."}`); `orchestrator.languages.texts.localize` turns a flow's maps
+# into the strings of one language before it is compiled.
+Text = str | dict[str, str]
+Words = list[str] | dict[str, list[str]]  # `match:` phrases, likewise per language
+
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")]
 Duration = Annotated[str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$")]
 
@@ -67,9 +73,19 @@ def default_business_hours() -> BusinessHours:
     return BusinessHours(mon=weekday, tue=weekday, wed=weekday, thu=weekday, fri=weekday)
 
 
+class ReminderRule(Base):
+    """`settings.reminders` item: `before` the booked start, start `flow` with the contact."""
+
+    before: Duration
+    flow: Identifier
+    channel: Literal["same", "sms", "whatsapp"] = "same"  # same: the booking's text channel (a call's: sms)
+
+
 class Settings(Base):
     timezone: str = "UTC"
     language: str = "en-US"
+    languages: list[str] = []  # SPEC §9: the languages a flow speaks, the first the default
+    language_by_country: dict[str, str] = {}  # E.164 country code -> language of a contact of it
     max_retries: int = 2
     no_reply_timeout: Duration | None = None  # messaging channels: remind, then abandon
     session_ttl: Duration = "24h"
@@ -81,17 +97,17 @@ class Settings(Base):
     slot_length: Duration = "30m"
     recording: bool = False  # voice: record the call; the consent notice is spoken first
     transcription: bool = False
-    consent_notice: str = "This call may be recorded for quality and training purposes."
-    voice: str = "Polly.Joanna"  # TwiML <Say voice>
+    consent_notice: Text = "This call may be recorded for quality and training purposes."
+    voice: Text | None = None  # TwiML <Say voice>; unset: the language's own (Polly.Joanna for English)
     speech_confidence: float = 0.4  # voice: below this a SpeechResult is re-asked
-    reminder: str = "Are you still there? Just reply to continue."
-    help_text: str | None = None  # SMS/WhatsApp HELP answer; unset: ORCHESTRATOR_HELP_TEXT, then a default
+    reminder: Text = "Are you still there? Just reply to continue."
+    help_text: Text | None = None  # SMS/WhatsApp HELP answer; unset: ORCHESTRATOR_HELP_TEXT, then a default
     sms_segment_budget: int = 3  # longest SMS reply, in segments
     whatsapp_template: str | None = None  # template for proactive messages outside 24 h
     whatsapp_template_language: str = "en_US"
     retention_days: int = 30  # transcripts kept this long after the conversation ends
     staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
-    summary: str | None = None  # template of the staff summary text (context: prompts' + summary, fields)
+    summary: Text | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
     # ---- voice guards (#20) ----
@@ -103,20 +119,22 @@ class Settings(Base):
     # voice: a call answered by voicemail or a call-screening assistant (no `on: {machine: ...}` route)
     on_machine: Literal["text_back", "hang_up", "leave_message"] = "text_back"
     machine_message: str = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
+    reminders: list[ReminderRule] = []  # appointment reminders scheduled by each booking
+    sending_hours: str = "09:00-20:00"  # proactive messages (reminders) go out only within these local hours
 
 
 class Choice(Base):
-    label: str | None = None  # shown on buttons and menus; defaults to the choice id
-    match: list[str] = []  # keywords (speech or text)
+    label: Text | None = None  # shown on buttons and menus; defaults to the choice id
+    match: Words = []  # keywords (speech or text)
     dtmf: str | None = None  # a keypad digit on voice
-    description: str | None = None  # WhatsApp list row description
+    description: Text | None = None  # WhatsApp list row description
 
 
 class Intent(Base):
     """Global: interrupts any `ask` when matched."""
 
     goto: str
-    match: list[str] = []
+    match: Words = []
     dtmf: str | None = None
 
 
@@ -124,18 +142,18 @@ class Answer(Base):
     """Global: a question asked at any ask ("are you open saturday?") is answered and the ask
     repeated."""
 
-    say: str
-    match: list[str] = []
+    say: Text
+    match: Words = []
 
 
 class ChannelOverride(Base):
     """Per-channel replacement of a state's prompt text (`voice:`, `sms:`, `whatsapp:`)."""
 
-    say: str | None = None
-    ask: str | None = None
-    reprompt: str | None = None
-    handoff: str | None = None
-    record: str | None = None
+    say: Text | None = None
+    ask: Text | None = None
+    reprompt: Text | None = None
+    handoff: Text | None = None
+    record: Text | None = None
     media: str | None = None
 
 
@@ -152,7 +170,7 @@ class StateBase(Base, tag_field="kind", kw_only=True):
 
 
 class SayState(StateBase, tag="say", kw_only=True):
-    say: str
+    say: Text
     media: str | None = None  # an image/audio URL template (MMS, WhatsApp, <Play>)
     next: str | None = None
     end: str | None = None  # outcome label: speak, then end
@@ -160,18 +178,18 @@ class SayState(StateBase, tag="say", kw_only=True):
 
 
 class AskState(StateBase, tag="ask", kw_only=True):
-    ask: str
+    ask: Text
     input: InputKind | None = None  # default: choice when choices are given, else text
     choices: dict[str, Choice] | None = None
     choices_from: str | None = None  # a variable holding a list (e.g. slots)
     save: str | None = None
-    label: str | None = None  # the saved answer's name in the staff summary; default: the save name humanised
-    reprompt: str | None = None  # said when the answer is not understood
+    label: Text | None = None  # the saved answer's name in the staff summary; default: the save name humanised
+    reprompt: Text | None = None  # said when the answer is not understood
     pattern: str | None = None  # regex the (text) answer must match
     first_only: bool = False  # a `name` ask: keep the first name alone (pets, "who should we ask for?")
     max_retries: int | None = None  # default settings.max_retries
     fill_ahead: bool | None = None  # false: never filled from an earlier message (default settings.fill_ahead)
-    confirm: bool | str | None = None  # true or a template: read the value back, take yes / no / a correction
+    confirm: bool | Text | None = None  # true or a template: read the value back, take yes / no / a correction
     next: str | None = None
     on: dict[str, str] = {}  # choice id | fail | timeout | undelivered -> state
 
@@ -180,7 +198,7 @@ class CallState(StateBase, tag="call", kw_only=True):
     call: str  # connector.action
     args: dict[str, Any] = {}
     save: str | None = None
-    label: str | None = None  # the saved result's name in the staff summary; default: the save name humanised
+    label: Text | None = None  # the saved result's name in the staff summary; default: the save name humanised
     timeout: Duration = "8s"
     next: str | None = None  # same as on.ok
     on: dict[str, str] = {}  # ok | empty | conflict | error -> state
@@ -192,7 +210,7 @@ class BranchState(StateBase, tag="branch", kw_only=True):
 
 class HandoffState(StateBase, tag="handoff", kw_only=True):
     handoff: str  # the staff number (template); voice dials it, messaging notifies staff
-    say: str | None = None  # told to the contact first
+    say: Text | None = None  # told to the contact first
     next: str | None = None
     on: dict[str, str] = {}  # no_answer (voice <Dial> not answered) | undelivered -> state
     end: str | None = None
@@ -201,9 +219,9 @@ class HandoffState(StateBase, tag="handoff", kw_only=True):
 
 
 class RecordState(StateBase, tag="record", kw_only=True):
-    record: str  # the prompt before the beep
+    record: Text  # the prompt before the beep
     save: str | None = None
-    label: str | None = None  # the recording's name in the staff summary; default: the save name humanised
+    label: Text | None = None  # the recording's name in the staff summary; default: the save name humanised
     max_length: Duration = "2m"
     notice: bool | str | None = None  # said before the prompt: true = settings.consent_notice, or a template
     next: str | None = None
@@ -213,7 +231,7 @@ class RecordState(StateBase, tag="record", kw_only=True):
 
 class EndState(StateBase, tag="end", kw_only=True):
     end: str  # outcome label (analytics)
-    say: str | None = None
+    say: Text | None = None
 
 
 State = AskState | CallState | BranchState | HandoffState | RecordState | SayState | EndState
@@ -242,6 +260,17 @@ class Flow(Base):
     intents: dict[str, Intent] = {}
     answers: dict[str, Answer] = {}
     defaults: Defaults = msgspec.field(default_factory=Defaults)
+
+
+def plain(value: Text) -> str:
+    """A text as one string. A compiled flow is localized first (`flow.localize`), so a map
+    only reaches here in a flow `validate` refuses; its first entry is taken then."""
+    return value if isinstance(value, str) else next(iter(value.values()), "")
+
+
+def plain_words(value: Words) -> list[str]:
+    """`match:` phrases as one list (a map only before `flow.localize`: all its phrases)."""
+    return value if isinstance(value, list) else [w for words in value.values() for w in words]
 
 
 def infer_kind(state: dict[str, Any]) -> str | None:

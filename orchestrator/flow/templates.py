@@ -34,6 +34,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import babel
+import babel.dates as babel_dates
 import jinja2
 import jinja2.environment
 import jinja2.meta
@@ -377,7 +379,86 @@ class Formats:
         if _is_preference(value):
             return str(value["label"])
         when = _as_datetime(value, self.tz, "datetime")
-        return f"{_DAYS[when.weekday()][:3]} {when.day} {_MONTHS[when.month - 1][:3]}, {self.time(when)}"
+        return f"{self.short_date(when)}, {self.time(when)}"
+
+    def short_date(self, value: Any) -> str:
+        """The day of a date-time, short: "Thu 26 Nov" (a read-back's "Thu 26 Nov at 10:00 AM")."""
+        when = _as_datetime(value, self.tz, "date")
+        return f"{_DAYS[when.weekday()][:3]} {when.day} {_MONTHS[when.month - 1][:3]}"
+
+
+class LocaleFormats(Formats):
+    """Date and time wording in a language other than English, from CLDR through babel (SPEC §9):
+    "jueves, 3 de diciembre", "jue, 3 dic, 10:00". A catalogue may give its own patterns
+    (`formats: {date, short_date, time}`); else the locale's skeletons and short time."""
+
+    def __init__(self, timezone: str, language: str, patterns: Mapping[str, str] | None = None) -> None:
+        super().__init__(timezone, language)
+        self.locale = babel.Locale.parse(language.replace("-", "_"))
+        own = patterns or {}
+        self._date = own.get("date")
+        self._short = own.get("short_date")
+        self._time = own.get("time") or self.locale.time_formats["short"].pattern
+        combining = self.locale.datetime_formats.get("short")
+        self._joined = str(combining) if combining is not None else "{1}, {0}"
+        self._labels: dict[str, str] = {}  # ISO date-time -> its label: slots are labelled again and again
+
+    def time(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
+        if _is_preference(value):
+            return str(value["label"])
+        when = _as_datetime(value, self.tz, "time")
+        return _plain_spaces(babel_dates.format_time(when, self._time, locale=self.locale))
+
+    def date(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
+        if _is_preference(value):
+            return str(value["label"])
+        when = _as_datetime(value, self.tz, "date")
+        if self._date:
+            return _plain_spaces(babel_dates.format_date(when, self._date, locale=self.locale))
+        return _plain_spaces(babel_dates.format_skeleton("MMMMEEEEd", when, locale=self.locale))
+
+    def short_date(self, value: Any) -> str:
+        when = _as_datetime(value, self.tz, "date")
+        if self._short:
+            return _plain_spaces(babel_dates.format_date(when, self._short, locale=self.locale))
+        return _plain_spaces(babel_dates.format_skeleton("MMMEd", when, locale=self.locale))
+
+    def datetime(self, value: Any) -> str:
+        if _unset_value(value):
+            return ""
+        if _is_preference(value):
+            return str(value["label"])
+        known = self._labels.get(value) if isinstance(value, str) else None
+        if known is not None:
+            return known
+        when = _as_datetime(value, self.tz, "datetime")
+        label = self._joined.replace("{1}", self.short_date(when)).replace("{0}", self.time(when))
+        if isinstance(value, str) and len(self._labels) < 4096:
+            self._labels[value] = label
+        return label
+
+
+_NARROW_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
+def _plain_spaces(text: str) -> str:
+    """CLDR's no-break spaces ("5:30\u202fp.m.") as plain ones: one of them alone would make
+    an SMS UCS-2 (70 characters a segment instead of 160)."""
+    return str(text).translate(_NARROW_SPACES)
+
+
+def formats_for(timezone: str, language: str, patterns: Mapping[str, str] | None = None) -> Formats:
+    """English keeps its own wording (the country picks 12/24 h); any other language is CLDR's."""
+    if re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower() == "en":
+        return Formats(timezone, language)
+    try:
+        return LocaleFormats(timezone, language, patterns)
+    except (babel.UnknownLocaleError, ValueError):
+        return Formats(timezone, language)  # a tag CLDR does not know: English wording, as before
 
 
 def label_of(value: Any) -> Any:
@@ -619,11 +700,12 @@ class TemplateEngine:
     """One per flow revision (timezone and language come from the flow's settings)."""
 
     def __init__(
-        self, timezone: str = "UTC", language: str = "en-US", choice_labels: ChoiceLabels | None = None
+        self, timezone: str = "UTC", language: str = "en-US", choice_labels: ChoiceLabels | None = None,
+        date_patterns: Mapping[str, str] | None = None,
     ) -> None:
         self.timezone = timezone
         self.language = language
-        self.formats = Formats(timezone, language)
+        self.formats = formats_for(timezone, language, date_patterns)
         self.choice_labels: ChoiceLabels = choice_labels or {}
         self.env = self._make_env(finalize=True)
 

@@ -21,6 +21,7 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import sys
@@ -33,16 +34,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import jinja2
 import jinja2.meta
 import jinja2.nodes
+import msgspec
 import phonenumbers
 
-from orchestrator.engine import summary
+from orchestrator.engine import reminders, sending, summary
 from orchestrator.engine.inputs import normalise
 from orchestrator.errors import Diagnostic, FlowError
-from orchestrator.flow import patterns, schema, templates
+from orchestrator.flow import localize, patterns, schema, templates
 from orchestrator.flow.assigned import assigned_on_entry, unset_path
 from orchestrator.flow.channel_limits import limit_warnings
 from orchestrator.flow.graph import all_edges, state_edges, state_kind
-from orchestrator.flow.loader import LoadedFlow, closest, did_you_mean, load_flow
+from orchestrator.flow.loader import LoadedFlow, closest, describe, did_you_mean, load_flow
+from orchestrator.languages import messages
 from orchestrator.plugins.channels import Capabilities, declared_capabilities
 from orchestrator.plugins.connectors import ConnectorRegistry
 from orchestrator.plugins.connectors import default_connectors as installed_connectors
@@ -56,6 +59,7 @@ BUILTIN_MEANING: dict[str, str] = {
     "flow_title": "the flow's title", "last_input": "the contact's last answer",
     "open_now": "whether the business is open now", "next_open": "the next opening time",
 }
+LANGUAGE_TARGET = "sys.language"  # `save: sys.language` sets the contact's language (SPEC §9)
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
@@ -75,7 +79,8 @@ _GUARDS = frozenset({"defined", "undefined", "none", "default", "d"})
 
 class _Checker:
     def __init__(self, loaded: LoadedFlow, connectors: ConnectorRegistry | None,
-                 capabilities: Mapping[str, Capabilities] | None = None) -> None:
+                 capabilities: Mapping[str, Capabilities] | None = None, language: str | None = None) -> None:
+        self.language = language  # checking the flow's texts in this declared language (SPEC §9)
         self.capabilities = _installed_capabilities() if capabilities is None else capabilities
         self.loaded = loaded
         self.flow = loaded.flow
@@ -85,10 +90,21 @@ class _Checker:
         self.entry = assigned_on_entry(self.flow, set(self.flow.vars) | BUILTINS | RESERVED)
 
     def add(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        path, message = self._in_language(path, message, key)
         self.out.append(self.loaded.diagnostic(path, message, hint, key=key))
 
     def warn(self, path: str, message: str, hint: str | None = None, *, key: bool = False) -> None:
+        path, message = self._in_language(path, message, key)
         self.out.append(self.loaded.diagnostic(path, message, hint, key=key, severity="warning"))
+
+    def _in_language(self, path: str, message: str, key: bool) -> tuple[str, str]:
+        """A problem of one language's text is shown at that text (`ask.es`), naming the language."""
+        if self.language is None or key:
+            return path, message
+        own = f"{path}.{self.language}"
+        if own in self.loaded.positions:
+            return own, f"{message} ({self.language})"
+        return path, message
 
     def state_hint(self, name: str) -> str | None:
         return did_you_mean(name, self.states) or (
@@ -309,6 +325,9 @@ class _Checker:
                 self.add(path, f"state '{name}' calls '{state.call}', which is not 'connector.action'",
                          "write it like 'calendar.find_slots'")
                 continue
+            if connector == sending.CONNECTOR:
+                self.check_send(name, state, action)
+                continue
             if self.connectors is None:
                 continue
             names = self.connectors.names()
@@ -328,6 +347,52 @@ class _Checker:
                 hint = f"did you mean '{connector}.{close}'?" if close else None
                 self.add(path, f"state '{name}' calls unknown action '{state.call}'",
                          hint or f"'{connector}' has: {', '.join(actions) or 'no actions'}")
+                continue
+            self.check_args(name, state, self.connectors.get(connector).actions[action].args)
+
+    def check_args(self, name: str, state: schema.CallState, args_type: type) -> None:
+        """An argument the action does not take would be dropped without a word (a `stylist:`
+        that books with nobody in particular): refuse it, naming the ones it takes."""
+        try:
+            known = [f.encode_name for f in msgspec.structs.fields(args_type)]
+        except TypeError:  # not a Struct: the connector takes anything
+            return
+        for key in state.args if isinstance(state.args, dict) else {}:
+            if key not in known:
+                self.add(f"$.states.{name}.args.{key}", f"{state.call} has no argument '{key}'",
+                         did_you_mean(key, known) or f"its arguments: {', '.join(known) or 'none'}", key=True)
+
+    def check_send(self, name: str, state: schema.CallState, action: str) -> None:
+        """`message.send` is built in: its action, its arguments, and what it needs of settings."""
+        path = f"$.states.{name}"
+        if action not in sending.ACTIONS:
+            self.add(f"{path}.call", f"state '{name}' calls unknown action '{state.call}'",
+                     f"'{sending.CONNECTOR}' has: {', '.join(sending.ACTIONS)}")
+            return
+        args = state.args if isinstance(state.args, dict) else {}
+        for key in args:
+            if key not in sending.ARGS:
+                self.add(f"{path}.args.{key}", f"message.send has no argument '{key}'",
+                         did_you_mean(key, sending.ARGS) or f"its arguments: {', '.join(sending.ARGS)}")
+        if "text" not in args and "template" not in args:
+            self.add(f"{path}.args", f"state '{name}' sends a message without `text`",
+                     "add args: {text: \"...\"} (what the message says)")
+        to = args.get("to", sending.TO_CONTACT)
+        if isinstance(to, str) and "{" not in to:
+            if to == sending.TO_STAFF and not self.flow.settings.staff_notify:
+                self.add(f"{path}.args.to", f"state '{name}' sends to staff, but the flow has no staff number",
+                         "set settings.staff_notify: \"+1...\" (E.164)")
+            elif to not in (sending.TO_CONTACT, sending.TO_STAFF) and not _is_e164(to):
+                self.add(f"{path}.args.to", f"'{to}' is not contact, staff or a phone number",
+                         "write to: contact, to: staff, or an E.164 number such as \"+15555550199\"")
+        via = args.get("channel", "same")
+        if isinstance(via, str) and "{" not in via and via not in sending.CHANNELS:
+            self.add(f"{path}.args.channel", f"message.send cannot go by '{via}'",
+                     did_you_mean(via, sending.CHANNELS) or f"use one of: {', '.join(sending.CHANNELS)}")
+        if "error" not in state.on and not self.flow.defaults.error:
+            self.warn(path, f"state '{name}' has no `error` route: a message that cannot be sent ends the "
+                      "conversation with an apology", "add on: {ok: ..., error: <state>} (often the same state)",
+                      key=True)
 
     # -- templates and variables ---------------------------------------------------------------
 
@@ -343,6 +408,8 @@ class _Checker:
     def check_saves(self) -> None:
         for name, state in self.states.items():
             save = getattr(state, "save", None)
+            if save == LANGUAGE_TARGET:
+                continue  # the contact's language: checked with the flow's languages
             if save and not _VARIABLE.match(save):
                 self.add(f"$.states.{name}.save", f"state '{name}' saves into '{save}', which is not a variable name",
                          "use letters, digits and _ only, e.g. " + (re.sub(r"\W+", "_", save).strip("_") or "answer"))
@@ -526,12 +593,12 @@ class _Checker:
                 for path, text in _strings(state.args, f"{base}.args"):
                     yield path, where, text, name
         for aname, answer in self.flow.answers.items():
-            yield f"$.answers.{aname}.say", f"answer '{aname}'", answer.say, None
+            yield f"$.answers.{aname}.say", f"answer '{aname}'", schema.plain(answer.say), None
         settings = self.flow.settings
-        yield "$.settings.reminder", "settings.reminder", settings.reminder, None
-        yield "$.settings.consent_notice", "settings.consent_notice", settings.consent_notice, None
+        yield "$.settings.reminder", "settings.reminder", schema.plain(settings.reminder), None
+        yield "$.settings.consent_notice", "settings.consent_notice", schema.plain(settings.consent_notice), None
         if settings.summary is not None:
-            yield "$.settings.summary", "settings.summary", settings.summary, None
+            yield "$.settings.summary", "settings.summary", schema.plain(settings.summary), None
 
     def check_phones(self) -> None:
         targets = [(f"$.states.{n}.handoff", f"state '{n}' hands off to", s.handoff)
@@ -547,6 +614,11 @@ class _Checker:
 
     def check_settings(self) -> None:
         s = self.flow.settings
+        try:
+            reminders.sending_window(s.sending_hours)
+        except ValueError as exc:
+            self.add("$.settings.sending_hours", str(exc).partition(": ")[0],
+                     str(exc).partition(": ")[2] or None)
         try:
             ZoneInfo(s.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -622,17 +694,20 @@ class _Checker:
     def check_intent_overlaps(self) -> None:
         """An intent phrase inside a choice's label or keyword (or the other way round) makes one
         answer mean two things: the choice wins at that ask, but say so."""
-        phrases = [(tuple(normalise(p).split()), iname, p) for iname, i in self.flow.intents.items() for p in i.match]
+        phrases = [(tuple(normalise(p).split()), iname, p) for iname, i in self.flow.intents.items()
+                   for p in schema.plain_words(i.match)]
         for name, state in self.states.items():
             if not isinstance(state, schema.AskState):
                 continue
+            here = [p for p in phrases if self.flow.intents[p[1]].goto != name]  # an intent asking this question
             for cid, choice in (state.choices or {}).items():
-                words = [(choice.label, "label"), *((m, "match") for m in choice.match)]
+                words = [(schema.plain(choice.label) if choice.label else None, "label"),
+                         *((m, "match") for m in schema.plain_words(choice.match))]
                 for text, field in words:
                     if not text:
                         continue
                     mine = tuple(normalise(text).split())
-                    for phrase, iname, raw in phrases:
+                    for phrase, iname, raw in here:
                         if phrase and mine and (_within(phrase, mine) or _within(mine, phrase)):
                             self.warn(f"$.states.{name}.choices.{cid}" + (".label" if field == "label" else ".match"),
                                       f"state '{name}' choice '{cid}' ({field} '{text}') overlaps the intent "
@@ -763,8 +838,81 @@ def validate(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None,
     """Every problem of a loaded flow, errors and warnings, sorted by position. Empty when clean.
 
     `connectors=None` skips the check that `call:` actions exist; `capabilities` (by channel)
-    defaults to what the installed channels declare."""
-    return _Checker(loaded, connectors, capabilities).run()
+    defaults to what the installed channels declare. A flow of several languages is checked in
+    each of them (its texts' templates, channel limits), and its text maps against them."""
+    found = _language_problems(loaded)
+    if not loaded.flow.settings.languages or any(d.severity == "error" for d in found):
+        found += _Checker(loaded, connectors, capabilities).run()
+    else:
+        for language in localize.declared(loaded.flow.settings):
+            variant = dataclasses.replace(loaded, flow=localize.localize(loaded.flow, language))
+            found += _Checker(variant, connectors, capabilities, language).run()
+    unique = {(d.line, d.col, d.message): d for d in found}
+    return sorted(unique.values(), key=lambda d: (d.line, d.col, d.message))
+
+
+def _language_problems(loaded: LoadedFlow) -> list[Diagnostic]:
+    """SPEC §9: declared languages, every text map against them, language choices and countries."""
+    flow, out = loaded.flow, []
+    settings = flow.settings
+
+    def add(path: str, message: str, hint: str | None = None, *, key: bool = False,
+            severity: str = "error") -> None:
+        out.append(loaded.diagnostic(path, message, hint, key=key, severity=severity))
+
+    languages = list(settings.languages)
+    for i, language in enumerate(languages):
+        if not _LANGUAGE.match(language):
+            add(f"$.settings.languages[{i}]", f"bad language tag '{language}'", "use a code like en or es, or a tag "
+                "like es-MX")
+        elif languages.index(language) != i:
+            add(f"$.settings.languages[{i}]", f"language '{language}' is listed twice", "list each language once")
+        elif not messages.known(language):
+            add(f"$.settings.languages[{i}]", f"language '{language}' has no catalogue: the engine's own words "
+                "(reprompts, apologies, menus) would be English", "add a language pack (docs/EXTENDING.md, "
+                "'Adding a language')", severity="warning")
+    if settings.languages and "language" in _written(loaded, "$.settings") and \
+            localize.primary(settings.language) not in {localize.primary(x) for x in languages}:
+        add("$.settings.language", f"settings.language '{settings.language}' is none of settings.languages",
+            f"give the default's tag (e.g. language: {languages[0]}) or leave it out")
+    for path, texts in localize.text_maps(flow):
+        if not languages:
+            add(path, f"{describe(path)} is written per language, but the flow declares no languages",
+                f"add `languages: [{', '.join(map(str, texts))}]` under settings, or write one text")
+            continue
+        for lang in texts:
+            if lang not in languages:
+                add(f"{path}.{lang}", f"{describe(path)} has a text in '{lang}', which is not a declared language",
+                    did_you_mean(str(lang), languages) or f"settings.languages is [{', '.join(languages)}]", key=True)
+        for lang in languages:
+            if lang not in texts:
+                add(path, f"{describe(path)} has no '{lang}' text",
+                    f"add `{lang}: \"...\"` (the flow speaks {', '.join(languages)})")
+    for code, language in settings.language_by_country.items():
+        where = f"$.settings.language_by_country.{code}"
+        if not str(code).lstrip("+").isdigit():
+            add(where, f"language_by_country key '{code}' is not a country calling code",
+                'write the digits of the code, quoted: "34" for Spain, "52" for Mexico', key=True)
+        if language not in (languages or [settings.language]):
+            add(where, f"language_by_country gives '{language}', which is not a declared language",
+                did_you_mean(language, languages) or "add it to settings.languages")
+    for name, state in flow.states.items():
+        if isinstance(state, schema.AskState) and state.save == LANGUAGE_TARGET:
+            ids = [cid for cid in (state.choices or {}) if cid not in languages]
+            if not languages:
+                add(f"$.states.{name}.save", f"state '{name}' saves the contact's language, but the flow "
+                    "declares no languages", "add `languages: [en, es]` under settings")
+            elif ids or state.choices_from or not state.choices:
+                add(f"$.states.{name}.choices", f"state '{name}' saves sys.language: its choices must be "
+                    f"languages of the flow ({', '.join(languages)})",
+                    f"name the choices {', '.join(languages)}" + (f", not {', '.join(ids)}" if ids else ""))
+    return out
+
+
+def _written(loaded: LoadedFlow, path: str) -> set[str]:
+    """The keys written under `path` in the source."""
+    prefix = path + "."
+    return {p[len(prefix):].split(".", 1)[0] for p in loaded.key_positions if p.startswith(prefix)}
 
 
 def check(loaded: LoadedFlow, connectors: ConnectorRegistry | None = None) -> LoadedFlow:

@@ -53,4 +53,6 @@ def staff_messages(compiled: CompiledFlow, result: TurnResult) -> list[Outbound]
 
 
 def contact_messages(messages: list[Outbound]) -> list[Outbound]:
-    return [m for m in messages if m.kind != "notify"]
+    """What the conversation itself shows the contact: not staff notes, not `message.send`s
+    (those go out as their own outbox items, on their own channel)."""
+    return [m for m in messages if m.kind not in ("notify", "send")]

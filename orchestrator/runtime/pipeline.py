@@ -29,7 +29,9 @@ from orchestrator.engine import timeparse
 from orchestrator.engine.compiler import CompiledFlow
 from orchestrator.engine.turn import Engine
 from orchestrator.errors import FlowError, LockTimeout, NewerFormat, OptedOut, SendError, StoreError
+from orchestrator.flow import schema
 from orchestrator.flow.schema import parse_duration
+from orchestrator.languages.messages import catalogue
 from orchestrator.logs import correlation, redact_phone
 from orchestrator.model import Event, Outbound, Session, TurnResult
 from orchestrator.plugins.channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
@@ -57,7 +59,9 @@ from orchestrator.stores.base import (
     OutboxPut,
     SessionStore,
     TimerSet,
+    parse_reminder_member,
     parse_timer_member,
+    reminder_member,
     require_format,
     timer_member,
 )
@@ -68,9 +72,9 @@ log = logging.getLogger("orchestrator.runtime.pipeline")
 WINDOW_SECONDS = 24 * 3600  # WhatsApp customer-service window
 CONVERSATIONAL = frozenset({"start", "text", "speech", "digits", "choice", "media", "location"})
 TIMER_LEAVE_SECONDS = 5.0  # a timer left for a newer process is due again this much later
-OPT_OUT_TEXT = "You have been unsubscribed and will get no more messages. Reply START to opt back in."
-OPT_IN_TEXT = "You are subscribed again. Reply STOP to opt out."
-HELP_TEXT = "{business}: answer the last question to go on, or call us. Reply STOP to opt out, START to opt back in."
+OPT_OUT_TEXT = catalogue()["opt_out"]  # the English words; a contact hears their language's (`_keyword`)
+OPT_IN_TEXT = catalogue()["opt_in"]
+HELP_TEXT = catalogue()["help"]
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
 _session_decoder = msgspec.msgpack.Decoder(Session)
@@ -131,6 +135,9 @@ class Runtime:
 
         self.recorder = Recorder(store, settings.retention_seconds)
         self.voice = VoiceWaits(self)  # voice turns: a filler when slow, continuations
+        from orchestrator.runtime.reminders import ReminderFirer
+
+        self._reminders = ReminderFirer(self)
 
     @classmethod
     async def create(
@@ -230,13 +237,20 @@ class Runtime:
         if inbound.kind == "opt_out":
             await self.store.set_opt_out(addr.contact, True)  # recorded before anything else
             log.info("contact opted out", extra={"session": redact_phone(sid), "channel": channel})
-            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_OUT_TEXT)], session_id=sid, opted_out=True)
         elif inbound.kind == "opt_in":
             await self.store.set_opt_out(addr.contact, False)
-            reply = TurnReply(messages=[Outbound(kind="say", text=OPT_IN_TEXT)], session_id=sid)
+        compiled = await self._contact_flow(inbound.route_key or addr.business, addr.contact, sid)
+        words = compiled.words if compiled is not None else catalogue()
+        language = compiled.settings.language if compiled is not None else None
+        if inbound.kind == "opt_out":
+            reply = TurnReply(messages=[Outbound(kind="say", text=words["opt_out"], language=language)],
+                              session_id=sid, opted_out=True)
+        elif inbound.kind == "opt_in":
+            reply = TurnReply(messages=[Outbound(kind="say", text=words["opt_in"], language=language)],
+                              session_id=sid)
         else:
-            reply = TurnReply(messages=[Outbound(kind="say", text=await self.help_text(
-                inbound.route_key or addr.business))], session_id=sid)
+            reply = TurnReply(messages=[Outbound(kind="say", text=self._help_answer(compiled),
+                                                 language=language)], session_id=sid)
         adapter = self.channels.get(channel)
         if adapter.capabilities.sync_reply:
             return reply
@@ -262,11 +276,31 @@ class Runtime:
         compiled = None
         with contextlib.suppress(Exception):
             compiled = await self.catalog.latest(self.catalog.route(route_key))
+        return self._help_answer(compiled)
+
+    def _help_answer(self, compiled: CompiledFlow | None) -> str:
+        words = compiled.words if compiled is not None else catalogue()
         if compiled is not None and compiled.settings.help_text:
-            return compiled.settings.help_text
-        if self.settings.help_text:
+            return schema.plain(compiled.settings.help_text)
+        if self.settings.help_text and words.language == "en":
             return self.settings.help_text
-        return HELP_TEXT.format(business=(compiled.title if compiled else None) or "This service")
+        return words.say("help", business=(compiled.title if compiled else None) or words["this_service"])
+
+    async def _contact_flow(self, route_key: str, contact: str, sid: str) -> CompiledFlow | None:
+        """The routed flow in the contact's language (SPEC §9): their conversation's, else their
+        number's country's, else the flow's default. None when no flow can be found."""
+        compiled = None
+        with contextlib.suppress(Exception):
+            compiled = await self.catalog.latest(self.catalog.route(route_key))
+        if compiled is None or not compiled.variants:
+            return compiled
+        language = compiled.language_of(contact)
+        with contextlib.suppress(Exception):  # a keyword is answered even when the store is slow
+            raw = await self.store.load(sid)
+            session = _session_decoder.decode(raw) if raw is not None else None
+            if session is not None and session.language:
+                language = session.language
+        return compiled.variant(language)
 
     async def _missed_call(self, req: TurnRequest, opted_out: bool) -> TurnReply:
         """A call nobody answered (no-answer / busy / failed / canceled, the bot never spoke):
@@ -416,6 +450,7 @@ class Runtime:
                                   revision=compiled.revision, within_window=within, created_at=now,
                                   window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if within else 0.0)
                 outbox.append(OutboxPut(item_id, _encoder.encode(item)))
+        outbox += self._sends(sid, session, compiled, result.messages, within=within, now=now)
         notes = notify.staff_messages(compiled, result)
         staff_adapter = (self._adapter_for_idiom("sms") or self._adapter_for_idiom("whatsapp")) if notes else None
         for note in notes if staff_adapter else []:
@@ -424,7 +459,7 @@ class Runtime:
                               contact=note.target or "", messages=[note], revision=compiled.revision,
                               created_at=now)
             outbox.append(OutboxPut(item_id, _encoder.encode(item)))
-        reply_messages = result.messages if sync else []
+        reply_messages = [m for m in result.messages if m.kind != "send"] if sync else []
         step = turn_step(session) if sync and adapter.capabilities.idiom == "voice" else None
         lean, elided = compact_messages(compiled, reply_messages)
         stored = StoredReply(messages=lean, flow_choices=elided, revision=compiled.revision,
@@ -448,6 +483,7 @@ class Runtime:
             transcript=[_encoder.encode(e) for e in result.transcript], retention_seconds=retention,
             outbox=outbox, outbox_due=now, timer=timer, contact=session.contact, updated_at=now,
             side=[record] if record is not None else [],
+            reminders=[TimerSet(r.due, reminder_member(sid, _encoder.encode(r))) for r in result.reminders],
         )
         await self.store.commit(sid, begun.token, commit)
         if outbox:
@@ -459,6 +495,31 @@ class Runtime:
             messages=reply_messages, session_id=sid,
             context=self._context(compiled, sid, within_window=within, event_kind=event.kind, step=step),
         )
+
+    def _sends(self, sid: str, session: Session, compiled: CompiledFlow, messages: list[Outbound], *,
+               within: bool, now: float) -> list[OutboxPut]:
+        """Outbox items for this turn's `message.send`s: each on the adapter of its channel (the
+        conversation's own adapter when it is that channel), to the contact or the number given.
+        The WhatsApp window is the conversation's only when the message stays on its channel."""
+        out: list[OutboxPut] = []
+        for message in messages:
+            if message.kind != "send" or not message.via:
+                continue
+            same = message.via == session.channel and not message.target
+            target = self._adapter_for_idiom(message.via, session.adapter if same else None)
+            if target is None:
+                log.error("session %s: message.send by %s, but no %s channel is configured; not sent",
+                          redact_phone(sid), message.via, message.via)
+                continue
+            open_window = within and same
+            item_id = f"{sid}|send-{secrets.token_hex(8)}"
+            item = OutboxItem(id=item_id, adapter=target, business=session.business,
+                              contact=message.target or session.contact,
+                              messages=[msgspec.structs.replace(message, kind="say", via=None, target=None)],
+                              revision=compiled.revision, within_window=open_window, created_at=now,
+                              window_ends=(session.last_inbound_at or 0) + WINDOW_SECONDS if open_window else 0.0)
+            out.append(OutboxPut(item_id, _encoder.encode(item)))
+        return out
 
     async def _duplicate(self, channel: str, sid: str, raw: bytes) -> TurnReply:
         metrics.labelled(metrics.DUPLICATES, channel).inc()
@@ -479,9 +540,11 @@ class Runtime:
     # ------------------------------------------------------------------ outbound
     async def start_outbound(
         self, address: Address, channel: str, flow_id: str, vars: dict[str, Any] | None = None,
+        *, delivery_id: str | None = None,
     ) -> TurnReply:
-        """Start `flow_id` for a contact (admin API, missed-call text-back). The first messages
-        go out through the outbox. OptedOut when the contact said STOP."""
+        """Start `flow_id` for a contact (admin API, missed-call text-back, reminders). The first
+        messages go out through the outbox. OptedOut when the contact said STOP. `delivery_id`
+        makes the start idempotent (a reminder fired twice starts once)."""
         if await self.store.is_opted_out(address.contact):
             raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
         adapter = self.channels.get(channel)
@@ -492,7 +555,7 @@ class Runtime:
             await place_call(address, flow_id, self._context(None, sid))
             return TurnReply(session_id=sid)
         event = Event(kind="start", channel=adapter.capabilities.idiom,
-                      provider_id=f"outbound:{uuid.uuid4().hex[:16]}")
+                      provider_id=delivery_id or f"outbound:{uuid.uuid4().hex[:16]}")
         with correlation(event.provider_id):
             reply = await self._turn(TurnRequest(channel=channel, address=address, session_id=sid, event=event,
                                                  flow_id=flow_id, vars=vars, outbound=True))
@@ -542,6 +605,10 @@ class Runtime:
         """Fire every due no-reply timer once (across processes); returns how many turned."""
         fired = 0
         for member in await self.store.claim_due_timers(self.clock(), limit):
+            reminder = parse_reminder_member(member)
+            if reminder is not None:
+                fired += await self._reminders.fire(member, *reminder)
+                continue
             sid, turns = parse_timer_member(member)
             try:
                 raw = await self.store.load(sid)

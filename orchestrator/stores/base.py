@@ -23,6 +23,7 @@ which the caller passes explicitly.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
@@ -139,6 +140,9 @@ class Commit(msgspec.Struct, kw_only=True):
     contact: str = ""  # indexes the conversation for export / erasure
     updated_at: float = 0.0
     side: list[SidePut] = []  # written with the turn, as `store.side.put_indexed` would
+    # more timers armed with the turn (appointment reminders): the turn never clears them, and
+    # they fire even when the session has moved on (see `reminder_member`)
+    reminders: list[TimerSet] = []
 
 
 class OutboxClaim(msgspec.Struct, frozen=True):
@@ -361,6 +365,22 @@ def payload_contact(payload: bytes) -> str | None:
 
 def timer_member(session_id: str, turns: int) -> str:
     return f"{session_id}|{turns}"
+
+
+REMINDER_MARK = "R"  # a timer member "<sid>|R<payload>" is an appointment reminder, not a no-reply timer
+
+
+def reminder_member(session_id: str, payload: bytes) -> str:
+    """A reminder's timer member: the session id, then its payload (msgpack, base64url: no '|')."""
+    return f"{session_id}|{REMINDER_MARK}{base64.urlsafe_b64encode(payload).decode()}"
+
+
+def parse_reminder_member(member: str) -> tuple[str, bytes] | None:
+    """(session id, payload) of a reminder's member; None for a no-reply timer's."""
+    session_id, _, tail = member.rpartition("|")
+    if not tail.startswith(REMINDER_MARK):
+        return None
+    return session_id, base64.urlsafe_b64decode(tail[len(REMINDER_MARK):])
 
 
 def parse_timer_member(member: str) -> tuple[str, int]:

@@ -127,6 +127,8 @@ class MemoryStore:
             self._timers.pop(old_timer, None)
         if commit.timer:
             self._timers[commit.timer.member] = commit.timer.due
+        for reminder in commit.reminders:
+            self._timers[reminder.member] = reminder.due
         self._sessions.set(session_id, (commit.session, commit.version, new_timer), commit.ttl_seconds)
         if commit.transcript:
             entries = self._transcripts.get(session_id) or []

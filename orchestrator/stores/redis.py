@@ -12,7 +12,7 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
     orch:{sid}:d           hash delivery key (`codecs.delivery_key`) -> reply, only for a delivery
                            whose turn wrote no transcript
     orch:{sid}:o:<uniq>    an outbox item; its id is "<sid>|<uniq>"
-    orch:timers            zset member "<sid>|<turns>" score due      (global index)
+    orch:timers            zset member "<sid>|<turns>" (no-reply) or "<sid>|R<payload>" (a reminder) score due
     orch:outbox            zset member outbox id score ready-at       (global index)
     orch:outbox:leases     hash outbox id -> claims since it was last rescheduled (> 1: a sender died)
     orch:outbox:failed     list of given-up sends (`FailedSend`, newest first, FAILED_OUTBOX_KEPT at most)
@@ -318,6 +318,12 @@ class RedisStore:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
             keys.append(self._k(session_id, f"o:{uniq}"))
             args += [item.id, item.payload]
+        if commit.reminders:  # the timers index outlives the furthest reminder
+            now = time.time()
+            args.append(len(commit.reminders))
+            args.append(max(int(r.due - now) + 86_400 for r in commit.reminders))
+            for reminder in commit.reminders:
+                args += [reminder.member, reminder.due]
         try:
             res = await self._eval(self._commit, keys, args)
         except NotSent as exc:

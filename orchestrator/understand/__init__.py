@@ -117,9 +117,9 @@ def _check(value: Any, ask: Ask, settings: schema.Settings, now: dt.datetime) ->
         if text in ids:
             return True, text, text
         matcher = choice_matcher([OutChoice(id=cid, label=label) for cid, label in ask.choices])
-        result = matcher.match(text, fuzzy=False)
+        result = matcher.match(text, fuzzy=False, language=settings.language)
         return (True, result.value, result.choice_id) if result.ok else (False, None, None)
-    result = parse_input(ask.input, text, settings=settings, now=now)
+    result = parse_input(ask.input, text, settings=settings, now=now, language=settings.language)
     return (result.ok, result.value, result.choice_id) if result.ok else (False, None, None)
 
 

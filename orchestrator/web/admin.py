@@ -458,6 +458,14 @@ async def list_conversations(
     return rows
 
 
+def _language_of(live: Any, entries: list[Any]) -> str | None:
+    """The contact's language: the live session's, else the last choice recorded (`sys.language`)."""
+    if live is not None and live.language:
+        return str(live.language)
+    chosen = [e.data for e in entries if e.dir == "var" and e.text == "sys.language"]
+    return str(chosen[-1]) if chosen else None
+
+
 @get("/conversations/{conv_id:str}", summary="One conversation: transcript, states, variables, calls",
      responses=NOT_FOUND)
 async def get_conversation(runtime: Any, conv_id: str) -> ConversationDetail:
@@ -483,6 +491,7 @@ async def get_conversation(runtime: Any, conv_id: str) -> ConversationDetail:
         connector_calls=[{"at": e.at, "action": e.text, **(e.data or {})} for e in entries if e.dir == "call"],
         summary=record.summary,
         live_state=live.state if live is not None else None,
+        language=_language_of(live, entries),
     )
 
 

@@ -71,6 +71,7 @@ class ConversationDetail(msgspec.Struct, kw_only=True):
     connector_calls: list[dict[str, Any]]  # at, action, outcome, ms, ...
     summary: dict[str, Any] | None
     live_state: str | None  # where the conversation waits now; None once ended or expired
+    language: str | None = None  # SPEC §9: the contact's language (a declared one); None: the flow's default
 
 
 class StartedConversation(msgspec.Struct, kw_only=True):

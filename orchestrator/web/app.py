@@ -24,7 +24,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -355,11 +356,13 @@ def create_app(
     extra_route_handlers: Sequence[ControllerRouterHandler] = (),
     start_background: bool = True,
     include_admin: bool = True,
+    clock: Callable[[], float] | None = None,
 ) -> Litestar:
     """The app. Without `runtime`, one is created at start-up from `settings` (read from
     the environment when None) and closed at shutdown. Raises ConfigError when a configured
     channel lacks a secret. `extra_route_handlers` (e.g. the admin API Router) get the
-    `runtime` and `settings` dependencies."""
+    `runtime` and `settings` dependencies. `clock` (epoch seconds) is the runtime's own clock
+    when it creates one: tests run a conversation days ahead with it."""
     settings = settings or AppSettings.from_env()
     ensure_logging(redact=settings.redact_logs)  # uvicorn workers build the app here: redact there too
     register_secrets(settings.secrets())
@@ -374,7 +377,8 @@ def create_app(
         if owned:
             from orchestrator.runtime.pipeline import Runtime
 
-            gateway.runtime = await Runtime.create(settings, build_connectors(settings), channels)
+            gateway.runtime = await Runtime.create(settings, build_connectors(settings), channels,
+                                                   clock=clock or time.time)
         app.state.runtime = gateway.runtime
         task = asyncio.create_task(gateway.runtime.run_background()) if start_background else None
         from orchestrator.web.operations import background_jobs  # flows reload + retention (admin/operations part)

@@ -34,7 +34,7 @@ async def test_auth_refuses_missing_and_wrong_tokens_and_audits_everything(clien
 
 async def test_flows_list_get_and_diagram(client: Any) -> None:
     flows = {f["id"]: f for f in (await client.get("/api/flows", headers=AUTH)).json()}
-    assert set(flows) == {"dental_booking", "missed_call_textback"}
+    assert set(flows) == {"appointment_reminder", "dental_booking", "missed_call_textback", "salon_bilingual"}
     dental = flows["dental_booking"]
     assert dental["title"] == "Bright Smile Dental" and dental["revision"] in dental["revisions"]
     one = (await client.get("/api/flows/dental_booking", headers=AUTH)).json()
@@ -277,7 +277,8 @@ async def test_operator_routes_need_no_token(client: Any, env: Env, path: str) -
         assert 'orchestrator_connector_calls_total{action="calendar.book",outcome="ok"}' in text
         assert "orchestrator_turn_seconds_bucket" in text and 'orchestrator_turns_total{channel="sms"}' in text
     else:
-        assert response.json()["flows"] == ["dental_booking", "missed_call_textback"]
+        assert response.json()["flows"] == [
+            "appointment_reminder", "dental_booking", "missed_call_textback", "salon_bilingual"]
 
 
 async def test_openapi_schema_is_served(client: Any) -> None:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 from conftest import BOOK, TOKEN, Env
+
+from integrations.calendar_base import BookArgs
+from orchestrator.plugins.connectors import CallContext
 
 ANN = "+15555550123"
 
@@ -164,3 +168,46 @@ async def test_the_cookie_is_secure_behind_https_and_expires(env: Env) -> None:
     ref = session.seal(env.runtime.settings, "+15555550100:+15555550123~1")
     assert "5555" not in ref and session.unseal(env.runtime.settings, ref) == "+15555550100:+15555550123~1"
     assert session.unseal(env.runtime.settings, ref[:-2] + "xx") is None
+
+
+async def test_bookings_page_lists_the_whole_calendar_and_links_the_conversations(client: Any, env: Env) -> None:
+    """A booking staff made in the calendar itself shows beside the one a conversation made."""
+    await env.converse(ANN, BOOK)
+    calendar = env.runtime.connectors.get("calendar")
+    compiled = await env.runtime.catalog.latest("dental_booking")
+    ctx = CallContext(session_id="", flow="", contact="+15555550177", timezone="America/New_York",
+                      language="en-US", now=env.clock(), settings=compiled.settings, vars={})
+    find_args = msgspec.convert({"around": "any", "count": 5}, calendar.actions["find_slots"].args)
+    slots = await calendar.find_slots(find_args, ctx)
+    made = await calendar.book(BookArgs(slot=slots.value[-1], title="Walk-in <b>", name="Zed Staff"), ctx)
+    assert made.outcome == "ok"
+    await sign_in(client)
+    page = await client.get("/console/bookings")
+    assert page.status_code == 200
+    assert "Every booking in the calendar" in page.text
+    assert "Zed Staff" in page.text and "made outside a conversation" in page.text
+    assert "Walk-in &lt;b&gt;" in page.text  # escaped
+    assert "+1********77" in page.text and "+15555550177" not in page.text  # masked
+    assert page.text.count("/console/conversations/") >= 1  # Ann's booking links her conversation
+    assert page.text.index("Zed Staff") < page.text.index("Ann Lee")  # soonest first: Zed's is today
+
+
+async def test_a_live_transcript_shows_the_next_turn_and_stops_polling_at_the_end(client: Any, env: Env) -> None:
+    await env.converse(ANN, ["hi", "book"])
+    await sign_in(client)
+    listing = await client.get("/console/conversations")
+    conv = re.search(r'href="/console/conversations/([^"]+)"', listing.text)
+    assert conv
+    page = await client.get(f"/console/conversations/{conv.group(1)}")
+    live = f'hx-get="/console/conversations/{conv.group(1)}/live" hx-trigger="every 2s"'
+    assert live in page.text and "Ann Lee" not in page.text
+    await env.converse(ANN, ["Ann Lee"])
+    fragment = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and fragment.text.lstrip().startswith('<div id="conversation"')
+    assert "Ann Lee" in fragment.text and live in fragment.text  # still going: still polled
+    await env.converse(ANN, ["cleaning", "tomorrow at 10am", "1"])
+    ended = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert "booked" in ended.text and "hx-trigger" not in ended.text  # over: the page stops asking
+    await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+    signed_out = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
+    assert signed_out.status_code == 401 and "Ann Lee" not in signed_out.text

@@ -278,3 +278,34 @@ def test_the_spec_example_test_file_runs_and_passes(tmp_path: Path) -> None:
     code, out = run(path)
     assert code == 0, out
     assert "1 passed, 0 failed" in out
+
+
+def test_sends_checks_what_message_send_queued(tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("""\
+flow: confirm
+start: ask_name
+states:
+  ask_name: {ask: "Name?", input: name, save: name, next: confirm}
+  confirm:
+    call: message.send
+    args: {text: "See you, {{ name }}", channel: sms}
+    on: {ok: bye, error: bye}
+  bye: {say: "Done.", end: booked}
+""")
+    (tmp_path / "f.test.yaml").write_text("""\
+flow: f.yaml
+channel: voice
+tests:
+  - name: confirmed by sms
+    turns:
+      - user: Maria Lopez
+      - expect: {says: "Done.", sends: "sms: See you, Maria Lopez", not_says: "See you"}
+  - name: wrong text
+    turns:
+      - user: Maria Lopez
+      - expect: {sends: "whatsapp:"}
+""")
+    code, out = run(tmp_path / "f.test.yaml")
+    assert code == 1, out
+    assert 'no sent message says "whatsapp:"' in out and "+sms: See you, Maria Lopez" in out
+    assert out.rstrip().endswith("1 passed, 1 failed")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from orchestrator.errors import FlowError
@@ -15,9 +14,7 @@ from orchestrator.plugins.connectors import Action, CallContext, ConnectorRegist
 
 from .conftest import FLOWS, problems
 
-
-class _Args(msgspec.Struct):
-    pass
+_Args = dict  # takes any arguments (a Struct would name the ones it takes)
 
 
 async def _noop(args: Any, ctx: CallContext) -> ConnectorResult:
@@ -702,3 +699,23 @@ def test_every_line_mutation_gives_diagnostics_never_a_crash(mutation: str) -> N
         for d in found:
             assert 1 <= d.line <= len(changed) + 1 and d.col >= 1, (i, d.format())
             assert d.message and d.file == "t.yaml"
+
+
+def test_an_argument_the_connector_does_not_take_is_refused_at_its_line() -> None:
+    text = """\
+flow: demo
+start: find
+states:
+  find:
+    call: calendar.find_slots
+    args: {around: "2026-12-03T10:00", stylist: Ana, cuont: 3}
+    save: slots
+    on: {ok: b, empty: b, error: b}
+  b: {say: bye, end: done}
+"""
+    found = problems(text, default_connectors())
+    assert [(d.message, d.line, d.col) for d in found] == [
+        ("calendar.find_slots has no argument 'stylist'", 6, 40),
+        ("calendar.find_slots has no argument 'cuont'", 6, 54),
+    ]
+    assert "around" in (found[0].hint or "") and found[1].hint == "did you mean 'count'?"

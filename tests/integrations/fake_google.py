@@ -223,7 +223,11 @@ class FakeGoogleCalendar:
         if "privateExtendedProperty" in query:
             key, _, value = query["privateExtendedProperty"].partition("=")
             items = [e for e in items if ((e.get("extendedProperties") or {}).get("private") or {}).get(key) == value]
-        if "timeMin" in query:
+        if "timeMin" in query:  # as Google: timeMin bounds an event's end, timeMax its start
             items = [e for e in items if _ts(e["end"]["dateTime"]) > _ts(query["timeMin"])]
+        if "timeMax" in query:
+            items = [e for e in items if _ts(e["start"]["dateTime"]) < _ts(query["timeMax"])]
         items.sort(key=lambda e: _ts(e["start"]["dateTime"]))
+        if "maxResults" in query:
+            items = items[:int(query["maxResults"])]
         return {"kind": "calendar#events", "items": items}

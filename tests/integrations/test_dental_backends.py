@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,19 @@ async def test_asap_offers_the_earliest_times(engine: Engine) -> None:
     offer = await talk.say("1", "Ann Lee", "cleaning", "asap")
     assert talk.session.state == "offer"
     assert offered(offer)[:2] == ["Wed 25 Nov, 1:30 PM", "Wed 25 Nov, 2:00 PM"]  # noon + 1 h notice, on the grid
+
+
+async def test_the_agenda_lists_every_booking_in_a_window_soonest_first(engine: Engine, backend: Any) -> None:
+    """The console's calendar-wide list: both contacts' bookings, with who made them, and only
+    those starting within the window."""
+    ann, bob = Talk(engine, "+15550000001"), Talk(engine, "+15550000002")
+    for talk, name, wanted in ((ann, "Ann Lee", "tomorrow at 3pm"), (bob, "Bob Ray", "tomorrow at 10am")):
+        await talk.start()
+        await talk.say("1", name, "cleaning", wanted)
+        assert (await talk.say("1")).ended
+    day = datetime(2026, 11, 26, tzinfo=UTC)
+    agenda = await backend.agenda((day, day + timedelta(days=1)))
+    assert [(b["label"], b["name"], b["phone"]) for b in agenda] == [
+        ("Thu 26 Nov, 10:00 AM", "Bob Ray", "+15550000002"), ("Thu 26 Nov, 3:00 PM", "Ann Lee", "+15550000001")]
+    assert agenda[0]["session_id"] == bob.session.id
+    assert await backend.agenda((day + timedelta(days=1), day + timedelta(days=2))) == []

@@ -11,7 +11,8 @@
 --       11 timer due, 12 outbox due, 13 session id, 14 updated_at, 15 least PTTL of the lock (ms),
 --       16 n transcript elements (0; 1 = the turn; 2 = the delivery's tag and the turn), then the
 --       elements, then the number of side writes and for each its number of keys and its `put`
---       arguments (lib_put.lua), then one (id, payload) pair per outbox item key.
+--       arguments (lib_put.lua), then one (id, payload) pair per outbox item key, then (optional)
+--       the number of reminder timers, the timers index's least ttl s, and a (member, due) pair each.
 -- A delivery whose turn has an element is found by its tag (the reply is inside the element);
 -- without one, the dedupe hash keeps the reply itself.
 -- Returns 'OK', or 'LOCK' / 'LATE' / 'VERSION' having written nothing.
@@ -39,9 +40,13 @@ if turns ~= '' then
   if old ~= timer then redis.call('ZREM', timers, old) end
 end
 redis.call('SET', session, value, 'EX', ttl)
+-- the timers index only ever lengthens its ttl: it may hold reminders due weeks ahead
+local function keep(key, ttl)
+  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
+end
 if timer ~= '' then
   redis.call('ZADD', timers, timer_due, timer)
-  redis.call('EXPIRE', timers, retention)
+  keep(timers, retention)
 end
 if n > 0 then
   redis.call('RPUSH', transcript, unpack(ARGV, 17, 16 + n))
@@ -64,6 +69,11 @@ for k = first, #KEYS do
   a = a + 2
 end
 if #KEYS >= first then redis.call('EXPIRE', outbox, retention) end
+local reminders = tonumber(ARGV[a]) or 0
+for r = 1, reminders do
+  redis.call('ZADD', timers, ARGV[a + 2 * r + 1], ARGV[a + 2 * r])
+end
+if reminders > 0 then keep(timers, tonumber(ARGV[a + 1])) end
 redis.call('ZADD', sessions, updated_at, sid)
 redis.call('ZREMRANGEBYSCORE', sessions, '-inf', updated_at - retention)
 redis.call('EXPIRE', sessions, retention)

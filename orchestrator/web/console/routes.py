@@ -261,8 +261,8 @@ def _recordings(summary: dict[str, Any] | None) -> list[str]:
     return links
 
 
-@get("/conversations/{ref:str}")
-async def transcript(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any, ref: str) -> Template:
+async def _conversation(runtime: Any, settings: AppSettings, ref: str) -> dict[str, Any]:
+    """What the transcript page and its live fragment show of one conversation."""
     conv_id = sessions.unseal(settings, ref)
     if conv_id is None:
         raise HTTPException(status_code=404, detail="no such conversation (follow a link from the list; links "
@@ -270,37 +270,79 @@ async def transcript(request: Request[Any, Any, Any], settings: AppSettings, run
     detail = await admin.get_conversation.fn(runtime, conv_id)
     record = detail.conversation
     summary = detail.summary or {}
-    return _page("transcript.html", request, settings, row=_row(record, settings),
-                 lines=[_line(line, record.channels) for line in detail.transcript
-                        if line.text or line.dir not in ("in", "out")],
-                 states=detail.states, live_state=detail.live_state if record.status == "active" else None,
-                 summary=redact_phone(str(summary.get("text") or "")), recordings=_recordings(summary))
+    return {"ref": ref, "row": _row(record, settings), "poll": POLL_SECONDS,
+            "lines": [_line(line, record.channels) for line in detail.transcript
+                      if line.text or line.dir not in ("in", "out")],
+            "states": detail.states, "live_state": detail.live_state if record.status == "active" else None,
+            "summary": redact_phone(str(summary.get("text") or "")), "recordings": _recordings(summary)}
+
+
+@get("/conversations/{ref:str}")
+async def transcript(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any, ref: str) -> Template:
+    return _page("transcript.html", request, settings, **await _conversation(runtime, settings, ref))
+
+
+@get("/conversations/{ref:str}/live")
+async def transcript_live(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any,
+                          ref: str) -> Template:
+    """The transcript fragment, polled while the conversation is active: a new turn shows up
+    without reloading, and the polling stops with the conversation's end."""
+    return _page("_conversation.html", request, settings, **await _conversation(runtime, settings, ref))
 
 
 # ---- bookings ----------------------------------------------------------------------------------
 
+AGENDA_DAYS = 60  # how far ahead the bookings page lists the calendar
+
 
 @get("/bookings")
 async def bookings(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any) -> Template:
-    """Bookings made in conversations (each record's summary). The calendar connectors list
-    bookings only per contact (`upcoming(phone)`), so there is no calendar-wide list to show."""
+    """The calendar's bookings from today on (the calendar connector's `agenda`: every booking,
+    also those made by staff or elsewhere), each linked to the conversation that made it; a
+    calendar without an agenda: the bookings of the conversations' summaries."""
     records = await admin.list_conversations.fn(runtime, limit=admin.MAX_LIMIT)
     now = runtime.clock()
-    found = []
-    for r in records:
-        booking = (r.summary or {}).get("booking")
-        if not isinstance(booking, dict):
-            continue
-        start = str(booking.get("start") or "")
-        try:
-            upcoming = datetime.fromisoformat(start).timestamp() >= now
-        except ValueError:
-            upcoming = True
-        found.append({"start": start, "end": str(booking.get("end") or ""), "upcoming": upcoming,
-                      "what": str(booking.get("summary") or booking.get("reason") or ""),
-                      "row": _row(r, settings)})
-    found.sort(key=lambda b: b["start"])
-    return _page("bookings.html", request, settings, bookings=found)
+    by_session = {r.session_id: r for r in sorted(records, key=lambda r: r.started_at)}
+    calendar = runtime.connectors.get("calendar") if "calendar" in runtime.connectors.names() else None
+    since = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        agenda = await calendar.agenda((since, since + timedelta(days=AGENDA_DAYS))) if calendar else None
+    except NotImplementedError:
+        agenda = None
+    except Exception as exc:  # the page says the calendar is unreachable rather than failing
+        log.warning("console bookings: the calendar's agenda failed: %s", exc)
+        return _page("bookings.html", request, settings, bookings=[], source="unavailable")
+    found: list[dict[str, Any]] = []
+    if agenda is not None:
+        for booking in agenda:
+            record = by_session.get(str(booking.get("session_id") or ""))
+            found.append({"start": str(booking.get("label") or booking.get("start") or ""),
+                          "sort": str(booking.get("start") or ""), "upcoming": _after(booking.get("end"), now),
+                          "what": str(booking.get("reason") or booking.get("title") or ""),
+                          "who": str(booking.get("name") or ""),
+                          "contact": redact_phone(str(booking.get("phone") or "")) if booking.get("phone") else "",
+                          "row": _row(record, settings) if record is not None else None})
+    else:
+        for r in records:
+            booking = (r.summary or {}).get("booking")
+            if not isinstance(booking, dict):
+                continue
+            start = str(booking.get("start") or "")
+            found.append({"start": str(booking.get("label") or start), "sort": start,
+                          "upcoming": _after(booking.get("end") or start, now),
+                          "what": str(booking.get("summary") or booking.get("reason") or ""),
+                          "who": str((r.summary or {}).get("name") or ""), "contact": redact_phone(r.contact),
+                          "row": _row(r, settings)})
+    found.sort(key=lambda b: str(b["sort"]))
+    return _page("bookings.html", request, settings, bookings=found,
+                 source="calendar" if agenda is not None else "summaries")
+
+
+def _after(when: Any, now: float) -> bool:
+    try:
+        return datetime.fromisoformat(str(when)).timestamp() >= now
+    except ValueError:
+        return True
 
 
 # ---- flows: list, funnel, diagram --------------------------------------------------------------
@@ -443,8 +485,8 @@ async def rollback(request: Request[Any, Any, Any], settings: AppSettings, runti
 def console_router(settings: AppSettings) -> Router:
     return Router(
         path=BASE,
-        route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, bookings,
-                        flows, funnel, diagram, diagram_document, edit, check, save, rollback],
+        route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, transcript_live,
+                        bookings, flows, funnel, diagram, diagram_document, edit, check, save, rollback],
         guards=[_guard(settings)],
         exception_handlers={Exception: _errors(settings)},
         response_headers=HEADERS,
