@@ -292,12 +292,12 @@ class _Turn:
             self.finish("machine", self._render(self.compiled.machine_message, "machine_message"))
             return
         if settings.on_machine == "text_back" and s.contact:
-            self._emit(Outbound(kind="notify", text=voice_phrases.phrase(voice_phrases.MACHINE_TEXT_BACK, settings),
+            self._emit(Outbound(kind="notify", text=self.compiled.words["voice_machine_text_back"],
                                 state=state.name, target=s.contact))
         self.finish("machine")
 
     async def _runaway(self, state: CompiledState, why: str) -> None:
-        s, settings = self.session, self.compiled.settings
+        s = self.session
         s.vars.pop(SILENT_KEY, None)
         s.vars.pop(STUCK_KEY, None)
         self.note(f"call going nowhere ({why})")
@@ -305,9 +305,9 @@ class _Turn:
             await self._enter(self._route(state, "stuck"))
             return
         if s.contact:  # carried on by text: the contact's own number, through the staff path (SMS)
-            self._emit(Outbound(kind="notify", text=voice_phrases.phrase(voice_phrases.TEXT_BACK, settings),
+            self._emit(Outbound(kind="notify", text=self.compiled.words["voice_text_back"],
                                 state=state.name, target=s.contact))
-        self.finish(why, voice_phrases.guard_end(settings, why))
+        self.finish(why, self.compiled.words[f"voice_end_{why}"])
 
     def _attach_recording(self) -> None:
         """The whole call's recording, or a recording's transcription, arrived (Twilio callbacks,

@@ -1,56 +1,36 @@
-"""Every phrase the voice guards say, keyed by language (the primary subtag of the flow's
-`settings.language`), in one place so a message catalogue can take them over: the fillers
-said while a slow step runs, the polite ends of a runaway call and their text-backs.
+"""What the voice guards say, in the conversation's language: the words are keys of the message
+catalogues (`orchestrator/languages/catalogue/*.yaml`, `voice_*`), a language without its own
+saying English; the voicemail / call-screening phrases a call's first words are checked
+against are lists, so they are kept here, per language.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# language (primary subtag) -> connector name ("" any other) -> words
-FILLERS: dict[str, dict[str, str]] = {
-    "en": {"calendar": "One moment while I check the calendar.", "crm": "One moment while I look that up.",
-           "": "One moment, please."},
-    "es": {"calendar": "Un momento mientras reviso el calendario.", "crm": "Un momento mientras lo busco.",
-           "": "Un momento, por favor."},
-    "fr": {"calendar": "Un instant, je consulte l'agenda.", "crm": "Un instant, je vérifie.",
-           "": "Un instant, s'il vous plaît."},
-    "de": {"calendar": "Einen Moment, ich sehe im Kalender nach.", "crm": "Einen Moment, ich sehe nach.",
-           "": "Einen Moment, bitte."},
-}
-STILL: dict[str, str] = {
-    "en": "Thanks for waiting, I'm still on it.",
-    "es": "Gracias por esperar, sigo en ello.",
-    "fr": "Merci de patienter, je m'en occupe.",
-    "de": "Danke für Ihre Geduld, ich bin noch dabei.",
-}
-GAVE_UP: dict[str, str] = {
-    "en": "Sorry, that is taking too long. Please call again in a few minutes.",
-    "es": "Lo siento, está tardando demasiado. Llame de nuevo en unos minutos, por favor.",
-    "fr": "Désolé, cela prend trop de temps. Rappelez dans quelques minutes, s'il vous plaît.",
-    "de": "Entschuldigung, das dauert zu lange. Bitte rufen Sie in ein paar Minuten wieder an.",
-}
+from orchestrator.languages.messages import Catalogue, catalogue
 
 
-# why a call is ended by a guard -> what the caller hears
-GUARD_ENDS: dict[str, dict[str, str]] = {
-    "en": {"silence": "I can't hear anything, so I'll let you go. We'll text you so you can carry on there.",
-           "stuck": "I'm sorry, I'm not able to help on this call. We'll text you so you can carry on there.",
-           "call_too_long": "We're out of time on this call, sorry. We'll text you so you can carry on there."},
-    "es": {"silence": "No le escucho, así que voy a colgar. Le enviaremos un mensaje para seguir por ahí.",
-           "stuck": "Lo siento, no puedo ayudarle en esta llamada. Le enviaremos un mensaje para seguir por ahí.",
-           "call_too_long": "Se nos acabó el tiempo de la llamada. Le enviaremos un mensaje para seguir por ahí."},
-}
-TEXT_BACK: dict[str, str] = {
-    "en": "Sorry we couldn't finish on the phone. Reply here to carry on, or call us back any time.",
-    "es": "Lamentamos no haber terminado por teléfono. Responda aquí para continuar, o llámenos cuando quiera.",
-}
+def words(settings: Any) -> Catalogue:
+    return catalogue(getattr(settings, "language", None) or "en")
 
 
-MACHINE_TEXT_BACK: dict[str, str] = {
-    "en": "Sorry we missed each other on the phone. Reply here and we'll take it from there.",
-    "es": "Lamentamos no haber podido hablar por teléfono. Responda aquí y seguimos por este medio.",
-}
+def filler_text(settings: Any, action: str | None) -> str:
+    """The filler for a turn waiting on `action` ("calendar.find_slots"): the flow's own
+    `settings.voice_filler`, else the language's words for that connector, else generic."""
+    own = getattr(settings, "voice_filler", None)
+    if own:
+        return str(own)
+    said = words(settings)
+    connector = (action or "").partition(".")[0]
+    return said.words.get(f"voice_filler_{connector}") or said["voice_filler"]
+
+
+def whisper(settings: Any, who: str, about: str | None) -> str:
+    said = words(settings)
+    return said.say("voice_whisper_about", who=who, about=about) if about else said.say("voice_whisper", who=who)
+
+
 # What a voicemail greeting or a call-screening assistant says (the first answer of a call is
 # checked), as lowercase phrases with straight apostrophes. Only what a person calling in would
 # not say: "leave a message" alone is a caller's wish, "after the tone" is a machine's.
@@ -70,23 +50,8 @@ MACHINE_PHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
-WHISPER: dict[str, tuple[str, str, str]] = {  # (line, "about" part, how to accept)
-    "en": ("Call from {who}{about}.", " about {about}", "Press 1 to take the call."),
-    "es": ("Llamada de {who}{about}.", " sobre {about}", "Pulse 1 para atender la llamada."),
-}
-WHISPER_DECLINED: dict[str, str] = {
-    "en": "Not connected.",
-    "es": "No conectada.",
-}
-
-
-def whisper(settings: Any, who: str, about: str | None) -> str:
-    line, about_part, _ = WHISPER.get(_lang(settings)) or WHISPER["en"]
-    return line.format(who=who, about=about_part.format(about=about) if about else "")
-
-
-def whisper_accept(settings: Any) -> str:
-    return (WHISPER.get(_lang(settings)) or WHISPER["en"])[2]
+def _lang(settings: Any) -> str:
+    return (getattr(settings, "language", None) or "en").split("-", 1)[0].lower()
 
 
 def sounds_like_machine(text: str, settings: Any) -> bool:
@@ -94,27 +59,3 @@ def sounds_like_machine(text: str, settings: Any) -> bool:
     heard = " ".join(text.lower().replace("\u2019", "'").split())
     phrases = MACHINE_PHRASES.get(_lang(settings), ()) + (MACHINE_PHRASES["en"] if _lang(settings) != "en" else ())
     return any(p in heard for p in phrases)
-
-
-def _lang(settings: Any) -> str:
-    return (getattr(settings, "language", None) or "en").split("-", 1)[0].lower()
-
-
-def phrase(table: dict[str, str], settings: Any) -> str:
-    return table.get(_lang(settings)) or table["en"]
-
-
-def filler_text(settings: Any, action: str | None) -> str:
-    """The filler for a turn waiting on `action` ("calendar.find_slots"): the flow's own
-    `settings.voice_filler`, else the language's words for that connector, else generic."""
-    own = getattr(settings, "voice_filler", None)
-    if own:
-        return str(own)
-    words = FILLERS.get(_lang(settings)) or FILLERS["en"]
-    connector = (action or "").partition(".")[0]
-    return words.get(connector) or words[""]
-
-
-def guard_end(settings: Any, why: str) -> str:
-    words = GUARD_ENDS.get(_lang(settings)) or GUARD_ENDS["en"]
-    return words.get(why) or GUARD_ENDS["en"][why]

@@ -112,7 +112,7 @@ class Settings(Base):
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
     # ---- voice guards (#20) ----
     voice_filler_after: Duration = "800ms"  # a slower voice turn says a filler and continues by <Redirect>
-    voice_filler: str | None = None  # the filler's words; unset: per language and connector (engine/voice_phrases.py)
+    voice_filler: str | None = None  # the filler's words; unset: the catalogue's per connector
     max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
     max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
     recording_notice: bool = True  # false: the owner knowingly records (`record`) without a notice before it

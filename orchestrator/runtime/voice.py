@@ -8,7 +8,7 @@ like every Twilio request) waits for the turn's answer: here, the task itself; i
 process or after a restart, the turn's stored reply (the dedupe record, through
 `store.begin`, which waits on the conversation's lock). Asked again, it answers the same.
 
-The words said while waiting are keyed by language in `engine/voice_phrases.py`.
+The words said while waiting are the message catalogues' `voice_*` keys (`engine/voice_phrases.py`).
 """
 
 from __future__ import annotations
@@ -21,14 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from orchestrator.engine.voice_phrases import (
-    GAVE_UP,
-    STILL,
-    WHISPER_DECLINED,
-    filler_text,
-    phrase,
-    whisper_accept,
-)
+from orchestrator.engine.voice_phrases import filler_text, words
 from orchestrator.errors import LockTimeout
 from orchestrator.flow.schema import parse_duration
 from orchestrator.logs import redact_phone
@@ -140,11 +133,11 @@ class VoiceWaits:
     def _still(self, sid: str, pid: str, settings: Any, round_: int) -> TurnReply:
         if round_ >= MAX_CONTINUE_ROUNDS:
             return TurnReply(
-                messages=[Outbound(kind="say", text=phrase(GAVE_UP, settings)), Outbound(kind="end")],
+                messages=[Outbound(kind="say", text=words(settings)["voice_gave_up"]), Outbound(kind="end")],
                 session_id=sid, context=ReplyContext(settings=settings, public_url=self.runtime.settings.public_url
                                                      or "", session_id=sid),
             )
-        return self._waiting(sid, pid, settings, phrase(STILL, settings), round_ + 1)
+        return self._waiting(sid, pid, settings, words(settings)["voice_still"], round_ + 1)
 
     async def _stored(self, channel: str, inbound: Inbound, sid: str, pid: str, round_: int) -> TurnReply:
         """Not running here (another process, a restart): the turn's stored reply, waiting on the
@@ -193,11 +186,11 @@ class VoiceWaits:
         settings = compiled.settings if compiled is not None else None
         ctx = ReplyContext(settings=settings, public_url=public, session_id=sid, step=step)
         if inbound.status == "declined":
-            return TurnReply(messages=[Outbound(kind="say", text=phrase(WHISPER_DECLINED, settings)),
+            return TurnReply(messages=[Outbound(kind="say", text=words(settings)["voice_whisper_declined"]),
                                        Outbound(kind="end")], session_id=sid, context=ctx)
         line = str((session.vars.get("_whisper") if session is not None else None) or "A call for you.")
         ctx.whisper = "ask"
-        return TurnReply(messages=[Outbound(kind="say", text=f"{line} {whisper_accept(settings)}")],
+        return TurnReply(messages=[Outbound(kind="say", text=f"{line} {words(settings)['voice_whisper_accept']}")],
                          session_id=sid, context=ctx)
 
     async def transfer_outcome(self, event: Event, key: str) -> Event:

@@ -446,3 +446,17 @@ async def test_an_outbound_call_answered_by_a_person_starts_the_flow(client: Cli
     [call] = twilio.calls
     human = twiml(await post(client, call["Url"], answered(call, "human")))
     assert "Is now a good time?" in spoken(human) and human.find("Gather") is not None
+
+
+def test_the_words_said_while_waiting_come_from_the_language_catalogues() -> None:
+    from orchestrator.engine.voice_phrases import filler_text, sounds_like_machine
+    from orchestrator.flow.schema import Settings
+
+    spanish = Settings(language="es-MX")
+    assert filler_text(spanish, "calendar.find_slots") == "Un momento mientras reviso el calendario."
+    assert filler_text(Settings(), "crm.create_lead") == "One moment while I look that up."
+    assert filler_text(Settings(language="fr-FR"), None) == "One moment, please."  # no French catalogue: English
+    assert filler_text(Settings(voice_filler="Hold on."), "calendar.book") == "Hold on."
+    assert sounds_like_machine("Deje su mensaje después del tono", spanish)
+    assert sounds_like_machine("Please leave a message after the tone", spanish)  # English greetings too
+    assert not sounds_like_machine("Quiero dejar un mensaje para la doctora", spanish)
