@@ -208,6 +208,8 @@ class TwilioVoiceChannel(ChannelAdapter):
             if request.query.get("w") == "1":  # a warm transfer: connected only once accepted
                 dialled[0].message_id = whisper_key(f"{business}:{contact}", step)
             return dialled
+        if sub in ("call-recording", "transcription", "recording") and not (business and contact):
+            return [Inbound(kind="ignore")]  # a callback naming no conversation: nothing to attach it to
         if sub == "call-recording":  # the whole call, recorded after the notice (settings.recording)
             if form.first("RecordingStatus", "completed") != "completed" or not form.first("RecordingSid"):
                 return [Inbound(kind="ignore", address=address, route_key=business)]

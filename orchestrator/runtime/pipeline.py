@@ -372,6 +372,8 @@ class Runtime:
                 await self.store.release(sid, b.token)  # the conversation moved on: a stale timer
                 return TurnReply(session_id=sid)
             fresh = req.outbound or session is None or compiled is None or (
+                req.flow_id is not None and event.kind == "start"  # an outbound call answered: its own flow
+            ) or (
                 session.status == "ended" and event.kind in CONVERSATIONAL
             )
             carried_inbound_at = session.last_inbound_at if session is not None else 0.0
