@@ -460,3 +460,46 @@ def test_the_words_said_while_waiting_come_from_the_language_catalogues() -> Non
     assert sounds_like_machine("Deje su mensaje después del tono", spanish)
     assert sounds_like_machine("Please leave a message after the tone", spanish)  # English greetings too
     assert not sounds_like_machine("Quiero dejar un mensaje para la doctora", spanish)
+
+
+def test_the_new_twiml_is_twilios_own() -> None:
+    """The filler's <Redirect>, the warm transfer's <Dial><Number url> and the whisper's <Gather>,
+    rendered by the adapter, byte for byte as twilio's VoiceResponse builds them."""
+    from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+
+    from channels.twilio_voice import TwilioVoiceChannel
+    from orchestrator.flow.schema import Settings
+    from orchestrator.model import Outbound
+    from orchestrator.plugins.channels import ReplyContext
+
+    voice = TwilioVoiceChannel(auth_token=AUTH_TOKEN, public_url=PUBLIC_URL)
+    sid = f"{CLINIC}:{CALLER}"
+    quoted = sid.replace("+", "%2B")
+    settings = Settings()
+    say = {"voice": "Polly.Joanna", "language": "en-US"}
+
+    filler = voice.render([Outbound(kind="say", text="One moment while I check the calendar.")], ReplyContext(
+        settings=settings, public_url=PUBLIC_URL, session_id=sid, continuation="CA1:gather:ab12", continuation_round=1))
+    r = VoiceResponse()
+    r.say("One moment while I check the calendar.", **say)
+    r.redirect(f"{PUBLIC_URL}/webhooks/twilio/voice/continue?wait=gather:ab12&n=1", method="POST")
+    assert filler.body.decode() == r.to_xml()
+
+    transfer = voice.render([Outbound(kind="handoff", text="Connecting you.", target="+15555550199", whisper=True,
+                                      max_seconds=25)],
+                            ReplyContext(settings=settings, public_url=PUBLIC_URL, session_id=sid, step="ab12"))
+    r = VoiceResponse()
+    r.say("Connecting you.", **say)
+    d = Dial(action=f"{PUBLIC_URL}/webhooks/twilio/voice/dial?step=ab12&w=1", timeout=25)
+    d.number("+15555550199", url=f"{PUBLIC_URL}/webhooks/twilio/voice/whisper?s={quoted}&step=ab12")
+    r.append(d)
+    assert transfer.body.decode() == r.to_xml()
+
+    heard = voice.render([Outbound(kind="say", text="Call from Maria. Press 1 to take the call.")], ReplyContext(
+        settings=settings, public_url=PUBLIC_URL, session_id=sid, step="ab12", whisper="ask"))
+    r = VoiceResponse()
+    g = Gather(action=f"{PUBLIC_URL}/webhooks/twilio/voice/whisper-accept?s={quoted}&step=ab12",
+               action_on_empty_result=True, input="dtmf", method="POST", num_digits=1, timeout=8)
+    g.say("Call from Maria. Press 1 to take the call.", **say)
+    r.append(g)
+    assert heard.body.decode() == r.to_xml()
