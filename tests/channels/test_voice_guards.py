@@ -6,6 +6,7 @@ another process sharing the store, after the turn was lost); a step past its bou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -503,3 +504,33 @@ def test_the_new_twiml_is_twilios_own() -> None:
     g.say("Call from Maria. Press 1 to take the call.", **say)
     r.append(g)
     assert heard.body.decode() == r.to_xml()
+
+
+async def test_on_redis_a_continuation_at_another_process_gets_the_answer_during_and_after_the_turn(
+    settings: AppSettings, calendar: SlowCalendar, clock: Clock,
+) -> None:
+    """Two processes of one deployment on a real Redis: the continuation reaches the one that
+    did not run the turn, while the turn runs (it waits on the lock) and after it (the stored reply)."""
+    from rediskit import redis_stores
+
+    async with redis_stores("voice-continue", count=2) as (store_a, store_b):
+        a_runs: list[Runtime] = []
+        b_runs: list[Runtime] = []
+        a_gen = _client(settings, calendar, store_a, clock, a_runs)  # type: ignore[arg-type]
+        b_gen = _client(settings, calendar, store_b, clock, b_runs)  # type: ignore[arg-type]
+        a, b = await a_gen.__anext__(), await b_gen.__anext__()
+        try:
+            first = await say_day(a, await ask_day(a))
+            url = redirect_of(first)
+            waiting = asyncio.ensure_future(post(b, url, IN_PROGRESS))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            calendar.gate.set()
+            during = await waiting
+            assert spoken(twiml(during)) == "I have Tuesday at 10 for next tuesday."
+            after = await post(b, url, IN_PROGRESS)  # later, again: the stored reply, byte for byte
+            assert after.content == during.content
+        finally:
+            for gen in (a_gen, b_gen):
+                with contextlib.suppress(StopAsyncIteration):
+                    await gen.__anext__()
