@@ -389,7 +389,7 @@ def _compile_state(
             name, "record", state, routes, _texts(engine, state.record, state, "record"), empty,
             max_seconds=schema.parse_duration(state.max_length), save=state.save, end=state.end, waits=True,
             notice=None if not state.notice else compile_text(
-                engine, state.notice if isinstance(state.notice, str) else schema.plain(flow.settings.consent_notice)),
+                engine, schema.plain(flow.settings.consent_notice if state.notice is True else state.notice)),
         )
     assert isinstance(state, schema.EndState)
     return CompiledState(name, "end", state, routes, _texts(engine, state.say, state, "say"), empty, end=state.end)
@@ -490,7 +490,7 @@ def _compile_language(
         filename=where, language=language or tag, words=words,
         english_formats=Formats(settings.timezone, "en-US") if words.language != "en" else None,
         voice=voice if base is not None and voice != base.settings.voice else None,
-        machine_message=compile_text(engine, settings.machine_message),
+        machine_message=compile_text(engine, schema.plain(settings.machine_message)),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.flow.schema import plain
 from orchestrator.languages.messages import Catalogue, catalogue
 
 
@@ -20,7 +21,7 @@ def filler_text(settings: Any, action: str | None) -> str:
     `settings.voice_filler`, else the language's words for that connector, else generic."""
     own = getattr(settings, "voice_filler", None)
     if own:
-        return str(own)
+        return plain(own)
     said = words(settings)
     connector = (action or "").partition(".")[0]
     return said.words.get(f"voice_filler_{connector}") or said["voice_filler"]

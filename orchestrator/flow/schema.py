@@ -112,13 +112,13 @@ class Settings(Base):
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
     # ---- voice guards (#20) ----
     voice_filler_after: Duration = "800ms"  # a slower voice turn says a filler and continues by <Redirect>
-    voice_filler: str | None = None  # the filler's words; unset: the catalogue's per connector
+    voice_filler: Text | None = None  # the filler's words; unset: the catalogue's per connector
     max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
     max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
     recording_notice: bool = True  # false: the owner knowingly records (`record`) without a notice before it
     # voice: a call answered by voicemail or a call-screening assistant (no `on: {machine: ...}` route)
     on_machine: Literal["text_back", "hang_up", "leave_message"] = "text_back"
-    machine_message: str = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
+    machine_message: Text = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
     reminders: list[ReminderRule] = []  # appointment reminders scheduled by each booking
     sending_hours: str = "09:00-20:00"  # proactive messages (reminders) go out only within these local hours
 
@@ -223,7 +223,7 @@ class RecordState(StateBase, tag="record", kw_only=True):
     save: str | None = None
     label: Text | None = None  # the recording's name in the staff summary; default: the save name humanised
     max_length: Duration = "2m"
-    notice: bool | str | None = None  # said before the prompt: true = settings.consent_notice, or a template
+    notice: bool | Text | None = None  # said before the prompt: true = settings.consent_notice, or a template
     next: str | None = None
     end: str | None = None
     on: dict[str, str] = {}  # undelivered -> state (the prompt could not be delivered)

@@ -401,7 +401,7 @@ class Runtime:
             assert session is not None and compiled is not None
             watch = STEP_WATCH.get()
             if watch is not None:  # a voice webhook waits: the lock is held, a filler may be said now
-                watch.begun(compiled.settings)
+                watch.begun(compiled.variant(session.language).settings)  # the contact's language
             result = await self.engine(compiled).turn(session, event, now)
             if req.outbound:  # the contact said nothing: the WhatsApp window is the last real inbound's
                 result.session.last_inbound_at = carried_inbound_at

@@ -183,7 +183,7 @@ class VoiceWaits:
         raw = await rt.store.load(sid)
         session = msgspec.msgpack.decode(raw, type=Session) if raw else None
         compiled = await rt._compiled_for(session) if session is not None else None
-        settings = compiled.settings if compiled is not None else None
+        settings = compiled.variant(session.language).settings if compiled is not None and session else None
         ctx = ReplyContext(settings=settings, public_url=public, session_id=sid, step=step)
         if inbound.status == "declined":
             return TurnReply(messages=[Outbound(kind="say", text=words(settings)["voice_whisper_declined"]),

@@ -534,3 +534,43 @@ async def test_on_redis_a_continuation_at_another_process_gets_the_answer_during
             for gen in (a_gen, b_gen):
                 with contextlib.suppress(StopAsyncIteration):
                     await gen.__anext__()
+
+
+BILINGUAL = """\
+flow: slow_calendar
+start: ask_day
+settings:
+  languages: [en, es]
+  language_by_country: {"34": es}
+  voice_filler_after: 100ms
+states:
+  ask_day:
+    ask: {en: "Which day suits you?", es: "¿Qué día le viene bien?"}
+    input: text
+    save: day
+    next: look
+  look:
+    call: calendar.find
+    args: {day: "{{ day }}"}
+    timeout: 2s
+    save: found
+    on: {ok: tell, error: sorry}
+  tell: {say: {en: "I have {{ found }}.", es: "Tengo {{ found }}."}, end: done}
+  sorry: {say: {en: "Sorry, the calendar is not answering.", es: "Lo siento, el calendario no responde."}, end: error}
+"""
+
+
+@pytest.mark.parametrize("flow_text", [BILINGUAL])
+async def test_the_filler_is_in_the_callers_language(client: Client, calendar: SlowCalendar) -> None:
+    spanish = [(k, "+34600111222" if k in ("From", "Caller") else v) for k, v in voice_form()]
+    root = twiml(await post(client, "/webhooks/twilio/voice", spanish))
+    gather = root.find("Gather")
+    assert gather is not None and "Qué día" in spoken(gather)
+    form = [*[(k, "in-progress" if k == "CallStatus" else v) for k, v in spanish],
+            ("SpeechResult", "el martes"), ("Confidence", "0.9")]
+    first = twiml(await post(client, gather.get("action", ""), form))
+    assert spoken(first) == "Un momento mientras reviso el calendario."
+    assert first.find("Say").get("language", "").startswith("es")  # type: ignore[union-attr]
+    calendar.gate.set()
+    answer = twiml(await post(client, redirect_of(first), spanish))
+    assert spoken(answer).startswith("Tengo ")
