@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_full.py            # warm-up, then 3 x 10 s per figure
     .venv/bin/python benchmarks/bench_full.py --quick    # 3 x 3 s, for development
+    .venv/bin/python benchmarks/bench_full.py --cluster  # also 1 process on a 3-shard Redis Cluster
 
 Starts its own redis-server (`--save "" --appendonly no`, a free port), fake Twilio and
 Graph servers, the product (1, then 2 processes) and the baseline app (baselines.py) with
@@ -27,11 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
 
 import redis  # noqa: E402
+from clusterkit import RedisClusterKit  # noqa: E402
 from fakes.graph import FakeGraph  # noqa: E402
 from fakes.twilio import FakeTwilio  # noqa: E402
 from faultkit import PYTHON, RedisServer, ServerProcess, cpu_seconds, rss_bytes, server_env  # noqa: E402
 
 from orchestrator.stores import redis as store_redis  # noqa: E402
+from orchestrator.stores.layout import BUCKETS, Layout  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SCRIPT_COMMANDS = {c.lower() for c in re.findall(r"redis\.call\('(\w+)'", "".join(
@@ -75,7 +78,7 @@ def round_trips(before: dict[str, Any], after: dict[str, Any]) -> tuple[int, int
     return exact, ambiguous
 
 
-def measure(server: ServerProcess, rds: redis.Redis, scenario: str, runs: int, seconds: float,
+def measure(server: ServerProcess, rds: Any, scenario: str, runs: int, seconds: float,
             outbox: str | None = None, **kw: Any) -> dict[str, Any]:
     """Medians of `runs` loads. With `outbox` (a key prefix), each run also waits until the outbox
     sender has sent what the run queued (WhatsApp replies go out after the webhook's 200): that
@@ -107,6 +110,27 @@ def measure(server: ServerProcess, rds: redis.Redis, scenario: str, runs: int, s
     med = sorted(results, key=lambda x: x["rps"])[len(results) // 2]
     return {**med, "rps_runs": [x["rps"] for x in results],
             "non_2xx": sum(v for x in results for k, v in x["statuses"].items() if not k.startswith("2"))}
+
+
+class ClusterView:
+    """What `measure` reads from Redis (`info("commandstats")`, `zcard` of the outbox), summed over
+    a cluster's masters and buckets."""
+
+    def __init__(self, cluster: RedisClusterKit) -> None:
+        self.nodes = [redis.Redis(port=p) for p in cluster.ports]
+        self.client = redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+
+    def info(self, section: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for node in self.nodes:
+            for key, stat in node.info(section).items():
+                calls = merged.setdefault(key, {"calls": 0})
+                calls["calls"] = int(calls["calls"]) + int(stat["calls"])
+        return merged
+
+    def zcard(self, key: str) -> int:
+        prefix, _, name = key.rpartition(":")
+        return sum(int(self.client.zcard(k)) for k in Layout(prefix, BUCKETS).every(name))
 
 
 def compile_figures() -> dict[str, Any]:
@@ -159,7 +183,7 @@ PARTS = {"s": "session", "t": "transcript", "d": "dedupe", "r": "record", "o": "
 http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
 
 
-def drain_outbox(rds: redis.Redis, prefix: str, timeout: float = 60.0) -> int:
+def drain_outbox(rds: Any, prefix: str, timeout: float = 60.0) -> int:
     """Wait (bounded) until the outbox sender has sent everything queued; returns what is left."""
     deadline = time.monotonic() + timeout
     while (left := int(rds.zcard(f"{prefix}:outbox"))) and time.monotonic() < deadline:
@@ -211,6 +235,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 x 3 s instead of 3 x 10 s, fewer conversations")
     ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also 1 process on a private 3-shard Redis Cluster (redis+cluster://), same run")
     a = ap.parse_args()
     seconds, runs = (3.0, 3) if a.quick else (10.0, 3)
     sha = git_sha()
@@ -257,6 +283,8 @@ def main() -> int:
                     row["rss_mb"] = [round(x / 2**20, 1) for x in rss]
                     row["rss_conversations"] = total
             report["by_procs"][str(procs)] = row
+        if a.cluster:
+            report["cluster"] = cluster_row(work, graph, twilio, runs, seconds)
         report["compile"] = compile_figures()
     print_table(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -264,6 +292,27 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten {out.relative_to(ROOT)}")
     return 0
+
+
+def cluster_row(work: Path, graph: FakeGraph, twilio: FakeTwilio, runs: int, seconds: float) -> dict[str, Any]:
+    """One server process on a 3-master cluster (no replicas, no persistence, as the single Redis)."""
+    row: dict[str, Any] = {}
+    with RedisClusterKit(3, persist=False) as cluster:
+        view = ClusterView(cluster)
+        prefix = "benchc"
+        env = server_env(cluster.url, ROOT / "flows", prefix=prefix, twilio_api_base=twilio.url,
+                         whatsapp_api_base=graph.url, calendar_db=work / "calc.sqlite3",
+                         ORCHESTRATOR_LOCK_TTL_SECONDS="10", ORCHESTRATOR_LOCK_WAIT_SECONDS="5",
+                         ORCHESTRATOR_TIMER_POLL_SECONDS="1")
+        with ServerProcess(env, workers=1) as server:
+            for scenario in ("sms", "voice", "whatsapp", "hot"):
+                row[scenario] = measure(server, view, scenario, runs, seconds,
+                                        outbox=prefix if scenario == "whatsapp" else None,
+                                        connections=64 if scenario != "hot" else 16)
+                print(f"[cluster 1p] {scenario}: {row[scenario]['rps']} req/s, "
+                      f"{row[scenario]['cpu_us_per_req']} us/req", flush=True)
+        row["keys_per_shard"] = [sum(1 for shard, _ in cluster.keys(f"{prefix}:*") if shard == i) for i in range(3)]
+    return row
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -307,6 +356,22 @@ def print_table(report: dict[str, Any]) -> None:
         if "rss_mb" in row:
             rows.append((f"[{procs}p] server RSS MB: start, half, after {row['rss_conversations']:,} conversations",
                          "flat, < 150", " -> ".join(str(x) for x in row["rss_mb"])))
+    if "cluster" in report:
+        row, single = report["cluster"], report["by_procs"].get("1")
+        kinds = ("sms", "voice", "whatsapp", "hot")
+        rows += [
+            ("[cluster 1p] req/s sms / voice / whatsapp / hot (3 shards)", "",
+             " / ".join(f"{row[k]['rps']:,.0f}" for k in kinds)),
+            ("[cluster 1p] server CPU us per turn sms / voice / whatsapp / hot", "",
+             " / ".join(str(row[k]["cpu_us_per_req"]) for k in kinds)),
+            ("[cluster 1p] Redis round trips per turn sms / voice / whatsapp / hot (all shards)", "<= 2",
+             " / ".join(f"{row[k]['redis_trips_per_req']}" for k in kinds)),
+            ("[cluster 1p] non-2xx answers; keys per shard", "0", f"{sum(row[k]['non_2xx'] for k in kinds)}; "
+             f"{' / '.join(str(n) for n in row['keys_per_shard'])}"),
+        ]
+        if single:
+            rows.append(("[cluster 1p] / [1p] single Redis: req/s sms / voice / whatsapp", "",
+                         " / ".join(f"{row[k]['rps'] / single[k]['rps']:.2f}" for k in kinds[:3])))
     c = report["compile"]
     rows.append(("compile: shipped flows s / 1,000-state flow s / its peak MB (kept MB)", "< 1 s, < 50 MB",
                  f"{c.get('shipped_flows_s')} / {c.get('states_1000_s')} / {c.get('states_1000_peak_mb')} "

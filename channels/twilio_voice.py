@@ -267,10 +267,13 @@ class TwilioVoiceChannel(ChannelAdapter):
         callback = {"s": quote(ctx.session_id, safe=":")} if ctx.session_id else {}  # callbacks carry no From/To
         if record_call:  # the notice first, then the recording starts
             notice = getattr(settings, "consent_notice", "") or "This call may be recorded."
-            if messages and messages[0].kind == "say" and messages[0].text == notice:  # the engine's own
-                verbs.append(say(notice, messages[0]))
+            # the engine says it first (in the caller's language when that is not the flow's default)
+            said = [m.kind == "say" and (m.text == notice or (m.language or flow_language) != flow_language)
+                    for m in messages]
+            if said and said[0]:
+                verbs.append(say(messages[0].text, messages[0]))
                 messages = messages[1:]
-            elif not any(m.kind == "say" and m.text == notice for m in messages):
+            elif not any(said):
                 verbs.append(say(notice))
             verbs.append(self._start_recording(base, callback))
         for message in messages:

@@ -8,6 +8,8 @@ backend the server picked (embedded SQLite or Google Calendar).
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +25,10 @@ from .slots import (
     Interval,
     SlotError,
     SlotRules,
+    choose,
     closed_on,
     coerce_slot,
+    earliest_start,
     find_free,
     is_bookable,
     label,
@@ -38,6 +42,7 @@ class FindSlotsArgs(msgspec.Struct, kw_only=True):
     around: Any = None  # ISO datetime or a datetime answer; None / asap / any time = the earliest
     duration: str | None = None  # default: settings.slot_length
     count: int = 3
+    staff: str | None = None  # one of settings.staff (its own calendar); empty / "any": whoever is free
 
 
 class BookArgs(msgspec.Struct, kw_only=True):
@@ -47,6 +52,7 @@ class BookArgs(msgspec.Struct, kw_only=True):
     name: str | None = None
     reason: str | None = None
     phone: str | None = None  # default: the conversation's contact
+    staff: str | None = None  # default: the slot's own (`find_slots` with settings.staff names who)
 
 
 class CancelArgs(msgspec.Struct, kw_only=True):
@@ -81,6 +87,23 @@ def rules_for(ctx: CallContext, duration: str | None = None) -> SlotRules:
     return SlotRules.from_settings(settings, ctx.timezone or settings.timezone, seconds)
 
 
+ANY_STAFF = ("", "any", "anyone", "any staff")
+
+
+class Staff(msgspec.Struct, frozen=True):
+    """A person (or room) with a calendar of their own: `id`, the name the contact sees, and
+    the backend's calendar for them (`BookableCalendar.staff_calendar`)."""
+
+    id: str
+    name: str
+    calendar: str
+
+
+def staff_of(ctx: CallContext) -> dict[str, Any]:
+    """settings.staff: id -> its settings (name, calendar); empty when the flow has none."""
+    return dict(getattr(settings_of(ctx), "staff", None) or {})
+
+
 def now_of(ctx: CallContext) -> datetime:
     return datetime.fromtimestamp(ctx.now, UTC)
 
@@ -90,6 +113,31 @@ def bad_args(exc: Exception) -> ConnectorResult:
 
 
 AGENDA_LIMIT = 200  # bookings one agenda call lists at most
+
+
+def _name(member: Any, staff_id: str) -> str:
+    name = getattr(member, "name", None) if not isinstance(member, Mapping) else member.get("name")
+    return str(name or staff_id.replace("_", " ").title())
+
+
+def staffed(value: dict[str, Any], person: Staff | None) -> dict[str, Any]:
+    """A slot or booking with who it is with: `staff`, `staff_name`, and the label naming them."""
+    if person is None:
+        return value
+    return {**value, "staff": person.id, "staff_name": person.name, "label": f"{value['label']} · {person.name}"}
+
+
+def slot_staff(raw: Any) -> str | None:
+    """The `staff` a slot from find_slots names (a mapping, or its JSON rendering)."""
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            try:
+                raw = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                return None
+    return str(raw["staff"]) if isinstance(raw, Mapping) and raw.get("staff") else None
 
 
 def booking_value(
@@ -157,14 +205,19 @@ class CalendarConnector(Connector):
         `session_id` where this product made them (events made elsewhere: their title only)."""
         raise NotImplementedError
 
-    async def busy_in(self, window: Interval) -> list[Interval]:
-        """The busy spans overlapping `window` (UTC)."""
+    async def busy_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        """The busy spans overlapping `window` (UTC) of `calendar` (None: the business's own)."""
         raise NotImplementedError
 
     async def insert_booking(
-        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules, calendar: str | None = None
     ) -> ConnectorResult:
-        """Book a bookable `slot`: `ok` (also when this conversation booked it already) or `conflict`."""
+        """Book a bookable `slot` in `calendar` (None: the business's own): `ok` (also when this
+        conversation booked it already) or `conflict`."""
+        raise NotImplementedError
+
+    def staff_calendar(self, staff_id: str, member: Any) -> str:
+        """The calendar of one of settings.staff in this backend."""
         raise NotImplementedError
 
     async def cancel_booking(self, booking_id: str, ctx: CallContext) -> ConnectorResult:
@@ -182,32 +235,75 @@ class CalendarConnector(Connector):
         raise NotImplementedError
 
     # -- actions -----------------------------------------------------------------------------
+    def chosen_staff(self, ctx: CallContext, wanted: str | None) -> list[Staff] | ConnectorResult:
+        """Whose calendars a call looks at: none (the business's own calendar) when the flow
+        declares no staff, else the one named, or all of them in their declared order."""
+        declared = staff_of(ctx)
+        key = str(wanted or "").strip()
+        if not declared:
+            if key.lower() in ANY_STAFF:
+                return []
+            return bad_args(SlotError(f"staff: {key!r} asked for, but the flow declares no settings.staff"))
+        ids = list(declared) if key.lower() in ANY_STAFF else [k for k in declared if k.lower() == key.lower()
+                                                                or _name(declared[k], k).lower() == key.lower()]
+        if not ids:
+            return bad_args(SlotError(f"staff: {key!r} is not one of settings.staff ({', '.join(declared)})"))
+        try:
+            return [Staff(id=i, name=_name(declared[i], i), calendar=self.staff_calendar(i, declared[i])) for i in ids]
+        except SlotError as exc:
+            return bad_args(exc)
+
     async def find_slots(self, args: FindSlotsArgs, ctx: CallContext) -> ConnectorResult:
         try:
             rules = rules_for(ctx, args.duration)
             around = parse_around(args.around, rules.tz)
         except (SlotError, ValueError) as exc:
             return bad_args(exc)
+        people = self.chosen_staff(ctx, args.staff)
+        if isinstance(people, ConnectorResult):
+            return people
         now = now_of(ctx)
         window = search_window(rules, now, around)
         pad = rules.buffer + rules.duration
+        padded = (window[0] - pad, window[1] + pad)
+        slots: list[tuple[Interval, Staff | None]] = []
         try:
-            busy = await self.busy_in((window[0] - pad, window[1] + pad))
+            if not people:
+                slots = [(s, None) for s in find_free(rules, await self.busy_in(padded), now, around, args.count)]
+            else:  # each person's best times, then the best of those; a time two have goes to the first
+                who: dict[datetime, tuple[Interval, Staff]] = {}
+                for person in people:
+                    for slot in find_free(rules, await self.busy_in(padded, person.calendar), now, around, args.count):
+                        who.setdefault(slot[0], (slot, person))
+                best = choose(rules, [slot for slot, _ in who.values()], earliest_start(rules, now), around,
+                              args.count)
+                slots = [(slot, who[slot[0]][1]) for slot in best]
         except ConnectorError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
-        slots = find_free(rules, busy, now, around, args.count)
         closed_day = closed_on(rules, now, around)
         closed = closed_day.isoformat() if closed_day is not None else None
         if not slots:
             return ConnectorResult(outcome="empty", value=[], closed=closed,
                                    detail=f"no free slot within {rules.horizon.days} days")
-        return ConnectorResult(outcome="ok", value=[slot_value(s, rules.tz) for s in slots], closed=closed)
+        return ConnectorResult(outcome="ok", value=[staffed(slot_value(s, rules.tz), p) for s, p in slots],
+                               closed=closed)
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
         checked = bookable_slot(ctx, args.slot, args.duration)
         if isinstance(checked, ConnectorResult):
             return checked
-        return await errors_as_outcome(self.insert_booking(args, ctx, checked[1], checked[0]))
+        wanted = args.staff or slot_staff(args.slot)
+        people = self.chosen_staff(ctx, wanted)
+        if isinstance(people, ConnectorResult):
+            return people
+        if people and len(people) > 1:  # "any" at booking time: the slot names nobody
+            return bad_args(SlotError("staff: book a slot from find_slots (it names who), or pass staff:"))
+        person = people[0] if people else None
+        result = await errors_as_outcome(self.insert_booking(args, ctx, checked[1], checked[0],
+                                                             person.calendar if person else None))
+        if person is not None and result.outcome == "ok" and isinstance(result.value, dict):
+            result = msgspec.structs.replace(result, value=staffed(result.value, person))
+        return result
 
     async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
         try:

@@ -60,6 +60,9 @@ CREATE INDEX IF NOT EXISTS bookings_by_phone ON bookings (phone, start_ts);
 """
 
 
+MINE = "(calendar = ? OR calendar LIKE ?)"  # a calendar's bookings and its staff's: `EmbeddedCalendar._mine`
+
+
 class EmbeddedCalendar(SqliteFile, CalendarConnector):
     name = "calendar"
     schema = _SCHEMA
@@ -72,11 +75,20 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         self.calendar_id = calendar_id
 
     # -- storage ---------------------------------------------------------------------------
-    def _busy(self, conn: sqlite3.Connection, window: Interval, exclude: str | None = None) -> list[Interval]:
+    @property
+    def _mine(self) -> tuple[str, str]:
+        """The parameters of `MINE`: this calendar and its staff's (`<calendar id>/<staff id>`)."""
+        return self.calendar_id, self.calendar_id + "/%"
+
+    def staff_calendar(self, staff_id: str, member: Any) -> str:
+        return f"{self.calendar_id}/{staff_id}"
+
+    def _busy(self, conn: sqlite3.Connection, window: Interval, exclude: str | None = None,
+              calendar: str | None = None) -> list[Interval]:
         rows = conn.execute(
             "SELECT id, start_ts, end_ts FROM bookings WHERE calendar = ? AND status = 'confirmed'"
             " AND start_ts < ? AND end_ts > ?",
-            (self.calendar_id, int(window[1].timestamp()), int(window[0].timestamp())),
+            (calendar or self.calendar_id, int(window[1].timestamp()), int(window[0].timestamp())),
         ).fetchall()
         return [
             (datetime.fromtimestamp(r["start_ts"], UTC), datetime.fromtimestamp(r["end_ts"], UTC))
@@ -85,27 +97,29 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         ]
 
     def _value(self, row: Any) -> dict[str, Any]:
-        return booking_value(row["id"], datetime.fromtimestamp(row["start_ts"], UTC),
-                             datetime.fromtimestamp(row["end_ts"], UTC), ZoneInfo(row["tz"]), self.calendar_id,
-                             row["title"])
+        value = booking_value(row["id"], datetime.fromtimestamp(row["start_ts"], UTC),
+                              datetime.fromtimestamp(row["end_ts"], UTC), ZoneInfo(row["tz"]), self.calendar_id,
+                              row["title"])
+        _, slash, staff = str(row["calendar"] or "").partition("/")
+        return {**value, "staff": staff} if slash else value
 
     # -- storage hooks -----------------------------------------------------------------------
-    async def busy_in(self, window: Interval) -> list[Interval]:
-        return await self._thread("find_slots", self._read_busy, window)
+    async def busy_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        return await self._thread("find_slots", self._read_busy, window, calendar)
 
-    def _read_busy(self, window: Interval) -> list[Interval]:
+    def _read_busy(self, window: Interval, calendar: str | None) -> list[Interval]:
         conn = self._connect()
         try:
-            return self._busy(conn, window)
+            return self._busy(conn, window, calendar=calendar)
         finally:
             conn.close()
 
     async def insert_booking(
-        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules, calendar: str | None = None
     ) -> ConnectorResult:
         row = {
             "id": uuid.uuid4().hex,
-            "calendar": self.calendar_id,
+            "calendar": calendar or self.calendar_id,
             "start_ts": int(slot[0].timestamp()),
             "end_ts": int(slot[1].timestamp()),
             "tz": rules.tz.key,
@@ -124,11 +138,11 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
                 mine = conn.execute(
                     "SELECT * FROM bookings WHERE calendar = ? AND status = 'confirmed' AND session_id = ?"
                     " AND start_ts = ?",
-                    (self.calendar_id, row["session_id"], row["start_ts"]),
+                    (row["calendar"], row["session_id"], row["start_ts"]),
                 ).fetchone()
                 if mine is not None:  # the same conversation asking again: idempotent
                     return ConnectorResult(outcome="ok", value=self._value(mine), detail="already booked")
-                if self._busy(conn, (slot[0] - buffer, slot[1] + buffer)):
+                if self._busy(conn, (slot[0] - buffer, slot[1] + buffer), calendar=row["calendar"]):
                     return ConnectorResult(outcome="conflict", detail="the slot was just taken")
                 conn.execute(
                     "INSERT INTO bookings (id, calendar, start_ts, end_ts, tz, title, name, reason, phone,"
@@ -147,7 +161,7 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
     def _owned(self, conn: sqlite3.Connection, booking_id: str, contact: str) -> sqlite3.Row | None:
         """The booking if it exists, belongs to this calendar and to this contact."""
         row: sqlite3.Row | None = conn.execute(
-            "SELECT * FROM bookings WHERE id = ? AND calendar = ?", (booking_id, self.calendar_id)
+            f"SELECT * FROM bookings WHERE id = ? AND {MINE}", (booking_id, *self._mine)
         ).fetchone()
         if row is None or (row["phone"] and contact and row["phone"] != contact):
             return None
@@ -175,7 +189,8 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
                 row = self._owned(conn, booking_id, contact)
                 if row is None or row["status"] != "confirmed":
                     return no_booking()
-                if self._busy(conn, (slot[0] - buffer, slot[1] + buffer), exclude=booking_id):
+                if self._busy(conn, (slot[0] - buffer, slot[1] + buffer), exclude=booking_id,
+                              calendar=row["calendar"]):
                     return ConnectorResult(outcome="conflict", detail="the new slot is taken")
                 conn.execute(
                     "UPDATE bookings SET start_ts = ?, end_ts = ?, tz = ? WHERE id = ?",
@@ -196,9 +211,9 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         conn = self._connect()
         try:
             return conn.execute(
-                "SELECT * FROM bookings WHERE calendar = ? AND status = 'confirmed' AND start_ts >= ? AND start_ts < ?"
+                f"SELECT * FROM bookings WHERE {MINE} AND status = 'confirmed' AND start_ts >= ? AND start_ts < ?"
                 " ORDER BY start_ts LIMIT ?",
-                (self.calendar_id, since, until, limit),
+                (*self._mine, since, until, limit),
             ).fetchall()
         finally:
             conn.close()
@@ -211,9 +226,9 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         conn = self._connect()
         try:
             return conn.execute(
-                "SELECT * FROM bookings WHERE calendar = ? AND status = 'confirmed' AND phone = ? AND end_ts > ?"
+                f"SELECT * FROM bookings WHERE {MINE} AND status = 'confirmed' AND phone = ? AND end_ts > ?"
                 " ORDER BY start_ts",
-                (self.calendar_id, phone, now_ts),
+                (*self._mine, phone, now_ts),
             ).fetchall()
         finally:
             conn.close()
@@ -228,8 +243,8 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE bookings SET title = ?, name = NULL, reason = NULL, phone = NULL, session_id = NULL"
-                " WHERE calendar = ? AND (phone = ? OR session_id LIKE '%:' || ?)",
-                (ERASED_TITLE, self.calendar_id, phone, phone),
+                f" WHERE {MINE} AND (phone = ? OR session_id LIKE '%:' || ?)",
+                (ERASED_TITLE, *self._mine, phone, phone),
             ).rowcount
         return int(changed)
 
@@ -242,8 +257,8 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         conn = self._connect()
         try:
             return conn.execute(
-                "SELECT * FROM bookings WHERE calendar = ? AND (phone = ? OR session_id LIKE '%:' || ?)"
-                " ORDER BY start_ts", (self.calendar_id, phone, phone),
+                f"SELECT * FROM bookings WHERE {MINE} AND (phone = ? OR session_id LIKE '%:' || ?)"
+                " ORDER BY start_ts", (*self._mine, phone, phone),
             ).fetchall()
         finally:
             conn.close()

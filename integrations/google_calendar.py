@@ -36,8 +36,8 @@ from orchestrator.errors import ConfigError, ConnectorError
 from orchestrator.plugins.base import PluginSettings, env, read_settings
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 
-from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking, now_of
-from .slots import Interval, SlotRules
+from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking, now_of, staff_of
+from .slots import Interval, SlotError, SlotRules
 
 log = logging.getLogger("integrations.google_calendar")
 
@@ -88,11 +88,19 @@ class GoogleCalendar(CalendarConnector):
         retries: int = 3,
         retry_base_seconds: float = 0.5,
         send_updates: str = "none",
+        busy_calendar_ids: tuple[str, ...] = (),
+        staff_calendars: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if not calendar_id:
             raise ConfigError("GOOGLE_CALENDAR_ID is empty; set it to the calendar's id (e.g. its email address)")
         self.calendar_id = calendar_id
+        # calendars whose events block the business too (the owner's own, a shared room): read for
+        # busy times, never booked into
+        self.busy_calendar_ids = tuple(c for c in busy_calendar_ids if c and c != calendar_id)
+        # settings.staff id -> their calendar (GOOGLE_STAFF_CALENDARS; a flow's staff.<id>.calendar wins)
+        self.staff_calendars = dict(staff_calendars or {})
+        self._seen: set[str] = set(self.staff_calendars.values())  # staff calendars booked into: erasure covers them
         self._credentials_file = credentials_file
         self._credentials = credentials
         self.api_base = (api_base or DEFAULT_API_BASE).rstrip("/") + "/"
@@ -183,22 +191,31 @@ class GoogleCalendar(CalendarConnector):
             raise
 
     # -- Google calls (blocking; run through _run) -----------------------------------------
-    def _busy_sync(self, window: Interval) -> list[Interval]:
-        body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": self.calendar_id}]}
+    def _busy_sync(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        """Busy spans of the booking calendar and of every busy calendar, in one freebusy query. A
+        calendar that answers with errors (not shared with the service account, unknown) fails
+        the query: offering a time that may be taken is worse than saying the calendar is down."""
+        ids = (calendar or self.calendar_id, *self.busy_calendar_ids)
+        body = {"timeMin": _rfc3339(window[0]), "timeMax": _rfc3339(window[1]), "items": [{"id": c} for c in ids]}
         result = self._execute("freebusy", lambda api: api.freebusy().query(body=body))
-        cal = (result.get("calendars") or {}).get(self.calendar_id) or {}
-        if cal.get("errors"):
-            reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
-            raise GoogleCalendarError(f"google calendar freebusy: calendar {self.calendar_id!r} answered {reasons}")
-        return [(_parse_event_time({"dateTime": b["start"]}), _parse_event_time({"dateTime": b["end"]}))
-                for b in cal.get("busy", [])]
+        busy: list[Interval] = []
+        for calendar_id in ids:
+            cal = (result.get("calendars") or {}).get(calendar_id) or {}
+            if cal.get("errors"):
+                reasons = ", ".join(str(e.get("reason")) for e in cal["errors"])
+                raise GoogleCalendarError(f"google calendar freebusy: calendar {calendar_id!r} answered {reasons}"
+                                          + (" (share it with the service account)" if calendar_id != ids[0]
+                                             else ""))
+            busy += [(_parse_event_time({"dateTime": b["start"]}), _parse_event_time({"dateTime": b["end"]}))
+                     for b in cal.get("busy", [])]
+        return sorted(busy)
 
-    def _get_sync(self, eid: str) -> dict[str, Any] | None:
+    def _get_sync(self, eid: str, calendar: str | None = None) -> dict[str, Any] | None:
         from googleapiclient.errors import HttpError
 
         try:
             event: dict[str, Any] = self._execute(
-                "events.get", lambda api: api.events().get(calendarId=self.calendar_id, eventId=eid)
+                "events.get", lambda api: api.events().get(calendarId=calendar or self.calendar_id, eventId=eid)
             )
         except HttpError as exc:
             if exc.status_code in (404, 410):
@@ -207,7 +224,8 @@ class GoogleCalendar(CalendarConnector):
         return event
 
     def _book_sync(
-        self, slot: Interval, buffer_pad: Interval, body: dict[str, Any], session: str, ignore: Interval | None = None
+        self, slot: Interval, buffer_pad: Interval, body: dict[str, Any], session: str, ignore: Interval | None = None,
+        calendar: str | None = None,
     ) -> ConnectorResult:
         """Claim the slot's deterministic id (see the module docstring). `ignore`: a busy span
         that does not count (the event being rescheduled)."""
@@ -216,64 +234,68 @@ class GoogleCalendar(CalendarConnector):
         start_key = _rfc3339(slot[0])
         checked_freebusy = False
         for generation in range(MAX_GENERATIONS):
-            eid = event_id("slot", self.calendar_id, start_key, str(generation))
-            existing = self._get_sync(eid)
+            cal = calendar or self.calendar_id
+            eid = event_id("slot", cal, start_key, str(generation))
+            existing = self._get_sync(eid, cal)
             if existing is not None and existing.get("status") == "cancelled":
                 continue  # a cancelled booking keeps its id: the next generation is the lock
             if existing is not None:
                 return self._claimed(existing, session)
             if not checked_freebusy:  # people's own events (and other durations) are only visible here
-                if [b for b in self._busy_sync(buffer_pad) if b != ignore]:
+                if [b for b in self._busy_sync(buffer_pad, cal) if b != ignore]:
                     return ConnectorResult(outcome="conflict", detail="the slot is busy")
                 checked_freebusy = True
             try:
-                event = self._insert_sync({**body, "id": eid})
+                event = self._insert_sync({**body, "id": eid}, cal)
             except HttpError as exc:
                 if (exc.status_code or 0) >= 500:  # the insert may have landed before the error
-                    return self._read_back(eid, session, exc)
+                    return self._read_back(eid, session, exc, cal)
                 if exc.status_code != 409:
                     raise
-                raced = self._get_sync(eid)  # 409 duplicate: someone (maybe us, earlier) holds this id
+                raced = self._get_sync(eid, cal)  # 409 duplicate: someone (maybe us, earlier) holds this id
                 if raced is None or raced.get("status") == "cancelled":
                     continue
                 return self._claimed(raced, session)
             except (TimeoutError, OSError, httplib2.HttpLib2Error) as exc:
-                return self._read_back(eid, session, exc)
-            return ConnectorResult(outcome="ok", value=self._value(event))
+                return self._read_back(eid, session, exc, cal)
+            return ConnectorResult(outcome="ok", value=self._value(event, cal))
         raise GoogleCalendarError(f"google calendar book: slot {start_key} was re-booked {MAX_GENERATIONS} times")
 
-    def _read_back(self, eid: str, session: str, failure: Exception) -> ConnectorResult:
+    def _read_back(self, eid: str, session: str, failure: Exception, calendar: str | None = None) -> ConnectorResult:
         """The insert failed without an answer we can trust (5xx after retries, a timeout, a
         dropped connection): Google may have stored the event anyway. Read the id back: our
         own event means the booking is made (never report a booking that exists as failed);
         otherwise the insert's failure stands."""
         try:
-            event = self._get_sync(eid)
+            event = self._get_sync(eid, calendar)
         except Exception:
             event = None
         if event is not None and event.get("status") != "cancelled":
             log.warning("google calendar book: insert failed (%s) but the event exists; read back",
                         type(failure).__name__)
-            return self._claimed(event, session)
+            return self._claimed(event, session, calendar)
         raise failure
 
-    def _insert_sync(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _insert_sync(self, body: dict[str, Any], calendar: str | None = None) -> dict[str, Any]:
         event: dict[str, Any] = self._execute(
             "events.insert",
-            lambda api: api.events().insert(calendarId=self.calendar_id, body=body, sendUpdates=self.send_updates),
+            lambda api: api.events().insert(calendarId=calendar or self.calendar_id, body=body,
+                                            sendUpdates=self.send_updates),
         )
         return event
 
-    def _claimed(self, event: Mapping[str, Any], session: str) -> ConnectorResult:
+    def _claimed(self, event: Mapping[str, Any], session: str, calendar: str | None = None) -> ConnectorResult:
         private = (event.get("extendedProperties") or {}).get("private") or {}
         if private.get("session") == session:
-            return ConnectorResult(outcome="ok", value=self._value(event), detail="already booked")
+            return ConnectorResult(outcome="ok", value=self._value(event, calendar), detail="already booked")
         return ConnectorResult(outcome="conflict", detail="the slot was just taken")
 
-    def _value(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def _value(self, event: Mapping[str, Any], calendar: str | None = None) -> dict[str, Any]:
         tz = ZoneInfo(str((event.get("start") or {}).get("timeZone") or "UTC"))
-        return booking_value(event["id"], _parse_event_time(event["start"]), _parse_event_time(event["end"]), tz,
-                             self.calendar_id, event.get("summary", ""))
+        value = booking_value(event["id"], _parse_event_time(event["start"]), _parse_event_time(event["end"]), tz,
+                              calendar or self.calendar_id, event.get("summary", ""))
+        staff = ((event.get("extendedProperties") or {}).get("private") or {}).get("staff")
+        return {**value, "staff": staff} if staff else value
 
     def _event_body(self, args: BookArgs, ctx: CallContext, slot: Interval, tz: ZoneInfo) -> dict[str, Any]:
         phone = args.phone or ctx.contact
@@ -291,23 +313,32 @@ class GoogleCalendar(CalendarConnector):
             "extendedProperties": {"private": private},
         }
 
-    def _owned_sync(self, booking_id: str, contact: str) -> dict[str, Any] | None:
-        event = self._get_sync(booking_id)
-        if event is None or event.get("status") == "cancelled":
-            return None
-        phone = ((event.get("extendedProperties") or {}).get("private") or {}).get("phone")
-        if phone and contact and phone != contact:
-            return None
-        return event
+    def _calendars(self, ctx: CallContext | None = None) -> list[str]:
+        """The business's calendar, then its staff's (configured, the flow's, booked into)."""
+        staff = [self.staff_calendar(k, m) for k, m in staff_of(ctx).items()] if ctx is not None else []
+        return list(dict.fromkeys([self.calendar_id, *self.staff_calendars.values(), *staff, *sorted(self._seen)]))
 
-    def _delete_sync(self, booking_id: str) -> None:
+    def _owned_sync(self, booking_id: str, contact: str, ctx: CallContext | None = None
+                    ) -> tuple[dict[str, Any], str] | None:
+        """The contact's live event `booking_id` and the calendar holding it."""
+        for calendar in self._calendars(ctx):
+            event = self._get_sync(booking_id, calendar)
+            if event is None or event.get("status") == "cancelled":
+                continue
+            phone = ((event.get("extendedProperties") or {}).get("private") or {}).get("phone")
+            if phone and contact and phone != contact:
+                return None
+            return event, calendar
+        return None
+
+    def _delete_sync(self, booking_id: str, calendar: str | None = None) -> None:
         from googleapiclient.errors import HttpError
 
         try:
             self._execute(
                 "events.delete",
                 lambda api: api.events().delete(
-                    calendarId=self.calendar_id, eventId=booking_id, sendUpdates=self.send_updates
+                    calendarId=calendar or self.calendar_id, eventId=booking_id, sendUpdates=self.send_updates
                 ),
             )
         except HttpError as exc:
@@ -315,26 +346,40 @@ class GoogleCalendar(CalendarConnector):
                 raise
 
     # -- storage hooks -----------------------------------------------------------------------
-    async def busy_in(self, window: Interval) -> list[Interval]:
-        return await self._run("freebusy", lambda: self._busy_sync(window))
+    def staff_calendar(self, staff_id: str, member: Any) -> str:
+        calendar = getattr(member, "calendar", None) or self.staff_calendars.get(staff_id)
+        if not calendar:
+            raise SlotError(f"staff: {staff_id!r} has no Google calendar; set settings.staff.{staff_id}.calendar "
+                            "or GOOGLE_STAFF_CALENDARS")
+        return str(calendar)
+
+    async def busy_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        return await self._run("freebusy", lambda: self._busy_sync(window, calendar))
 
     async def insert_booking(
-        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules
+        self, args: BookArgs, ctx: CallContext, slot: Interval, rules: SlotRules, calendar: str | None = None
     ) -> ConnectorResult:
         body = self._event_body(args, ctx, slot, rules.tz)
+        if calendar and calendar != self.calendar_id:
+            self._seen.add(calendar)
+            staff = next((k for k, m in staff_of(ctx).items() if self.staff_calendar(k, m) == calendar), None)
+            if staff:
+                body["extendedProperties"]["private"]["staff"] = staff
         pad = (slot[0] - rules.buffer, slot[1] + rules.buffer)
-        result = await self._run("book", lambda: self._book_sync(slot, pad, body, ctx.session_id))
+        result = await self._run("book", lambda: self._book_sync(slot, pad, body, ctx.session_id,
+                                                                 calendar=calendar))
         if result.outcome == "ok":
             log.info("google calendar: booked %s at %s", result.value["id"], slot[0].isoformat())
         return result
 
     async def cancel_booking(self, booking_id: str, ctx: CallContext) -> ConnectorResult:
         def run() -> ConnectorResult:
-            event = self._owned_sync(booking_id, ctx.contact)
-            if event is None:
+            owned = self._owned_sync(booking_id, ctx.contact, ctx)
+            if owned is None:
                 return no_booking()
-            self._delete_sync(booking_id)
-            return ConnectorResult(outcome="ok", value={**self._value(event), "status": "cancelled"})
+            event, calendar = owned
+            self._delete_sync(booking_id, calendar)
+            return ConnectorResult(outcome="ok", value={**self._value(event, calendar), "status": "cancelled"})
 
         return await self._run("cancel", run)
 
@@ -346,9 +391,10 @@ class GoogleCalendar(CalendarConnector):
         The booking id changes: ids are tied to the slot they lock."""
 
         def run() -> ConnectorResult:
-            old = self._owned_sync(booking_id, ctx.contact)
-            if old is None:
+            owned = self._owned_sync(booking_id, ctx.contact, ctx)
+            if owned is None:
                 return no_booking()
+            old, calendar = owned
             private = (old.get("extendedProperties") or {}).get("private") or {}
             kept: dict[str, Any] = {k: old[k] for k in ("summary", "description") if k in old}
             body = {
@@ -359,9 +405,9 @@ class GoogleCalendar(CalendarConnector):
             # our own old event must not count as busy when the new slot overlaps it
             pad = (slot[0] - rules.buffer, slot[1] + rules.buffer)
             old_span = (_parse_event_time(old["start"]), _parse_event_time(old["end"]))
-            result = self._book_sync(slot, pad, body, ctx.session_id, ignore=old_span)
+            result = self._book_sync(slot, pad, body, ctx.session_id, ignore=old_span, calendar=calendar)
             if result.outcome == "ok" and result.value["id"] != booking_id:
-                self._delete_sync(booking_id)
+                self._delete_sync(booking_id, calendar)
             return result
 
         return await self._run("reschedule", run)
@@ -387,16 +433,19 @@ class GoogleCalendar(CalendarConnector):
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
-            result = self._execute(
-                "events.list",
-                lambda api: api.events().list(
-                    calendarId=self.calendar_id, privateExtendedProperty=f"phone={phone}",
-                    timeMin=_rfc3339(now_of(ctx)), singleEvents=True, orderBy="startTime", maxResults=50,
-                ),
-            )
-            return [e for e in result.get("items", []) if e.get("status") != "cancelled"]
+            found = []
+            for calendar in self._calendars(ctx):  # the business's calendar and its staff's
+                result = self._execute(
+                    "events.list",
+                    lambda api, calendar=calendar: api.events().list(
+                        calendarId=calendar, privateExtendedProperty=f"phone={phone}",
+                        timeMin=_rfc3339(now_of(ctx)), singleEvents=True, orderBy="startTime", maxResults=50,
+                    ),
+                )
+                found += [self._value(e, calendar) for e in result.get("items", []) if e.get("status") != "cancelled"]
+            return sorted(found, key=lambda b: str(b["start"]))
 
-        return [self._value(e) for e in await self._run("list_bookings", run)]
+        return await self._run("list_bookings", run)
 
 
     # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
@@ -449,6 +498,8 @@ class CalendarSettings(PluginSettings):
     calendar_id: str | None = None  # GOOGLE_CALENDAR_ID
     api_base: str | None = None  # GOOGLE_API_BASE: a fake server in tests
     timeout_seconds: float = 8.0  # GOOGLE_TIMEOUT_SECONDS
+    busy_calendar_ids: str | None = None  # GOOGLE_BUSY_CALENDAR_IDS: comma-separated calendars that block times too
+    staff_calendars: str | None = None  # GOOGLE_STAFF_CALENDARS: "ana=ana@example.com,luis=..." (settings.staff ids)
     db: Annotated[str | None, env("ORCHESTRATOR_CALENDAR_DB")] = None  # the embedded calendar's SQLite file
 
 
@@ -468,8 +519,12 @@ class Calendar(Connector):
     def from_settings(cls, config: CalendarSettings, **kwargs: Any) -> CalendarConnector:
         creds, calendar_id = config.application_credentials, config.calendar_id
         if creds and calendar_id:
+            busy = tuple(c.strip() for c in (config.busy_calendar_ids or "").split(",") if c.strip())
+            staff = dict(item.split("=", 1) for item in (config.staff_calendars or "").replace(" ", "").split(",")
+                         if "=" in item)
             return GoogleCalendar(calendar_id, creds, api_base=config.api_base,
-                                  timeout_seconds=config.timeout_seconds, **kwargs)
+                                  timeout_seconds=config.timeout_seconds, busy_calendar_ids=busy,
+                                  staff_calendars=staff, **kwargs)
         if creds or calendar_id:
             missing = "GOOGLE_CALENDAR_ID" if creds else "GOOGLE_APPLICATION_CREDENTIALS"
             raise ConfigError(f"Google Calendar is half configured: {missing} is not set; set both, or neither "

@@ -205,8 +205,16 @@ def find_free(
             if window_start <= slot[0] <= window_end and slot[0] >= earliest and not index.overlaps(slot, rules.buffer):
                 free.append(slot)
         day += timedelta(days=1)
-    if around is None or around < earliest:
+    return choose(rules, free, earliest, around, count)
+
+
+def choose(rules: SlotRules, free: list[Interval], earliest: datetime, around: datetime | None,
+           count: int) -> list[Interval]:
+    """The `count` slots of `free` to offer, chronological: the same local day at or after
+    `around` first, then the nearest either side; without `around` (or past): the earliest."""
+    if around is None or around.astimezone(UTC) < earliest:
         return sorted(free)[: max(count, 0)]
+    around = around.astimezone(UTC)
     wanted_day = around.astimezone(rules.tz).date()
     same_day = sorted(s for s in free if s[0] >= around and s[0].astimezone(rules.tz).date() == wanted_day)
     chosen = same_day[:count]

@@ -33,6 +33,7 @@ ENV_FIELDS: dict[str, tuple[str, bool]] = {
     "ORCHESTRATOR_LOCK_WAIT_SECONDS": ("lock_wait_seconds", False),
     "ORCHESTRATOR_REDACT_LOGS": ("redact_logs", False),
     "ORCHESTRATOR_REDIS_TIMEOUT_SECONDS": ("redis_timeout_seconds", False),
+    "ORCHESTRATOR_REDIS_WAIT_REPLICAS": ("redis_wait_replicas", False),
     "ORCHESTRATOR_TIMER_POLL_SECONDS": ("timer_poll_seconds", False),
     "ORCHESTRATOR_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", False),
     "ORCHESTRATOR_OUTBOX_MAX_ATTEMPTS": ("outbox_max_attempts", False),
@@ -86,6 +87,7 @@ class AppSettings(msgspec.Struct, kw_only=True, frozen=True, repr_omit_defaults=
     lock_wait_seconds: float = 5.0
     redact_logs: bool = True
     redis_timeout_seconds: float = 1.0
+    redis_wait_replicas: int = 0  # > 0: each commit is followed by WAIT <n> (Sentinel / replicas; docs/ARCHITECTURE.md)
     timer_poll_seconds: float = 1.0
     outbox_lease_seconds: float = 30.0
     outbox_max_attempts: int = 0  # deprecated cap on attempts; 0 = none: outbox_give_up_seconds decides

@@ -42,3 +42,12 @@ def graph() -> Iterator[FakeGraph]:
     """A fake Meta Graph API on 127.0.0.1 recording every WhatsApp send."""
     with FakeGraph() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[object]:
+    """One private 3-master Redis Cluster for the whole run (clusterkit.py), started on first use."""
+    from clusterkit import RedisClusterKit
+
+    with RedisClusterKit(3) as cluster:
+        yield cluster

@@ -148,6 +148,7 @@ class CompiledFlow:
     variants: dict[str, CompiledFlow] = field(default_factory=dict)
     by_country: tuple[tuple[str, str], ...] = ()  # settings.language_by_country, longest prefix first
     english_formats: Formats | None = None  # a language other than English: how connectors label slots
+    relabels: dict[tuple[str, str], str] = field(default_factory=dict)  # (start, connector's label) -> ours
 
 
     def variant(self, language: str | None) -> CompiledFlow:
@@ -155,6 +156,12 @@ class CompiledFlow:
         if language is None or not self.variants:
             return self
         return self.variants.get(language, self)
+
+    def for_tag(self, tag: str | None) -> CompiledFlow:
+        """The language copy whose messages carry `tag` (an Outbound's `language`), else this one."""
+        if tag is None or not self.variants or tag == self.settings.language:
+            return self
+        return next((v for v in self.variants.values() if v.settings.language == tag), self)
 
     def language_of(self, contact: str) -> str | None:
         """The declared language of a contact's number by its country code (`+34...` -> es)."""
@@ -463,7 +470,7 @@ def _compile_language(
     tag = settings.language if language is None else localize.tag_of(
         language, settings, localize.region(catalogue(language).tag))
     words = catalogue(tag)
-    voice = schema.plain(settings.voice) if settings.voice else words.voice
+    voice = schema.plain(settings.voice) if settings.voice else words.voice_for(tag)
     # the schema's defaults are the English catalogue's words: another language says its own
     said = {key: words[key] for key in ("reminder", "consent_notice")
             if words.language != "en" and getattr(settings, key) == catalogue()[key]}

@@ -137,7 +137,7 @@ def has_date_word(text: str, language: str = "en") -> bool:
     if _DATE_GATE.search(text) is not None:
         return True
     rules = _RULES[language]
-    return not rules.canonical and canonical.date_gate(rules).search(canonical.gate_text(text)) is not None
+    return not rules.canonical and not canonical.date_gate(rules).isdisjoint(canonical.gate_text(text).split())
 
 
 def names_a_day(text: str, language: str = "en") -> bool:
@@ -148,8 +148,10 @@ def names_a_day(text: str, language: str = "en") -> bool:
     return _DAY_WORDS.search(text) is not None
 
 
-def clauses(text: str) -> list[str]:
-    return [c for c in _CLAUSE.split(text) if c and c.strip()]
+def clauses(text: str, language: str = "en") -> list[str]:
+    rules = _RULES[language]
+    pattern = _CLAUSE if rules.canonical else _own(rules).clause
+    return [c for c in pattern.split(text) if c and c.strip()]
 
 
 def find_name(text: str, *, lead_in: bool = True, language: str = "en") -> str | None:
@@ -179,7 +181,7 @@ def find_name(text: str, *, lead_in: bool = True, language: str = "en") -> str |
         if words:
             candidates.append(" ".join(words))
     if not candidates and not lead_in:
-        parts = clauses(text)
+        parts = clauses(text, language)
         if parts and len(parts) > 1:
             first = parts[0]
             words = first.split()
@@ -284,7 +286,7 @@ def find_number(text: str, settings: schema.Settings, language: str | None = Non
     language = settings.language if language is None else language
     rules = _RULES[language]
     pattern = _NUMBER_CLAUSE if rules.canonical else _own(rules).number_clause
-    hits = [c for c in clauses(text) if pattern.match(c.strip())]
+    hits = [c for c in clauses(text, language) if pattern.match(c.strip())]
     if len(hits) != 1:
         return None
     result = parse_input("number", hits[0], settings=settings, now=0.0, language=language)
@@ -341,6 +343,11 @@ class _Own:
             r"make\s+it|instead)\b[,.!:]?"
             r"|(?:^|[,.;!?\u2013\u2014-]\s*)\b(?:no|nope)\s*[,.!]\s*",
             re.IGNORECASE,
+        )
+        joins = "|".join(re.escape(w) for w in sorted(rules.clause_words, key=len, reverse=True))
+        own_joins = rf"|\b(?:{joins})\b" if joins else ""
+        self.clause = re.compile(
+            rf"\s*(?:[,;.!?\u2013\u2014]+|\s-\s|\band\b|\bbut\b|\bplus\b{own_joins})\s*", re.IGNORECASE
         )
         small = sorted((w for w, v in rules.number_words.items() if v <= 20), key=len, reverse=True)
         counted = "|".join(re.escape(w) for w in sorted(rules.count_nouns, key=len, reverse=True)) or "$^"

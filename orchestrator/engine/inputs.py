@@ -79,11 +79,23 @@ class Word(str):
     """A hint field that is itself a catalogue key (said in the hint's language)."""
 
 
-def hint_in(words: Catalogue, key: str, fields: Mapping[str, Any]) -> str:
+class Moment(str):
+    """A hint field that is a date-time (ISO), said as that language's day and time."""
+
+
+def hint_in(words: Catalogue, key: str, fields: Mapping[str, Any], formats: Any = None) -> str:
     """A reprompt hint in one language: a list field (`options`) joined with its "or", a `Word`
-    field that language's words."""
-    return words.say(key, **{k: words.options(v) if isinstance(v, list) else words[v] if isinstance(v, Word)
-                             else v for k, v in fields.items()}).strip()
+    field that language's words, a `Moment` its day and time (`formats`: the language's)."""
+    def said(value: Any) -> Any:
+        if isinstance(value, list):
+            return words.options(value)
+        if isinstance(value, Word):
+            return words[value]
+        if isinstance(value, Moment) and formats is not None:
+            return words.say("date_at_time", date=formats.date(value), time=formats.time(value))
+        return value
+
+    return words.say(key, **{k: said(v) for k, v in fields.items()}).strip()
 
 
 # timeparse's questions (English) -> their catalogue keys, and its examples per kind wanted
@@ -614,6 +626,10 @@ def _when(
         if want == "time":
             return InputResult(True, f"{value.hour:02d}:{value.minute:02d}")
         return InputResult(True, value.isoformat(timespec="seconds"))
+    if parsed.kind == "ambiguous" and parsed.value is not None and parsed.clarify:
+        moment = Moment(parsed.value.isoformat(timespec="seconds"))
+        key = "closed_today" if parsed.clarify.startswith("We're fully closed for today") else "ambiguous_time"
+        return InputResult(False, reprompt=parsed.clarify, hint=(key, {"moment": moment}))
     if parsed.clarify:
         return _clarify(parsed.clarify, want)
     return _hint("date")

@@ -42,12 +42,14 @@ def fits_as_buttons(choices: list[OutChoice], caps: Capabilities) -> bool:
     """Reply buttons show nothing but their titles: a title cut inside a word
     ("Emergency appointme…") breaks its meaning, so such choices go to a list instead,
     whose rows carry the full label as their description. A cut at a word boundary
-    ("Teeth whitening…") is kept."""
+    ("Teeth whitening…") is kept, unless it drops what follows a " · " (a slot's staff name)."""
     limit = caps.button_title_len
     for c in choices:
         label = " ".join(c.label.split())
         kept = shorten(label, limit).removesuffix("…") if limit else label
         if label[len(kept):][:1].isalnum():  # the cut fell inside a word
+            return False
+        if " · " in label and len(kept) < len(label):  # "10:00 AM · Ana" cut loses who the time is with
             return False
     return True
 

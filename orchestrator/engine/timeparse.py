@@ -154,7 +154,7 @@ _T_ISO = re.compile(r"\b(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})(?:[t ](?P<h>\d{2
 _D_REL = re.compile(
     r"\b(?:(?P<dat>(?:the\s+)?day after tomorrow)|(?P<tomorrow>tomorrow)|(?P<today>today))\b"
 )
-_D_WEEKDAY = re.compile(rf"\b(?:(?P<mod>this|next|coming|on|this coming)\s+)?(?P<wd>{_WEEKDAY_RE})\b")
+_D_WEEKDAY = re.compile(rf"\b(?:(?P<mod>this|next|coming|upcoming|on|this coming)\s+)?(?P<wd>{_WEEKDAY_RE})\b")
 _D_NEXT_WEEK = re.compile(r"\b(?:next|the following) week\b")
 # "a week from today", "two weeks from friday", "a week today", "a week on tuesday" (British)
 _D_WEEKS_FROM = re.compile(
@@ -460,7 +460,10 @@ def _find_day(s: str, found: _Found, today: dt.date, us_order: bool) -> str:
         coming = today + dt.timedelta(days=ahead)
         found.weekday_today = ahead == 0
         mod = m.group("mod") or ""
-        if mod == "next":
+        if mod == "upcoming" and ahead == 0:  # "upcoming thursday" said on a Thursday: next week's
+            coming += dt.timedelta(days=7)
+            found.weekday_today = False
+        elif mod == "next":
             if ahead == 0:
                 coming += dt.timedelta(days=7)
                 found.weekday_today = False

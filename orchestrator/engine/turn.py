@@ -551,12 +551,20 @@ class _Turn:
         if isinstance(value, list):
             return [self._relabelled(item, english) for item in value]
         if isinstance(value, dict) and isinstance(value.get("start"), str) and isinstance(value.get("label"), str):
-            formats = self.compiled.templates.formats
-            try:
-                if value["label"] == english.datetime(value["start"]):
-                    return {**value, "label": formats.datetime(value["start"])}
-            except ValueError:
-                return value
+            known = self.compiled.relabels
+            key = (value["start"], value["label"])
+            label = known.get(key)
+            if label is None:
+                # a slot with one of settings.staff is labelled "<time> · <name>": the time is relabelled
+                who = f" · {value['staff_name']}" if isinstance(value.get("staff_name"), str) else ""
+                try:
+                    label = (self.compiled.templates.formats.datetime(key[0]) + who
+                             if key[1] == english.datetime(key[0]) + who else key[1])
+                except ValueError:
+                    label = key[1]
+                if len(known) < 4096:  # the same slots are offered to many contacts
+                    known[key] = label
+            return {**value, "label": label} if label != key[1] else value
         return value
 
     def _closed_notice(self, state: CompiledState, day: str) -> None:
@@ -722,7 +730,7 @@ class _Turn:
             words = self.compiled.words
             if words.language != "en":  # the hint and a preference's words in the contact's language
                 if result.hint is not None:
-                    hint = hint_in(words, *result.hint)
+                    hint = hint_in(words, *result.hint, self.compiled.templates.formats)
                 elif ok and isinstance(value, dict) and value.get("preference") in PREFERENCE_KEYS:
                     value = {**value, "label": words[PREFERENCE_KEYS[value["preference"]]]}
             if not ok and text and ev.kind != "digits" and state.fill:

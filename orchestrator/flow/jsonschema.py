@@ -103,6 +103,10 @@ DESCRIPTIONS: dict[str, str] = {
                                   "window (outbound, reminders). Unset: such messages fail.",
     "Settings.reminders": "Appointment reminders each booking schedules, e.g. "
                           "[{before: 24h, flow: appointment_reminder}].",
+    "Settings.staff": "People (or rooms) booked in calendars of their own, by id: {ana: {name: Ana}}; "
+                      "calendar.find_slots takes staff: <id> or any.",
+    "StaffMember.name": "The name the contact sees beside a time (default: the id, titled).",
+    "StaffMember.calendar": "Google Calendar: this person's calendar id (the embedded calendar keeps one per id).",
     "Settings.sending_hours": "Local hours (HH:MM-HH:MM) within which reminders go out; default 09:00-20:00.",
     "ReminderRule.before": "How long before the booked start the reminder goes out (moved earlier into sending_hours).",
     "ReminderRule.flow": "The flow id started with the contact, with `booking` set (e.g. appointment_reminder).",

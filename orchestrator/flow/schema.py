@@ -73,6 +73,13 @@ def default_business_hours() -> BusinessHours:
     return BusinessHours(mon=weekday, tue=weekday, wed=weekday, thu=weekday, fri=weekday)
 
 
+class StaffMember(Base):
+    """`settings.staff` entry: a person (or room) booked in a calendar of their own."""
+
+    name: str | None = None  # what the contact sees ("10:00 AM · Ana"); default: the id, titled
+    calendar: str | None = None  # Google Calendar: their calendar id (the embedded calendar keeps one per id)
+
+
 class ReminderRule(Base):
     """`settings.reminders` item: `before` the booked start, start `flow` with the contact."""
 
@@ -103,8 +110,8 @@ class Settings(Base):
     reminder: Text = "Are you still there? Just reply to continue."
     help_text: Text | None = None  # SMS/WhatsApp HELP answer; unset: ORCHESTRATOR_HELP_TEXT, then a default
     sms_segment_budget: int = 3  # longest SMS reply, in segments
-    whatsapp_template: str | None = None  # template for proactive messages outside 24 h
-    whatsapp_template_language: str = "en_US"
+    whatsapp_template: Text | None = None  # template for proactive messages outside 24 h (one per language)
+    whatsapp_template_language: Text = "en_US"
     retention_days: int = 30  # transcripts kept this long after the conversation ends
     staff_notify: str | None = None  # phone (E.164) told about handoffs and bookings
     summary: Text | None = None  # template of the staff summary text (context: prompts' + summary, fields)
@@ -120,6 +127,7 @@ class Settings(Base):
     on_machine: Literal["text_back", "hang_up", "leave_message"] = "text_back"
     machine_message: Text = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
     reminders: list[ReminderRule] = []  # appointment reminders scheduled by each booking
+    staff: dict[str, StaffMember] = {}  # people booked in calendars of their own (calendar.find_slots staff:)
     sending_hours: str = "09:00-20:00"  # proactive messages (reminders) go out only within these local hours
 
 

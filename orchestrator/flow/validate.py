@@ -349,6 +349,20 @@ class _Checker:
                          hint or f"'{connector}' has: {', '.join(actions) or 'no actions'}")
                 continue
             self.check_args(name, state, self.connectors.get(connector).actions[action].args)
+            self.check_staff(name, state)
+
+    def check_staff(self, name: str, state: schema.CallState) -> None:
+        """A `staff:` argument names one of settings.staff (or `any`), unless it is a template."""
+        wanted = state.args.get("staff") if isinstance(state.args, dict) else None
+        if not isinstance(wanted, str) or "{" in wanted:
+            return
+        declared = self.flow.settings.staff
+        if not declared:
+            self.add(f"$.states.{name}.args.staff", f"state '{name}' books with staff '{wanted}', but the flow "
+                     "declares no staff", "add settings.staff: {" + (wanted or "ana") + ": {name: ...}}")
+        elif wanted.strip().lower() not in ("", "any") and wanted not in declared:
+            self.add(f"$.states.{name}.args.staff", f"'{wanted}' is not one of settings.staff",
+                     did_you_mean(wanted, list(declared)) or f"use one of: any, {', '.join(declared)}")
 
     def check_args(self, name: str, state: schema.CallState, args_type: type) -> None:
         """An argument the action does not take would be dropped without a word (a `stylist:`

@@ -73,6 +73,7 @@ def _alternation(words: Iterable[object]) -> str:
 
 _UNITS = frozenset({"minute", "minutes", "hour", "hours", "day", "days", "week", "weeks"})
 _CLOCK = re.compile(r"\d{1,2}(?:[:.]\d{2})?")
+_DOTTED = re.compile(r"(\d{1,2})\.([0-5]\d)")
 
 
 def _hour(token: str) -> bool:
@@ -100,10 +101,14 @@ class _Compiled:
         self.meridiem_first = frozenset(words[0] for words, _ in self.meridiem)
         self.weekdays = {_key(k): _EN_WEEKDAYS[v] for k, v in rules.weekdays.items()}
         self.weekday_dates = rules.weekday_number_is_date
+        self.dotted_clock = rules.decimal_comma  # where "1.200" is a thousands dot, "10.30" is a time
         self.day_leads = _longest_first((tuple(_key(k).split()), "") for k in rules.day_number_lead_ins)
         self.day_lead_words = frozenset(w for words, _ in self.day_leads for w in words)
         phrases = {_key(k): v for k, v in rules.phrases.items()}
         self.in_words = frozenset(k.split()[-1] for k, v in phrases.items() if v == "in")
+        # "a las 17 horas": an hour said with the word for hours after "at"
+        self.at_words = frozenset(k.split()[-1] for k, v in phrases.items() if v in ("at", "around", "before", "after"))
+        self.hour_words = frozenset(k for k, v in phrases.items() if v in ("hour", "hours") and " " not in k)
         # what may follow a number that is not a day of the month ("el 10 de la tarde", "el 2 horas")
         self.not_a_date = frozenset({k.split()[0] for k, v in phrases.items() if v in _UNITS} | {"am", "pm"})
         table: dict[str, str] = {}
@@ -150,6 +155,8 @@ class _Compiled:
                     tok = f"{m.group(1)} hours"  # "en 2h": a duration
                 else:
                     tok = f"{m.group(1)}:{m.group(2) or '00'}"
+            elif self.dotted_clock and (m := _DOTTED.fullmatch(tok)) and int(m.group(1)) < 24:
+                tok = f"{m.group(1)}:{m.group(2)}"  # "a las 10.30"
             elif _hour(tok):
                 lead = self._day_lead(out)
                 nxt = tokens[i + 1] if i + 1 < n else ""
@@ -161,7 +168,9 @@ class _Compiled:
                     i += 1
                     continue
                 size, delta = self._fixed_at(tokens, i + 1) or (0, 0)
-                if size:
+                if nxt in self.hour_words and out and out[-1] in self.at_words:
+                    tok, i = f"{tok}:00", i + 1
+                elif size:
                     tok, i = _clock(int(tok), delta), i + size
                 elif nxt in self.joiners and i + 2 < n and _hour(tokens[i + 2]) and int(tokens[i + 2]) < 60 \
                         and not (out and out[-1] in self.day_lead_words):
@@ -214,8 +223,8 @@ class _Compiled:
             for words, value in by_first.get(tokens[i], ()):
                 size = len(words)
                 if tuple(tokens[i : i + size]) == words:
-                    if value == "coming" and out and out[-1] in _EN_WEEKDAYS:
-                        out[-1] = f"coming {out[-1]}"  # "el martes que viene": the coming Tuesday
+                    if value in _BEFORE_WEEKDAY and out and out[-1] in _EN_WEEKDAYS:
+                        out[-1] = f"{value} {out[-1]}"  # "el martes que viene": the upcoming Tuesday
                     elif value:
                         out.append(value)
                     i += size
@@ -228,6 +237,8 @@ class _Compiled:
 
 _DIGIT = re.compile(r"\d")
 _V = TypeVar("_V")
+# the reader's weekday modifiers, said after the weekday in some languages
+_BEFORE_WEEKDAY = frozenset({"coming", "upcoming", "next", "this"})
 
 
 def _longest_first(entries: Iterable[tuple[tuple[str, ...], _V]]) -> list[tuple[tuple[str, ...], _V]]:
@@ -258,12 +269,19 @@ def time_text(rules: LanguageRules, text: str) -> str:
     return _compiled(rules).rewrite(text)
 
 
+# words that only modify a day or a time named beside them ("en", "esta", "a las"): no gate
+_MODIFIERS = frozenset({"in", "this", "upcoming", "coming", "next", "at", "around", "before", "after"})
+
+
 @lru_cache(maxsize=16)
-def date_gate(rules: LanguageRules) -> re.Pattern[str]:
-    """Matches (in folded text) any word of the language that may carry a date or a time."""
-    words = [*rules.weekdays, *rules.months, *rules.relative_days, *rules.parts_of_day,
-             *(k for k, v in rules.phrases.items() if v), *rules.number_words]
-    return re.compile(rf"(?<!\w)(?:{_alternation(words)})(?!\w)")
+def date_gate(rules: LanguageRules) -> frozenset[str]:
+    """The words of a language that may carry a date or a time (a message holding none of
+    them, and no digit, is never read for one): each table phrase's last word, fillers and
+    mere modifiers out (a message with none never reaches dateparser)."""
+    phrases = [*rules.weekdays, *rules.months, *rules.relative_days, *rules.parts_of_day,
+               *(k for k, v in rules.phrases.items() if v and v not in _MODIFIERS), *rules.number_words]
+    fillers = {_key(w) for w in rules.fillers}
+    return frozenset(w for w in (_key(p).rpartition(" ")[2] for p in phrases) if w and w not in fillers)
 
 
 def gate_text(text: str) -> str:

@@ -53,6 +53,7 @@ PHRASES = {
     "después de las": "after", "despues de la": "after", "a partir de las": "after", "a partir de la": "after",
     "desde las": "after", "en punto": "",
     # days and weeks
+    "primero de": "1st", "el primero de": "1st", "uno de": "1st",
     "la semana que viene": "next week", "semana que viene": "next week", "la próxima semana": "next week",
     "próxima semana": "next week", "la semana próxima": "next week", "la otra semana": "next week",
     "esta semana": "this week", "el fin de semana": "saturday", "este fin de semana": "saturday",
@@ -80,8 +81,8 @@ PHRASES = {
     "cualquier día": "any day", "sin preferencia": "no preference", "lo que sea": "whatever works",
     "como prefieras": "up to you", "como prefiera": "up to you", "lo que mejor os venga": "up to you",
     "lo que os venga mejor": "up to you",
-    # "el próximo martes", "el martes que viene": the coming one
-    "próximo": "coming", "próxima": "coming", "que viene": "coming", "este": "this", "esta": "this",
+    # "el próximo martes", "el martes que viene": the next one after today
+    "próximo": "upcoming", "próxima": "upcoming", "que viene": "upcoming", "este": "this", "esta": "this",
 }
 MINUTES_AFTER = {"y media": 30, "y cuarto": 15, "y pico": 0}
 MINUTES_BEFORE = {"menos cuarto": 15}
@@ -203,6 +204,7 @@ RULES = LanguageRules(
     count_nouns=COUNT_NOUNS,
     negators=NEGATORS,
     corrections=CORRECTIONS,
+    clause_words=frozenset({"y", "e", "pero", "además", "ademas", "también", "tambien"}),
 )
 
 PACK = LanguagePack(code="es", rules=RULES, catalogue_path=Path(__file__).parent / "catalogue" / "es.yaml")

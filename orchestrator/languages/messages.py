@@ -40,6 +40,12 @@ class Catalogue:
     words: Mapping[str, str]
     formats: Mapping[str, str] = field(default_factory=dict)  # date / datetime / time CLDR patterns
     path: str = ""
+    voices: Mapping[str, str] = field(default_factory=dict)  # region -> voice (`es-MX` -> Polly.Mia)
+
+    def voice_for(self, tag: str) -> str:
+        """The TwiML voice of a full tag: its region's, else the language's."""
+        region = re.split(r"[-_]", tag.strip())[-1].upper() if re.search(r"[-_]", tag) else ""
+        return self.voices.get(region, self.voice)
 
     def __getitem__(self, key: str) -> str:
         return self.words[key]
@@ -84,6 +90,7 @@ def load(path: Path, base: Catalogue | None = None) -> Catalogue:
         language=language, tag=str(data.get("tag") or language), voice=str(data.get("voice") or
                                                                             (base.voice if base else "")),
         words=words, formats={str(k): str(v) for k, v in (data.get("formats") or {}).items()}, path=str(path),
+        voices={str(k).upper(): str(v) for k, v in (data.get("voices") or {}).items()},
     )
 
 

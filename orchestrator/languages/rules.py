@@ -67,7 +67,8 @@ class LanguageRules:
       words inside a name but never its first ("de" in "María de la Cruz");
     - `count_nouns`: what a number counts in a message ("personas": "somos 4 personas");
     - `negators`: words that negate what follows ("no", "nunca", "sin");
-    - `corrections`: regular-expression fragments that start a correction ("en realidad").
+    - `corrections`: regular-expression fragments that start a correction ("en realidad");
+    - `clause_words`: words that join two parts of a message ("y", "pero"), where a value ends.
     """
 
     code: str
@@ -103,6 +104,7 @@ class LanguageRules:
     count_nouns: frozenset[str] = frozenset()
     negators: frozenset[str] = frozenset()
     corrections: tuple[str, ...] = ()
+    clause_words: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Tables given as plain dicts are frozen: the rules are shared by every turn.

@@ -192,6 +192,8 @@ class OutboxSender:
         if item.revision:
             with contextlib.suppress(FlowError):
                 compiled = await self.catalog.for_revision(item.revision)
+        if compiled is not None and item.messages:  # the contact's language: its template, its voice
+            compiled = compiled.for_tag(item.messages[0].language)
         ctx = reply_context(compiled, item.id.rpartition("|")[0], self.settings.public_url or "",
                             within_window=within, idempotency_key=item.id)
         ctx.sent_parts = item.sent

@@ -145,7 +145,8 @@ class Runtime:
         *, store: SessionStore | None = None, clock: Callable[[], float] = time.time,
     ) -> Runtime:
         store = store or await open_store(
-            settings.redis_url, settings.key_prefix, timeout_seconds=settings.redis_timeout_seconds
+            settings.redis_url, settings.key_prefix, timeout_seconds=settings.redis_timeout_seconds,
+            wait_replicas=settings.redis_wait_replicas,
         )
         catalog = FlowCatalog(
             store, connectors, flows_dir=settings.flows_dir, routes=settings.routes(),
@@ -391,6 +392,8 @@ class Runtime:
                 )
                 if session is not None:
                     new.version = session.version
+                    if session.language and session.language in compiled.variants:
+                        new.language = session.language  # the contact's language goes on (reminders, a new visit)
                 session = new
                 event = req.event = msgspec.structs.replace(event, kind="start")
                 metrics.labelled(metrics.CONVERSATIONS_STARTED, compiled.id, event.channel).inc()

@@ -23,10 +23,14 @@ Keys (prefix `orch` by default; `{sid}` is the hash tag shared by one conversati
     orch:flow:<flow id>    zset revision score first-seen
     orch:st:<message id>   hash s = delivery status, r = rank, e = error code
 
+That is the single-Redis layout (`redis://`, `redis+sentinel://`). On a Redis Cluster
+(`redis+cluster://`) the same keys are split into hash-tagged buckets (`layout.py`): a
+conversation's keys are `orch:{<bucket tag>}:{sid}:...` and each shared index is one key per
+bucket (`orch:{<bucket tag>}:timers`, ...), so every script touches one slot; the pollers claim
+bucket by bucket. Provider message statuses, flow revisions and the health probe are single keys
+of no bucket.
+
 The scripts are lua/*.lua (`scripts.lua`), the values' layouts `codecs`. Every key gets a TTL.
-The turn scripts also touch the global indexes, so they need a single Redis (or a cluster shard
-per deployment): atomicity of a turn wins over cluster spreading; per-conversation keys still
-share one slot.
 """
 
 from __future__ import annotations
@@ -38,10 +42,20 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -72,7 +86,8 @@ from orchestrator.stores.codecs import (
     turn_reply,
     unpack_turn,
 )
-from orchestrator.stores.resp import LeanRedis, NotSent, run_script
+from orchestrator.stores.layout import BUCKETS, Layout
+from orchestrator.stores.resp import LeanCluster, LeanRedis, NotSent, run_script
 from orchestrator.stores.scripts import lua
 from orchestrator.stores.side import RedisSide, put_script_args
 
@@ -133,16 +148,77 @@ def _split_token(token: str) -> tuple[str, float, int]:
     return (lock, float(began), int(ttl)) if ttl else (lock, 0.0, 0)
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+# WAIT after a commit (ORCHESTRATOR_REDIS_WAIT_REPLICAS): at most this long (ms), and after a WAIT
+# the replicas did not answer in time, none for this long (s)
+REPLICA_WAIT_MS = 50
+REPLICA_WAIT_OFF_SECONDS = 5.0
+
+# with buckets, a claim of the outbox right after this process's turns asks their buckets only, and
+# every bucket at least this often (items of other processes, retries coming due)
+OUTBOX_SWEEP_SECONDS = 0.25
+
+# a bucket polled by one process is left to it for this long (claim_timers.lua): several processes
+# share the buckets, and a dead poller's buckets are taken over this soon
+POLL_LEASE_MS = 500
+
+
+def _parse_hosts(url: str) -> tuple[list[tuple[str, int]], str | None, str | None, str]:
+    """(hosts, username, password, path without its '/') of `scheme://[user:pass@]h:p[,h:p...]/path`."""
+    from urllib.parse import unquote
+
+    rest = url.partition("://")[2]
+    netloc, _, path = rest.partition("/")
+    path = path.partition("?")[0]
+    username = password = None
+    if "@" in netloc:
+        auth, _, netloc = netloc.rpartition("@")
+        user, colon, secret = auth.partition(":")
+        username, password = (unquote(user) or None, unquote(secret)) if colon else (None, unquote(user))
+    hosts: list[tuple[str, int]] = []
+    for part in netloc.split(","):
+        host, _, port = part.strip().rpartition(":") if ":" in part else (part.strip(), "", "")
+        if not host and not port:
+            continue
+        try:
+            hosts.append((host or "127.0.0.1", int(port or 6379)))
+        except ValueError:
+            raise StoreError(f"ORCHESTRATOR_REDIS_URL: {part!r} is not host:port") from None
+    if not hosts:
+        raise StoreError("ORCHESTRATOR_REDIS_URL names no host: give host:port[,host:port...]")
+    return hosts, username, password, unquote(path)
+
+
+def _failed_at(entry: bytes) -> float:
+    try:
+        value = msgspec.msgpack.decode(entry)
+    except msgspec.DecodeError:
+        return 0.0
+    return float(value.get("failed_at") or 0.0) if isinstance(value, dict) else 0.0
 
 
 class RedisStore:
-    """Conversations in Redis; safe with many processes. Build with `await RedisStore.connect(url)`."""
+    """Conversations in Redis; safe with many processes. Build with `await RedisStore.connect(url)`:
+    `redis://` / `rediss://` / `unix://` (one Redis), `redis+cluster://host:port[,host:port...]`
+    (a Redis Cluster, bucketed layout), `redis+sentinel://host:port[,host:port...]/<service>`
+    (the primary Sentinel names, followed through a failover)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str = "orch") -> None:
+    def __init__(
+        self, client: Any, prefix: str = "orch", *, buckets: int = 0, cluster: bool = False,
+        lean: LeanRedis | LeanCluster | bool | None = True, timeout_seconds: float | None = None,
+        wait_replicas: int = 0,
+    ) -> None:
         self._r = client
         self.prefix = prefix
+        self.layout = Layout(prefix, buckets)
+        self.cluster = cluster  # scripts must keep to one slot (else, on one node, they may span buckets)
+        self.wait_replicas = wait_replicas
+        self._wait_off_until = 0.0  # replicas did not answer a WAIT: not waiting until then
+        self._poll_token = secrets.token_hex(8)
+        self._poll_turn = 0
+        # buckets this process queued outbox items in since its last claim: a claim right after a
+        # turn asks those only; every bucket is swept at least OUTBOX_SWEEP_SECONDS apart
+        self._outbox_dirty: set[int] = set()
+        self._outbox_sweep_at = 0.0
         self._begin = client.register_script(BEGIN_LUA)
         self._commit = client.register_script(COMMIT_LUA)
         self._release = client.register_script(RELEASE_LUA)
@@ -154,36 +230,78 @@ class RedisStore:
         self._settle = client.register_script(SETTLE_LUA)
         self._opt_out = client.register_script(OPT_OUT_LUA)
         # the hot path (begin, commit, release; the outbox sender, conversation records) goes
-        # through one persistent pipelined connection
-        pool = client.connection_pool
-        plain = pool.connection_class.__name__ in ("Connection", "UnixDomainSocketConnection")
-        self._lean = LeanRedis.from_pool_kwargs(pool.connection_kwargs, plain=plain)
+        # through one persistent pipelined connection (per node on a cluster)
+        if lean is True:
+            pool = client.connection_pool
+            plain = pool.connection_class.__name__ in ("Connection", "UnixDomainSocketConnection")
+            lean = LeanRedis.from_pool_kwargs(pool.connection_kwargs, plain=plain)
+            timeout_seconds = timeout_seconds or float(pool.connection_kwargs.get("socket_timeout") or 1.0)
+        self._lean: LeanRedis | LeanCluster | None = lean or None
         # how long a commit sent without an answer may still apply (and is asked about): a Redis
         # pause of up to this long answers the stored reply, a longer one a 503 with nothing saved
-        self.settle_seconds = 4.0 * float(pool.connection_kwargs.get("socket_timeout") or 1.0)
-        self.side = RedisSide(client, prefix, self._lean)
+        self.settle_seconds = 4.0 * float(timeout_seconds or 1.0)
+        self.side = RedisSide(client, self.layout, self._lean, cluster=cluster)
 
     @classmethod
-    async def connect(cls, url: str, prefix: str = "orch", *, timeout_seconds: float = 1.0) -> RedisStore:
+    async def connect(
+        cls, url: str, prefix: str = "orch", *, timeout_seconds: float = 1.0, wait_replicas: int = 0,
+    ) -> RedisStore:
         """Connect and check; StoreUnavailable (fast) when Redis cannot be reached."""
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),  # one reconnect after a dropped pooled connection
-            health_check_interval=0,
-            max_connections=256,
-        )
-        store = cls(client, prefix)
-        await store.ping()
+        common: dict[str, Any] = {
+            "socket_timeout": timeout_seconds, "socket_connect_timeout": timeout_seconds,
+            "health_check_interval": 0,
+        }
+        scheme = url.partition("://")[0].lower()
+        store: RedisStore
+        if scheme == "redis+cluster":
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            seeds, username, password, _ = _parse_hosts(url)
+            client: Any = RedisCluster(
+                startup_nodes=[ClusterNode(h, p) for h, p in seeds], username=username, password=password,
+                retry=Retry(NoBackoff(), 1), max_connections=256, **common,
+            )
+            lean: LeanRedis | LeanCluster = LeanCluster(seeds, username=username, password=password,
+                                                        timeout=timeout_seconds)
+            store = cls(client, prefix, buckets=BUCKETS, cluster=True, lean=lean, timeout_seconds=timeout_seconds,
+                        wait_replicas=wait_replicas)
+        elif scheme == "redis+sentinel":
+            from redis.asyncio.sentinel import Sentinel
+
+            seeds, username, password, service = _parse_hosts(url)
+            if not service:
+                raise StoreError("ORCHESTRATOR_REDIS_URL: redis+sentinel://host:port[,host:port]/<service name> "
+                                 "names no service (the name in Sentinel's `sentinel monitor <name> ...`)")
+            sentinel = Sentinel(seeds, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds)
+            client = sentinel.master_for(service, username=username, password=password,
+                                         retry=Retry(NoBackoff(), 1), max_connections=256, **common)
+
+            async def primary() -> tuple[str, int]:
+                host, port = await sentinel.discover_master(service)
+                return str(host), int(port)
+
+            lean = LeanRedis(username=username, password=password, timeout=timeout_seconds, resolve=primary)
+            store = cls(client, prefix, lean=lean, timeout_seconds=timeout_seconds, wait_replicas=wait_replicas)
+        else:
+            client = aioredis.Redis.from_url(
+                url, retry=Retry(NoBackoff(), 1),  # one reconnect after a dropped pooled connection
+                max_connections=256, **common,
+            )
+            store = cls(client, prefix, wait_replicas=wait_replicas)
+        try:
+            await store.ping()
+        except StoreError:
+            await store.close()
+            raise
         return store
 
     # keys ----------------------------------------------------------------------------
     def _k(self, session_id: str, part: str) -> str:
-        return f"{self.prefix}:{{{session_id}}}:{part}"
+        return self.layout.conv(session_id, part)
 
-    def _g(self, name: str) -> str:
-        return f"{self.prefix}:{name}"
+    def _g(self, name: str, of: str) -> str:
+        """The shared index `name` of the bucket of `of` (a session id or contact)."""
+        return self.layout.shared(name, of)
 
     def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Awaitable[Any]:
         """A hot-path script call: EVALSHA through the lean transport (`resp.py`; ~10x less CPU
@@ -197,7 +315,7 @@ class RedisStore:
         return self._r.execute_command(*args)
 
     @property
-    def lean(self) -> LeanRedis | None:
+    def lean(self) -> LeanRedis | LeanCluster | None:
         """The lean transport (`resp.py`), None when the URL needs TLS."""
         return self._lean
 
@@ -206,16 +324,17 @@ class RedisStore:
             return await awaitable
         except NoScriptError:
             raise
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, RedisClusterException) as exc:
             mapped = self._mapped(exc)
             if type(mapped) is StoreError:  # unexpected: keep the cause
                 raise mapped from exc
             raise mapped from None
 
-    def _mapped(self, exc: RedisError | OSError) -> StoreError:
-        """The store's error for a Redis failure: StoreUnavailable (unreachable, loading),
-        StoreWriteRefused (up, takes no writes), else StoreError."""
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)):
+    def _mapped(self, exc: RedisError | OSError | RedisClusterException) -> StoreError:
+        """The store's error for a Redis failure: StoreUnavailable (unreachable, loading, a cluster
+        without a slot's node or mid-move), StoreWriteRefused (up, takes no writes), else StoreError."""
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError, ClusterDownError,
+                            TryAgainError, ClusterError, RedisClusterException)):
             return StoreUnavailable(
                 f"redis store ({self.prefix}): cannot reach Redis ({type(exc).__name__}: {exc}); "
                 "check ORCHESTRATOR_REDIS_URL and that Redis is running"
@@ -234,12 +353,13 @@ class RedisStore:
         contact: str | None = None,
     ) -> Begin:
         token = secrets.token_hex(8)
+        head = self.layout.head(session_id)  # both layouts: `<head>:{<sid>}:<part>`, `<head>:<index>`
         keys = [
-            self._k(session_id, "l"),
-            self._k(session_id, "s"),
-            self._k(session_id, "d"),
-            self._g(f"optout:{contact or '-'}"),
-            self._k(session_id, "t"),
+            f"{head}:{{{session_id}}}:l",
+            f"{head}:{{{session_id}}}:s",
+            f"{head}:{{{session_id}}}:d",
+            f"{head}:optout:{contact or '-'}",
+            f"{head}:{{{session_id}}}:t",
         ]
         args: list[Any] = [token, max(1, int(lock_ttl_seconds * 1000)), "1" if dedupe_id else "0",
                            delivery_key(dedupe_id) if dedupe_id else "", delivery_tag(dedupe_id) if dedupe_id else "",
@@ -277,15 +397,16 @@ class RedisStore:
         # the lock was taken at most (sent - began) before now: the commit must run within
         # settle_seconds from now, i.e. while its lock has at least this much of its TTL left
         least_pttl = max(0, lock_ms - int((sent - began + self.settle_seconds) * 1000)) if began else 0
+        head = self.layout.head(session_id)  # as in `begin`
         keys = [
-            self._k(session_id, "l"),
-            self._k(session_id, "s"),
-            self._k(session_id, "t"),
-            self._k(session_id, "d"),
-            self._g("timers"),
-            self._g("outbox"),
-            self._g("sessions"),
-            self._g(f"c:{commit.contact or '-'}"),
+            f"{head}:{{{session_id}}}:l",
+            f"{head}:{{{session_id}}}:s",
+            f"{head}:{{{session_id}}}:t",
+            f"{head}:{{{session_id}}}:d",
+            f"{head}:timers",
+            f"{head}:outbox",
+            f"{head}:sessions",
+            f"{head}:c:{commit.contact or '-'}",
         ]
         deduped = bool(commit.dedupe_id) and commit.reply is not None
         # the reply rides in the turn's element, found by the delivery's tag; the hash keeps it
@@ -306,9 +427,15 @@ class RedisStore:
             args += [2, delivery_tag(commit.dedupe_id or ""), element] if deduped else [1, element]
         else:
             args.append(0)
-        args.append(len(commit.side))
-        for put in commit.side:
-            put_keys, put_args = put_script_args(self.prefix, put)
+        # a side write of another bucket (never the runtime's: a record shares its session's bucket)
+        # cannot ride in a cluster's single-slot commit: it follows it
+        riding, after = commit.side, []
+        if self.cluster and commit.side:
+            riding = [p for p in commit.side if self.layout.side(p.key).startswith(head + ":")]
+            after = [p for p in commit.side if p not in riding]
+        args.append(len(riding))
+        for put in riding:
+            put_keys, put_args = put_script_args(self.layout, put)
             keys += put_keys
             args.append(len(put_keys))
             args += put_args
@@ -316,7 +443,7 @@ class RedisStore:
             sid, _, uniq = item.id.rpartition("|")
             if sid != session_id:
                 raise ValueError(f"outbox id {item.id!r} must start with the session id {session_id!r} + '|'")
-            keys.append(self._k(session_id, f"o:{uniq}"))
+            keys.append(f"{head}:{{{session_id}}}:o:{uniq}")
             args += [item.id, item.payload]
         if commit.reminders:  # the timers index outlives the furthest reminder
             now = time.time()
@@ -324,8 +451,13 @@ class RedisStore:
             args.append(max(int(r.due - now) + 86_400 for r in commit.reminders))
             for reminder in commit.reminders:
                 args += [reminder.member, reminder.due]
+        if commit.outbox and self.layout.n:
+            self._outbox_dirty.add(self.layout.bucket(session_id))
         try:
-            res = await self._eval(self._commit, keys, args)
+            if self.wait_replicas and self._lean is not None:
+                res = await self._commit_and_wait(session_id, keys, args)
+            else:
+                res = await self._eval(self._commit, keys, args)
         except NotSent as exc:
             raise self._mapped(exc) from None
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:  # sent, unanswered: it may have run
@@ -348,6 +480,44 @@ class RedisStore:
                 f"session {session_id!r}: stored version is not {commit.expect_version} (another turn "
                 "saved first); the turn was not saved"
             )
+        for put in after:
+            await self.side.put_indexed(put.key, put.fields, put.indexes, put.member, put.score,
+                                        ttl_seconds=put.ttl_seconds, drop=put.drop)
+
+    async def _commit_and_wait(self, session_id: str, keys: list[Any], args: list[Any]) -> Any:
+        """The commit and `WAIT <replicas> <ms>` written together (one round trip): the reply comes
+        once the turn reached `wait_replicas` replicas, or after the wait. WAIT blocks the one
+        connection it runs on, so when the replicas do not answer (none left after a failover) the
+        store stops waiting for REPLICA_WAIT_OFF_SECONDS, saying so (turns are then on the primary only)."""
+        assert self._lean is not None
+        if time.monotonic() < self._wait_off_until:
+            return await self._eval(self._commit, keys, args)
+        wait_ms = max(1, min(REPLICA_WAIT_MS, int(self.settle_seconds * 1000 / 20)))
+        acked: Any = None
+        if isinstance(self._lean, LeanCluster):  # WAIT on the connection that wrote, after redirects
+            res = await self._lean.evalsha(self._commit.sha, self._commit.script, keys, args)
+            owner = self._lean.owner(keys[0])
+            if owner is not None:
+                try:
+                    acked = await self._lean.node(owner).execute("WAIT", self.wait_replicas, wait_ms)
+                except RedisError:
+                    acked = None
+        else:
+            commit = asyncio.ensure_future(self._lean.evalsha(self._commit.sha, self._commit.script, keys, args))
+            waited = asyncio.ensure_future(self._lean.execute("WAIT", self.wait_replicas, wait_ms))
+            try:
+                res = await commit
+            finally:
+                try:
+                    acked = await waited
+                except RedisError:
+                    acked = None
+        if res in (b"OK", "OK") and acked is not None and int(acked) < self.wait_replicas:
+            self._wait_off_until = time.monotonic() + REPLICA_WAIT_OFF_SECONDS
+            log.warning("session %s: the turn reached %s of %d replicas within %d ms: saved on the primary only; "
+                        "not waiting for replicas for %d s (ORCHESTRATOR_REDIS_WAIT_REPLICAS)",
+                        redact_phone(session_id), acked, self.wait_replicas, wait_ms, REPLICA_WAIT_OFF_SECONDS)
+        return res
 
     async def _settle_commit(
         self, session_id: str, token: str, commit: Commit, in_hash: bool, settle_by: float, cause: Exception,
@@ -386,7 +556,7 @@ class RedisStore:
             await self._do(self._eval(self._release, [self._k(session_id, "l")], [_split_token(token)[0]]))
 
     async def _session_value(self, session_id: str) -> tuple[int, str, bytes] | None:
-        raw = await self._do(self._r.get(self._k(session_id, "s")))
+        raw = await self._do(self._call("GET", self._k(session_id, "s")))
         return parse_session_value(bytes(raw)) if raw else None
 
     async def load(self, session_id: str) -> bytes | None:
@@ -405,91 +575,144 @@ class RedisStore:
 
     # opt-outs ------------------------------------------------------------------------
     async def set_opt_out(self, contact: str, opted_out: bool) -> None:
-        key = self._g(f"optout:{contact}")
+        key = self._g(f"optout:{contact}", contact)
         if opted_out:
             await self._do(self._eval(self._opt_out, [key], [str(int(time.time())), OPT_OUT_TTL_SECONDS]))
         else:
             await self._do(self._r.delete(key))  # DEL is allowed at maxmemory
 
     async def is_opted_out(self, contact: str) -> bool:
-        return bool(await self._do(self._call("EXISTS", self._g(f"optout:{contact}"))))
+        return bool(await self._do(self._call("EXISTS", self._g(f"optout:{contact}", contact))))
 
     # flow revisions ------------------------------------------------------------------
     async def put_revision(self, flow_id: str, revision: str, source: str) -> None:
-        pipe = self._r.pipeline(transaction=True)
-        pipe.set(self._g(f"rev:{revision}"), source.encode(), ex=REVISION_TTL_SECONDS)
-        pipe.zadd(self._g(f"flow:{flow_id}"), {revision: time.time()}, nx=True)
-        pipe.expire(self._g(f"flow:{flow_id}"), REVISION_TTL_SECONDS)
+        # two keys of no bucket: on a cluster not one transaction, the source first (a revision is
+        # listed only once its source is there)
+        pipe = self._r.pipeline(transaction=not self.cluster)
+        pipe.set(self.layout.plain(f"rev:{revision}"), source.encode(), ex=REVISION_TTL_SECONDS)
+        pipe.zadd(self.layout.plain(f"flow:{flow_id}"), {revision: time.time()}, nx=True)
+        pipe.expire(self.layout.plain(f"flow:{flow_id}"), REVISION_TTL_SECONDS)
         await self._do(pipe.execute())
 
     async def get_revision(self, revision: str) -> str | None:
-        data = await self._do(self._r.get(self._g(f"rev:{revision}")))
+        data = await self._do(self._r.get(self.layout.plain(f"rev:{revision}")))
         return bytes(data).decode() if data else None
 
     async def latest_revision(self, flow_id: str) -> str | None:
-        items = await self._do(self._r.zrange(self._g(f"flow:{flow_id}"), -1, -1))
+        items = await self._do(self._r.zrange(self.layout.plain(f"flow:{flow_id}"), -1, -1))
         return bytes(items[0]).decode() if items else None
 
     async def list_revisions(self, flow_id: str) -> list[str]:
-        items = await self._do(self._r.zrange(self._g(f"flow:{flow_id}"), 0, -1))
+        items = await self._do(self._r.zrange(self.layout.plain(f"flow:{flow_id}"), 0, -1))
         return [bytes(i).decode() for i in items]
 
     # timers and outbox ---------------------------------------------------------------
+    def _poll_order(self) -> list[int]:
+        """The buckets in this pass's order: each pass starts one bucket further, so a process never
+        favours a bucket and several processes start at different ones."""
+        n = self.layout.n
+        self._poll_turn = (self._poll_turn + 1) % n
+        return [(self._poll_turn + i) % n for i in range(n)]
+
     async def claim_due_timers(self, now: float, limit: int = 100) -> list[str]:
-        res = await self._do(self._eval(self._claim_timers, [self._g("timers")], [now, limit]))
-        return [bytes(m).decode() for m in res]
+        if not self.layout.n:
+            res = await self._do(self._eval(self._claim_timers, [self.layout.plain("timers")], [now, limit]))
+            return [bytes(m).decode() for m in res]
+        heads = self.layout.heads
+        calls = [self._eval(self._claim_timers, [f"{heads[b]}:timers", f"{heads[b]}:lease:timers"],
+                            [now, limit, self._poll_token, POLL_LEASE_MS]) for b in self._poll_order()]
+        return [bytes(m).decode() for res in await self._gather(calls) for m in res]
+
+    async def _gather(self, calls: list[Awaitable[Any]]) -> list[Any]:
+        """Every bucket's call at once (one write per node); the first failure is raised once all ended."""
+        results = await asyncio.gather(*(self._do(c) for c in calls), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results
 
     async def put_timer(self, member: str, due: float) -> None:
-        await self._do(self._r.zadd(self._g("timers"), {member: due}))
+        await self._do(self._r.zadd(self._g("timers", member.rpartition("|")[0]), {member: due}))
 
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
-        res = await self._do(
-            self._eval(self._claim_outbox, [self._g("outbox"), self._g("outbox:leases")],
-                       [now, limit, now + lease_seconds, self.prefix])
-        )
+        if not self.layout.n:
+            calls = [self._eval(self._claim_outbox, [self.layout.plain("outbox"), self.layout.plain("outbox:leases")],
+                                [now, limit, now + lease_seconds, self.prefix])]
+        else:
+            heads = self.layout.heads
+            dirty, self._outbox_dirty = self._outbox_dirty, set()
+            started = time.monotonic()
+            if dirty and started < self._outbox_sweep_at:
+                order = sorted(dirty)
+            else:
+                order = self._poll_order()
+                self._outbox_sweep_at = started + OUTBOX_SWEEP_SECONDS
+            calls = [self._eval(self._claim_outbox,
+                                [f"{heads[b]}:outbox", f"{heads[b]}:outbox:leases", f"{heads[b]}:lease:outbox"],
+                                [now, limit, now + lease_seconds, heads[b], self._poll_token, POLL_LEASE_MS, b,
+                                 self.layout.n])
+                     for b in order]
         return [
             OutboxClaim(bytes(res[i]).decode(), bytes(res[i + 1]), None if int(res[i + 2]) < 0 else bool(res[i + 2]),
                         reclaimed=int(res[i + 3]) > 1)
-            for i in range(0, len(res), 4)
+            for res in await self._gather(calls) for i in range(0, len(res), 4)
         ]
 
     def _outbox_key(self, item_id: str) -> str:
         sid, _, uniq = item_id.rpartition("|")
         return self._k(sid, f"o:{uniq}")
 
+    def _item_indexes(self, item_id: str) -> tuple[str, str, str]:
+        """The outbox zset, leases hash and failed list of an item's bucket."""
+        sid = item_id.rpartition("|")[0]
+        return self._g("outbox", sid), self._g("outbox:leases", sid), self._g("outbox:failed", sid)
+
     async def ack_outbox(self, item_id: str) -> None:
-        keys = [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases"), self._g("outbox:failed")]
+        outbox, leases, failed = self._item_indexes(item_id)
+        keys = [outbox, self._outbox_key(item_id), leases, failed]
         await self._do(self._eval(self._finish_outbox, keys, [item_id, "", 0, "", 1, 0, "", 1]))
 
     async def finish_outbox(
         self, item_id: str, status: str, error_code: str | None = None, message_ids: Sequence[str] = (),
         failure: bytes = b"",
     ) -> None:
-        keys = [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases"), self._g("outbox:failed"),
-                self._g(f"st:{item_id}")]
-        keys += [self._g(f"st:{m}") for m in message_ids]
+        outbox, leases, failed = self._item_indexes(item_id)
+        keys = [outbox, self._outbox_key(item_id), leases, failed, self.layout.status(item_id)]
+        provider = [self.layout.status(m) for m in message_ids]
+        if self.cluster and provider:
+            # the provider's message ids are keys of other slots: recorded first (never backwards,
+            # so again after a crash is harmless), then the item finished in its own slot
+            await self._gather([self._eval(self._status, [key], ["sent", status_rank("sent"), "", STATUS_TTL_SECONDS])
+                                for key in provider])
+        else:
+            keys += provider
         args = [item_id, status, status_rank(status), error_code or "", STATUS_TTL_SECONDS, status_rank("sent"),
                 failure, FAILED_OUTBOX_KEPT]
         await self._do(self._eval(self._finish_outbox, keys, args))
 
     async def retry_outbox(self, item_id: str, payload: bytes, due: float) -> None:
-        await self._do(self._eval(self._retry_outbox,
-                                  [self._g("outbox"), self._outbox_key(item_id), self._g("outbox:leases")],
+        outbox, leases, _ = self._item_indexes(item_id)
+        await self._do(self._eval(self._retry_outbox, [outbox, self._outbox_key(item_id), leases],
                                   [payload, due, item_id]))
 
     async def failed_outbox(self, limit: int = 100) -> list[bytes]:
-        return [bytes(v) for v in await self._do(self._call("LRANGE", self._g("outbox:failed"), 0, limit - 1))]
+        keys = self.layout.every("outbox:failed")
+        lists = await self._gather([self._call("LRANGE", key, 0, limit - 1) for key in keys])
+        entries = [bytes(v) for rows in lists for v in rows]
+        if len(lists) > 1:
+            entries.sort(key=_failed_at, reverse=True)
+        return entries[:limit]
 
     # delivery statuses ---------------------------------------------------------------
     async def record_status(self, message_id: str, status: str, error_code: str | None = None) -> str:
         res = await self._do(
-            self._eval(self._status, [self._g(f"st:{message_id}")],
+            self._eval(self._status, [self.layout.status(message_id)],
                        [status, status_rank(status), error_code or "", STATUS_TTL_SECONDS])
         )
         return bytes(res).decode() if isinstance(res, bytes) else str(res)
 
     async def get_status(self, message_id: str) -> tuple[str, str | None] | None:
-        s, e = await self._do(self._r.hmget(self._g(f"st:{message_id}"), ["s", "e"]))
+        s, e = await self._do(self._call("HMGET", self.layout.status(message_id), "s", "e"))
         if not s:
             return None
         return bytes(s).decode(), (bytes(e).decode() or None) if e else None
@@ -529,13 +752,17 @@ class RedisStore:
         return self._r
 
     async def list_sessions(self, limit: int = 100, offset: int = 0) -> list[SessionInfo]:
-        items = await self._do(
-            self._r.zrevrange(self._g("sessions"), offset, offset + limit - 1, withscores=True)
-        )
-        return [SessionInfo(bytes(m).decode(), float(s)) for m, s in items]
+        keys = self.layout.every("sessions")
+        if len(keys) == 1:
+            items = await self._do(self._r.zrevrange(keys[0], offset, offset + limit - 1, withscores=True))
+            return [SessionInfo(bytes(m).decode(), float(s)) for m, s in items]
+        # each bucket's newest offset + limit, merged
+        pages = await self._gather([self._r.zrevrange(k, 0, offset + limit - 1, withscores=True) for k in keys])
+        rows = sorted(((float(sc), bytes(m).decode()) for page in pages for m, sc in page), reverse=True)
+        return [SessionInfo(m, sc) for sc, m in rows[offset : offset + limit]]
 
     async def _contact_sessions(self, contact: str) -> list[str]:
-        return sorted(bytes(m).decode() for m in await self._do(self._r.smembers(self._g(f"c:{contact}"))))
+        return sorted(bytes(m).decode() for m in await self._do(self._r.smembers(self._g(f"c:{contact}", contact))))
 
     async def export_contact(self, contact: str) -> ContactExport:
         sids = await self._contact_sessions(contact)
@@ -557,25 +784,24 @@ class RedisStore:
             value = await self._session_value(sid)
             timer = f"{sid}|{value[1]}" if value and value[1] else None
             keys: list[bytes] = []
-            pattern = f"{_glob_escape(self.prefix)}:{{{_glob_escape(sid)}}}:*"
-            async for key in self._r.scan_iter(match=pattern, count=500):
+            async for key in self._scan(self.layout.match_conv(sid), self._k(sid, "s")):
                 keys.append(key)
             pipe = self._r.pipeline(transaction=False)
             if timer:
-                pipe.zrem(self._g("timers"), timer)
-            pipe.zrem(self._g("sessions"), sid)
+                pipe.zrem(self._g("timers", sid), timer)
+            pipe.zrem(self._g("sessions", sid), sid)
             for key in keys:
                 name = bytes(key).decode()
                 if ":o:" in name:
-                    pipe.zrem(self._g("outbox"), f"{sid}|{name.rpartition(':o:')[2]}")
+                    pipe.zrem(self._g("outbox", sid), f"{sid}|{name.rpartition(':o:')[2]}")
             if keys:
                 pipe.delete(*keys)
             await self._do(pipe.execute())
             removed += len(keys)
-        removed += int(await self._do(self._r.delete(self._g(f"c:{contact}"))))
+        removed += int(await self._do(self._r.delete(self._g(f"c:{contact}", contact))))
         # given-up sends name the contact and hold the texts: they go too (LREM by value is safe
         # beside a concurrent LPUSH of another entry)
-        failed = self._g("outbox:failed")
+        failed = self._g("outbox:failed", contact)
         for entry in await self._do(self._r.lrange(failed, 0, -1)):
             if payload_contact(bytes(entry)) == contact:
                 removed += int(await self._do(self._r.lrem(failed, 0, entry)))
@@ -587,7 +813,29 @@ class RedisStore:
     async def check_writes(self) -> None:
         """A write probe (one small key with a TTL): StoreWriteRefused when Redis takes no writes
         (maxmemory, read-only replica, disk error), which PING alone does not show."""
-        await self._do(self._call("SET", self._g("health"), "1", "PX", 60_000))
+        if not self.cluster:
+            await self._do(self._call("SET", self.layout.plain("health"), "1", "PX", 60_000))
+            return
+        # one probe per shard: a bucket's key on each node that serves buckets
+        await self._gather([self._call("SET", f"{head}:health", "1", "PX", 60_000) for head in self._shard_heads()])
+
+    def _shard_heads(self) -> list[str]:
+        """One bucket head per node (from the lean transport's slot map), every head before it is read."""
+        lean = self._lean
+        if not isinstance(lean, LeanCluster) or not any(lean.owner(h) for h in self.layout.heads[:1]):
+            return list(self.layout.heads)
+        seen: dict[Any, str] = {}
+        for head in self.layout.heads:
+            seen.setdefault(lean.owner(f"{head}:health"), head)
+        return list(seen.values())
+
+    def _scan(self, pattern: str, near: str) -> Any:
+        """SCAN for `pattern`: on a cluster only on the node serving `near`'s slot (every key of one
+        conversation is on it)."""
+        if self.cluster:
+            node = self._r.get_node_from_key(near)
+            return self._r.scan_iter(match=pattern, count=500, target_nodes=node)
+        return self._r.scan_iter(match=pattern, count=500)
 
     async def close(self) -> None:
         if self._lean is not None:

@@ -29,17 +29,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import hiredis
 from hiredis import pack_command as _pack_command
 from redis._parsers.base import BaseParser
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["LeanRedis", "NotSent", "encode_command"]
+__all__ = ["LeanCluster", "LeanRedis", "NotSent", "encode_command"]
 
 
 class NotSent(RedisConnectionError):
@@ -172,7 +182,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-def run_script(lean: LeanRedis | None, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+def run_script(lean: LeanRedis | LeanCluster | None, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
     """Run a registered redis-py `Script`: EVALSHA through `lean` (~10x less CPU than redis-py's
     client), or the Script itself when there is no lean transport (a URL that needs TLS).
     Returns the awaitable."""
@@ -187,9 +197,12 @@ class LeanRedis:
     def __init__(
         self, *, host: str = "127.0.0.1", port: int = 6379, path: str | None = None, db: int = 0,
         username: str | None = None, password: str | None = None, timeout: float = 1.0,
-        connect_timeout: float | None = None,
+        connect_timeout: float | None = None, resolve: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
         self.host, self.port, self.path, self.db = host, port, path, db
+        # where the primary is now (Sentinel): asked at every (re)connect, so after a failover the
+        # next command reaches the new primary
+        self.resolve = resolve
         self.username, self.password = username, password
         self.timeout = timeout
         self.connect_timeout = connect_timeout or timeout
@@ -226,7 +239,33 @@ class LeanRedis:
         self.round_trips += 1
         reply = await conn.send(encode_command(args))
         if type(reply) is hiredis.ReplyError:
-            raise BaseParser.parse_error(str(reply))
+            raise self._error(conn, reply)
+        return reply
+
+    def _error(self, conn: _Connection, reply: Any) -> RedisError:
+        exc: RedisError = BaseParser.parse_error(str(reply))
+        if isinstance(exc, ReadOnlyError) and self.resolve is not None:
+            # a demoted primary (failover): the next command asks Sentinel where the primary is now
+            conn.fail(RedisConnectionError(f"{self.where}: is a replica now; reconnecting to the primary"))
+        return exc
+
+    async def execute_asking(self, *args: Any) -> Any:
+        """ASKING then the command, written together (a cluster's slot being imported here)."""
+        conn = self._conn
+        if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
+            try:
+                conn = await self._connection()
+            except NotSent:
+                raise
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise NotSent(str(exc)) from None
+        self.round_trips += 1
+        asking = conn.send(b"*1\r\n$6\r\nASKING\r\n")
+        future = conn.send(encode_command(args))
+        await asking
+        reply = await future
+        if type(reply) is hiredis.ReplyError:
+            raise self._error(conn, reply)
         return reply
 
     async def evalsha(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -261,12 +300,17 @@ class LeanRedis:
 
         try:
             async with asyncio.timeout(self.connect_timeout):
+                if self.resolve is not None:
+                    self.host, self.port = await self.resolve()
+                    self.where = f"redis at {self.host}:{self.port}"
                 if self.path:
                     _, conn = await loop.create_unix_connection(factory, self.path)
                 else:
                     _, conn = await loop.create_connection(factory, self.host, self.port)
         except TimeoutError:
             raise RedisTimeoutError(f"{self.where}: connect timed out after {self.connect_timeout} s") from None
+        except RedisError as exc:  # Sentinel knows no primary
+            raise RedisConnectionError(f"{self.where}: {exc}") from None
         except OSError as exc:
             raise RedisConnectionError(f"{self.where}: cannot connect ({exc})") from None
         setup: list[list[Any]] = []
@@ -281,3 +325,150 @@ class LeanRedis:
                 raise BaseParser.parse_error(str(reply))
         self._conn = conn
         return conn
+
+
+# a redirect chain longer than this (slots moving again and again) gives up: the caller answers 503
+MAX_REDIRECTS = 8
+
+
+def command_key(args: Sequence[Any]) -> Any:
+    """The key a command is routed by: EVAL / EVALSHA's first key, else the first argument."""
+    name = args[0]
+    if name in ("EVALSHA", "EVAL", "evalsha", "eval"):
+        return args[3] if int(args[2]) > 0 else None
+    return args[1] if len(args) > 1 else None
+
+
+class LeanCluster:
+    """The lean transport on a Redis Cluster: one `LeanRedis` (one auto-pipelined connection) per
+    node, commands routed by their key's slot from the slot map (CLUSTER SLOTS), MOVED (the map is
+    refreshed) and ASK (ASKING + the command) followed, TRYAGAIN and CLUSTERDOWN retried briefly.
+    A redirect or TRYAGAIN is an error reply: the command did not run there, so following it can
+    neither lose nor double a write. Same interface as `LeanRedis`."""
+
+    def __init__(
+        self, seeds: Sequence[tuple[str, int]], *, username: str | None = None, password: str | None = None,
+        timeout: float = 1.0, connect_timeout: float | None = None,
+    ) -> None:
+        self.seeds = list(seeds)
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout or timeout
+        self._nodes: dict[tuple[str, int], LeanRedis] = {}
+        self._slots: list[tuple[str, int] | None] = [None] * 16384
+        self._mapped = False
+        self._refreshing: asyncio.Task[None] | None = None
+        self.refreshes = 0
+        self.redirects = {"moved": 0, "ask": 0, "tryagain": 0}  # followed so far (tests, metrics)
+
+    @property
+    def round_trips(self) -> int:
+        return sum(n.round_trips for n in self._nodes.values())
+
+    def node(self, addr: tuple[str, int]) -> LeanRedis:
+        lean = self._nodes.get(addr)
+        if lean is None:
+            lean = self._nodes[addr] = LeanRedis(host=addr[0], port=addr[1], username=self.username,
+                                                 password=self.password, timeout=self.timeout,
+                                                 connect_timeout=self.connect_timeout)
+        return lean
+
+    def owner(self, key: Any) -> tuple[str, int] | None:
+        """The node serving `key`'s slot in the current map (None before the map is read)."""
+        data = key if isinstance(key, bytes) else str(key).encode()
+        return self._slots[key_slot(data)]
+
+    async def refresh(self) -> None:
+        """Read the slot map (concurrent callers share one read)."""
+        loop = asyncio.get_running_loop()
+        task = self._refreshing
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._refreshing = loop.create_task(self._refresh())
+        await asyncio.shield(task)
+
+    async def _refresh(self) -> None:
+        last: Exception | None = None
+        for addr in dict.fromkeys([*self._nodes, *self.seeds]):
+            try:
+                ranges = await self.node(addr).execute("CLUSTER", "SLOTS")
+            except (RedisError, OSError) as exc:
+                last = exc
+                continue
+            slots: list[tuple[str, int] | None] = [None] * 16384
+            for low, high, primary, *_ in ranges:
+                host = bytes(primary[0]).decode() or addr[0]
+                owner = (host, int(primary[1]))
+                for slot in range(int(low), int(high) + 1):
+                    slots[slot] = owner
+            self._slots = slots
+            self._mapped = True
+            self.refreshes += 1
+            return
+        raise RedisConnectionError(f"redis cluster: no node answered CLUSTER SLOTS ({last})")
+
+    async def execute(self, *args: Any) -> Any:
+        """One command on the node serving its key (any node for a keyless one)."""
+        if not self._mapped:
+            try:
+                await self.refresh()
+            except RedisError as exc:
+                raise NotSent(str(exc)) from None
+        key = command_key(args)
+        addr = self.owner(key) if key is not None else None
+        if addr is None:
+            addr = random.choice([a for a in self._slots if a is not None] or self.seeds)
+        asking = False
+        redirects = 0
+        loop = asyncio.get_running_loop()
+        # TRYAGAIN (a multi-key script meeting a slot half moved) and CLUSTERDOWN (a shard lost, the
+        # cluster deciding) are waited out for up to the timeout, then raised (the caller's 503)
+        patience = loop.time() + self.timeout
+        delay = 0.005
+        while True:
+            lean = self.node(addr)
+            try:
+                return await (lean.execute_asking(*args) if asking else lean.execute(*args))
+            except MovedError as exc:  # the slot has moved for good: a new map
+                addr, asking = (exc.host, int(exc.port)), False
+                self._slots[exc.slot_id] = addr
+                self._schedule_refresh()
+                redirects += 1
+                self.redirects["moved"] += 1
+            except AskError as exc:  # the slot is being moved and this key is on the other node already
+                addr, asking = (exc.host, int(exc.port)), True
+                redirects += 1
+                self.redirects["ask"] += 1
+            except RedisConnectionError:  # the node is gone: maybe a replica took its slots
+                self._schedule_refresh()
+                raise
+            except (TryAgainError, ClusterDownError):
+                self.redirects["tryagain"] += 1
+                if loop.time() + delay > patience:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                if key is not None:  # start again from the slot's owner (the move may have ended)
+                    addr, asking = self.owner(key) or addr, False
+            if redirects > MAX_REDIRECTS:
+                raise RedisConnectionError(f"redis cluster: more than {MAX_REDIRECTS} redirects for one command")
+
+    def _schedule_refresh(self) -> None:
+        task = self._refreshing
+        if task is None or task.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self._refresh()
+        except RedisError:
+            pass  # the next MOVED asks again
+
+    async def evalsha(self, sha: str, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.execute("EVAL", script, len(keys), *keys, *args)
+
+    async def close(self) -> None:
+        for lean in self._nodes.values():
+            await lean.close()

@@ -7,8 +7,11 @@ start and end, one per admin action).
     await side.zadd("records", "conv-id", score=1700000000.0, ttl_seconds=86400)
 
 Keys are given without the store's prefix. Keys of one conversation are written as
-`{<session id>}:...` so they share the session's hash tag and its erasure (the Redis
-store's `erase_contact` removes every `<prefix>:{<sid>}:*` key).
+`{<session id>}:...` so they share the session's keys' slot and its erasure (the Redis
+store's `erase_contact` removes every key of the session). With the bucketed layout of a
+Redis Cluster (`layout.py`) such a key goes to its session's bucket, and so do the indexes a
+`put_indexed` writes beside it: the indexes of conversation records (`SPLIT_INDEXES`) are one
+sorted set per bucket, read together (`zrange` merges them); every other key is a single key.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.stores.base import SidePut
+from orchestrator.stores.layout import Layout
 from orchestrator.stores.resp import run_script
 from orchestrator.stores.scripts import lua
 
@@ -138,8 +142,19 @@ _RELEASE_LUA = lua("release.lua")
 _PUT_LUA = lua("put.lua", "lib_put.lua")
 
 
-def put_script_args(prefix: str, put: SidePut) -> tuple[list[str], list[Any]]:
-    """The KEYS and ARGV of `put` (lua/lib_put.lua), keys under `prefix`."""
+# indexes split by bucket on a cluster (records.analytics' `records` and `records:<flow>`): written
+# beside a conversation's hash in its bucket, read from every bucket
+SPLIT_INDEXES = ("records",)
+
+
+def _split(key: str) -> bool:
+    return any(key == name or key.startswith(name + ":") for name in SPLIT_INDEXES)
+
+
+def put_script_args(layout: Layout | str, put: SidePut) -> tuple[list[str], list[Any]]:
+    """The KEYS and ARGV of `put` (lua/lib_put.lua), keys under the layout (or a bare prefix)."""
+    if isinstance(layout, str):
+        layout = Layout(layout)
     args: list[Any] = [max(1, int(put.ttl_seconds)), len(put.fields)]
     for name, value in put.fields.items():
         args += (name, value)
@@ -147,17 +162,19 @@ def put_script_args(prefix: str, put: SidePut) -> tuple[list[str], list[Any]]:
     args += put.drop
     if put.indexes:
         args += (put.member, put.score)
-    return [f"{prefix}:{put.key}", *[f"{prefix}:{i}" for i in put.indexes]], args
+    return [layout.side(put.key), *[layout.side_index(i, put.key) for i in put.indexes]], args
 
 
 class RedisSide:
     """The same Redis as the session store, under its prefix. Every key gets a TTL. Writes go
     through the store's lean transport (`lean`, `_resp.LeanRedis`) when it has one (not with TLS)."""
 
-    def __init__(self, client: Any, prefix: str, lean: Any = None) -> None:
+    def __init__(self, client: Any, prefix: str | Layout, lean: Any = None, *, cluster: bool = False) -> None:
         self._r = client
-        self.prefix = prefix
+        self.layout = prefix if isinstance(prefix, Layout) else Layout(prefix)
+        self.prefix = self.layout.prefix
         self._lean = lean
+        self._cluster = cluster
         self._release = client.register_script(_RELEASE_LUA)
         self._put = client.register_script(_PUT_LUA)
 
@@ -166,12 +183,28 @@ class RedisSide:
 
     async def _write(self, put: SidePut) -> None:
         """`put` (fields, drops, indexes) in one script call: a reader never sees half of it."""
-        await self._do(self._eval(self._put, *put_script_args(self.prefix, put)))
+        await self._do(self._eval(self._put, *put_script_args(self.layout, put)))
 
     def _k(self, key: str) -> str:
-        return f"{self.prefix}:{key}"
+        return self.layout.side(key)
+
+    def _every(self, key: str) -> list[str]:
+        """The keys of a split index (one per bucket), else the one key."""
+        if self.layout.n and _split(key):
+            return self.layout.every(key)
+        return [self._k(key)]
+
+    def _pipeline(self) -> Any:
+        """commands on one key in order: a MULTI on one Redis; a cluster pipeline has no MULTI"""
+        return self._r.pipeline(transaction=not self._cluster)
+
+    async def _each(self, calls: list[Any]) -> list[Any]:
+        import asyncio
+
+        return list(await asyncio.gather(*(self._do(c) for c in calls)))
 
     async def _do(self, awaitable: Any) -> Any:
+        from redis.exceptions import ClusterDownError, ClusterError, RedisClusterException, TryAgainError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -179,7 +212,8 @@ class RedisSide:
 
         try:
             return await awaitable
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, ClusterError, TryAgainError,
+                RedisClusterException) as exc:
             raise StoreUnavailable(
                 f"side store ({self.prefix}): cannot reach Redis ({type(exc).__name__}); "
                 "check ORCHESTRATOR_REDIS_URL and that Redis is running"
@@ -196,7 +230,7 @@ class RedisSide:
         return {bytes(k).decode(): bytes(v) for k, v in raw.items()}
 
     async def hincrby(self, key: str, field: str, amount: int, *, ttl_seconds: int) -> int:
-        pipe = self._r.pipeline(transaction=True)
+        pipe = self._pipeline()
         pipe.hincrby(self._k(key), field, amount)
         pipe.expire(self._k(key), max(1, int(ttl_seconds)))
         value, _ = await self._do(pipe.execute())
@@ -212,7 +246,7 @@ class RedisSide:
         return [{bytes(k).decode(): bytes(v) for k, v in row.items()} for row in rows]
 
     async def zadd(self, key: str, member: str, score: float, *, ttl_seconds: int) -> None:
-        pipe = self._r.pipeline(transaction=True)
+        pipe = self._pipeline()
         pipe.zadd(self._k(key), {member: score})
         pipe.expire(self._k(key), max(1, int(ttl_seconds)))
         await self._do(pipe.execute())
@@ -232,29 +266,38 @@ class RedisSide:
     ) -> list[tuple[str, float]]:
         lo = "-inf" if low == float("-inf") else low
         hi = "+inf" if high == float("inf") else high
+        names = self._every(key)
+        # a split index: each bucket's first offset + limit, merged
+        first, count = (offset, limit) if len(names) == 1 else (0, offset + limit)
         if desc:
-            raw = await self._do(self._r.zrevrangebyscore(self._k(key), hi, lo, start=offset, num=limit,
-                                                          withscores=True))
+            calls = [self._r.zrevrangebyscore(k, hi, lo, start=first, num=count, withscores=True) for k in names]
         else:
-            raw = await self._do(self._r.zrangebyscore(self._k(key), lo, hi, start=offset, num=limit,
-                                                       withscores=True))
-        return [(bytes(m).decode(), float(s)) for m, s in raw]
+            calls = [self._r.zrangebyscore(k, lo, hi, start=first, num=count, withscores=True) for k in names]
+        rows = [(bytes(m).decode(), float(s)) for raw in await self._each(calls) for m, s in raw]
+        if len(names) == 1:
+            return rows
+        rows.sort(key=lambda row: (row[1], row[0]), reverse=desc)
+        return rows[offset : offset + limit]
 
     async def zrem(self, key: str, members: list[str]) -> int:
         if not members:
             return 0
-        return int(await self._do(self._r.zrem(self._k(key), *members)))
+        return sum(int(n) for n in await self._each([self._r.zrem(k, *members) for k in self._every(key)]))
 
     async def zremrangebyscore(self, key: str, high: float) -> int:
-        return int(await self._do(self._r.zremrangebyscore(self._k(key), "-inf", high)))
+        return sum(int(n) for n in await self._each([self._r.zremrangebyscore(k, "-inf", high)
+                                                     for k in self._every(key)]))
 
     async def zcard(self, key: str) -> int:
-        return int(await self._do(self._r.zcard(self._k(key))))
+        return sum(int(n) for n in await self._each([self._r.zcard(k) for k in self._every(key)]))
 
     async def delete(self, keys: list[str]) -> int:
         if not keys:
             return 0
-        return int(await self._do(self._r.delete(*[self._k(k) for k in keys])))
+        names = [name for k in keys for name in self._every(k)]
+        if self._cluster:  # one DEL per key: they may be on different slots
+            return sum(int(n) for n in await self._each([self._r.delete(name) for name in names]))
+        return int(await self._do(self._r.delete(*names)))
 
     async def acquire(self, name: str, ttl_seconds: float) -> str | None:
         token = secrets.token_hex(8)

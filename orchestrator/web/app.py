@@ -45,6 +45,7 @@ from orchestrator.errors import (
     StoreUnavailable,
     StoreWriteRefused,
 )
+from orchestrator.languages.messages import catalogue
 from orchestrator.logs import configure_logging, ensure_logging, register_secrets
 from orchestrator.model import Outbound
 from orchestrator.plugins.base import load as load_plugins
@@ -62,7 +63,7 @@ from orchestrator.settings import AppSettings
 log = logging.getLogger("orchestrator.web.app")
 MAX_BODY_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = 2
-SORRY = "Sorry, something went wrong on our side. Please try again in a few minutes."
+SORRY = catalogue()["sorry_unavailable"]  # English; a contact hears their language's (`fallback`)
 GC_GEN0_THRESHOLD = 10_000  # CPython's default is 700
 _FORM = "application/x-www-form-urlencoded"
 
@@ -207,12 +208,25 @@ class WebhookGateway:
             if reply.session_id is not None:
                 ctx = reply.context
         if failed and not messages:
-            return self.fallback(adapter)
+            return self.fallback(adapter, await self._apology_language(items))
         return adapter.render(messages, ctx)
 
-    def fallback(self, adapter: ChannelAdapter) -> Rendered:
+    async def _apology_language(self, items: list[Any]) -> str | None:
+        """The language of the failed items' contact, as far as the routed flow tells without the
+        store (which may be what failed): their number's country's, else the flow's default."""
+        with contextlib.suppress(Exception):
+            item = items[0]
+            runtime = self.runtime
+            compiled = await runtime.catalog.latest(runtime.catalog.route(item.route_key or item.address.business))
+            return str(compiled.variant(compiled.language_of(item.address.contact)).settings.language)
+        return None
+
+    def fallback(self, adapter: ChannelAdapter, language: str | None = None) -> Rendered:
         try:
-            sorry = [Outbound(kind="say", text=SORRY), Outbound(kind="end")]
+            words = catalogue(language)
+            sorry = [Outbound(kind="say", text=words["sorry_unavailable"], language=language,
+                              voice=words.voice_for(language) if language and words.language != "en" else None),
+                     Outbound(kind="end")]
             return adapter.render(sorry, ReplyContext(public_url=self.public_url))
         except Exception:
             log.exception("fallback render failed")

@@ -229,3 +229,80 @@ async def test_stop_and_help_answer_a_spanish_number_in_spanish(client: Client) 
     stop_said = " ".join(m.text or "" for m in root.iter("Message"))
     assert stop_said == catalogue("es")["opt_out"]
     assert_no_english([help_said, stop_said])
+
+
+async def test_a_chosen_language_is_kept_for_the_contact_s_next_conversation(client: Client) -> None:
+    """An English number that chose Spanish is answered in Spanish the next time too."""
+    said: list[str] = []
+    for i, text in enumerate(["Hi", "español", "quiero hablar con alguien", "hola otra vez"]):
+        root = await twilio_post(client, "/webhooks/twilio/sms", sms_form(text, sid=f"SM{i:032d}"))
+        said.append(" ".join(m.text or "" for m in root.iter("Message")))
+    assert said[1].startswith("¿Qué servicio desea?")
+    assert "Le paso con recepción" in said[2]
+    assert said[3].startswith("¡Hola! Gracias por contactar con Salón Sol.")  # a new conversation, in Spanish
+    session = await session_of(client, f"{CLINIC}:{CALLER}")
+    assert session.language == "es" and session.status == "active"
+
+
+async def test_a_spanish_contact_outside_the_whatsapp_window_gets_the_spanish_template(
+    tmp_path: Path, fakes: tuple[FakeTwilio, FakeGraph],
+) -> None:
+    twilio, graph = fakes
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    text = (ROOT / "flows" / "salon_bilingual.yaml").read_text().replace(
+        "  no_reply_timeout: 10m\n",
+        "  no_reply_timeout: 10m\n  whatsapp_template: {en: salon_update, es: salon_aviso}\n"
+        "  whatsapp_template_language: {en: en_US, es: es_ES}\n")
+    (flows / "salon_bilingual.yaml").write_text(text)
+    settings = AppSettings(
+        flows_dir=str(flows), public_url=PUBLIC_URL, admin_token=TOKEN,
+        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from_number=CLINIC,
+        twilio_api_base=twilio.url, whatsapp_token=WA_TOKEN, whatsapp_phone_number_id=PHONE_NUMBER_ID,
+        whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY_TOKEN, whatsapp_api_base=graph.url,
+    )
+    connectors = ConnectorRegistry()
+    connectors.register(EmbeddedCalendar(path=tmp_path / "calendar.sqlite3"), "calendar")
+    now = [NOW]
+    runtime = await Runtime.create(settings, connectors, build_channels(settings), clock=lambda: now[0])
+    try:
+        async with AsyncTestClient(create_app(settings, runtime=runtime)) as client:
+            body = meta_body(wa_envelope(wa_value([wa_text("Hola", wamid="wamid.T1", sender=WA_SPANISH)])))
+            await client.post("/webhooks/whatsapp", content=body, headers={
+                "X-Hub-Signature-256": meta_signature(body), "Content-Type": "application/json"})
+            for _ in range(250):
+                if len(graph.sent()) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            before = len(graph.sent())
+            now[0] += 25 * 3600  # the customer last wrote 25 hours ago
+            response = await client.post("/api/conversations", headers={"Authorization": f"Bearer {TOKEN}"},
+                                         json={"flow": "salon_bilingual", "channel": "whatsapp",
+                                               "contact": SPANISH})
+            assert response.status_code == 201, response.text
+            for _ in range(250):
+                if len(graph.sent()) > before:
+                    break
+                await asyncio.sleep(0.02)
+            sent = graph.sent()[before:]
+            assert sent and sent[0]["type"] == "template", sent
+            assert sent[0]["template"]["name"] == "salon_aviso"
+            assert sent[0]["template"]["language"]["code"] == "es_ES"
+    finally:
+        await runtime.close()
+
+
+async def test_the_last_resort_apology_is_in_the_contact_s_language(client: Client,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(channel: str, inbound: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(client.app.state.runtime, "handle", broken)
+    root = await twilio_post(client, "/webhooks/twilio/sms", sms_form("hola", sid="SM" + "9" * 32, sender=SPANISH))
+    assert [m.text for m in root.iter("Message")] == [catalogue("es")["sorry_unavailable"]]
+    voice = await twilio_post(client, "/webhooks/twilio/voice", spanish_caller(voice_form()))
+    [say] = list(voice.iter("Say"))
+    assert (say.text, say.get("language"), say.get("voice")) == (
+        catalogue("es")["sorry_unavailable"], "es-ES", "Polly.Lucia")
+    english = await twilio_post(client, "/webhooks/twilio/sms", sms_form("hi", sid="SM" + "8" * 32))
+    assert [m.text for m in english.iter("Message")] == [catalogue("en")["sorry_unavailable"]]

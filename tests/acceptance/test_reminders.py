@@ -2,7 +2,7 @@
 dental flow; the day before, the reminder goes out by itself (the timer poller, the outbox,
 the fake Twilio REST), exactly once, and the contact answers C, X or R against the real
 embedded calendar. A cancelled visit or a contact who said STOP gets no reminder. Run on the
-in-memory store and on Redis (the reminder rides in the commit script)."""
+in-memory store, on Redis and on a Redis Cluster (the reminder rides in the commit script)."""
 
 from __future__ import annotations
 
@@ -58,10 +58,15 @@ class Clinic:
                 if m.get("To") == [CALLER] and m["Body"][0].startswith("Reminder from")]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.cluster)])
 async def clinic(request: pytest.FixtureRequest, flows_copy: Path, fake_twilio: FakeTwilio, graph: FakeGraph,
                  redis_prefix: str) -> AsyncIterator[Clinic]:
-    extra = {"redis_url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix} if request.param == "redis" else {}
+    extra: dict[str, str] = {}
+    if request.param == "redis":
+        extra = {"redis_url": "redis://127.0.0.1:6379/0", "key_prefix": redis_prefix}
+    elif request.param == "cluster":  # the reminder timers in the booking's bucket, on a 3-master cluster
+        extra = {"redis_url": request.getfixturevalue("redis_cluster").url, "key_prefix": redis_prefix}
     settings = make_settings(flows_copy, fake_twilio, graph, **extra)
     now = [WEDNESDAY_NOON]
     clock: Callable[[], float] = lambda: now[0]  # noqa: E731

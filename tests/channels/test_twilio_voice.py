@@ -283,3 +283,20 @@ def test_twiml_builder_matches_twilio() -> None:
     r.record(action="/r", max_length=120, recording_status_callback="/rc")
     r.hangup()
     assert ours == r.to_xml()
+
+
+def test_a_spanish_turn_speaks_and_listens_in_spanish(voice: TwilioVoiceChannel) -> None:
+    """SPEC §9: each message carries its language and voice; the menu is said in it."""
+    notice = "Esta llamada puede ser grabada con fines de calidad y formación."
+    menu = Outbound(kind="ask", text="¿Qué servicio desea?", state="service", language="es-ES", voice="Polly.Lucia",
+                    choices=[OutChoice(id="cut", label="Corte", dtmf="1"), OutChoice(id="beard", label="Barba")])
+    consent = Outbound(kind="say", text=notice, language="es-ES", voice="Polly.Lucia")
+    c = ReplyContext(settings=Settings(recording=True, voice="Polly.Joanna"), public_url=PUBLIC_URL,
+                     event_kind="start")
+    say, start, gather = list(twiml(voice, [consent, menu], c))  # the English notice is not added
+    assert (say.text, say.get("language"), say.get("voice")) == (notice, "es-ES", "Polly.Lucia")
+    assert start.tag == "Start" and start[0].tag == "Recording"  # the call is recorded after the notice (#20)
+    assert gather.get("language") == "es-ES"
+    [asked] = list(gather)
+    assert asked.text == "¿Qué servicio desea? Para Corte, pulse 1. Para Barba, pulse 2."
+    assert (asked.get("language"), asked.get("voice")) == ("es-ES", "Polly.Lucia")

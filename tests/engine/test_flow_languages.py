@@ -294,3 +294,40 @@ async def test_a_third_language_is_a_catalogue_and_rules_from_outside(french: La
     result = await eng.turn(result.session, Event(kind="text", channel="sms", text="pizza"), NOW)
     assert result.messages[0].text.startswith("Désolé, je n'ai pas compris. Choisissez Coupe ou Couleur")
     assert eng.compiled.variants["fr"].words["sorry_error"] == catalogue("en")["sorry_error"]  # not translated yet
+
+
+def test_a_region_speaks_with_its_own_voice() -> None:
+    text = BILINGUAL.replace("languages: [en, es]", "languages: [en, es-MX]").replace(" es:", " es-MX:").replace(
+        '{"34": es}', '{"52": es-MX}').replace("      es-MX: {label: Español}", "      es-MX: {label: Español}")
+    compiled = compile_flow(load_flow_text(text, "f.yaml"))
+    mx = compiled.variants["es-MX"]
+    assert mx.settings.language == "es-MX" and mx.voice == "Polly.Mia"
+    assert catalogue("es").voice_for("es-ES") == "Polly.Lucia" and catalogue("en").voice_for("en-GB") == "Polly.Joanna"
+
+
+def test_a_declared_language_without_a_catalogue_is_a_warning() -> None:
+    text = BILINGUAL.replace("languages: [en, es]", "languages: [en, es, xx]").replace(
+        'es: "¿Corte o color?"', 'es: "¿Corte o color?", xx: "Xx?"').replace(
+        'es: "¿Qué idioma?"', 'es: "¿Qué idioma?", xx: "Xx?"').replace(
+        'es: "¡Adiós {{ service }}!"', 'es: "¡Adiós {{ service }}!", xx: "Xx"').replace(
+        "es: Corte}", "es: Corte, xx: Xa}").replace("es: Color}", "es: Color, xx: Xb}").replace(
+        "es: [cortar]}", "es: [cortar], xx: [xa]}")
+    found = validate(load_flow_text(text, "f.yaml"))
+    assert [(d.severity, d.line) for d in found] == [("warning", 5)]
+    assert "language 'xx' has no catalogue" in found[0].message and "Adding a language" in str(found[0].hint)
+
+
+def test_settings_language_must_be_one_of_the_languages() -> None:
+    found = diagnostics(BILINGUAL.replace("  timezone: America/New_York\n", "  timezone: America/New_York\n"
+                                                                            "  language: fr-FR\n"))
+    assert any("settings.language 'fr-FR' is none of settings.languages" in m for _, _, m, _ in found)
+    assert diagnostics(BILINGUAL.replace("  timezone: America/New_York\n",
+                                         "  timezone: America/New_York\n  language: en-GB\n")) == []
+
+
+def test_a_spanish_text_over_the_sms_budget_is_warned_at_that_text() -> None:
+    long_es = "¿Qué servicio quería? " + "Está " * 60  # á: UCS-2, 67 characters a segment
+    text = BILINGUAL.replace('es: "¿Corte o color?"', f'es: "{long_es}"')
+    found = validate(load_flow_text(text, "f.yaml"))
+    warned = [d for d in found if d.severity == "warning" and "(es)" in d.message]
+    assert warned and warned[0].line == 17 and "segment" in warned[0].message, [d.format() for d in found]

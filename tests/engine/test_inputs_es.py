@@ -124,6 +124,13 @@ def test_values_inside_a_message(text: str, name: str | None, when: str | None) 
     assert (found_name.value if found_name else None, found_when.value if found_when else None) == (name, when)
 
 
+def test_a_name_alone_before_y() -> None:
+    # at the name question itself: the first clause is the name ("Ana y mañana a las 10")
+    found = extract.find("name", "Ana y mañana a las 10", choices=None, settings=SETTINGS, now=NOW, lead_in=False)
+    assert found is not None and found.value == "Ana"
+    assert extract.clauses("Ana y mañana a las 10, pero tarde", "es") == ["Ana", "mañana a las 10", "tarde"]
+
+
 def test_a_choice_and_a_number_inside_a_message() -> None:
     found = extract.find("choice", "hola, quiero un tinte mañana", choices=SERVICES, settings=SETTINGS, now=NOW)
     assert found is not None and found.choice_id == "tinte"

@@ -41,6 +41,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("pasado mañana", "2026-12-05 10:00", "exact"),  # Saturday opens at 10
     ("el jueves", "2026-12-10 09:00", "exact"),
     ("el martes que viene", "2026-12-08 09:00", "exact"),
+    ("el jueves que viene", "2026-12-10 09:00", "exact"),  # said on a Thursday: next week's
+    ("el próximo jueves a las 17:00", "2026-12-10 17:00", "exact"),
     ("el próximo lunes a las 10", "2026-12-07 10:00", "exact"),
     ("el miércoles que viene por la tarde", "2026-12-09 14:00", "exact"),
     ("la semana que viene", "2026-12-07 09:00", "exact"),
@@ -51,6 +53,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("el 4 de diciembre", "2026-12-04 09:00", "exact"),
     ("el 24 de diciembre a las 10", "2026-12-24 10:00", "exact"),
     ("el 15 de enero", "2027-01-15 09:00", "exact"),
+    ("el primero de enero", "2027-01-01 09:00", "exact"),
+    ("el 1 de enero", "2027-01-01 09:00", "exact"),
     ("15 de enero a las 12:30", "2027-01-15 12:30", "exact"),
     ("el día 10", "2026-12-10 09:00", "exact"),
     ("el lunes 7 a las 10:30", "2026-12-07 10:30", "exact"),  # a weekday and its date
@@ -75,6 +79,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("a las doce", "2026-12-04 12:00", "exact"),  # today's noon is now: tomorrow
     ("mañana a la una", "2026-12-04 13:00", "exact"),
     ("a las 21", "2026-12-03 21:00", "exact"),
+    ("a las 17 horas", "2026-12-03 17:00", "exact"),
+    ("en 2h", "2026-12-03 14:00", "exact"),  # a duration, not 2 o'clock
     # minutes
     ("a las 5 y media", "2026-12-03 17:30", "exact"),
     ("a las cinco y media", "2026-12-03 17:30", "exact"),
@@ -86,6 +92,8 @@ TABLE: list[tuple[str, str | None, str]] = [
     ("mañana a las 10 y 20", "2026-12-04 10:20", "exact"),
     ("a la una y media", "2026-12-03 13:30", "exact"),
     ("mañana 17:30", "2026-12-04 17:30", "exact"),
+    ("mañana a las 10.30", "2026-12-04 10:30", "exact"),
+    ("mañana 10:30h", "2026-12-04 10:30", "exact"),
     ("mañana a las 17h", "2026-12-04 17:00", "exact"),
     ("a las 10h30", "2026-12-04 10:30", "exact"),
     # morning / afternoon said with the hour
@@ -200,3 +208,15 @@ def test_spanish_costs_about_what_english_does() -> None:
                    "en 2 horas", "a las 4 menos cuarto"], "es-ES")
     en = per_call(phrases_en, "en-GB")
     assert es < 3 * en + 100e-6, (es, en)
+
+
+def test_the_reader_words_spanish_relies_on() -> None:
+    # two readings the English grammar gained for Spanish, right in English too
+    def en(text: str) -> str | None:
+        return _fmt(cuando(text, language="en-GB").value)
+
+    assert en("tuesday next week") == "2026-12-08 09:00"  # that day of next week (was: Monday)
+    assert en("next week on tuesday afternoon") == "2026-12-08 14:00"
+    assert en("next week") == "2026-12-07 09:00"
+    assert en("upcoming thursday at 5pm") == "2026-12-10 17:00"  # said on a Thursday: next week's
+    assert en("upcoming tuesday") == "2026-12-08 09:00"

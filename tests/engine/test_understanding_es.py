@@ -114,3 +114,13 @@ async def test_a_negated_intent_does_not_fire() -> None:
     assert chat.var("servicio") == "corte"
     said = await chat.say("Ana", "quiero hablar con una persona")
     assert said == ["Le paso con una persona."]
+
+
+async def test_a_spanish_name_correction_at_a_later_question() -> None:
+    chat = Chat()
+    await chat.send(kind="start")
+    await chat.say("corte", "Luis")
+    await chat.say("perdón, me llamo Ana")
+    assert chat.var("nombre") == "Ana" and chat.session.state == "personas"
+    await chat.say("3", "el viernes a las 10", "en realidad el lunes a las 10")
+    assert chat.var("cuando") == "2026-12-07T10:00:00+01:00" and chat.session.state == "seguro"

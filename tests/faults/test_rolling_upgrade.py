@@ -43,6 +43,23 @@ from orchestrator.stores.codecs import parse_session_value, unpack_turn
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
 PREVIOUS_RELEASE = "41b83cd"  # the last release: the code a rolling upgrade runs beside this one
 WA_PHONE_ID = "106540352242922"
+NUDGE_NUMBER = "+15555550166"  # routed to nudge: a 1 s no-reply timer, one reminder
+NUDGE_FLOW = """\
+flow: nudge
+start: a
+settings: {no_reply_timeout: 1s, max_retries: 1}
+states:
+  a:
+    ask: "What's your name?"
+    input: name
+    save: who
+    next: b
+    on: {fail: b}
+  b:
+    say: "Thanks"
+    end: done
+"""
+ROUTES = f"{ECHO_NUMBER}=echo_loop,{NUDGE_NUMBER}=nudge"
 
 
 def previous_release(into: Path) -> Path:
@@ -68,9 +85,10 @@ def old_and_new(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clus
     tree = previous_release(work)
     with RedisServer() as rs, FakeGraph() as graph, FakeTwilio() as twilio:
         c = Cluster(rs, graph, twilio, work)
+        (c.flows / "nudge.yaml").write_text(NUDGE_FLOW)
         try:
-            new = c.spawn()
-            env = c.env()
+            new = c.spawn(ORCHESTRATOR_ROUTES=ROUTES)
+            env = c.env(ORCHESTRATOR_ROUTES=ROUTES)
             # the old tree's packages win over the installed (current) ones: it runs from its folder
             where = subprocess.run([PYTHON, "-c", "import orchestrator, channels; print(orchestrator.__file__)"],
                                    cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
@@ -148,3 +166,46 @@ def test_previous_release_beside_this_one_whatsapp_outbox_sends_each_message_onc
     expected = [t.replace("control", "") for t in sent_texts(c, control)]
     assert sent_texts(c, user) == expected, json.dumps([sent_texts(c, user), expected], indent=1)
     assert heard(c, f"{WA_PHONE_ID}:+{user}") == script
+
+
+def test_previous_release_beside_this_one_concurrent_turns_of_one_conversation_share_its_lock(
+    old_and_new: tuple[Cluster, ServerProcess, ServerProcess],
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    c, old, new = old_and_new
+    contact = "+15555552003"
+    assert post(old, signed_sms("hi", "SM-lock-00", contact, to=ECHO_NUMBER)).status_code == 200
+    said = [f"c{i}" for i in range(12)]
+
+    def send(i: int) -> httpx.Response:  # half to each release, all at once: one lock between them
+        return post(old if i % 2 else new, signed_sms(said[i], f"SM-lock-{i + 1:02d}", contact, to=ECHO_NUMBER))
+
+    with ThreadPoolExecutor(len(said)) as pool:
+        answers = list(pool.map(send, range(len(said))))
+    assert [a.status_code for a in answers] == [200] * len(said), [a.content for a in answers]
+    sid = f"{ECHO_NUMBER}:{contact}"
+    got = heard(c, sid)
+    assert got[0] == "hi" and sorted(got[1:]) == sorted(said), got  # each turn once, none lost
+    assert stored_session(c, sid).turns == 1 + len(said)
+
+
+def test_previous_release_beside_this_one_each_no_reply_timer_fires_once(
+    old_and_new: tuple[Cluster, ServerProcess, ServerProcess],
+) -> None:
+    c, old, new = old_and_new
+    contacts = {"+15555552011": old, "+15555552012": new}  # armed by each release, polled by both
+    for i, (contact, server) in enumerate(contacts.items()):
+        answer = post(server, signed_sms("hi", f"SM-timer-{i}", contact, to=NUDGE_NUMBER))
+        assert answer.status_code == 200 and b"name" in answer.content, answer.content
+
+    def reminders(contact: str) -> list[Any]:
+        return [m for m in c.twilio.messages() if m.get("To") == [contact]]
+
+    deadline = time.monotonic() + 10
+    while any(not reminders(x) for x in contacts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(3.0)  # the other release's poller, the second timeout: no second reminder
+    for contact in contacts:
+        assert len(reminders(contact)) == 1, (contact, reminders(contact))
+        assert stored_session(c, f"{NUDGE_NUMBER}:{contact}").status == "ended"

@@ -719,3 +719,27 @@ states:
         ("calendar.find_slots has no argument 'cuont'", 6, 54),
     ]
     assert "around" in (found[0].hint or "") and found[1].hint == "did you mean 'count'?"
+
+
+@pytest.mark.parametrize(("staff", "arg", "message"), [
+    ("", "ana", "state 'find' books with staff 'ana', but the flow declares no staff"),
+    (", staff: {ana: {name: Ana}, luis: {}}", "anna", "'anna' is not one of settings.staff"),
+])
+def test_a_staff_argument_names_one_of_settings_staff(staff: str, arg: str, message: str) -> None:
+    text = f"""\
+flow: demo
+start: find
+settings: {{timezone: UTC{staff}}}
+states:
+  find:
+    call: calendar.find_slots
+    args: {{around: "2026-12-03T10:00", staff: {arg}}}
+    save: slots
+    on: {{ok: b, empty: b, error: b}}
+  b: {{say: bye, end: done}}
+"""
+    found = problems(text, default_connectors())
+    assert [d.message for d in found] == [message] and found[0].line == 7
+    ok = text.replace(f"staff: {arg}}}", "staff: any}") if staff else None
+    if ok:
+        assert problems(ok, default_connectors()) == []

@@ -256,3 +256,27 @@ async def test_google_calendar_failure_during_erasure_raises(
     fake.faults = [Fault("PATCH", "/calendars", 403, "forbidden")]
     with pytest.raises(GoogleCalendarError, match="erase_contact"):
         await google.erase_contact(ANN, ERASE)
+
+
+async def test_the_owners_personal_calendar_blocks_times_and_is_never_booked_into(
+    fake: FakeGoogleCalendar, creds_file: str, ctx_factory: CtxFactory,
+) -> None:
+    """GOOGLE_BUSY_CALENDAR_IDS: a dentist's own calendar (school run 10:00-11:00) is checked with
+    the clinic's in one freebusy query; a slot busy there is neither offered nor booked."""
+    own = "dr.ruiz@example.com"
+    google = calendar_from_env({"GOOGLE_APPLICATION_CREDENTIALS": creds_file, "GOOGLE_CALENDAR_ID": CAL,
+                                "GOOGLE_API_BASE": fake.base, "GOOGLE_BUSY_CALENDAR_IDS": f" {own} ,"},
+                               retry_base_seconds=0.01)
+    assert isinstance(google, GoogleCalendar) and google.busy_calendar_ids == (own,)
+    fake.add_event(own, "2026-11-26T10:00:00-05:00", "2026-11-26T11:00:00-05:00", summary="School run")
+    result = await google.find_slots(FindSlotsArgs(around="2026-11-26T10:00:00-05:00"), ctx_factory())
+    labels = [s["label"] for s in result.value]
+    assert labels == ["Thu 26 Nov, 11:00 AM", "Thu 26 Nov, 11:30 AM", "Thu 26 Nov, 12:00 PM"]
+    assert fake.count("POST", "/freeBusy") == 1  # one query for both calendars
+    taken = await google.book(BookArgs(slot=SLOT), ctx_factory())
+    assert taken.outcome == "conflict"  # SLOT is 10:00: busy in the personal calendar
+    assert fake.events(own) and all(e["summary"] == "School run" for e in fake.events(own))
+    assert fake.events(CAL) == []
+    fake.unknown_calendars.add(own)  # not shared with the service account: say so, offer nothing
+    failed = await google.find_slots(FindSlotsArgs(around="2026-11-27T10:00:00-05:00"), ctx_factory())
+    assert failed.outcome == "error" and own in (failed.detail or "") and "share it" in (failed.detail or "")

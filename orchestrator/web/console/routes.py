@@ -274,6 +274,7 @@ async def _conversation(runtime: Any, settings: AppSettings, ref: str) -> dict[s
             "lines": [_line(line, record.channels) for line in detail.transcript
                       if line.text or line.dir not in ("in", "out")],
             "states": detail.states, "live_state": detail.live_state if record.status == "active" else None,
+            "language": detail.language,
             "summary": redact_phone(str(summary.get("text") or "")), "recordings": _recordings(summary)}
 
 
