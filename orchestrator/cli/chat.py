@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from orchestrator.engine.compiler import CompiledFlow, compile_flow
 from orchestrator.engine.keywords import keyword_kind
@@ -150,6 +151,7 @@ class Reply:
     lines: list[str] = field(default_factory=list)  # what the contact sees (or hears)
     staff: list[Outbound] = field(default_factory=list)  # what staff get (notify.staff_messages)
     sent: list[str] = field(default_factory=list)  # what `message.send` queued: "<channel>: <text>"
+    reminders: list[str] = field(default_factory=list)  # reminders a booking scheduled: "<flow> at <local time>"
     untold: str | None = None  # an outcome staff act on, with no settings.staff_notify to tell
     ended: bool = False
     keyword: str | None = None  # opt_out | opt_in | help: a carrier keyword, answered before any turn
@@ -204,6 +206,9 @@ class Conversation:
         reply = Reply(ended=result.ended, staff=staff_messages(self.compiled, result))
         reply.sent = [f"{m.via}: {m.text}" + (f" (to {m.target})" if m.target else "")
                       for m in result.messages if m.kind == "send"]
+        zone = ZoneInfo(self.compiled.settings.timezone)
+        reply.reminders = [f"{r.flow} by {r.channel} at {datetime.fromtimestamp(r.due, zone):%a %d %b %H:%M}"
+                           for r in result.reminders]
         for message in contact_messages(result.messages):
             if message.kind == "ask":
                 self.ask = message
@@ -235,6 +240,8 @@ async def run_chat(
             stdout.write(f"bot> (to staff {message.target}: {message.text})\n")
         for sent in reply.sent:
             stdout.write(f"bot> (sent by {sent})\n")
+        for reminder in reply.reminders:
+            stdout.write(f"[reminder scheduled: {reminder}]\n")
         if reply.untold:
             stdout.write(f"[staff not told of {reply.untold}: set settings.staff_notify]\n")
         stdout.flush()

@@ -215,3 +215,19 @@ def test_output_into_a_closed_pipe_ends_quietly(args: list[str], tmp_path: Path)
         os.close(write_end)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_chat_says_when_a_booking_scheduled_its_reminder() -> None:
+    """The dental flow's `settings.reminders`: a visit on Monday 10:00 booked on Wednesday gets
+    its reminder on Sunday at 10:00, and chat says so (a visit tomorrow gets none)."""
+
+    def run(when: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli.main", "chat", str(FLOWS_DIR / "dental_booking.yaml"),
+             "--channel", "sms", "--now", "2026-11-25T12:00-05:00"],
+            input=f"1\nAlex Morgan\ncleaning\n{when}\n1\n", capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "ORCHESTRATOR_CALENDAR_DB": "", "HOME": "/tmp"},
+        ).stdout
+
+    assert "[reminder scheduled: appointment_reminder by sms at Sun 29 Nov 10:00]" in run("monday at 10am")
+    assert "[reminder scheduled" not in run("tomorrow at 10am")
