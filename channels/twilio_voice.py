@@ -109,13 +109,13 @@ class TwilioVoiceChannel(ChannelAdapter):
             self._client = rest_client(self.account_sid, self._auth_token, self.api_base)
         return self._client
 
-    async def place_call(self, to: Address, flow_id: str, ctx: ReplyContext) -> str:
+    async def place_call(self, to: Address, flow_id: str, ctx: ReplyContext, ref: str = "") -> str:
         """An outbound call (`POST /api/conversations` with `channel: voice`): Twilio's Calls API
         with answering machine detection (`DetectMessageEnd`: a voicemail is answered after its
         beep, so `leave_message` is heard); the flow starts at the call's webhook, told which
         flow by `?flow=`. The call's Sid."""
         base = ctx.public_url or self.public_url
-        url = action_url(base, BASE, flow=quote(flow_id, safe=""))
+        url = action_url(base, BASE, flow=quote(flow_id, safe=""), **({"o": ref} if ref else {}))
 
         def create() -> str:
             call = self._rest().calls.create(to=to.contact, from_=to.business, url=url, method="POST",
@@ -243,6 +243,7 @@ class TwilioVoiceChannel(ChannelAdapter):
         flow = request.query.get("flow") if not inbound_dir else None
         if flow:
             start[0].flow_id = flow
+            start[0].start_ref = request.query.get("o") or None
         return start
 
     # ---- outbound ---------------------------------------------------------------------------

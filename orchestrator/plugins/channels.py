@@ -89,6 +89,7 @@ class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     route_key: str | None = None  # picks the flow (the number called, phone-number id)
     send_key: str | None = None  # status: the part key (`part_key`) the send carried, when it comes back
     flow_id: str | None = None  # event: start this flow (an outbound call placed for it), not the routed one
+    start_ref: str | None = None  # event: the placed call's reference (its start's vars are kept under it)
     wait_round: int = 0  # continue: how many times this wait was redirected (message_id: the awaited turn's id)
 
 

@@ -77,6 +77,8 @@ OPT_IN_TEXT = catalogue()["opt_in"]
 HELP_TEXT = catalogue()["help"]
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
+OUTBOUND_CALL_KEY = "voice-out:"  # side hash of a placed call's start vars, until it is answered
+OUTBOUND_CALL_TTL_SECONDS = 3600
 _session_decoder = msgspec.msgpack.Decoder(Session)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -226,6 +228,9 @@ class Runtime:
         with correlation(inbound.event.provider_id or None):
             req = TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
                               route_key=inbound.route_key, flow_id=inbound.flow_id)
+            if inbound.start_ref and inbound.flow_id:  # an outbound call answered: the vars it was placed with
+                kept = (await self.store.side.hgetall(f"{OUTBOUND_CALL_KEY}{inbound.start_ref}")).get("vars")
+                req.vars = msgspec.msgpack.decode(kept) if kept else None
             if inbound.event.channel == "voice" and inbound.event.kind != "hangup":
                 if inbound.event.kind == "dial" and inbound.message_id:  # a warm transfer: was it accepted?
                     req.event = await self.voice.transfer_outcome(inbound.event, inbound.message_id)
@@ -557,7 +562,11 @@ class Runtime:
         place_call = getattr(adapter, "place_call", None)
         if place_call is not None:  # voice: the flow starts when the call is answered (its webhook)
             await self.catalog.latest(flow_id)  # NoRoute when the flow is not loaded
-            await place_call(address, flow_id, self._context(None, sid))
+            ref = secrets.token_hex(8)
+            if vars:  # kept for the answered call's first turn (the call's URL names `ref` only)
+                await self.store.side.hset(f"{OUTBOUND_CALL_KEY}{ref}", {"vars": _encoder.encode(vars)},
+                                           ttl_seconds=OUTBOUND_CALL_TTL_SECONDS)
+            await place_call(address, flow_id, self._context(None, sid), ref)
             return TurnReply(session_id=sid)
         event = Event(kind="start", channel=adapter.capabilities.idiom,
                       provider_id=delivery_id or f"outbound:{uuid.uuid4().hex[:16]}")
