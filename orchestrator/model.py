@@ -26,6 +26,8 @@ EventKind = Literal[
     "dial",  # a <Dial> handoff ended: text = DialCallStatus (completed, no-answer, busy...)
     "reaction",
     "undelivered",  # a message to the contact could not be delivered: text = provider error code or ""
+    "call_recording",  # the whole call's recording is ready (settings.recording): recording_url, duration
+    "transcription",  # a recording's transcription arrived: text, recording_url (the recording it is of)
 ]
 
 
@@ -57,6 +59,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     recording_url: str | None = None
     duration_seconds: float | None = None
     profile_name: str | None = None  # WhatsApp profile name, caller name
+    machine: bool = False  # voice start: Twilio's answering machine detection heard a machine (AnsweredBy)
 
 
 class OutChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -95,6 +98,7 @@ class Outbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_seconds: float | None = None
     language: str | None = None
     voice: str | None = None
+    whisper: bool = False  # voice handoff: the person answering hears `_whisper` and presses 1 to accept
     via: str | None = None  # send: the channel idiom it goes out on
     template: str | None = None  # send: the WhatsApp template outside the 24 h window
 

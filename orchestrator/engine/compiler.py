@@ -104,6 +104,7 @@ class CompiledState:
     confirms: bool = False  # ask: `confirm:` reads the value back before going on
     confirm: Prompt | None = None  # ask: the read-back template (`confirm: "..."`), else the built-in words
     branches: bool = False  # ask: some choice has its own route (the path ahead depends on the answer)
+    notice: Prompt | None = None  # record: the recording notice said before the prompt
 
 
 @dataclass(slots=True)
@@ -138,6 +139,7 @@ class CompiledFlow:
     answers: dict[str, Prompt] = field(default_factory=dict)  # `answers:` name -> its reply
     answer_matcher: IntentMatcher | None = None  # the answers' phrases (negation-aware, like intents)
     filename: str = "<flow>"
+    machine_message: Prompt | None = None  # voice: said to a voicemail (settings.on_machine: leave_message)
     # SPEC §9: the language these texts are in (a key of settings.languages, else the tag),
     # the engine's own words in it, and the flow compiled in each other declared language
     language: str = "en-US"
@@ -313,7 +315,8 @@ def _routes(
     if isinstance(state, schema.CallState) and "ok" not in routes and nxt:
         routes["ok"] = nxt
     if defaults is not None:  # the flow's defaults, for what the state does not route itself
-        wanted = {"fail": defaults.fail, "timeout": defaults.timeout} if isinstance(state, schema.AskState) else (
+        wanted = {"fail": defaults.fail, "timeout": defaults.timeout, "stuck": defaults.stuck} \
+            if isinstance(state, schema.AskState) else (
             {"error": defaults.error} if isinstance(state, schema.CallState) else {})
         for key, target in wanted.items():
             if target:
@@ -373,7 +376,8 @@ def _compile_state(
     if isinstance(state, schema.CallState):
         return CompiledState(
             name, "call", state, routes, empty, empty, args=engine.compile_args(state.args),
-            action=state.call, timeout_seconds=schema.parse_duration(state.timeout), save=state.save,
+            action=state.call, save=state.save,
+            timeout_seconds=min(schema.parse_duration(state.timeout), schema.MAX_CALL_TIMEOUT_SECONDS),
         )
     if isinstance(state, schema.BranchState):
         cases: list[tuple[Expression | None, str]] = [
@@ -385,11 +389,14 @@ def _compile_state(
         return CompiledState(
             name, "handoff", state, routes, _texts(engine, state.say, state, "say", "handoff"), empty,
             target=compile_text(engine, state.handoff), end=state.end,
+            max_seconds=schema.parse_duration(state.timeout) if state.timeout else 0.0,
         )
     if isinstance(state, schema.RecordState):
         return CompiledState(
             name, "record", state, routes, _texts(engine, state.record, state, "record"), empty,
             max_seconds=schema.parse_duration(state.max_length), save=state.save, end=state.end, waits=True,
+            notice=None if not state.notice else compile_text(
+                engine, schema.plain(flow.settings.consent_notice if state.notice is True else state.notice)),
         )
     assert isinstance(state, schema.EndState)
     return CompiledState(name, "end", state, routes, _texts(engine, state.say, state, "say"), empty, end=state.end)
@@ -490,6 +497,7 @@ def _compile_language(
         filename=where, language=language or tag, words=words,
         english_formats=Formats(settings.timezone, "en-US") if words.language != "en" else None,
         voice=voice if base is not None and voice != base.settings.voice else None,
+        machine_message=compile_text(engine, schema.plain(settings.machine_message)),
     )
 
 

@@ -142,8 +142,9 @@ def readable(value: Any, spec: FieldSpec | None, filters: Mapping[str, Callable[
         if kind == "phone" and isinstance(value, str):
             return str(filters["phone"](value))
         if isinstance(value, Mapping):
-            if value.get("url"):  # a recording (the record state's value)
-                return str(value["url"])
+            if value.get("url"):  # a recording (the record state's value), with Twilio's transcription once it came
+                heard = value.get("transcription")
+                return f"{value['url']} (\"{heard}\")" if heard and kind == "record" else str(value["url"])
             if kind == "record" and value.get("transcription"):  # a text "voicemail" (SMS/WhatsApp)
                 return str(value["transcription"])
             if "start" in value and not any(value.get(k) for k in ("label", "title", "name")):
@@ -176,6 +177,9 @@ def fields(plan_: SummaryPlan, variables: Mapping[str, Any]) -> list[dict[str, A
                     "text": readable(value, spec, plan_.filters, plan_.words, plan_.slot_labels)})
     return out
 
+
+
+CALL_RECORDING = "_call_recording"  # the session variable holding the whole call's recording (voice)
 
 
 def recording_url(collected: Sequence[Mapping[str, Any]]) -> str | None:
@@ -230,6 +234,10 @@ def build(
         "turns": session.turns, "duration": round(now - session.started_at, 3),
         "recording": recording_url(collected), "fields": collected,
     }
+    call = variables.get(CALL_RECORDING)
+    if isinstance(call, Mapping) and call.get("url"):
+        summary["call_recording"] = call["url"]
+        summary["recording"] = summary["recording"] or call["url"]
     summary["text"] = text(compiled, summary, ctx)
     return summary
 

@@ -43,9 +43,10 @@ from typing import Any
 import msgspec
 
 from orchestrator.engine import reading as readers
-from orchestrator.engine import reminders, sending
+from orchestrator.engine import reminders, sending, voice_phrases
 from orchestrator.engine.compiler import INTENT_PREFIX, CompiledFlow, CompiledState, Prompt
 from orchestrator.engine.inputs import PREFERENCE_KEYS, Idiom, choice_matcher, hint_in, parse_input
+from orchestrator.engine.summary import CALL_RECORDING
 from orchestrator.engine.summary import build as build_summary
 from orchestrator.errors import FlowRuntimeError
 from orchestrator.flow.templates import Formats
@@ -66,6 +67,10 @@ from orchestrator.understand import Extraction, Understander, ask_of, asks_ahead
 log = logging.getLogger("orchestrator.engine.turn")
 
 VOICE_CHANNELS = frozenset({"voice"})
+# All the connector calls of one turn share this budget (from the turn's start), so a turn
+# with several call states still saves inside the conversation lock (10 s) and answers
+# inside Twilio's 15 s; a call past it takes its `error` route.
+TURN_CALL_BUDGET_SECONDS = 8.5
 TEXT_BACK_CHANNEL = "sms"
 # Events that carry something the contact said or did: they update the session's channel
 # and, after the end, start a new conversation.
@@ -76,7 +81,13 @@ LANGUAGE_TARGET = "sys.language"  # `save: sys.language`: the contact's choice o
 CONTACT_KEY = "_contact"  # session.vars entry: {"name": ..., "known": ...} given at creation
 FILLED_KEY = readers.FILLED_KEY  # session.vars entry: asks ahead already answered, {state: [value, choice]}
 CONFIRM_KEY = readers.CONFIRM_KEY  # session.vars entry: a value waiting for its yes/no read-back
-_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY)
+SILENT_KEY = "_silent"  # session.vars entry (voice): silences in a row at the current ask
+STUCK_KEY = "_stuck"  # session.vars entry (voice): answers in a row that moved the call nowhere
+WHISPER_KEY = "_whisper"  # session.vars entry (voice): the warm transfer's line for the person answering
+SCREENED_KEY = "_screened"  # session.vars entry (voice): the call's first answer was checked for a machine
+CALL_RECORDING_KEY = CALL_RECORDING  # session.vars entry (voice): the whole call's recording {url, duration}
+_ENGINE_KEYS = (CONTACT_KEY, FILLED_KEY, CONFIRM_KEY, SILENT_KEY, STUCK_KEY, CALL_RECORDING_KEY, SCREENED_KEY,
+                WHISPER_KEY)
 _NO_CONTACT: dict[str, Any] = {"name": None, "known": False}
 
 
@@ -147,8 +158,8 @@ def _copy(session: Session) -> Session:
 class _Turn:
     """One turn's working state: the session copy, the messages and transcript produced."""
 
-    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "due_reminders", "engine", "event", "messages", "now",
-                 "session", "steps", "summary", "transcript", "understand_language")
+    __slots__ = ("_ctx", "_dt", "_ending_summary", "compiled", "deadline", "due_reminders", "engine", "event",
+                 "messages", "now", "session", "steps", "summary", "transcript", "understand_language")
 
     def __init__(self, engine: Engine, session: Session, event: Event, now: float) -> None:
         self.engine = engine
@@ -166,6 +177,7 @@ class _Turn:
         self._dt: datetime | None = None
         # the language the contact's messages are read in (dates, numbers, yes/no, names)
         self.understand_language: str = self.compiled.settings.language
+        self.deadline = time.perf_counter() + TURN_CALL_BUDGET_SECONDS
 
     # ------------------------------------------------------------------ dispatch
     async def run(self) -> None:
@@ -180,6 +192,9 @@ class _Turn:
             if not contact.get("name"):
                 s.vars[CONTACT_KEY] = {**contact, "name": ev.profile_name}
         self._log_inbound()
+        if ev.kind in ("call_recording", "transcription"):  # arrives in the call or after it: kept either way
+            self._attach_recording()
+            return
         if s.status == "ended":
             if ev.kind in CONVERSATIONAL:
                 self._restart()
@@ -194,6 +209,9 @@ class _Turn:
         if ev.kind == "start":
             if s.turns > 1:
                 self._restart()
+            if ev.machine and s.channel in VOICE_CHANNELS:  # Twilio's machine detection (outbound call)
+                await self._machine(self.compiled.states[self.compiled.flow.start])
+                return
             await self._begin()
             await self._opening_answer()
             return
@@ -213,9 +231,108 @@ class _Turn:
         elif ev.kind == "recording" or (state.kind == "record" and ev.kind in ANSWERS):
             await self._recorded(state)
         elif state.kind == "ask" and (ev.kind in ANSWERS or ev.kind == "empty"):
-            await self._answer(state)
+            if s.channel in VOICE_CHANNELS:
+                await self._guarded_answer(state)
+            else:
+                await self._answer(state)
         else:
             self.note(f"ignored {ev.kind} event at state {s.state!r}")
+
+    # ------------------------------------------------------------------ voice runaway guards
+    async def _guarded_answer(self, state: CompiledState) -> None:
+        """An answer on a call, with the guards around it: a call past `max_call_seconds`, a
+        second silence in a row, or `max_stuck_turns` answers in a row leaving the call where it
+        was (no state change, nothing saved) take `on.stuck` / `defaults.stuck`, else end politely
+        with a text-back (SPEC §13.30)."""
+        s, settings = self.session, self.compiled.settings
+        if settings.max_call_seconds and self.now - s.started_at >= settings.max_call_seconds:
+            await self._runaway(state, "call_too_long")
+            return
+        if self.event.kind == "speech" and not s.vars.get(SCREENED_KEY):  # the call's first words
+            s.vars[SCREENED_KEY] = True
+            if voice_phrases.sounds_like_machine(self.event.text or "", settings):
+                await self._machine(state)
+                return
+        if self.event.kind == "empty":
+            silent = int(s.vars.get(SILENT_KEY) or 0) + 1
+            if silent >= 2:
+                await self._runaway(state, "silence")
+                return
+            s.vars[SILENT_KEY] = silent
+        else:
+            s.vars.pop(SILENT_KEY, None)
+        messages, transcript = len(self.messages), len(self.transcript)
+        reading = (s.vars.get(CONFIRM_KEY), s.vars.get(FILLED_KEY))  # a read-back or a fill is progress too
+        await self._answer(state)
+        moved = s.status != "active" or s.state != state.name or any(
+            e.dir == "var" and not e.text.startswith("_") for e in self.transcript[transcript:]
+        ) or reading != (s.vars.get(CONFIRM_KEY), s.vars.get(FILLED_KEY))
+        if moved:
+            s.vars.pop(STUCK_KEY, None)
+            if s.state != state.name:
+                s.vars.pop(SILENT_KEY, None)
+            return
+        stuck = int(s.vars.get(STUCK_KEY) or 0) + 1
+        if settings.max_stuck_turns and stuck >= settings.max_stuck_turns:
+            del self.messages[messages:]  # the question is not asked a fourth time
+            del self.transcript[transcript:]
+            await self._runaway(state, "stuck")
+            return
+        s.vars[STUCK_KEY] = stuck
+
+    async def _machine(self, state: CompiledState) -> None:
+        """A voicemail greeting or a call-screening assistant answered, not a person: the state's
+        `on: {machine: ...}`, else `settings.on_machine` (text_back, hang_up, leave_message)."""
+        s, settings = self.session, self.compiled.settings
+        self.note("answered by a machine (voicemail or call screening)")
+        if "machine" in state.routes:
+            await self._enter(self._route(state, "machine"))
+            return
+        if settings.on_machine == "leave_message" and self.compiled.machine_message is not None:
+            self.finish("machine", self._render(self.compiled.machine_message, "machine_message"))
+            return
+        if settings.on_machine == "text_back" and s.contact:
+            self._emit(Outbound(kind="notify", text=self.compiled.words["voice_machine_text_back"],
+                                state=state.name, target=s.contact))
+        self.finish("machine")
+
+    async def _runaway(self, state: CompiledState, why: str) -> None:
+        s = self.session
+        s.vars.pop(SILENT_KEY, None)
+        s.vars.pop(STUCK_KEY, None)
+        self.note(f"call going nowhere ({why})")
+        if "stuck" in state.routes:
+            await self._enter(self._route(state, "stuck"))
+            return
+        if s.contact:  # carried on by text: the contact's own number, through the staff path (SMS)
+            self._emit(Outbound(kind="notify", text=self.compiled.words["voice_text_back"],
+                                state=state.name, target=s.contact))
+        self.finish(why, self.compiled.words[f"voice_end_{why}"])
+
+    def _attach_recording(self) -> None:
+        """The whole call's recording, or a recording's transcription, arrived (Twilio callbacks,
+        usually after the hang-up): kept with the conversation (`_call_recording`, or the saved
+        recording's `transcription`), in the summary, and sent to `staff_notify`."""
+        ev, s, settings = self.event, self.session, self.compiled.settings
+        who = (s.vars.get(CONTACT_KEY) or {}).get("name") or s.contact
+        if ev.kind == "call_recording":
+            if not ev.recording_url:
+                return
+            self._save(CALL_RECORDING_KEY, {"url": ev.recording_url, "duration": ev.duration_seconds})
+            note = f"Recording of the call with {who}: {ev.recording_url}"
+        else:
+            found = [(k, v) for k, v in s.vars.items()
+                     if isinstance(v, Mapping) and v.get("url") and v.get("url") == ev.recording_url]
+            if not found or not ev.text:
+                self.note("transcription of an unknown recording ignored")
+                return
+            for key, value in found:
+                self._save(key, {**value, "transcription": ev.text})
+            note = f"Transcription of the message from {who}: {ev.text}"
+        if settings.staff_notify:
+            self._emit(Outbound(kind="notify", text=note, state=s.state, target=settings.staff_notify))
+        if s.status == "ended":  # the conversation's record and summary carry it now
+            self.summary = self._summary()
 
     def _restart(self) -> None:
         """A new conversation in the same session: same id, contact and version, fresh data."""
@@ -324,6 +441,8 @@ class _Turn:
             elif kind == "handoff":
                 next_name = self._handoff(state)
             elif kind == "record":
+                if state.notice is not None and s.channel in VOICE_CHANNELS:  # the consent notice first (§13.20)
+                    self._emit(Outbound(kind="say", text=self._render(state.notice, name), state=name))
                 self._emit(Outbound(kind="record", text=self._text(state), state=name,
                                     max_seconds=state.max_seconds))
                 return
@@ -407,23 +526,24 @@ class _Turn:
         """A `*.book` reached again after a correction moves the booking already made (its
         `reschedule`, else `cancel` then `book`): a customer never ends up booked twice."""
         connectors, action = self.engine.connectors, state.action
+        timeout = max(0.0, min(state.timeout_seconds, self.deadline - time.perf_counter()))
         made = self.session.vars.get(state.save) if state.save and action.endswith(".book") else None
         if not isinstance(made, Mapping) or not made.get("id") or not isinstance(args, dict):
-            return await connectors.call(action, args, ctx, state.timeout_seconds)
+            return await connectors.call(action, args, ctx, timeout)
         prefix = action.rsplit(".", 1)[0]
         if connectors.has_action(f"{prefix}.reschedule"):
             self.note(f"moving booking {made['id']} ({prefix}.reschedule)")
             return await connectors.call(f"{prefix}.reschedule", {"booking_id": made["id"], "slot": args.get("slot")},
-                                         ctx, state.timeout_seconds)
+                                         ctx, timeout)
         if connectors.has_action(f"{prefix}.cancel"):
             cancelled = await connectors.call(f"{prefix}.cancel", {"booking_id": made["id"]}, ctx,
-                                              state.timeout_seconds)
+                                              timeout)
             if cancelled.outcome not in ("ok", "empty"):
                 return cancelled
             self.note(f"cancelled booking {made['id']} before booking the corrected slot")
         else:
             self.note(f"booking {made['id']} cannot be moved ({prefix} has no reschedule or cancel): booking again")
-        return await connectors.call(action, args, ctx, state.timeout_seconds)
+        return await connectors.call(action, args, ctx, timeout)
 
     def _relabelled(self, value: Any, english: Formats) -> Any:
         """Slots and bookings a connector labelled the built-in English way ("Thu 3 Dec, 10:00 AM")
@@ -458,7 +578,11 @@ class _Turn:
         s = self.session
         assert state.target is not None
         target = self._render(state.target, state.name)
-        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target))
+        whisper = s.channel in VOICE_CHANNELS and getattr(state.spec, "whisper", True)
+        if whisper:  # a warm transfer: the line the person answering hears
+            s.vars[WHISPER_KEY] = self._whisper_line()
+        self._emit(Outbound(kind="handoff", text=self._text(state), state=state.name, target=target,
+                            max_seconds=state.max_seconds or None, whisper=whisper))
         if s.channel in VOICE_CHANNELS:
             if "no_answer" in state.routes:
                 return None  # the call is being transferred: wait for the `dial` event
@@ -471,6 +595,14 @@ class _Turn:
                 text = self._staff_text()
             self._emit(Outbound(kind="notify", text=text, state=state.name, target=staff))
         return self._after_handoff(state)
+
+    def _whisper_line(self) -> str:
+        summary = self._summary()
+        settings = self.compiled.settings
+        who = summary.get("name") or self.compiled.summary.filters["phone"](self.session.contact) or "a caller"
+        about = summary.get("reason") or next(
+            (f["text"] for f in summary.get("fields") or () if f["text"] != summary.get("name")), None)
+        return voice_phrases.whisper(settings, str(who), str(about) if about else None)
 
     def _after_handoff(self, state: CompiledState) -> str | None:
         if state.end or "next" not in state.routes:

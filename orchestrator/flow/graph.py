@@ -63,13 +63,13 @@ def intent_edges(flow: schema.Flow) -> list[Edge]:
 
 
 def default_edges(flow: schema.Flow) -> list[Edge]:
-    """`defaults: {fail, timeout, error}` as edges from every state that does not route them."""
+    """`defaults: {fail, timeout, stuck, error}` as edges from every state that does not route them."""
     d = flow.defaults
     edges: list[Edge] = []
     for name, state in flow.states.items():
         on = getattr(state, "on", None) or {}
         if isinstance(state, schema.AskState):
-            wanted = [("fail", d.fail), ("timeout", d.timeout)]
+            wanted = [("fail", d.fail), ("timeout", d.timeout), ("stuck", d.stuck)]
         elif isinstance(state, schema.CallState):
             wanted = [("error", d.error)]
         else:

@@ -119,6 +119,22 @@ DESCRIPTIONS: dict[str, str] = {
     "Settings.fill_ahead": "One message fills every ask ahead on the path whose value it holds "
                            "unambiguously (\"this is Maria, a cleaning tomorrow at 10\"); false: one answer per "
                            "question.",
+    # voice guards (#20)
+    "Settings.voice_filler_after": "Voice: a turn that has not answered by then (default 800ms; e.g. a slow "
+                                   "connector) says a short filler and continues: the caller never waits in "
+                                   "silence.",
+    "Settings.voice_filler": "Voice: the words of that filler; default per language and connector (\"One "
+                             "moment while I check the calendar.\").",
+    "Settings.recording_notice": "false: a record state may record with no notice before it (its prompt tells "
+                                 "the caller); true (default): validate refuses that.",
+    "Settings.on_machine": "Voice: a call answered by voicemail or a call-screening assistant, where the state "
+                           "has no on.machine: text_back (default: hang up, text the contact), hang_up, or "
+                           "leave_message (say machine_message, hang up).",
+    "Settings.machine_message": "Voice: what on_machine: leave_message says to a voicemail (a template).",
+    "Settings.max_call_seconds": "Voice: a call this long (default 600) ends politely with a text-back, or "
+                                 "takes defaults.stuck; 0: no cap.",
+    "Settings.max_stuck_turns": "Voice: answers in a row that move the call nowhere (default 3) before the "
+                                "same polite end or defaults.stuck; 0: no cap.",
     "Settings.max_auto_steps": "States one turn may enter without waiting for the contact before the "
                                "conversation ends with error: a loop guard (default 50).",
     "Settings.summary": "A template for the text of the conversation's summary (the staff message, "
@@ -142,6 +158,9 @@ DESCRIPTIONS: dict[str, str] = {
                       "that has no on.error.",
     "Defaults.limit": "State a new conversation starts at when its business is past limits.conversations_per_day "
                       "(many businesses); unset: a polite refusal.",
+    "Defaults.stuck": "Voice: state for a call going nowhere (a second silence in a row, max_stuck_turns "
+                      "answers without progress, max_call_seconds) at an ask without on.stuck. Unset: a polite "
+                      "end and a text-back.",
     # -- Intent
     "Answer.match": "Words or phrases of a question that this answer replies to (\"open\", \"address\").",
     "Answer.say": "The reply (a template); the question being asked is repeated after it.",
@@ -218,12 +237,17 @@ DESCRIPTIONS: dict[str, str] = {
     "HandoffState.handoff": "The staff number (a template): voice dials it; on SMS/WhatsApp staff are told "
                             "(settings.staff_notify, else this number).",
     "HandoffState.say": "Told to the contact first.",
+    "HandoffState.timeout": "Voice: how long the staff phone rings before on.no_answer (default 20s).",
+    "HandoffState.whisper": "Voice: the person answering hears who is calling and why and presses 1 to take the "
+                            "call (default true); false: connected as soon as answered.",
     "HandoffState.next": "The state after the handoff (voice with on.no_answer: after the transfer was answered).",
     "HandoffState.on": "Routes: no_answer (voice: nobody picked up the transfer), undelivered (messaging: the "
                        "message could not be delivered).",
     "HandoffState.end": "The outcome when the handoff ends the conversation (default handed_off).",
     # -- record
     "RecordState.record": "The prompt before the beep (a template).",
+    "RecordState.notice": "Voice: said before the prompt: true says settings.consent_notice, a string (a "
+                          "template) says itself.",
     "RecordState.save": "The variable the recording is saved in: {url, duration, transcription}.",
     "RecordState.max_length": "The longest recording (default 2m).",
     "RecordState.next": "The state after the recording.",

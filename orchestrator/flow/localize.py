@@ -23,7 +23,7 @@ from orchestrator.flow import schema
 # Struct -> its text fields. A new text key of the flow language is added here, nowhere else.
 TEXT_FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     schema.Settings: ("consent_notice", "voice", "reminder", "help_text", "summary", "whatsapp_template",
-                      "whatsapp_template_language"),
+                      "whatsapp_template_language", "voice_filler", "machine_message"),
     schema.Choice: ("label", "match", "description"),
     schema.Intent: ("match",),
     schema.Answer: ("say", "match"),
@@ -32,7 +32,7 @@ TEXT_FIELDS: dict[type[msgspec.Struct], tuple[str, ...]] = {
     schema.AskState: ("ask", "label", "reprompt", "confirm"),
     schema.CallState: ("label",),
     schema.HandoffState: ("say",),
-    schema.RecordState: ("record", "label"),
+    schema.RecordState: ("record", "label", "notice"),
     schema.EndState: ("say",),
 }
 _OVERRIDES = schema.CHANNELS

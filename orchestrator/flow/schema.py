@@ -34,6 +34,10 @@ Words = list[str] | dict[str, list[str]]  # `match:` phrases, likewise per langu
 Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]+$")]
 Duration = Annotated[str, msgspec.Meta(pattern=r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$")]
 
+# A connector step is bounded well inside Twilio's 15 s webhook timeout and the conversation
+# lock (ORCHESTRATOR_LOCK_TTL_SECONDS, 10 s): `validate` refuses a `timeout:` above it.
+MAX_CALL_TIMEOUT_SECONDS = 8.0
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -113,6 +117,15 @@ class Settings(Base):
     summary: Text | None = None  # template of the staff summary text (context: prompts' + summary, fields)
     max_auto_steps: int = 50  # automatic states in one turn before a loop error
     fill_ahead: bool = True  # one message fills every ask ahead whose value it holds (SPEC §8)
+    # ---- voice guards (#20) ----
+    voice_filler_after: Duration = "800ms"  # a slower voice turn says a filler and continues by <Redirect>
+    voice_filler: Text | None = None  # the filler's words; unset: the catalogue's per connector
+    max_call_seconds: int = 600  # voice: a call this long ends politely (defaults.stuck) with a text-back; 0: no cap
+    max_stuck_turns: int = 3  # voice: turns in a row without progress before the same; 0: no cap
+    recording_notice: bool = True  # false: the owner knowingly records (`record`) without a notice before it
+    # voice: a call answered by voicemail or a call-screening assistant (no `on: {machine: ...}` route)
+    on_machine: Literal["text_back", "hang_up", "leave_message"] = "text_back"
+    machine_message: Text = "Hello, this is {{ flow_title }}. Sorry we missed you. We'll send you a text message."
     reminders: list[ReminderRule] = []  # appointment reminders scheduled by each booking
     staff: dict[str, StaffMember] = {}  # people booked in calendars of their own (calendar.find_slots staff:)
     sending_hours: str = "09:00-20:00"  # proactive messages (reminders) go out only within these local hours
@@ -209,6 +222,8 @@ class HandoffState(StateBase, tag="handoff", kw_only=True):
     next: str | None = None
     on: dict[str, str] = {}  # no_answer (voice <Dial> not answered) | undelivered -> state
     end: str | None = None
+    timeout: Duration | None = None  # voice: how long the staff phone rings (default 20s)
+    whisper: bool = True  # voice: the person answering hears who is calling and why, and presses 1 to accept
 
 
 class RecordState(StateBase, tag="record", kw_only=True):
@@ -216,6 +231,7 @@ class RecordState(StateBase, tag="record", kw_only=True):
     save: str | None = None
     label: Text | None = None  # the recording's name in the staff summary; default: the save name humanised
     max_length: Duration = "2m"
+    notice: bool | Text | None = None  # said before the prompt: true = settings.consent_notice, or a template
     next: str | None = None
     end: str | None = None
     on: dict[str, str] = {}  # undelivered -> state (the prompt could not be delivered)
@@ -240,6 +256,7 @@ class Defaults(Base):
     timeout: str | None = None  # no reply after the reminder (messaging)
     error: str | None = None  # a connector call failed (and empty / conflict when not routed)
     limit: str | None = None  # many businesses: a new conversation past the business's daily limit starts here
+    stuck: str | None = None  # voice: a call going nowhere (silence, no progress, too long) instead of a polite end
 
 
 class Flow(Base):

@@ -63,7 +63,7 @@ LANGUAGE_TARGET = "sys.language"  # `save: sys.language` sets the contact's lang
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
 CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
-ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered")
+ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered", "stuck", "machine")
 YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it
 _DTMF = re.compile(r"^[0-9*#]+$")
 _LANGUAGE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z]{4})?(-([a-zA-Z]{2}|\d{3}))?$")
@@ -124,7 +124,7 @@ class _Checker:
                 if edge.target not in self.states:
                     self.add(edge.path, f"state '{name}' goes to unknown state '{edge.target}'",
                              self.state_hint(edge.target))
-        for key in ("fail", "timeout", "error", "limit"):
+        for key in ("fail", "timeout", "error", "limit", "stuck"):
             target = getattr(self.flow.defaults, key)
             if target is not None and target not in self.states:
                 self.add(f"$.defaults.{key}", f"defaults.{key} goes to unknown state '{target}'",
@@ -144,7 +144,8 @@ class _Checker:
             allowed = [*(state.choices or {}), *ASK_ROUTES, *(YES_NO_ROUTES if state.input == "yes_no" else ())]
             listed = re.compile(rf"^{re.escape(state.choices_from)}_\d+$") if state.choices_from else None
         else:
-            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES if kind == "handoff" else ("undelivered",))
+            allowed = list(CALL_ROUTES if kind == "call" else HANDOFF_ROUTES if kind == "handoff"
+                           else ("undelivered", "machine") if kind == "say" else ("undelivered",))
             listed = None
         for key in on:
             if key in allowed or (listed and listed.match(key)):
@@ -658,6 +659,53 @@ class _Checker:
                 self.add(f"$.settings.closed_dates[{i}]", f"closed date '{text}' is not a date",
                          'write it as YYYY-MM-DD, e.g. "2026-12-25"')
 
+    # -- voice guards (#20) ----------------------------------------------------------------------
+
+    def check_voice(self) -> None:
+        bound = schema.MAX_CALL_TIMEOUT_SECONDS
+        for name, state in self.states.items():
+            if isinstance(state, schema.CallState) and schema.parse_duration(state.timeout) > bound:
+                self.add(f"$.states.{name}.timeout",
+                         f"state '{name}' waits up to {state.timeout} for {state.call}, longer than a step may "
+                         f"take ({bound:g}s: inside Twilio's 15 s webhook timeout and the conversation lock)",
+                         f"write timeout: {bound:g}s or less; on voice the caller hears a filler after "
+                         "settings.voice_filler_after, and a call past the timeout takes on.error")
+
+    def check_recording_notice(self) -> None:
+        """A `record` state reached from the start with no recording notice on the way is refused:
+        the caller must be told first (the call's `consent_notice` with `recording: true`, or a
+        `record` state's own `notice`), unless the owner says `recording_notice: false`."""
+        settings = self.flow.settings
+        if settings.recording or not settings.recording_notice or self.flow.start not in self.states:
+            return
+        out: dict[str, list[str]] = {}
+        for edge in all_edges(self.flow):
+            out.setdefault(edge.source, []).append(edge.target)
+
+        def notices(name: str) -> bool:
+            state = self.states.get(name)
+            return isinstance(state, schema.RecordState) and bool(state.notice)
+
+        seen = {self.flow.start}
+        todo = [self.flow.start]
+        while todo:  # every state reachable without passing a notice
+            name = todo.pop()
+            if notices(name):
+                continue
+            for target in out.get(name, []):
+                if target in self.states and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name in self.states:
+            state = self.states[name]
+            if isinstance(state, schema.RecordState) and name in seen and not state.notice:
+                self.add(f"$.states.{name}.record",
+                         f"state '{name}' records the caller, and no recording notice is said before it on "
+                         "a path from the start",
+                         "add `notice: true` to it (says settings.consent_notice first) or `notice: \"...\"`, "
+                         "set settings.recording: true, or set settings.recording_notice: false if the "
+                         "prompt itself tells the caller")
+
     def check_intent_overlaps(self) -> None:
         """An intent phrase inside a choice's label or keyword (or the other way round) makes one
         answer mean two things: the choice wins at that ask, but say so."""
@@ -696,6 +744,8 @@ class _Checker:
         self.check_saves()
         self.check_templates()
         self.check_settings()
+        self.check_voice()
+        self.check_recording_notice()
         self.check_phones()
         self.check_channel_limits()
         self.check_intent_overlaps()

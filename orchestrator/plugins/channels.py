@@ -65,7 +65,7 @@ class Address(msgspec.Struct, frozen=True, kw_only=True):
     contact: str
 
 
-InboundKind = Literal["event", "status", "opt_out", "opt_in", "help", "ignore"]
+InboundKind = Literal["event", "status", "opt_out", "opt_in", "help", "ignore", "continue", "whisper"]
 
 
 class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -75,6 +75,9 @@ class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     - status: a delivery status of an outbound message (`message_id`, `status`, `error_code`)
     - opt_out / opt_in / help: STOP / START / HELP handling, before any turn
     - ignore: acknowledged, nothing to do (e.g. a reaction removed)
+    - continue: voice, a `<Redirect>` after a filler: answer the turn `message_id` names
+    - whisper: voice warm transfer, the person answering (`status` None: what they hear; "accepted" /
+      "declined": their key press), `message_id` the transfer's key
     """
 
     kind: InboundKind = "event"
@@ -85,6 +88,9 @@ class Inbound(msgspec.Struct, kw_only=True, omit_defaults=True):
     error_code: str | None = None
     route_key: str | None = None  # picks the flow (the number called, phone-number id)
     send_key: str | None = None  # status: the part key (`part_key`) the send carried, when it comes back
+    flow_id: str | None = None  # event: start this flow (an outbound call placed for it), not the routed one
+    start_ref: str | None = None  # event: the placed call's reference (its start's vars are kept under it)
+    wait_round: int = 0  # continue: how many times this wait was redirected (message_id: the awaited turn's id)
 
 
 class InboundRequest(msgspec.Struct, kw_only=True):
@@ -127,6 +133,11 @@ class ReplyContext(msgspec.Struct, kw_only=True):
     # async (part key) -> the provider id a status webhook reported for it, or None
     sent_lookup: Any = None
     step: str | None = None  # voice: the turn's action-URL nonce, the same when a duplicate is re-rendered
+    # voice: the turn is still running; say the messages, then <Redirect> to the continuation
+    # that waits for the answer of this provider id (`continuation_round`-th wait)
+    continuation: str | None = None
+    continuation_round: int = 0
+    whisper: str | None = None  # voice warm transfer: "ask" (say, then press 1) | "accepted" (connect)
 
 
 class ChannelAdapter(Plugin):

@@ -22,6 +22,7 @@ keeping data about contacts outside the session store (`ErasableConnector`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -102,6 +103,27 @@ class Connector(Plugin):
         return None
 
 
+class StepWatch:
+    """What a waiting webhook may know of its turn while it runs (voice: whether to say a
+    filler). The runtime sets one in `STEP_WATCH` before it starts the turn's task; the
+    turn's copy of the context shares the object."""
+
+    __slots__ = ("action", "on_begun", "settings")
+
+    def __init__(self, on_begun: Callable[[Any], None] | None = None) -> None:
+        self.action: str | None = None  # the connector action running now ("calendar.find_slots")
+        self.settings: Any = None  # the conversation's flow settings, once known
+        self.on_begun = on_begun  # called once the turn holds its lock and knows its flow
+
+    def begun(self, settings: Any) -> None:
+        self.settings = settings
+        if self.on_begun is not None:
+            self.on_begun(settings)
+
+
+STEP_WATCH: contextvars.ContextVar[StepWatch | None] = contextvars.ContextVar("step_watch", default=None)
+
+
 class ConnectorRegistry(Registry[Connector]):
     """Connectors by name; `register` refuses a duplicate name."""
 
@@ -160,6 +182,9 @@ class ConnectorRegistry(Registry[Connector]):
         except (UnknownConnectorError, msgspec.ValidationError) as exc:
             log.error("connector %s: bad call: %s", dotted, exc)
             return ConnectorResult(outcome="error", detail=str(exc))
+        watch = STEP_WATCH.get()
+        if watch is not None:
+            watch.action = dotted
         try:
             return await asyncio.wait_for(action.fn(args, ctx), timeout_seconds)
         except TimeoutError:
@@ -171,6 +196,9 @@ class ConnectorRegistry(Registry[Connector]):
         except Exception as exc:
             log.exception("connector %s raised", dotted)
             return ConnectorResult(outcome="error", detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            if watch is not None:
+                watch.action = None
 
 
 def default_connectors(env: Mapping[str, str] | None = None) -> ConnectorRegistry:

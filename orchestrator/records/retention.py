@@ -14,7 +14,9 @@ expired conversation records, and old audit entries. With several processes a le
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -28,6 +30,8 @@ from orchestrator.stores.base import RecordStore, SessionStore
 log = logging.getLogger("orchestrator.records.retention")
 LEASE = "retention"
 PAGE = 500
+_RECORDING_SID = re.compile(r"/Recordings/(RE[0-9a-fA-F]{32})")
+DeleteRecordings = Callable[[list[str]], Awaitable[int]]
 
 
 class RetentionReport(msgspec.Struct, kw_only=True):
@@ -37,6 +41,7 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     audit_entries: int = 0
     sessions_checked: int = 0
     active_seen: int = 0
+    recordings: int = 0  # provider recordings (Twilio) of the purged conversations deleted
 
 
 async def trim_transcript(store: RecordStore, session_id: str, cutoff: float) -> int:
@@ -47,8 +52,9 @@ async def trim_transcript(store: RecordStore, session_id: str, cutoff: float) ->
 
 class RetentionJob:
     def __init__(self, store: SessionStore, *, retention_seconds: int, lease_seconds: float = 300.0,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, delete_recordings: DeleteRecordings | None = None) -> None:
         self.store = store
+        self.delete_recordings = delete_recordings  # the voice channel's: recordings go with their conversations
         self.retention_seconds = max(1, int(retention_seconds))
         self.lease_seconds = lease_seconds
         self.clock = clock
@@ -84,6 +90,13 @@ class RetentionJob:
                     break
                 offset += PAGE
         recorder = Recorder(self.store, self.retention_seconds)
+        if self.delete_recordings is not None:
+            try:
+                report.recordings = await self._purge_recordings(recorder, cutoff)
+            except Exception as exc:  # the records stay, so the next pass deletes them
+                log.warning("retention: recordings of expired conversations not deleted yet: %s", exc)
+                log.info("retention pass done", extra=msgspec.to_builtins(report))
+                return report
         report.records = await recorder.purge_before(cutoff)
         report.active_seen = await recorder.sweep_active()  # drop-off analytics after sessions expire
         report.audit_entries = await AuditLog(self.store, self.retention_seconds).purge_before(cutoff)
@@ -95,6 +108,19 @@ class RetentionJob:
             return await self.store.list_sessions(limit=PAGE, offset=offset)
         lister: Any = self.store
         return list(await lister.list_sessions(limit=PAGE, offset=offset, bucket=bucket))
+
+    async def _purge_recordings(self, recorder: Recorder, cutoff: float) -> int:
+        """The provider's recordings named by the conversations about to be purged."""
+        assert self.delete_recordings is not None
+        sids: set[str] = set()
+        offset = 0
+        while True:
+            page = await recorder.list_records(until=cutoff, limit=PAGE, offset=offset)
+            sids.update(sid for r in page if r.summary for sid in _RECORDING_SID.findall(repr(r.summary)))
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+        return await self.delete_recordings(sorted(sids)) if sids else 0
 
     async def run_forever(self, interval_seconds: float = 3600.0) -> None:
         await every(interval_seconds, self.run_once, what="retention pass")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # understand (the built-in fallback), a message that could not be delivered. Others (hours given,
 # cancelled) are in the records and the analytics but page nobody.
 NOTIFY_OUTCOMES = frozenset({"booked", "handed_off", "message_taken", "callback_requested", "not_understood",
-                            "undelivered"})
+                            "undelivered", "silence", "stuck", "call_too_long"})
 
 
 def summary_text(compiled: CompiledFlow, summary: Mapping[str, Any]) -> str:
@@ -43,7 +43,8 @@ def staff_messages(compiled: CompiledFlow, result: TurnResult) -> list[Outbound]
     out = [m for m in result.messages if m.kind == "notify" and m.target]
     staff = compiled.settings.staff_notify
     summary = result.summary
-    if staff and result.ended and summary is not None and not out:
+    told = [m for m in out if m.target != result.session.contact]  # a text-back to the contact tells no staff
+    if staff and result.ended and summary is not None and not told:
         outcome = summary.get("outcome")
         if outcome in NOTIFY_OUTCOMES or summary.get("booking"):
             out.append(Outbound(kind="notify", text=summary_text(compiled, summary),

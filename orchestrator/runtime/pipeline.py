@@ -36,7 +36,7 @@ from orchestrator.languages.messages import catalogue
 from orchestrator.logs import correlation, redact_phone
 from orchestrator.model import Event, Outbound, Session, TurnResult
 from orchestrator.plugins.channels import Address, ChannelAdapter, ChannelRegistry, Inbound, ReplyContext
-from orchestrator.plugins.connectors import ConnectorRegistry
+from orchestrator.plugins.connectors import STEP_WATCH, ConnectorRegistry
 from orchestrator.runtime import notify
 from orchestrator.runtime.catalog import FlowCatalog
 from orchestrator.runtime.gates import SessionGates
@@ -52,6 +52,7 @@ from orchestrator.runtime.replies import (
     reply_context,
     turn_step,
 )
+from orchestrator.runtime.voice import VoiceWaits
 from orchestrator.settings import AppSettings
 from orchestrator.stores.base import (
     Begin,
@@ -78,6 +79,8 @@ HELP_TEXT = catalogue()["help"]
 LIMIT_TEXT = "{business} cannot take more conversations today. Please call us, or write again tomorrow."
 MISSED_CALL_FLOW = "missed_call_textback"  # started by SMS after an unanswered call when loaded
 MISSED_CALL_STATUSES = frozenset({"no-answer", "busy", "failed", "canceled"})
+OUTBOUND_CALL_KEY = "voice-out:"  # side hash of a placed call's start vars, until it is answered
+OUTBOUND_CALL_TTL_SECONDS = 3600
 _session_decoder = msgspec.msgpack.Decoder(Session)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -148,6 +151,7 @@ class Runtime:
         # admission check for new conversations (a daily limit); None / "" for a single business.
         self.business_id = ""
         self.admission: Callable[[CompiledFlow], Any] | None = None
+        self.voice = VoiceWaits(self)  # voice turns: a filler when slow, continuations
         from orchestrator.runtime.reminders import ReminderFirer
 
         self._reminders = ReminderFirer(self)
@@ -229,11 +233,24 @@ class Runtime:
         sid = f"{addr.business}:{addr.contact}"
         if inbound.kind in ("opt_out", "opt_in", "help"):
             return await self._keyword(channel, inbound, addr, sid)
+        if inbound.kind == "continue":
+            with correlation(inbound.message_id or None):
+                return await self.voice.resume(channel, inbound, sid)
+        if inbound.kind == "whisper":
+            return await self.voice.whisper(inbound, sid)
         if inbound.event is None:
             return TurnReply()
         with correlation(inbound.event.provider_id or None):
-            return await self._turn(TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
-                                                route_key=inbound.route_key))
+            req = TurnRequest(channel=channel, address=addr, session_id=sid, event=inbound.event,
+                              route_key=inbound.route_key, flow_id=inbound.flow_id)
+            if inbound.start_ref and inbound.flow_id:  # an outbound call answered: the vars it was placed with
+                kept = (await self.store.side.hgetall(f"{OUTBOUND_CALL_KEY}{inbound.start_ref}")).get("vars")
+                req.vars = msgspec.msgpack.decode(kept) if kept else None
+            if inbound.event.channel == "voice" and inbound.event.kind != "hangup":
+                if inbound.event.kind == "dial" and inbound.message_id:  # a warm transfer: was it accepted?
+                    req.event = await self.voice.transfer_outcome(inbound.event, inbound.message_id)
+                return await self.voice.turn(req)  # a filler rather than dead air when slow
+            return await self._turn(req)
 
     async def _keyword(self, channel: str, inbound: Inbound, addr: Address, sid: str) -> TurnReply:
         """STOP / START / HELP (SMS carrier keywords, the same words on WhatsApp): answered in the
@@ -376,6 +393,8 @@ class Runtime:
                 await self.store.release(sid, b.token)  # the conversation moved on: a stale timer
                 return TurnReply(session_id=sid)
             fresh = req.outbound or session is None or compiled is None or (
+                req.flow_id is not None and event.kind == "start"  # an outbound call answered: its own flow
+            ) or (
                 session.status == "ended" and event.kind in CONVERSATIONAL
             )
             carried_inbound_at = session.last_inbound_at if session is not None else 0.0
@@ -408,6 +427,9 @@ class Runtime:
                 await self.store.release(sid, b.token)  # a call that is not this (text) conversation
                 return TurnReply(session_id=sid)
             assert session is not None and compiled is not None
+            watch = STEP_WATCH.get()
+            if watch is not None:  # a voice webhook waits: the lock is held, a filler may be said now
+                watch.begun(compiled.variant(session.language).settings)  # the contact's language
             result = await self.engine(compiled).turn(session, event, now)
             if req.outbound:  # the contact said nothing: the WhatsApp window is the last real inbound's
                 result.session.last_inbound_at = carried_inbound_at
@@ -576,6 +598,15 @@ class Runtime:
             raise OptedOut(f"contact {redact_phone(address.contact)} opted out (STOP); nothing may be sent")
         adapter = self.channels.get(channel)
         sid = f"{address.business}:{address.contact}"
+        place_call = getattr(adapter, "place_call", None)
+        if place_call is not None:  # voice: the flow starts when the call is answered (its webhook)
+            await self.catalog.latest(flow_id)  # NoRoute when the flow is not loaded
+            ref = secrets.token_hex(8)
+            if vars:  # kept for the answered call's first turn (the call's URL names `ref` only)
+                await self.store.side.hset(f"{OUTBOUND_CALL_KEY}{ref}", {"vars": _encoder.encode(vars)},
+                                           ttl_seconds=OUTBOUND_CALL_TTL_SECONDS)
+            await place_call(address, flow_id, self._context(None, sid), ref)
+            return TurnReply(session_id=sid)
         event = Event(kind="start", channel=adapter.capabilities.idiom,
                       provider_id=delivery_id or f"outbound:{uuid.uuid4().hex[:16]}")
         with correlation(event.provider_id):

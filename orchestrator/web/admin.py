@@ -595,6 +595,30 @@ def _erasable(runtime: Any, hook: str) -> list[tuple[str, Any]]:
     return out
 
 
+_RECORDING_SID = re.compile(r"/Recordings/(RE[0-9a-fA-F]{32})")
+
+
+async def recording_sids(runtime: Any, contact: str) -> list[str]:
+    """The provider recordings (Twilio RE... sids) named anywhere in the contact's sessions,
+    transcripts and conversation records: the call recordings and voicemails to delete with them."""
+    exported = await runtime.store.export_contact(contact)
+    texts = [repr(msgspec.msgpack.decode(raw)) for raw in exported.sessions.values()]
+    texts += [repr(msgspec.msgpack.decode(e)) for entries in exported.transcripts.values() for e in entries]
+    records = await _recorder(runtime).list_records(contact=contact, limit=MAX_LIMIT)
+    texts += [repr(r.summary) for r in records if r.summary]
+    return sorted({sid for text in texts for sid in _RECORDING_SID.findall(text)})
+
+
+def _channel_hooks(runtime: Any, hook: str) -> list[tuple[str, Any]]:
+    """(name, adapter) of every channel adapter with the optional `hook` (a method)."""
+    out = []
+    for name in runtime.channels.names():
+        adapter = runtime.channels.get(name)
+        if callable(getattr(adapter, hook, None)):
+            out.append((name, adapter))
+    return out
+
+
 def _erasure_context(runtime: Any, settings: AppSettings) -> ErasureContext:
     numbers = [n for n in (settings.twilio_from_number, settings.whatsapp_phone_number_id) if n]
     return ErasureContext(now=runtime.clock(), businesses=numbers)
@@ -655,6 +679,7 @@ async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Resp
     tried even when one fails; a failure makes the answer 502 and `complete: false`. `phone` is any
     id a channel keys a contact by (`contact_id`): a number, or a WhatsApp user id."""
     contact = contact_id(phone)
+    recordings = await recording_sids(runtime, contact)  # found before their links are erased
     removed = await _recorder(runtime).erase_contact(contact)
     removed += await runtime.store.erase_contact(contact)
     removed += await erase_statuses(runtime.store, contact)
@@ -671,6 +696,17 @@ async def erase_contact(runtime: Any, settings: AppSettings, phone: str) -> Resp
                 connector=name, error=f"{type(exc).__name__}: {exc}"[:300],
                 retry=f"the contact may still be in {name}: fix its access, then run DELETE /api/contacts/{{phone}} "
                       "again (erasure is safe to repeat)",
+            ))
+    for name, adapter in _channel_hooks(runtime, "delete_recordings") if recordings else []:
+        try:  # the calls and voicemails the provider keeps (Twilio's recordings)
+            changed[f"{name}.recordings"] = int(await adapter.delete_recordings(recordings))
+        except Exception as exc:
+            log.error("erasure of %s: %s recordings not deleted: %s", contact_ref(contact, audit_key(settings)),
+                      name, type(exc).__name__)
+            failed.append(ConnectorFailure(
+                connector=name, error=f"{type(exc).__name__}: {exc}"[:300],
+                retry="the recordings may still be at the provider: run DELETE /api/contacts/{phone} again "
+                      "(erasure is safe to repeat) or delete them in its console",
             ))
     erasure = Erasure(contact=contact, removed=removed, opted_out=await runtime.store.is_opted_out(contact),
                       connectors=changed, failed=failed, complete=not failed)

@@ -51,6 +51,10 @@ def background_jobs(runtime: Any, settings: AppSettings) -> list[Coroutine[Any, 
     if settings.reload_seconds > 0 and getattr(runtime, "catalog", None) is not None:
         jobs.append(FlowWatcher(runtime.catalog, interval_seconds=settings.reload_seconds).run())
     if settings.retention_interval_seconds > 0 and getattr(runtime, "store", None) is not None:
-        jobs.append(RetentionJob(runtime.store, retention_seconds=settings.retention_seconds)
+        channels = getattr(runtime, "channels", None)
+        deleters = [channels.get(n).delete_recordings for n in channels.names()
+                    if callable(getattr(channels.get(n), "delete_recordings", None))] if channels is not None else []
+        jobs.append(RetentionJob(runtime.store, retention_seconds=settings.retention_seconds,
+                                 delete_recordings=deleters[0] if deleters else None)
                     .run_forever(settings.retention_interval_seconds))
     return jobs

@@ -297,17 +297,22 @@ async def test_analytics_counts_outcomes_funnel_and_channels(client: AsyncTestCl
     assert report["channels"]["sms"]["started"] == 3
 
 
-async def test_outbound_start_on_a_channel_that_cannot_start_one_is_a_422_naming_those_that_can(
+async def test_outbound_start_on_voice_places_a_call_with_machine_detection(
     client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio,
 ) -> None:
+    """Voice starts by calling (#20): the Calls API with answering machine detection; the flow runs
+    when the call is answered (tests/channels/test_voice_guards.py follows the call)."""
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     body = {"contact": CONTACT, "flow": "missed_call_textback"}
     for channel in ("voice", "twilio_voice"):
-        refused = await client.post("/api/conversations", json={**body, "channel": channel}, headers=auth)
-        assert refused.status_code == 422, refused.text
-        detail = refused.json()["detail"]
-        assert "cannot start a conversation" in detail and "twilio_sms" in detail and "whatsapp" in detail
-        assert "twilio_voice," not in detail and not detail.endswith("twilio_voice")
-    assert (await admin_get(client, "/api/conversations", contact=CONTACT)) == []  # nothing was started
+        started = await client.post("/api/conversations", json={**body, "channel": channel}, headers=auth)
+        assert started.status_code == 201, started.text
+        assert started.json()["channel"] == "twilio_voice"
+    assert [c["To"] for c in fake_twilio.calls] == [CONTACT, CONTACT]
+    assert all(c["MachineDetection"] == "DetectMessageEnd" for c in fake_twilio.calls)
+    assert (await admin_get(client, "/api/conversations", contact=CONTACT)) == []  # nothing runs until answered
+    missing = await client.post("/api/conversations", json={**body, "flow": "no_such_flow", "channel": "voice"},
+                                headers=auth)
+    assert missing.status_code == 404 and len(fake_twilio.calls) == 2  # no call for a flow that is not loaded
     started = await client.post("/api/conversations", json={**body, "channel": "sms"}, headers=auth)
     assert started.status_code == 201, started.text

@@ -76,14 +76,20 @@ async def test_low_confidence_speech_is_asked_again(client: AsyncTestClient[Lite
     assert "Thanks, Maria Lopez" in spoken(ok)
 
 
-async def test_silence_reprompts_then_fail_route_after_max_retries(client: AsyncTestClient[Litestar]) -> None:
+async def test_silence_is_reprompted_once_then_the_call_ends_politely_with_a_text_back(
+    client: AsyncTestClient[Litestar], fake_twilio: FakeTwilio,
+) -> None:
     root = await answer(client, await call(client), Digits="1")
     root = await answer(client, root)  # nothing said (actionOnEmptyResult)
     assert "What name should I put the booking under" in spoken(root)
-    root = await answer(client, root)
-    assert "What name should I put the booking under" in spoken(root)
-    root = await answer(client, root)  # third silence: max_retries 2 exceeded -> fail: handoff
-    assert root.find("Dial") is not None
+    root = await answer(client, root)  # a second silence in a row: nobody is there
+    assert root.find("Gather") is None and root[-1].tag == "Hangup"
+    assert "can't hear anything" in spoken(root)
+    await wait_for(lambda: any(m["To"] == [CALLER] for m in fake_twilio.messages()))
+    [text_back] = [m for m in fake_twilio.messages() if m["To"] == [CALLER]]
+    assert "Reply here to carry on" in text_back["Body"][0]
+    conv = await conversation_of(client, CALLER)
+    assert conv["conversation"].get("outcome") == "silence"
 
 
 async def test_agent_keypad_zero_dials_front_desk_and_no_answer_takes_a_message(
@@ -112,15 +118,49 @@ async def test_agent_keypad_zero_dials_front_desk_and_no_answer_takes_a_message(
     assert url in str(conv["variables"].get("voicemail")) or url in str(conv["transcript"])
 
 
-async def test_answered_dial_ends_handed_off(client: AsyncTestClient[Litestar]) -> None:
-    root = await answer(client, await call(client), Digits="3")
+STAFF_LEG = [("AccountSid", "AC" + "0" * 31 + "1"), ("CallSid", "CA" + "f0" * 16), ("CallStatus", "in-progress"),
+             ("Direction", "outbound-dial"), ("From", CALLER), ("To", "+15555550199"), ("ParentCallSid", CALL_SID)]
+
+
+async def test_a_transfer_is_warm_the_person_answering_hears_who_and_accepts_with_1(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    name_q = await answer(client, await call(client), Digits="1")
+    root = await answer(client, name_q, SpeechResult="Maria Lopez", Confidence="0.9")
+    root = await answer(client, root, Digits="0")  # the front desk, please
     dial = root.find("Dial")
-    assert dial is not None
+    assert dial is not None and dial.get("timeout") == "20"
+    number = dial.find("Number")
+    assert number is not None and number.text == "+15555550199"
+    whisper_url = number.get("url", "")
+    assert whisper_url.startswith(f"{PUBLIC_URL}/webhooks/twilio/voice/whisper?")
+    heard = twiml(await twilio_post_url(client, whisper_url, STAFF_LEG))  # what the person answering hears
+    prompt = heard.find("Gather")
+    assert prompt is not None and prompt.get("numDigits") == "1" and prompt.get("actionOnEmptyResult") == "true"
+    assert spoken(prompt) == "Call from Maria Lopez. Press 1 to take the call."
+    accepted = twiml(await twilio_post_url(client, prompt.get("action", ""), [*STAFF_LEG, ("Digits", "1")]))
+    assert list(accepted) == []  # an empty answer: Twilio connects the two
     after = twiml(await twilio_post_url(client, dial.get("action", ""),
                                         [*IN_PROGRESS, ("DialCallStatus", "completed")]))
     assert after.find("Record") is None
     conv = await conversation_of(client, CALLER)
     assert conv["conversation"].get("outcome") == "handed_off"
+
+
+async def test_a_transfer_nobody_accepts_takes_the_no_answer_route(client: AsyncTestClient[Litestar]) -> None:
+    root = await answer(client, await call(client), Digits="3")
+    dial = root.find("Dial")
+    assert dial is not None
+    number = dial.find("Number")
+    assert number is not None
+    heard = twiml(await twilio_post_url(client, number.get("url", ""), STAFF_LEG))
+    prompt = heard.find("Gather")
+    assert prompt is not None and spoken(prompt).startswith("Call from ")
+    declined = twiml(await twilio_post_url(client, prompt.get("action", ""), [*STAFF_LEG, ("Digits", "")]))
+    assert declined[-1].tag == "Hangup"  # the staff leg ends: the caller is not connected
+    after = twiml(await twilio_post_url(client, dial.get("action", ""),
+                                        [*IN_PROGRESS, ("DialCallStatus", "completed")]))
+    assert after.find("Record") is not None  # no_answer: the voicemail
 
 
 async def test_redelivered_gather_callback_gets_same_twiml_and_advances_once(

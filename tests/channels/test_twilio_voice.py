@@ -293,8 +293,9 @@ def test_a_spanish_turn_speaks_and_listens_in_spanish(voice: TwilioVoiceChannel)
     consent = Outbound(kind="say", text=notice, language="es-ES", voice="Polly.Lucia")
     c = ReplyContext(settings=Settings(recording=True, voice="Polly.Joanna"), public_url=PUBLIC_URL,
                      event_kind="start")
-    say, gather = list(twiml(voice, [consent, menu], c))  # the English notice is not added
+    say, start, gather = list(twiml(voice, [consent, menu], c))  # the English notice is not added
     assert (say.text, say.get("language"), say.get("voice")) == (notice, "es-ES", "Polly.Lucia")
+    assert start.tag == "Start" and start[0].tag == "Recording"  # the call is recorded after the notice (#20)
     assert gather.get("language") == "es-ES"
     [asked] = list(gather)
     assert asked.text == "¿Qué servicio desea? Para Corte, pulse 1. Para Barba, pulse 2."

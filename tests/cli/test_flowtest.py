@@ -218,6 +218,7 @@ states:
     end: handed_off
   voicemail:
     record: "Leave a message."
+    notice: true
     end: voicemail
   timed_out: {say: "Bye for now.", end: timed_out}
   failed: {say: "Sorry.", end: failed}
@@ -232,9 +233,9 @@ tests:
     turns: [{user: talk}, {event: busy}, {expect: {state: voicemail}}]
   - name: answered
     turns: [{user: talk}, {event: answered}, {expect: {outcome: handed_off, says: Thanks for calling}}]
-  - name: empty, twice (max_retries 2), then fail
-    turns: [{event: empty}, {expect: {says: "didn't hear anything"}}, {event: empty}, {event: empty},
-            {expect: {outcome: failed}}]
+  - name: empty is asked again once, a second silence in a row ends the call politely (voice guard)
+    turns: [{event: empty}, {expect: {says: "didn't hear anything"}}, {event: empty},
+            {expect: {outcome: silence, says: "can't hear anything"}}]
   - name: hangup texts back
     turns: [{event: hangup}, {expect: {says: "Let's continue by text", ended: false}}]
   - name: timeout, twice

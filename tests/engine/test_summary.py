@@ -210,7 +210,8 @@ states:
                                                   duration_seconds=12.0, text="My furnace is out"), now + 20)
     assert done.ended and done.summary is not None
     assert done.summary["recording"] == url
-    assert [(f["label"], f["text"]) for f in done.summary["fields"]] == [("Voicemail", url)]
+    # Twilio's transcription rides with the link (#20)
+    assert [(f["label"], f["text"]) for f in done.summary["fields"]] == [("Voicemail", f'{url} ("My furnace is out")')]
     assert f"Voicemail: {url}" in done.summary["text"]
 
     texted = engine.new_session("s1", business=BIZ, contact=CONTACT, channel="sms", now=now)

@@ -21,6 +21,8 @@ class FakeTwilio(FakeHTTPServer):
         self.auth_token = auth_token
         self._ids = itertools.count(1)
         self.created: list[dict[str, Any]] = []  # every message taken, as Twilio would list it
+        self.calls: list[dict[str, str]] = []  # every call placed (Calls.json POST), its form
+        self.deleted_recordings: list[str] = []  # RE... sids deleted (DELETE .../Recordings/{sid}.json)
         self.clock = time.time  # Twilio's clock: date_created of each message
         super().__init__(handler=self._answer)
 
@@ -50,6 +52,20 @@ class FakeTwilio(FakeHTTPServer):
                 "first_page_uri": f"{path}?PageSize={size}&Page=0", "previous_page_uri": None,
                 "next_page_uri": None, "uri": f"{path}?PageSize={size}&Page=0",
             })
+        if rec.method == "POST" and rec.path == f"/2010-04-01/Accounts/{self.account_sid}/Calls.json":
+            form = rec.form()
+            sid = f"CA{next(self._ids):032x}"
+            self.calls.append({k: v[0] for k, v in form.items()})
+            return json_reply(201, {
+                "sid": sid, "account_sid": self.account_sid, "to": form["To"][0], "from": form["From"][0],
+                "status": "queued", "direction": "outbound-api", "api_version": "2010-04-01",
+                "date_created": formatdate(self.clock(), usegmt=True),
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{sid}.json",
+            })
+        recordings = f"/2010-04-01/Accounts/{self.account_sid}/Recordings/"
+        if rec.method == "DELETE" and rec.path.startswith(recordings) and rec.path.endswith(".json"):
+            self.deleted_recordings.append(rec.path[len(recordings):-len(".json")])
+            return 204, {"Content-Type": "application/json"}, b""
         return json_reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
 
     def messages(self) -> list[dict[str, list[str]]]:

@@ -95,6 +95,7 @@ states:
     end: handed_off
   voicemail:
     record: Leave a message.
+    notice: true
     save: message
     next: thanks
   thanks:

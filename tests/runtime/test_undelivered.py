@@ -107,6 +107,7 @@ def test_validate_allows_undelivered_on_ask_say_handoff_and_record_only() -> Non
     flow = FLOW + """\
   voicemail:
     record: "Leave a message."
+    notice: true
     end: voicemail
     on: {undelivered: tell_staff}
 """
