@@ -1059,6 +1059,8 @@ class _Turn:
                 "channel": s.channel, "business": s.business,
                 "now": now.isoformat(timespec="seconds"),
                 "flow_title": self.compiled.title, "last_input": self.event.text or "",
+                # the language this turn speaks (the contact's), as its code: `{% if language == "es" %}`
+                "language": (s.language or self.compiled.settings.language).replace("_", "-").split("-")[0].lower(),
             }
             if self.compiled.uses_hours:
                 hours = self.compiled.hours

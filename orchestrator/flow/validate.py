@@ -51,13 +51,14 @@ from orchestrator.plugins.connectors import ConnectorRegistry
 from orchestrator.plugins.connectors import default_connectors as installed_connectors
 
 BUILTINS: frozenset[str] = frozenset({
-    "contact", "channel", "business", "now", "flow_title", "last_input", "open_now", "next_open",
+    "contact", "channel", "business", "now", "flow_title", "last_input", "open_now", "next_open", "language",
 })
 BUILTIN_MEANING: dict[str, str] = {
     "contact": "the contact's phone, name and known flag", "channel": "the conversation's channel",
     "business": "the number (or WhatsApp id) the contact reached", "now": "the current time",
     "flow_title": "the flow's title", "last_input": "the contact's last answer",
     "open_now": "whether the business is open now", "next_open": "the next opening time",
+    "language": "the contact's language (its code, e.g. es)",
 }
 LANGUAGE_TARGET = "sys.language"  # `save: sys.language` sets the contact's language (SPEC §9)
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`

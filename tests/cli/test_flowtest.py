@@ -309,3 +309,36 @@ tests:
     assert code == 1, out
     assert 'no sent message says "whatsapp:"' in out and "+sms: See you, Maria Lopez" in out
     assert out.rstrip().endswith("1 passed, 1 failed")
+
+
+def test_templates_read_the_contacts_language_for_texts_that_are_not_maps(tmp_path: Path) -> None:
+    """`language` (also `sys.language`): a message.send's text, which is an argument and not a
+    text map, in the contact's language."""
+    (tmp_path / "f.yaml").write_text("""\
+flow: confirm
+start: ask_name
+settings: {languages: [en, es], language_by_country: {"34": es}}
+states:
+  ask_name: {ask: {en: "Name?", es: "¿Nombre?"}, input: name, save: name, next: confirm}
+  confirm:
+    call: message.send
+    args: {text: "{{ 'Hasta pronto' if language == 'es' else 'See you' }}, {{ name }} ({{ sys.language }})"}
+    on: {ok: bye, error: bye}
+  bye: {say: {en: "Done.", es: "Listo."}, end: booked}
+""")
+    (tmp_path / "f.test.yaml").write_text("""\
+flow: f.yaml
+channel: sms
+tests:
+  - name: in Spanish for a Spanish number
+    contact: "+34600111222"
+    turns:
+      - user: Ana García
+      - expect: {says: "Listo.", sends: "sms: Hasta pronto, Ana García (es)"}
+  - name: in English otherwise
+    turns:
+      - user: Ann Lee
+      - expect: {says: "Done.", sends: "sms: See you, Ann Lee (en)"}
+""")
+    code, out = run(tmp_path / "f.test.yaml")
+    assert code == 0, out
