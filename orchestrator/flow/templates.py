@@ -353,32 +353,35 @@ class Formats:
         self.twelve_hour = self.region in _TWELVE_HOUR or self.region is None
         self.us_order = self.region in _US_STYLE or self.region is None
 
-    def time(self, value: Any) -> str:
+    def _moment(self, value: Any, what: str) -> dt.datetime | str:
+        """The date-time `value` names, or the words that stand for it: "" for an unset value,
+        an "asap" answer's own label (it names no clock time)."""
         if _unset_value(value):
             return ""
         if _is_preference(value):
             return str(value["label"])
-        when = _as_datetime(value, self.tz, "time")
+        return _as_datetime(value, self.tz, what)
+
+    def time(self, value: Any) -> str:
+        when = self._moment(value, "time")
+        if isinstance(when, str):
+            return when
         if not self.twelve_hour:
             return f"{when.hour:02d}:{when.minute:02d}"
         hour = when.hour % 12 or 12
         return f"{hour}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}"
 
     def date(self, value: Any) -> str:
-        if _unset_value(value):
-            return ""
-        if _is_preference(value):
-            return str(value["label"])
-        when = _as_datetime(value, self.tz, "date")
+        when = self._moment(value, "date")
+        if isinstance(when, str):
+            return when
         day, month = _DAYS[when.weekday()], _MONTHS[when.month - 1]
         return f"{day}, {month} {when.day}" if self.us_order else f"{day} {when.day} {month}"
 
     def datetime(self, value: Any) -> str:
-        if _unset_value(value):
-            return ""
-        if _is_preference(value):
-            return str(value["label"])
-        when = _as_datetime(value, self.tz, "datetime")
+        when = self._moment(value, "datetime")
+        if isinstance(when, str):
+            return when
         return f"{self.short_date(when)}, {self.time(when)}"
 
     def short_date(self, value: Any) -> str:
@@ -404,19 +407,15 @@ class LocaleFormats(Formats):
         self._labels: dict[str, str] = {}  # ISO date-time -> its label: slots are labelled again and again
 
     def time(self, value: Any) -> str:
-        if _unset_value(value):
-            return ""
-        if _is_preference(value):
-            return str(value["label"])
-        when = _as_datetime(value, self.tz, "time")
+        when = self._moment(value, "time")
+        if isinstance(when, str):
+            return when
         return _plain_spaces(babel_dates.format_time(when, self._time, locale=self.locale))
 
     def date(self, value: Any) -> str:
-        if _unset_value(value):
-            return ""
-        if _is_preference(value):
-            return str(value["label"])
-        when = _as_datetime(value, self.tz, "date")
+        when = self._moment(value, "date")
+        if isinstance(when, str):
+            return when
         if self._date:
             return _plain_spaces(babel_dates.format_date(when, self._date, locale=self.locale))
         return _plain_spaces(babel_dates.format_skeleton("MMMMEEEEd", when, locale=self.locale))
@@ -428,14 +427,12 @@ class LocaleFormats(Formats):
         return _plain_spaces(babel_dates.format_skeleton("MMMEd", when, locale=self.locale))
 
     def datetime(self, value: Any) -> str:
-        if _unset_value(value):
-            return ""
-        if _is_preference(value):
-            return str(value["label"])
         known = self._labels.get(value) if isinstance(value, str) else None
         if known is not None:
             return known
-        when = _as_datetime(value, self.tz, "datetime")
+        when = self._moment(value, "datetime")
+        if isinstance(when, str):
+            return when
         label = self._joined.replace("{1}", self.short_date(when)).replace("{0}", self.time(when))
         if isinstance(value, str) and len(self._labels) < 4096:
             self._labels[value] = label
