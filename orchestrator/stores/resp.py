@@ -230,12 +230,7 @@ class LeanRedis:
         """One command, one round trip: its reply, or redis-py's exception for an error reply."""
         conn = self._conn
         if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
-            try:
-                conn = await self._connection()
-            except NotSent:
-                raise
-            except (RedisConnectionError, RedisTimeoutError) as exc:  # nothing was written
-                raise NotSent(str(exc)) from None
+            conn = await self._reconnected()
         self.round_trips += 1
         reply = await conn.send(encode_command(args))
         if type(reply) is hiredis.ReplyError:
@@ -253,12 +248,7 @@ class LeanRedis:
         """ASKING then the command, written together (a cluster's slot being imported here)."""
         conn = self._conn
         if conn is None or conn.broken is not None or conn.loop is not asyncio.get_running_loop():
-            try:
-                conn = await self._connection()
-            except NotSent:
-                raise
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                raise NotSent(str(exc)) from None
+            conn = await self._reconnected()
         self.round_trips += 1
         asking = conn.send(b"*1\r\n$6\r\nASKING\r\n")
         future = conn.send(encode_command(args))
@@ -282,6 +272,16 @@ class LeanRedis:
             conn.transport.close()
 
     # connecting ---------------------------------------------------------------------
+    async def _reconnected(self) -> _Connection:
+        """A connection for a command whose own was missing, broken or of another loop; a
+        failure to connect is NotSent (nothing was written)."""
+        try:
+            return await self._connection()
+        except NotSent:
+            raise
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise NotSent(str(exc)) from None
+
     async def _connection(self) -> _Connection:
         """The live connection, or a new one (concurrent callers share one attempt)."""
         loop = asyncio.get_running_loop()
