@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from fakes.signing import CALLER, sms_form, twilio_signature
 from fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from ports import free_port
 
 from orchestrator.web.app import create_app
 
@@ -32,12 +32,6 @@ from .conftest import ADMIN_TOKEN, FLOWS, ROOT, admin_get, make_settings, sms_te
 CLINIC_NO = "+15555550100"
 SERVE_ADMIN = "adm-SECRET-7f3a9c21"
 CONTACT = "+15555550177"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from ports import free_port
 from rediskit import REDIS_URL
 
 from orchestrator.errors import StoreUnavailable
@@ -41,12 +42,6 @@ async def test_every_key_has_a_ttl(redis_store: RedisStore, redis_prefix: str) -
         assert no_ttl == []
     finally:
         await client.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_unreachable_redis_fails_fast() -> None:
