@@ -4,7 +4,8 @@ A reminder is a durable timer armed in the commit of the turn that booked: its m
 `<session id>|R<payload>` in the timers index, so it survives restarts and is handed to one
 poller at a time like a no-reply timer. When it is due:
 
-1. it is re-armed a lease ahead first, so a process dying mid-fire leaves it to another;
+1. it is re-armed a lease ahead first, so a process dying mid-fire leaves it to another, and
+   dropped (or re-armed for its next try) once it is done with;
 2. the booking is looked up with the calendar (`<calendar>.list_bookings` for the contact):
    a booking that is gone or no longer starts then (cancelled, moved, the contact erased) has
    no reminder (a moved booking scheduled its own);
@@ -48,7 +49,9 @@ class ReminderFirer:
         self.runtime = runtime
 
     async def fire(self, member: str, session_id: str, payload: bytes) -> bool:
-        """Fire one claimed reminder; True when its flow started."""
+        """Fire one claimed reminder; True when its flow started. While it fires it is armed a
+        lease ahead (a process dying here leaves it to another); then it is dropped, or armed
+        again for when it may go out."""
         rt = self.runtime
         try:
             reminder = _reminder.decode(payload)
@@ -57,43 +60,50 @@ class ReminderFirer:
             return False
         now = rt.clock()
         await rt.store.put_timer(member, now + LEASE_SECONDS)
+        started, again = await self._fire(member, session_id, reminder, now)
+        if again is None:
+            await rt.store.drop_timer(member)
+        else:
+            await rt.store.put_timer(member, again)
+        return started
+
+    async def _fire(self, member: str, session_id: str, reminder: ReminderDue, now: float
+                    ) -> tuple[bool, float | None]:
+        """(whether its flow started, when to try again: None for never)."""
+        rt = self.runtime
         try:
             compiled = await rt.catalog.latest(reminder.flow)
         except (FlowError, LookupError) as exc:
             log.error("reminder of %s: flow %r unavailable (%s); not sent", redact_phone(session_id),
                       reminder.flow, exc)
-            return False
+            return False, None
         settings = compiled.settings
         tz = ZoneInfo(settings.timezone)
         start = _start(reminder.start, tz)
         if start is None or start.timestamp() <= now:
-            return False  # the visit is past: nothing to remind of
+            return False, None  # the visit is past: nothing to remind of
         later = _next_window(dt.datetime.fromtimestamp(now, tz), settings.sending_hours)
-        if later is not None:
-            if later >= start:
-                return False
-            await rt.store.put_timer(member, later.timestamp())  # outside sending hours: the next window
-            return False
+        if later is not None:  # outside sending hours: the next window, if the visit is still ahead
+            return False, later.timestamp() if later < start else None
         business, contact, channel = await self._address(session_id)
         booking = await self._booking(reminder, session_id, contact, compiled, now)
         if booking is None:
-            return False
+            return False, None
         if booking is _UNKNOWN:
-            await rt.store.put_timer(member, now + RETRY_SECONDS)
-            return False
+            return False, now + RETRY_SECONDS
         adapter = rt._adapter_for_idiom(reminder.channel) or rt._adapter_for_idiom(channel)
         if adapter is None:
             log.error("reminder of %s: no %s channel configured; not sent", redact_phone(session_id),
                       reminder.channel)
-            return False
+            return False, None
         delivery = "reminder:" + hashlib.sha256(member.encode()).hexdigest()[:24]
         try:
             reply = await rt.start_outbound(Address(business=business, contact=contact), adapter, reminder.flow,
                                             vars={"booking": booking}, delivery_id=delivery)
         except OptedOut:
             log.info("reminder of %s not sent: the contact opted out", redact_phone(session_id))
-            return False
-        return not reply.duplicate
+            return False, None
+        return not reply.duplicate, None
 
     async def _address(self, session_id: str) -> tuple[str, str, str]:
         """(business, contact, channel) of the booking's conversation; from its id when the

@@ -236,6 +236,10 @@ class TimerStore(Protocol):
         """Arm a timer member again (a claimed timer this process leaves to another)."""
         ...
 
+    async def drop_timer(self, member: str) -> None:
+        """Disarm a timer member (a reminder re-armed as a lease while it fires, then done with)."""
+        ...
+
 
 @runtime_checkable
 class OutboxStore(Protocol):

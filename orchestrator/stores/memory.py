@@ -199,6 +199,9 @@ class MemoryStore:
     async def put_timer(self, member: str, due: float) -> None:
         self._timers[member] = due
 
+    async def drop_timer(self, member: str) -> None:
+        self._timers.pop(member, None)
+
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         out: list[OutboxClaim] = []
         for _ready, item_id in sorted((at, i) for i, at in self._outbox.items() if at <= now):

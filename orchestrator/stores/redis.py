@@ -654,6 +654,9 @@ class RedisStore:
     async def put_timer(self, member: str, due: float) -> None:
         await self._do(self._r.zadd(self._g("timers", member.rpartition("|")[0]), {member: due}))
 
+    async def drop_timer(self, member: str) -> None:
+        await self._do(self._r.zrem(self._g("timers", member.rpartition("|")[0]), member))
+
     async def claim_outbox(self, now: float, limit: int, lease_seconds: float) -> list[OutboxClaim]:
         if not self.layout.n:
             calls = [self._eval(self._claim_outbox, [self.layout.plain("outbox"), self.layout.plain("outbox:leases")],

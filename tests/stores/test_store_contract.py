@@ -10,7 +10,16 @@ import msgspec
 import pytest
 
 from orchestrator.errors import LockTimeout, StaleWrite
-from orchestrator.stores.base import Commit, OutboxPut, SessionStore, TimerSet, parse_timer_member, timer_member
+from orchestrator.stores.base import (
+    Commit,
+    OutboxPut,
+    SessionStore,
+    TimerSet,
+    parse_reminder_member,
+    parse_timer_member,
+    reminder_member,
+    timer_member,
+)
 
 SID = "+15551230000:+15557654321"
 CONTACT = "+15557654321"
@@ -144,6 +153,19 @@ async def test_timers_fire_once_and_rearm_replaces(store: SessionStore) -> None:
     assert await store.claim_due_timers(now + 25) == [m2]
     assert await store.claim_due_timers(now + 25) == []
     assert parse_timer_member(m2) == (SID, 2)
+
+
+async def test_reminders_ride_with_the_commit_outlive_later_turns_and_can_be_dropped(store: SessionStore) -> None:
+    now = time.time()
+    r1, r2 = reminder_member(SID, b"visit-1"), reminder_member(SID, b"visit-2")
+    await turn(store, SID, None, b"a", reminders=[TimerSet(now + 10, r1), TimerSet(now + 20, r2)])
+    await turn(store, SID, None, b"b")  # a later turn clears the no-reply timer, not the reminders
+    assert parse_reminder_member(r1) == (SID, b"visit-1")
+    assert await store.claim_due_timers(now + 15) == [r1]
+    await store.put_timer(r1, now + 30)  # a lease while it fires
+    await store.drop_timer(r1)  # done with: it does not come round again
+    await store.drop_timer(r1)  # dropping a gone member is nothing
+    assert await store.claim_due_timers(now + 40) == [r2]
 
 
 async def test_commit_without_timer_clears_it(store: SessionStore) -> None:
