@@ -100,8 +100,8 @@ class Staff(msgspec.Struct, frozen=True):
 
 
 def staff_of(ctx: CallContext) -> dict[str, Any]:
-    """settings.staff: id -> its settings (name, calendar); empty when the flow has none."""
-    return dict(getattr(settings_of(ctx), "staff", None) or {})
+    """settings.staff: id -> its StaffMember (name, calendar); empty when the flow has none."""
+    return dict(settings_of(ctx).staff)
 
 
 def now_of(ctx: CallContext) -> datetime:
@@ -116,8 +116,8 @@ AGENDA_LIMIT = 200  # bookings one agenda call lists at most
 
 
 def _name(member: Any, staff_id: str) -> str:
-    name = getattr(member, "name", None) if not isinstance(member, Mapping) else member.get("name")
-    return str(name or staff_id.replace("_", " ").title())
+    """A settings.staff entry's name, else its id titled ("front_desk" -> "Front Desk")."""
+    return str(getattr(member, "name", None) or staff_id.replace("_", " ").title())
 
 
 def staffed(value: dict[str, Any], person: Staff | None) -> dict[str, Any]:
