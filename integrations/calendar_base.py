@@ -11,30 +11,33 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Awaitable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from orchestrator.errors import ConnectorError
-from orchestrator.flow.schema import Settings, parse_duration
+from orchestrator.flow.schema import BusinessHours, Settings, parse_duration
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult
 
 from .slots import (
     Interval,
     SlotError,
     SlotRules,
+    beyond_horizon,
     choose,
     closed_on,
     coerce_slot,
     earliest_start,
     find_free,
+    full_days,
     is_bookable,
     label,
     parse_around,
     search_window,
     slot_value,
+    wall_time,
 )
 
 
@@ -43,6 +46,7 @@ class FindSlotsArgs(msgspec.Struct, kw_only=True):
     duration: str | None = None  # default: settings.slot_length
     count: int = 3
     staff: str | None = None  # one of settings.staff (its own calendar); empty / "any": whoever is free
+    resource: str | None = None  # the same as staff (a room, a chair, a technician)
 
 
 class BookArgs(msgspec.Struct, kw_only=True):
@@ -53,6 +57,7 @@ class BookArgs(msgspec.Struct, kw_only=True):
     reason: str | None = None
     phone: str | None = None  # default: the conversation's contact
     staff: str | None = None  # default: the slot's own (`find_slots` with settings.staff names who)
+    resource: str | None = None  # the same as staff
 
 
 class CancelArgs(msgspec.Struct, kw_only=True):
@@ -97,6 +102,11 @@ class Staff(msgspec.Struct, frozen=True):
     id: str
     name: str
     calendar: str
+    hours: BusinessHours | None = None  # their own week; None: the business's hours
+    days_off: tuple[str, ...] = ()
+
+    def rules(self, business: SlotRules) -> SlotRules:
+        return business.for_member(self.hours, self.days_off, f"settings.staff.{self.id}")
 
 
 def staff_of(ctx: CallContext) -> dict[str, Any]:
@@ -155,18 +165,21 @@ def booking_value(
 
 
 def bookable_slot(
-    ctx: CallContext, raw: Any, duration: str | None = None
+    ctx: CallContext, raw: Any, duration: str | None = None, person: Staff | None = None
 ) -> tuple[SlotRules, Interval] | ConnectorResult:
-    """The rules and the slot `raw` names, or the outcome refusing it (`error` when it cannot be
-    read, `conflict` when it is outside the opening hours, in the past or beyond the horizon)."""
+    """The rules (`person`'s own hours and days off, when given) and the slot `raw` names, or the
+    outcome refusing it (`error` when it cannot be read, `conflict` when it is outside the
+    opening hours, in the past or beyond `max_ahead`)."""
     try:
         rules = rules_for(ctx, duration)
+        if person is not None:
+            rules = person.rules(rules)
         slot = coerce_slot(raw, rules.tz, rules.duration)
     except (SlotError, ValueError) as exc:
         return bad_args(exc)
     why_not = is_bookable(rules, slot, now_of(ctx))
     if why_not:
-        return ConnectorResult(outcome="conflict", detail=why_not)
+        return ConnectorResult(outcome="conflict", detail=f"{person.name}: {why_not}" if person else why_not)
     return rules, slot
 
 
@@ -176,6 +189,13 @@ async def errors_as_outcome(call: Awaitable[ConnectorResult]) -> ConnectorResult
         return await call
     except ConnectorError as exc:
         return ConnectorResult(outcome="error", detail=str(exc))
+
+
+def _whole_days(rules: SlotRules, window: Interval) -> Interval:
+    """`window` stretched to the local midnights around it: a day's visits are counted whole."""
+    first = window[0].astimezone(rules.tz).date()
+    last = window[1].astimezone(rules.tz).date() + timedelta(days=1)
+    return wall_time(first, time(0, 0), rules.tz), wall_time(last, time(0, 0), rules.tz)
 
 
 def no_booking() -> ConnectorResult:
@@ -216,6 +236,12 @@ class CalendarConnector(Connector):
         conversation booked it already) or `conflict`."""
         raise NotImplementedError
 
+    async def visits_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        """Each visit (one interval per event, never merged) starting within `window` (UTC) in
+        `calendar`, for `max_per_day`. A backend whose busy times are its bookings one by one
+        need not override it."""
+        return [v for v in await self.busy_in(window, calendar) if window[0] <= v[0] < window[1]]
+
     def staff_calendar(self, staff_id: str, member: Any) -> str:
         """The calendar of one of settings.staff in this backend."""
         raise NotImplementedError
@@ -249,7 +275,8 @@ class CalendarConnector(Connector):
         if not ids:
             return bad_args(SlotError(f"staff: {key!r} is not one of settings.staff ({', '.join(declared)})"))
         try:
-            return [Staff(id=i, name=_name(declared[i], i), calendar=self.staff_calendar(i, declared[i])) for i in ids]
+            return [Staff(id=i, name=_name(declared[i], i), calendar=self.staff_calendar(i, declared[i]),
+                          hours=declared[i].hours, days_off=tuple(declared[i].days_off)) for i in ids]
         except SlotError as exc:
             return bad_args(exc)
 
@@ -259,7 +286,7 @@ class CalendarConnector(Connector):
             around = parse_around(args.around, rules.tz)
         except (SlotError, ValueError) as exc:
             return bad_args(exc)
-        people = self.chosen_staff(ctx, args.staff)
+        people = self.chosen_staff(ctx, args.staff or args.resource)
         if isinstance(people, ConnectorResult):
             return people
         now = now_of(ctx)
@@ -269,41 +296,81 @@ class CalendarConnector(Connector):
         slots: list[tuple[Interval, Staff | None]] = []
         try:
             if not people:
-                slots = [(s, None) for s in find_free(rules, await self.busy_in(padded), now, around, args.count)]
+                slots = [(s, None) for s in await self._free(rules, None, padded, now, around, args.count)]
             else:  # each person's best times, then the best of those; a time two have goes to the first
                 who: dict[datetime, tuple[Interval, Staff]] = {}
                 for person in people:
-                    for slot in find_free(rules, await self.busy_in(padded, person.calendar), now, around, args.count):
+                    own = person.rules(rules)
+                    for slot in await self._free(own, person.calendar, padded, now, around, args.count):
                         who.setdefault(slot[0], (slot, person))
                 best = choose(rules, [slot for slot, _ in who.values()], earliest_start(rules, now), around,
                               args.count)
                 slots = [(slot, who[slot[0]][1]) for slot in best]
-        except ConnectorError as exc:
+        except (ConnectorError, ValueError) as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
-        closed_day = closed_on(rules, now, around)
-        closed = closed_day.isoformat() if closed_day is not None else None
+        notices = self._notices(rules, people, now, around)
         if not slots:
-            return ConnectorResult(outcome="empty", value=[], closed=closed,
-                                   detail=f"no free slot within {rules.horizon.days} days")
+            return ConnectorResult(outcome="empty", value=[], detail=f"no free slot within {rules.horizon.days} days",
+                                   **notices)
         return ConnectorResult(outcome="ok", value=[staffed(slot_value(s, rules.tz), p) for s, p in slots],
-                               closed=closed)
+                               **notices)
+
+    async def _free(self, rules: SlotRules, calendar: str | None, window: Interval, now: datetime,
+                    around: datetime | None, count: int) -> list[Interval]:
+        """One calendar's best free slots: its busy times, and none on a day it is full."""
+        busy = await self.busy_in(window, calendar)
+        full = full_days(rules, await self.visits_in(_whole_days(rules, window), calendar)) \
+            if rules.max_per_day is not None else frozenset()
+        return find_free(rules, busy, now, around, count, full)
+
+    @staticmethod
+    def _notices(rules: SlotRules, people: list[Staff], now: datetime, around: datetime | None) -> dict[str, Any]:
+        """What the contact must hear besides the slots: the day they asked for is closed (for
+        the business, or for the one person they asked for), or lies past `max_ahead`."""
+        last = beyond_horizon(rules, now, around)
+        if last is not None:
+            return {"too_far": last.isoformat()}
+        closed_day = closed_on(rules, now, around)
+        if closed_day is not None:
+            return {"closed": closed_day.isoformat()}
+        if len(people) == 1:
+            off = closed_on(people[0].rules(rules), now, around)
+            if off is not None:
+                return {"closed": off.isoformat(), "closed_for": people[0].name}
+        return {}
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:
-        checked = bookable_slot(ctx, args.slot, args.duration)
-        if isinstance(checked, ConnectorResult):
-            return checked
-        wanted = args.staff or slot_staff(args.slot)
-        people = self.chosen_staff(ctx, wanted)
+        people = self.chosen_staff(ctx, args.staff or args.resource or slot_staff(args.slot))
         if isinstance(people, ConnectorResult):
             return people
         if people and len(people) > 1:  # "any" at booking time: the slot names nobody
             return bad_args(SlotError("staff: book a slot from find_slots (it names who), or pass staff:"))
         person = people[0] if people else None
-        result = await errors_as_outcome(self.insert_booking(args, ctx, checked[1], checked[0],
+        checked = bookable_slot(ctx, args.slot, args.duration, person)
+        if isinstance(checked, ConnectorResult):
+            return checked
+        rules, slot = checked
+        full = await errors_as_outcome(self._day_full(rules, slot, ctx, person.calendar if person else None))
+        if full.outcome != "ok":
+            return full
+        result = await errors_as_outcome(self.insert_booking(args, ctx, slot, rules,
                                                              person.calendar if person else None))
         if person is not None and result.outcome == "ok" and isinstance(result.value, dict):
             result = msgspec.structs.replace(result, value=staffed(result.value, person))
         return result
+
+    async def _day_full(self, rules: SlotRules, slot: Interval, ctx: CallContext,
+                        calendar: str | None) -> ConnectorResult:
+        """`conflict` when the slot's day already holds `max_per_day` visits in its calendar (this
+        conversation's own booking, booked again, does not count against it)."""
+        if rules.max_per_day is None:
+            return ConnectorResult(outcome="ok")
+        visits = await self.visits_in(_whole_days(rules, slot), calendar)
+        day = slot[0].astimezone(rules.tz).date()
+        if day in full_days(rules, [v for v in visits if v != slot]):
+            return ConnectorResult(outcome="conflict",
+                                   detail=f"{day.isoformat()} is fully booked ({rules.max_per_day} visits a day)")
+        return ConnectorResult(outcome="ok")
 
     async def cancel(self, args: CancelArgs, ctx: CallContext) -> ConnectorResult:
         try:
@@ -317,7 +384,10 @@ class CalendarConnector(Connector):
             booking_id = booking_id_of(args.booking_id)
         except SlotError as exc:
             return bad_args(exc)
-        checked = bookable_slot(ctx, args.slot)
+        who = slot_staff(args.booking_id) or slot_staff(args.slot)  # the booking stays with its person
+        people = self.chosen_staff(ctx, who) if who and staff_of(ctx) else []
+        person = people[0] if isinstance(people, list) and len(people) == 1 else None
+        checked = bookable_slot(ctx, args.slot, None, person)
         if isinstance(checked, ConnectorResult):
             return checked
         return await errors_as_outcome(self.move_booking(booking_id, ctx, checked[1], checked[0]))

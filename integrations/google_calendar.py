@@ -412,6 +412,33 @@ class GoogleCalendar(CalendarConnector):
 
         return await self._run("reschedule", run)
 
+    async def visits_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
+        """Each timed event of the booking calendar starting in `window`, one by one (freebusy
+        merges back-to-back events into one span, which would undercount a full day)."""
+        def run() -> list[Interval]:
+            visits: list[Interval] = []
+            page: str | None = None
+            while True:
+                result = self._execute(
+                    "events.list",
+                    lambda api, page=page: api.events().list(
+                        calendarId=calendar or self.calendar_id, timeMin=_rfc3339(window[0]),
+                        timeMax=_rfc3339(window[1]), singleEvents=True, maxResults=250, pageToken=page,
+                    ),
+                )
+                for e in result.get("items", []):
+                    if e.get("status") == "cancelled" or e.get("transparency") == "transparent" \
+                            or "dateTime" not in (e.get("start") or {}):
+                        continue  # free-marked and all-day events are not visits
+                    start = _parse_event_time(e["start"])
+                    if window[0] <= start < window[1]:
+                        visits.append((start, _parse_event_time(e["end"])))
+                page = result.get("nextPageToken")
+                if not page:
+                    return visits
+
+        return await self._run("find_slots", run)
+
     async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             result = self._execute(

@@ -17,7 +17,7 @@ import bisect
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -89,7 +89,9 @@ class SlotRules:
     buffer: timedelta = timedelta(0)
     step: timedelta = timedelta(minutes=30)  # grid of starting times from each opening
     duration: timedelta = timedelta(minutes=30)
-    horizon: timedelta = timedelta(days=HORIZON_DAYS)
+    horizon: timedelta = timedelta(days=HORIZON_DAYS)  # searched either side of the wanted time
+    max_ahead: timedelta | None = None  # how far ahead from now a visit may start (None: no limit)
+    max_per_day: int | None = None  # visits one calendar takes on a local day
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -103,20 +105,37 @@ class SlotRules:
         duration = timedelta(seconds=duration_seconds) if duration_seconds else step
         if duration <= timedelta(0):
             raise SlotError(f"slot duration must be positive, got {duration_seconds!r}")
-        for d in s.closed_dates:
-            try:
-                date.fromisoformat(d)
-            except ValueError:
-                raise SlotError(f"settings.closed_dates: {d!r} is not an ISO date (YYYY-MM-DD)") from None
         return cls(
             tz=zone(timezone or s.timezone),
             hours=hours,
-            closed_dates=frozenset(s.closed_dates),
+            closed_dates=iso_dates("settings.closed_dates", s.closed_dates),
             min_notice=timedelta(seconds=parse_duration(s.min_notice)),
             buffer=timedelta(seconds=parse_duration(s.buffer)),
             step=step,
             duration=duration,
+            max_ahead=timedelta(seconds=parse_duration(s.max_ahead)) if s.max_ahead else None,
+            max_per_day=s.max_per_day,
         )
+
+    def for_member(self, hours: BusinessHours | None, days_off: Iterable[str], where: str) -> SlotRules:
+        """The rules of one of settings.staff: their own weekly hours (unset: the business's)
+        and their days off on top of the business's closures."""
+        own = self.hours if hours is None else {
+            i: parse_ranges(f"{where}.hours.{day}", getattr(hours, day)) for i, day in enumerate(WEEKDAYS)
+        }
+        off = iso_dates(f"{where}.days_off", days_off)
+        if own is self.hours and not off:
+            return self
+        return replace(self, hours=own, closed_dates=self.closed_dates | off)
+
+
+def iso_dates(where: str, values: Iterable[str]) -> frozenset[str]:
+    for d in values:
+        try:
+            date.fromisoformat(d)
+        except ValueError:
+            raise SlotError(f"{where}: {d!r} is not an ISO date (YYYY-MM-DD)") from None
+    return frozenset(values)
 
 
 def day_slots(rules: SlotRules, day: date) -> Iterator[Interval]:
@@ -142,6 +161,8 @@ def closed_on(rules: SlotRules, now: datetime, around: datetime | None) -> date 
     nearest open times are still offered, but the contact must hear that the day they asked
     for is closed (never a silent move to another day)."""
     if around is None or around < earliest_start(rules, now.astimezone(UTC)) - timedelta(days=1):
+        return None
+    if beyond_horizon(rules, now, around) is not None:  # "too far ahead" is the answer then
         return None
     day = around.astimezone(rules.tz).date()
     return day if is_closed_day(rules, day) else None
@@ -177,17 +198,46 @@ def earliest_start(rules: SlotRules, now: datetime) -> datetime:
 
 
 def search_window(rules: SlotRules, now: datetime, around: datetime | None) -> Interval:
-    """The absolute window a backend must read busy times for."""
+    """The absolute window a backend must read busy times for: from the earliest start
+    (`min_notice`) to the latest (`max_ahead` from now), around the wanted time when given."""
     earliest = earliest_start(rules, now)
+    latest = latest_start(rules, now)
     if around is None or around < earliest:
-        return earliest, earliest + rules.horizon + timedelta(days=1)
-    return max(earliest, around - rules.horizon), around + rules.horizon + timedelta(days=1)
+        end = earliest + rules.horizon + timedelta(days=1)
+        return earliest, end if latest is None else min(end, latest)
+    wanted = around if latest is None else min(around, latest)
+    end = wanted + rules.horizon + timedelta(days=1)
+    return max(earliest, wanted - rules.horizon), end if latest is None else min(end, latest)
+
+
+def latest_start(rules: SlotRules, now: datetime) -> datetime | None:
+    return None if rules.max_ahead is None else now + rules.max_ahead
+
+
+def beyond_horizon(rules: SlotRules, now: datetime, around: datetime | None) -> date | None:
+    """The last local day bookable when a wanted time lies past it (`max_ahead`), else None."""
+    latest = latest_start(rules, now.astimezone(UTC))
+    if latest is None or around is None or around.astimezone(UTC) <= latest:
+        return None
+    return latest.astimezone(rules.tz).date()
+
+
+def full_days(rules: SlotRules, visits: Iterable[Interval]) -> frozenset[date]:
+    """The local days on which a calendar already holds `max_per_day` visits."""
+    if rules.max_per_day is None:
+        return frozenset()
+    per_day: dict[date, int] = {}
+    for start, _ in visits:
+        day = start.astimezone(rules.tz).date()
+        per_day[day] = per_day.get(day, 0) + 1
+    return frozenset(day for day, n in per_day.items() if n >= rules.max_per_day)
 
 
 def find_free(
-    rules: SlotRules, busy: list[Interval], now: datetime, around: datetime | None, count: int = 3
+    rules: SlotRules, busy: list[Interval], now: datetime, around: datetime | None, count: int = 3,
+    full: frozenset[date] = frozenset(),
 ) -> list[Interval]:
-    """Up to `count` free slots, chronological.
+    """Up to `count` free slots, chronological, none on a `full` day (`full_days`).
 
     With a wanted time: first the free slots of the same local day at or after it, then
     the nearest ones either side. Without one (or one already past): the earliest."""
@@ -201,6 +251,9 @@ def find_free(
     day = window_start.astimezone(rules.tz).date() - timedelta(days=1)
     last_day = window_end.astimezone(rules.tz).date()
     while day <= last_day:
+        if day in full:
+            day += timedelta(days=1)
+            continue
         for slot in day_slots(rules, day):
             if window_start <= slot[0] <= window_end and slot[0] >= earliest and not index.overlaps(slot, rules.buffer):
                 free.append(slot)
@@ -229,6 +282,9 @@ def is_bookable(rules: SlotRules, slot: Interval, now: datetime) -> str | None:
     start, end = slot
     if start < now:
         return "the slot has already started"
+    latest = latest_start(rules, now)
+    if latest is not None and rules.max_ahead is not None and start > latest:
+        return f"the slot is more than {_span(rules.max_ahead)} ahead (settings.max_ahead)"
     local_day = start.astimezone(rules.tz).date()
     if local_day.isoformat() in rules.closed_dates:
         return f"the business is closed on {local_day.isoformat()}"
@@ -236,6 +292,11 @@ def is_bookable(rules: SlotRules, slot: Interval, now: datetime) -> str | None:
         if wall_time(local_day, opens, rules.tz) <= start and end <= wall_time(local_day, closes, rules.tz):
             return None
     return "the slot is outside opening hours"
+
+
+def _span(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:g} days" if days >= 1 else f"{delta.total_seconds() / 3600:g} hours"
 
 
 def label(start: datetime, tz: ZoneInfo) -> str:

@@ -39,6 +39,7 @@ from orchestrator.flow.templates import (
     Formats,
     Template,
     TemplateEngine,
+    flow_choice_durations,
     flow_choice_labels,
 )
 from orchestrator.languages.messages import Catalogue, catalogue
@@ -475,7 +476,8 @@ def _compile_language(
     said = {key: words[key] for key in ("reminder", "consent_notice")
             if words.language != "en" and getattr(settings, key) == catalogue()[key]}
     settings = msgspec.structs.replace(settings, language=tag, voice=voice, **said)
-    engine = TemplateEngine(settings.timezone, tag, flow_choice_labels(flow), words.formats)
+    engine = TemplateEngine(settings.timezone, tag, flow_choice_labels(flow), words.formats,
+                            flow_choice_durations(flow))
     states = {name: _compile_state(name, st, flow, engine, where) for name, st in flow.states.items()}
     machine = base.machine if base is not None else build_machine(
         flow, {name: cs.routes for name, cs in states.items()})

@@ -508,10 +508,17 @@ class _Turn:
             self._save(state.save, value)
         if result.outcome == "ok" and settings.reminders and reminders.is_booking(state.action):
             self.due_reminders += reminders.plan(settings, result.value, now=self.now, channel=s.channel)
-        if result.closed and result.outcome in ("ok", "empty"):
-            if "closed" in state.routes:  # the flow says it in its own words
+        if result.too_far and result.outcome in ("ok", "empty"):
+            if "too_far" in state.routes:  # the flow says it in its own words
+                return self._route(state, "too_far")
+            self._day_notice(state, "too_far_notice", result.too_far)
+        elif result.closed and result.outcome in ("ok", "empty"):
+            if "closed" in state.routes:
                 return self._route(state, "closed")
-            self._closed_notice(state, result.closed)
+            if result.closed_for:
+                self._day_notice(state, "staff_off_notice", result.closed, name=result.closed_for)
+            else:
+                self._day_notice(state, "closed_notice", result.closed)
         trigger = result.outcome
         if trigger not in state.routes:
             trigger = "error"
@@ -567,12 +574,12 @@ class _Turn:
             return {**value, "label": label} if label != key[1] else value
         return value
 
-    def _closed_notice(self, state: CompiledState, day: str) -> None:
+    def _day_notice(self, state: CompiledState, key: str, day: str, **fields: str) -> None:
         try:
             when = self.compiled.templates.formats.date(day)
         except ValueError:
             when = day
-        self._emit(Outbound(kind="say", text=self.compiled.words.say("closed_notice", day=when), state=state.name))
+        self._emit(Outbound(kind="say", text=self.compiled.words.say(key, day=when, **fields), state=state.name))
 
     def _handoff(self, state: CompiledState) -> str | None:
         s = self.session

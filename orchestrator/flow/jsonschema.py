@@ -83,6 +83,10 @@ DESCRIPTIONS: dict[str, str] = {
                                "open_now / next_open and by the calendar's slots.",
     "Settings.closed_dates": "ISO dates (YYYY-MM-DD) the business is closed: holidays, closures.",
     "Settings.min_notice": "Earliest bookable slot, counted from now (default 1h).",
+    "Settings.max_ahead": "Latest bookable slot, counted from now, e.g. 60d (default: no limit); a later wish "
+                          "hears 'We take bookings up to ...' (or routes too_far).",
+    "Settings.max_per_day": "Visits one calendar (each of settings.staff) takes on a day; a full day is not "
+                            "offered (default: no cap).",
     "Settings.buffer": "Gap kept free between two bookings (default 0m).",
     "Settings.slot_length": "Length of a visit and step between slot starts (default 30m); "
                             "calendar.find_slots' duration overrides the length.",
@@ -107,6 +111,9 @@ DESCRIPTIONS: dict[str, str] = {
                       "calendar.find_slots takes staff: <id> or any.",
     "StaffMember.name": "The name the contact sees beside a time (default: the id, titled).",
     "StaffMember.calendar": "Google Calendar: this person's calendar id (the embedded calendar keeps one per id).",
+    "StaffMember.hours": "This person's own week, like business_hours ({tue: 10:00-18:00}); a day not listed "
+                         "is off (default: the business's hours).",
+    "StaffMember.days_off": "ISO dates this person is away (YYYY-MM-DD), on top of settings.closed_dates.",
     "Settings.sending_hours": "Local hours (HH:MM-HH:MM) within which reminders go out; default 09:00-20:00.",
     "ReminderRule.before": "How long before the booked start the reminder goes out (moved earlier into sending_hours).",
     "ReminderRule.flow": "The flow id started with the contact, with `booking` set (e.g. appointment_reminder).",
@@ -172,6 +179,8 @@ DESCRIPTIONS: dict[str, str] = {
     "Choice.match": "Words or phrases (speech or text) that pick this choice, besides its label and number.",
     "Choice.dtmf": "Voice: the keypad key of this choice (default: its position).",
     "Choice.description": "WhatsApp: the second line of this choice's list row.",
+    "Choice.duration": "A service's length (45m, 2h): `{{ service | duration }}` in calendar.find_slots and "
+                       "calendar.book args.",
     # -- ChannelOverride
     "ChannelOverride.say": "The text of a say, end or handoff state on this channel.",
     "ChannelOverride.ask": "The question of an ask state on this channel.",

@@ -78,6 +78,8 @@ class StaffMember(Base):
 
     name: str | None = None  # what the contact sees ("10:00 AM · Ana"); default: the id, titled
     calendar: str | None = None  # Google Calendar: their calendar id (the embedded calendar keeps one per id)
+    hours: BusinessHours | None = None  # their own week (a day not listed: off); unset: business_hours
+    days_off: list[str] = []  # ISO dates they are away, on top of settings.closed_dates
 
 
 class ReminderRule(Base):
@@ -99,7 +101,9 @@ class Settings(Base):
     on_hangup: Literal["end", "text_back"] = "end"
     business_hours: BusinessHours = msgspec.field(default_factory=default_business_hours)
     closed_dates: list[str] = []  # ISO dates (holidays, closures)
-    min_notice: Duration = "1h"  # earliest bookable slot from now
+    min_notice: Duration = "1h"  # earliest bookable slot from now (lead time)
+    max_ahead: Duration | None = None  # latest bookable slot from now; unset: no limit
+    max_per_day: int | None = None  # visits one calendar (one of settings.staff) takes a day; unset: no cap
     buffer: Duration = "0m"  # gap kept between visits
     slot_length: Duration = "30m"
     recording: bool = False  # voice: record the call; the consent notice is spoken first
@@ -136,6 +140,7 @@ class Choice(Base):
     match: Words = []  # keywords (speech or text)
     dtmf: str | None = None  # a keypad digit on voice
     description: Text | None = None  # WhatsApp list row description
+    duration: Duration | None = None  # a service's length: `{{ service | duration }}` in calendar args
 
 
 class Intent(Base):

@@ -470,21 +470,52 @@ def label_of(value: Any) -> Any:
 ChoiceLabels = Mapping[str | None, Mapping[str, str]]
 
 
-def flow_choice_labels(flow: Any) -> dict[str | None, dict[str, str]]:
-    """The flow's static choices, id -> label: per variable an ask saves into (`save: reason`),
-    and under None for the whole flow, the first ask's label winning when two asks share an id."""
-    labels: dict[str | None, dict[str, str]] = {None: {}}
+def _per_variable(flow: Any, pick: Any) -> dict[str | None, dict[str, str]]:
+    """A fact of each of the flow's static choices (`pick(id, choice)`, None: none), per
+    variable an ask saves into (`save: reason`) and under None for the whole flow, the first
+    ask's winning when two asks share an id."""
+    table: dict[str | None, dict[str, str]] = {None: {}}
     for state in getattr(flow, "states", {}).values():
         choices = getattr(state, "choices", None)
         if not isinstance(choices, Mapping):
             continue
         save = getattr(state, "save", None)
         for cid, choice in choices.items():
-            text = getattr(choice, "label", None) or cid.replace("_", " ")
-            labels[None].setdefault(cid, text)
-            if save:
-                labels.setdefault(save, {}).setdefault(cid, text)
-    return labels
+            fact = pick(cid, choice)
+            if fact:
+                table[None].setdefault(cid, fact)
+                if save:
+                    table.setdefault(save, {}).setdefault(cid, fact)
+    return table
+
+
+def flow_choice_labels(flow: Any) -> dict[str | None, dict[str, str]]:
+    """The flow's static choices, id -> label (the `label` filter)."""
+    return _per_variable(flow, lambda cid, choice: getattr(choice, "label", None) or cid.replace("_", " "))
+
+
+def flow_choice_durations(flow: Any) -> dict[str | None, dict[str, str]]:
+    """The flow's static choices that name a `duration` (a service's length), id -> duration."""
+    return _per_variable(flow, lambda cid, choice: getattr(choice, "duration", None))
+
+
+class _Duration:
+    """The `duration` filter: a chosen service's length (`{{ service | duration }}` -> "45m"),
+    the `duration` of a mapping, else empty, so `calendar.find_slots` falls back to
+    `slot_length` for a choice that names none."""
+
+    def __init__(self, durations: ChoiceLabels) -> None:
+        self.durations = durations
+
+    def __call__(self, value: Any, var: str | None = None) -> str:
+        if isinstance(value, Mapping):
+            return str(value.get("duration") or "")
+        if isinstance(value, str):
+            own = self.durations.get(var) if var is not None else None
+            if own is not None and value in own:
+                return own[value]
+            return (self.durations.get(None) or {}).get(value, "")
+        return ""
 
 
 class _Label:
@@ -508,9 +539,11 @@ class _Label:
 
 
 def _name_label_filters(tree: jinja2.nodes.Node) -> None:
-    """`x | label` -> `x | label("x")`: the filter learns which variable its id came from."""
+    """`x | label` -> `x | label("x")` (and `duration`): the filter learns which variable its id
+    came from."""
     for node in tree.find_all(jinja2.nodes.Filter):
-        if node.name == "label" and isinstance(node.node, jinja2.nodes.Name) and not node.args and not node.kwargs:
+        if node.name in ("label", "duration") and isinstance(node.node, jinja2.nodes.Name) \
+                and not node.args and not node.kwargs:
             node.args = [jinja2.nodes.Const(node.node.name, lineno=node.lineno)]
 
 
@@ -698,12 +731,13 @@ class TemplateEngine:
 
     def __init__(
         self, timezone: str = "UTC", language: str = "en-US", choice_labels: ChoiceLabels | None = None,
-        date_patterns: Mapping[str, str] | None = None,
+        date_patterns: Mapping[str, str] | None = None, choice_durations: ChoiceLabels | None = None,
     ) -> None:
         self.timezone = timezone
         self.language = language
         self.formats = formats_for(timezone, language, date_patterns)
         self.choice_labels: ChoiceLabels = choice_labels or {}
+        self.choice_durations: ChoiceLabels = choice_durations or {}
         self.env = self._make_env(finalize=True)
 
     def _make_env(self, *, finalize: bool) -> _Sandbox:
@@ -725,6 +759,7 @@ class TemplateEngine:
             join=_join,
             phone=_Phone(self.formats.region),
             label=_Label(self.choice_labels),
+            duration=_Duration(self.choice_durations),
             format=_safe_format,
             replace=_bounded_replace,
             orchestrator_counted=_counted,

@@ -62,7 +62,7 @@ BUILTIN_MEANING: dict[str, str] = {
 }
 LANGUAGE_TARGET = "sys.language"  # `save: sys.language` sets the contact's language (SPEC §9)
 RESERVED: frozenset[str] = frozenset({"sys"})  # the built-ins' own namespace: `{{ sys.business }}`
-CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed")
+CALL_ROUTES: tuple[str, ...] = ("ok", "empty", "conflict", "error", "closed", "too_far")
 HANDOFF_ROUTES: tuple[str, ...] = ("no_answer", "undelivered")
 ASK_ROUTES: tuple[str, ...] = ("fail", "timeout", "undelivered", "stuck", "machine")
 YES_NO_ROUTES: tuple[str, ...] = ("yes", "no")  # a yes_no ask saves true / false and routes by it
@@ -354,17 +354,22 @@ class _Checker:
             self.check_staff(name, state)
 
     def check_staff(self, name: str, state: schema.CallState) -> None:
-        """A `staff:` argument names one of settings.staff (or `any`), unless it is a template."""
-        wanted = state.args.get("staff") if isinstance(state.args, dict) else None
-        if not isinstance(wanted, str) or "{" in wanted:
-            return
-        declared = self.flow.settings.staff
-        if not declared:
-            self.add(f"$.states.{name}.args.staff", f"state '{name}' books with staff '{wanted}', but the flow "
-                     "declares no staff", "add settings.staff: {" + (wanted or "ana") + ": {name: ...}}")
-        elif wanted.strip().lower() not in ("", "any") and wanted not in declared:
-            self.add(f"$.states.{name}.args.staff", f"'{wanted}' is not one of settings.staff",
-                     did_you_mean(wanted, list(declared)) or f"use one of: any, {', '.join(declared)}")
+        """A `staff:` (or `resource:`) argument names one of settings.staff (or `any`), unless it
+        is a template."""
+        args = state.args if isinstance(state.args, dict) else {}
+        for key in ("staff", "resource"):
+            wanted = args.get(key)
+            if not isinstance(wanted, str) or "{" in wanted:
+                continue
+            declared = self.flow.settings.staff
+            names = {(m.name or "").lower() for m in declared.values()}
+            if not declared:
+                self.add(f"$.states.{name}.args.{key}", f"state '{name}' books with {key} '{wanted}', but the flow "
+                         "declares no staff", "add settings.staff: {" + (wanted or "ana") + ": {name: ...}}")
+            elif wanted.strip().lower() not in ("", "any") and wanted not in declared \
+                    and wanted.strip().lower() not in names:
+                self.add(f"$.states.{name}.args.{key}", f"'{wanted}' is not one of settings.staff",
+                         did_you_mean(wanted, list(declared)) or f"use one of: any, {', '.join(declared)}")
 
     def check_args(self, name: str, state: schema.CallState, args_type: type) -> None:
         """An argument the action does not take would be dropped without a word (a `stylist:`
@@ -649,16 +654,30 @@ class _Checker:
         if not 0.0 <= s.speech_confidence <= 1.0:
             self.add("$.settings.speech_confidence",
                      f"settings.speech_confidence must be between 0 and 1, found {s.speech_confidence}")
+        self.check_week("$.settings.business_hours", s.business_hours)
+        self.check_dates("$.settings.closed_dates", "closed date", s.closed_dates)
+        for staff_id, member in s.staff.items():
+            if member.hours is not None:
+                self.check_week(f"$.settings.staff.{staff_id}.hours", member.hours)
+            self.check_dates(f"$.settings.staff.{staff_id}.days_off", "day off", member.days_off)
+        if s.max_per_day is not None and s.max_per_day < 1:
+            self.add("$.settings.max_per_day", f"settings.max_per_day must be 1 or more, found {s.max_per_day}",
+                     "leave it out for no daily cap")
+        if s.max_ahead and schema.parse_duration(s.max_ahead) <= schema.parse_duration(s.min_notice):
+            self.add("$.settings.max_ahead", f"settings.max_ahead ({s.max_ahead}) is not after settings.min_notice "
+                     f"({s.min_notice}): no time could ever be booked", "write a longer max_ahead, e.g. 60d")
+
+    def check_week(self, path: str, hours: schema.BusinessHours) -> None:
         for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
-            value = getattr(s.business_hours, day)
+            value = getattr(hours, day)
             if value is not None and _hours_problem(value):
-                self.add(f"$.settings.business_hours.{day}",
-                         f"bad opening hours for {day}: '{value}' ({_hours_problem(value)})",
+                self.add(f"{path}.{day}", f"bad opening hours for {day}: '{value}' ({_hours_problem(value)})",
                          'write ranges like "09:00-17:00", several comma-separated, or "closed"')
-        for i, text in enumerate(s.closed_dates):
+
+    def check_dates(self, path: str, what: str, values: list[str]) -> None:
+        for i, text in enumerate(values):
             if not _ISO_DATE.match(text) or _iso_date(text) is None:
-                self.add(f"$.settings.closed_dates[{i}]", f"closed date '{text}' is not a date",
-                         'write it as YYYY-MM-DD, e.g. "2026-12-25"')
+                self.add(f"{path}[{i}]", f"{what} '{text}' is not a date", 'write it as YYYY-MM-DD, e.g. "2026-12-25"')
 
     # -- voice guards (#20) ----------------------------------------------------------------------
 

@@ -46,6 +46,10 @@ class ConnectorResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     # The business is closed on this ISO date, the day the contact asked for (find_slots):
     # the engine routes `closed` when the state has it, else says a notice before going on.
     closed: str | None = None
+    closed_for: str | None = None  # ... closed for this one person only (their day off): their name
+    # The day asked for lies past how far ahead the business books (settings.max_ahead): the
+    # last bookable ISO date. The engine routes `too_far`, else says a notice.
+    too_far: str | None = None
 
 
 class CallContext(msgspec.Struct, kw_only=True):

@@ -743,3 +743,43 @@ states:
     ok = text.replace(f"staff: {arg}}}", "staff: any}") if staff else None
     if ok:
         assert problems(ok, default_connectors()) == []
+
+
+def test_resource_is_checked_like_staff_and_a_name_is_accepted() -> None:
+    text = """\
+flow: demo
+start: find
+settings: {timezone: UTC, staff: {ana: {name: Ana}, chair_2: {name: Chair two}}}
+states:
+  find:
+    call: calendar.find_slots
+    args: {around: "2026-12-03T10:00", resource: chair2}
+    save: slots
+    on: {ok: b, empty: b, error: b}
+  b: {say: bye, end: done}
+"""
+    found = problems(text, default_connectors())
+    assert [(d.message, d.line, d.hint) for d in found] == [
+        ("'chair2' is not one of settings.staff", 7, "did you mean 'chair_2'?")]
+    assert problems(text.replace("resource: chair2", "resource: Chair two"), default_connectors()) == []
+
+
+def test_booking_rules_and_a_persons_week_are_checked_where_they_are_written() -> None:
+    text = """\
+flow: demo
+start: b
+settings:
+  timezone: UTC
+  min_notice: 2h
+  max_ahead: 1h
+  max_per_day: 0
+  staff:
+    ana: {name: Ana, hours: {tue: "10:00-9:00"}, days_off: ["2026-13-01"]}
+states:
+  b: {say: bye, end: done}
+"""
+    found = {d.message.split(" (")[0].split(":")[0]: (d.line, d.hint) for d in problems(text, default_connectors())}
+    assert found["bad opening hours for tue"][0] == 9
+    assert found["day off '2026-13-01' is not a date"][0] == 9
+    assert found["settings.max_per_day must be 1 or more, found 0"][0] == 7
+    assert found["settings.max_ahead"][0] == 6 and "max_ahead" in str(found["settings.max_ahead"][1])

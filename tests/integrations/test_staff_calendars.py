@@ -5,18 +5,11 @@ the embedded calendar and on Google Calendar (one calendar per stylist on the fa
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from conn_helpers import make_ctx
-from fake_google import FakeGoogleCalendar
-from test_dental_backends import _service_account
 
 from integrations.calendar_base import BookArgs, CalendarConnector, CancelArgs, FindSlotsArgs, ListArgs
-from integrations.embedded_calendar import EmbeddedCalendar
-from integrations.google_calendar import GoogleCalendar
 from orchestrator.flow.schema import StaffMember
 from orchestrator.plugins.connectors import CallContext
 
@@ -28,18 +21,6 @@ TEN = "2026-11-26T10:00:00-05:00"
 def ctx(contact: str, **extra: Any) -> CallContext:
     return make_ctx(session_id=f"biz:{contact}", contact=contact, staff=STAFF, **extra)
 
-
-@pytest.fixture(params=["embedded", "google"])
-async def salon(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[CalendarConnector, Any]]:
-    if request.param == "embedded":
-        yield EmbeddedCalendar(path=tmp_path / "cal.sqlite3"), None
-        return
-    fake = FakeGoogleCalendar().start()
-    try:
-        yield GoogleCalendar("front@salon.test", _service_account(tmp_path, fake.token_uri), api_base=fake.api_base,
-                             timeout_seconds=2.0, retry_base_seconds=0.01), fake
-    finally:
-        fake.stop()
 
 
 async def book_at_ten(calendar: CalendarConnector, contact: str, staff: str | None = None) -> dict[str, Any]:
