@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from orchestrator.errors import ConnectorError
+from orchestrator.errors import ConnectorError, NoShowRefused
 from orchestrator.flow.schema import Settings, parse_duration
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult
 
@@ -176,11 +176,6 @@ async def errors_as_outcome(call: Awaitable[ConnectorResult]) -> ConnectorResult
         return await call
     except ConnectorError as exc:
         return ConnectorResult(outcome="error", detail=str(exc))
-
-
-class NoShowRefused(Exception):
-    """`mark_no_show` refused a booking that exists (it has not started yet, or it was
-    cancelled): the admin API answers 409 with this text, which says why and what to do."""
 
 
 NO_SHOW = "no_show"  # a booking's status once staff marked that the contact did not come

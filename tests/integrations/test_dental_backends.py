@@ -13,11 +13,12 @@ import pytest
 from conn_helpers import FIXED_NOW, FLOWS_DIR
 from fake_google import FakeGoogleCalendar
 
-from integrations.calendar_base import CalendarConnector, CancelArgs, ListArgs, NoShowRefused
+from integrations.calendar_base import CalendarConnector, CancelArgs, ListArgs
 from integrations.embedded_calendar import EmbeddedCalendar
 from integrations.google_calendar import GoogleCalendar
 from orchestrator.engine.compiler import compile_flow
 from orchestrator.engine.turn import Engine
+from orchestrator.errors import NoShowRefused
 from orchestrator.flow.loader import load_flow
 from orchestrator.model import Event, Session, TurnResult
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry
