@@ -1,7 +1,7 @@
 """What every calendar backend shares: the action argument types, the action table, the
 checks of the arguments and the shape of a booking.
 
-A backend subclasses `CalendarConnector` and implements five storage hooks; the flow sees
+A backend subclasses `CalendarConnector` and implements its storage hooks; the flow sees
 the same `calendar.find_slots / book / cancel / reschedule / list_bookings` whichever
 backend the server picked (embedded SQLite or Google Calendar).
 """
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from orchestrator.errors import ConnectorError
+from orchestrator.errors import ConnectorError, NoShowRefused
 from orchestrator.flow.schema import BusinessHours, Settings, parse_duration
 from orchestrator.plugins.connectors import Action, CallContext, Connector, ConnectorResult
 
@@ -198,6 +198,22 @@ def _whole_days(rules: SlotRules, window: Interval) -> Interval:
     return wall_time(first, time(0, 0), rules.tz), wall_time(last, time(0, 0), rules.tz)
 
 
+NO_SHOW = "no_show"  # a booking's status once staff marked that the contact did not come
+
+
+def no_show_check(booking_id: str, status: str, start: datetime, now: datetime) -> None:
+    """Raise NoShowRefused unless a booking with this status and start may be marked a no-show
+    at `now` (a booking marked already may: marking again answers the same)."""
+    if status == "cancelled":
+        raise NoShowRefused(f"booking {booking_id} was cancelled: only a booking that was kept on the calendar "
+                            "can be a no-show")
+    if status not in ("confirmed", NO_SHOW):
+        raise NoShowRefused(f"booking {booking_id} is {status}, not confirmed: it cannot be a no-show")
+    if start > now:
+        raise NoShowRefused(f"booking {booking_id} has not started yet (it starts {start.isoformat()}): mark a "
+                            "no-show once its start has passed")
+
+
 def no_booking() -> ConnectorResult:
     return ConnectorResult(outcome="empty", detail="no such booking for this contact")
 
@@ -221,8 +237,9 @@ class CalendarConnector(Connector):
     # -- storage hooks (one backend each) ---------------------------------------------------
     async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
         """Every booking starting within `window` (UTC), calendar-wide, soonest first, for the
-        owner's console: booking values (`booking_value`) with `name`, `phone`, `reason` and
-        `session_id` where this product made them (events made elsewhere: their title only)."""
+        owner's console: booking values (`booking_value`) with `status` (`confirmed` or
+        `no_show`; cancelled ones are left out), `name`, `phone`, `reason` and `session_id` where
+        this product made them (events made elsewhere: their title only)."""
         raise NotImplementedError
 
     async def busy_in(self, window: Interval, calendar: str | None = None) -> list[Interval]:
@@ -258,6 +275,16 @@ class CalendarConnector(Connector):
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         """The contact's bookings not yet over, earliest first, as booking values."""
+        raise NotImplementedError
+
+    async def mark_no_show(self, booking_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """Staff's mark that the contact did not come (any booking of the calendar, not one
+        contact's): the booking value (`booking_value`, with `status: "no_show"`, and `session_id`
+        where this product made it), or None when there is no such booking. Only a confirmed
+        booking whose start is past at `now` (epoch seconds; None: the wall clock) can be marked:
+        NoShowRefused otherwise (`no_show_check`). Marking again answers the same. A no-show
+        still took its time (it stays busy); it is no longer one of the contact's bookings to
+        cancel, move or remind of."""
         raise NotImplementedError
 
     # -- actions -----------------------------------------------------------------------------

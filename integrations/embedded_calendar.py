@@ -26,7 +26,15 @@ from zoneinfo import ZoneInfo
 from orchestrator.errors import ConnectorError
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, ConnectorResult, ErasureContext
 
-from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking
+from .calendar_base import (
+    AGENDA_LIMIT,
+    NO_SHOW,
+    BookArgs,
+    CalendarConnector,
+    booking_value,
+    no_booking,
+    no_show_check,
+)
 from .slots import Interval, SlotRules
 from .sqlite_file import SqliteFile
 
@@ -61,6 +69,8 @@ CREATE INDEX IF NOT EXISTS bookings_by_phone ON bookings (phone, start_ts);
 
 
 MINE = "(calendar = ? OR calendar LIKE ?)"  # a calendar's bookings and its staff's: `EmbeddedCalendar._mine`
+# a booking that holds its time: confirmed, or a no-show (staff marked it once its start had passed)
+HELD = "status IN ('confirmed', 'no_show')"
 
 
 class EmbeddedCalendar(SqliteFile, CalendarConnector):
@@ -86,7 +96,7 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
     def _busy(self, conn: sqlite3.Connection, window: Interval, exclude: str | None = None,
               calendar: str | None = None) -> list[Interval]:
         rows = conn.execute(
-            "SELECT id, start_ts, end_ts FROM bookings WHERE calendar = ? AND status = 'confirmed'"
+            f"SELECT id, start_ts, end_ts FROM bookings WHERE calendar = ? AND {HELD}"
             " AND start_ts < ? AND end_ts > ?",
             (calendar or self.calendar_id, int(window[1].timestamp()), int(window[0].timestamp())),
         ).fetchall()
@@ -159,11 +169,12 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
         return await self._thread("cancel", self._cancel_sync, booking_id, ctx.contact)
 
     def _owned(self, conn: sqlite3.Connection, booking_id: str, contact: str) -> sqlite3.Row | None:
-        """The booking if it exists, belongs to this calendar and to this contact."""
+        """The booking if it exists, belongs to this calendar and to this contact, and is not a
+        no-show (staff's record that the visit was missed: the contact cannot cancel it away)."""
         row: sqlite3.Row | None = conn.execute(
             f"SELECT * FROM bookings WHERE id = ? AND {MINE}", (booking_id, *self._mine)
         ).fetchone()
-        if row is None or (row["phone"] and contact and row["phone"] != contact):
+        if row is None or (row["phone"] and contact and row["phone"] != contact) or row["status"] == NO_SHOW:
             return None
         return row
 
@@ -204,19 +215,35 @@ class EmbeddedCalendar(SqliteFile, CalendarConnector):
     async def agenda(self, window: Interval, limit: int = AGENDA_LIMIT) -> list[dict[str, Any]]:
         rows = await self._thread("agenda", self._agenda_sync, int(window[0].timestamp()),
                                   int(window[1].timestamp()), limit)
-        return [{**self._value(r), "name": r["name"], "phone": r["phone"], "reason": r["reason"],
-                 "session_id": r["session_id"]} for r in rows]
+        return [{**self._value(r), "status": r["status"], "name": r["name"], "phone": r["phone"],
+                 "reason": r["reason"], "session_id": r["session_id"]} for r in rows]
 
     def _agenda_sync(self, since: int, until: int, limit: int) -> list[sqlite3.Row]:
         conn = self._connect()
         try:
             return conn.execute(
-                f"SELECT * FROM bookings WHERE {MINE} AND status = 'confirmed' AND start_ts >= ? AND start_ts < ?"
+                f"SELECT * FROM bookings WHERE {MINE} AND {HELD} AND start_ts >= ? AND start_ts < ?"
                 " ORDER BY start_ts LIMIT ?",
                 (*self._mine, since, until, limit),
             ).fetchall()
         finally:
             conn.close()
+
+    async def mark_no_show(self, booking_id: str, now: float | None = None) -> dict[str, Any] | None:
+        return await self._thread("mark_no_show", self._no_show_sync, booking_id,
+                                  _time.time() if now is None else now)
+
+    def _no_show_sync(self, booking_id: str, now: float) -> dict[str, Any] | None:
+        with self._write() as conn:
+            row = conn.execute(f"SELECT * FROM bookings WHERE id = ? AND {MINE}", (booking_id, *self._mine)).fetchone()
+            if row is None:
+                return None
+            no_show_check(booking_id, row["status"], datetime.fromtimestamp(row["start_ts"], UTC),
+                          datetime.fromtimestamp(now, UTC))
+            if row["status"] != NO_SHOW:
+                conn.execute("UPDATE bookings SET status = ? WHERE id = ?", (NO_SHOW, booking_id))
+                log.info("embedded calendar: booking %s marked a no-show", booking_id)
+        return {**self._value(row), "status": NO_SHOW, "session_id": row["session_id"]}
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         rows = await self._thread("list_bookings", self._list_sync, phone, int(ctx.now))

@@ -36,7 +36,17 @@ from orchestrator.errors import ConfigError, ConnectorError
 from orchestrator.plugins.base import PluginSettings, env, read_settings
 from orchestrator.plugins.connectors import ERASED_TITLE, CallContext, Connector, ConnectorResult, ErasureContext
 
-from .calendar_base import AGENDA_LIMIT, BookArgs, CalendarConnector, booking_value, no_booking, now_of, staff_of
+from .calendar_base import (
+    AGENDA_LIMIT,
+    NO_SHOW,
+    BookArgs,
+    CalendarConnector,
+    booking_value,
+    no_booking,
+    no_show_check,
+    now_of,
+    staff_of,
+)
 from .slots import Interval, SlotError, SlotRules
 
 log = logging.getLogger("integrations.google_calendar")
@@ -46,6 +56,9 @@ DEFAULT_API_BASE = "https://www.googleapis.com/calendar/v3/"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 MAX_GENERATIONS = 50  # re-bookings of one slot after cancellations
+# the private extended property holding staff's mark on a booking (`no_show`); Google has no status
+# of its own for "the visit was missed", and the event must stay (it took the time)
+STATUS_PROPERTY = "orchestrator_status"
 T = TypeVar("T")
 
 
@@ -66,6 +79,17 @@ def _rfc3339(value: datetime) -> str:
 def _event_times(slot: Interval, tz: ZoneInfo) -> dict[str, dict[str, str]]:
     return {"start": {"dateTime": slot[0].astimezone(tz).isoformat(), "timeZone": tz.key},
             "end": {"dateTime": slot[1].astimezone(tz).isoformat(), "timeZone": tz.key}}
+
+
+def _private(event: Mapping[str, Any]) -> dict[str, Any]:
+    return dict((event.get("extendedProperties") or {}).get("private") or {})
+
+
+def _status(event: Mapping[str, Any]) -> str:
+    """A booking's status as the connector reports it: `cancelled`, `no_show`, else `confirmed`."""
+    if event.get("status") == "cancelled":
+        return "cancelled"
+    return NO_SHOW if _private(event).get(STATUS_PROPERTY) == NO_SHOW else "confirmed"
 
 
 def _parse_event_time(value: Mapping[str, Any]) -> datetime:
@@ -320,11 +344,14 @@ class GoogleCalendar(CalendarConnector):
 
     def _owned_sync(self, booking_id: str, contact: str, ctx: CallContext | None = None
                     ) -> tuple[dict[str, Any], str] | None:
-        """The contact's live event `booking_id` and the calendar holding it."""
+        """The contact's live event `booking_id` and the calendar holding it (not a no-show: staff's
+        record that the visit was missed, which the contact cannot cancel away)."""
         for calendar in self._calendars(ctx):
             event = self._get_sync(booking_id, calendar)
             if event is None or event.get("status") == "cancelled":
                 continue
+            if _status(event) == NO_SHOW:
+                return None
             phone = ((event.get("extendedProperties") or {}).get("private") or {}).get("phone")
             if phone and contact and phone != contact:
                 return None
@@ -453,10 +480,31 @@ class GoogleCalendar(CalendarConnector):
 
         out = []
         for event in await self._run("agenda", run):
-            private = (event.get("extendedProperties") or {}).get("private") or {}
-            out.append({**self._value(event), "name": private.get("name"), "phone": private.get("phone"),
-                        "reason": private.get("reason"), "session_id": private.get("session")})
+            private = _private(event)
+            out.append({**self._value(event), "status": _status(event), "name": private.get("name"),
+                        "phone": private.get("phone"), "reason": private.get("reason"),
+                        "session_id": private.get("session")})
         return out
+
+    async def mark_no_show(self, booking_id: str, now: float | None = None) -> dict[str, Any] | None:
+        when = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+
+        def run() -> dict[str, Any] | None:
+            for calendar in self._calendars():  # the business's calendar, then its staff's
+                event = self._get_sync(booking_id, calendar)
+                if event is None:
+                    continue
+                status = _status(event)
+                no_show_check(booking_id, status, _parse_event_time(event["start"]), when)
+                if status != NO_SHOW:  # patch merges the private properties: the others stay
+                    body = {"extendedProperties": {"private": {STATUS_PROPERTY: NO_SHOW}}}
+                    event = self._execute("events.patch", lambda api, calendar=calendar, body=body: api.events().patch(
+                        calendarId=calendar, eventId=booking_id, body=body, sendUpdates="none"))
+                    log.info("google calendar: booking %s marked a no-show", booking_id)
+                return {**self._value(event, calendar), "status": NO_SHOW, "session_id": _private(event).get("session")}
+            return None
+
+        return await self._run("mark_no_show", run)
 
     async def upcoming(self, phone: str, ctx: CallContext) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
@@ -469,7 +517,7 @@ class GoogleCalendar(CalendarConnector):
                         timeMin=_rfc3339(now_of(ctx)), singleEvents=True, orderBy="startTime", maxResults=50,
                     ),
                 )
-                found += [self._value(e, calendar) for e in result.get("items", []) if e.get("status") != "cancelled"]
+                found += [self._value(e, calendar) for e in result.get("items", []) if _status(e) == "confirmed"]
             return sorted(found, key=lambda b: str(b["start"]))
 
         return await self._run("list_bookings", run)
@@ -517,7 +565,7 @@ class GoogleCalendar(CalendarConnector):
 
     async def export_contact(self, phone: str, ctx: ErasureContext) -> list[dict[str, Any]]:
         events = await self._run("export_contact", lambda: self._events_of_sync(phone))
-        return [{**self._value(e), "description": e.get("description", "")} for e in events]
+        return [{**self._value(e), "status": _status(e), "description": e.get("description", "")} for e in events]
 
 
 class CalendarSettings(PluginSettings):

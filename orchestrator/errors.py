@@ -58,6 +58,11 @@ class ConnectorError(OrchestratorError):
     """A connector action failed; the engine routes the conversation to `error`."""
 
 
+class NoShowRefused(OrchestratorError, ValueError):
+    """A calendar refused to mark a booking that exists a no-show (it has not started yet, or it
+    was cancelled): the admin API answers 409 with the text, which says why and what to do."""
+
+
 class UnknownConnectorError(OrchestratorError, LookupError):
     """No connector or action by that name is registered."""
 

@@ -16,6 +16,11 @@ each other; `seen`: the sweep's snapshot of a running one), indexed in the sorte
 `records` and `records:<flow>` by start time. A conversation's id is `<session id>~<started ms>`;
 it shares the session's hash tag, so the store's contact erasure removes the record hash too.
 
+Staff's no-show marks (`mark_no_show`, from `POST /api/bookings/{id}/no-show`) are one more
+field per booking, `ns:<booking id>`, on the record of each conversation about the booking:
+the one that booked it (`summary.booking`) and a reminder conversation started with it (a
+collected field holding it). They share the record's key, so its slot, retention and erasure.
+
 A value is a msgpack array (`_Compact`: without what the id and the field restore) cut into
 pieces of at most 64 bytes (`start`, `start1`, ...): Redis keeps a hash whose values are all
 that short as a listpack (hash-max-listpack-value), ~180 B for a running conversation instead
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -43,6 +49,7 @@ log = logging.getLogger("orchestrator.records.analytics")
 INDEX = "records"
 BOOKED_OUTCOMES = frozenset({"booked"})
 MAX_SCAN = 20_000  # records read for one analytics report or filtered list
+NO_SHOW_FIELD = "ns:"  # a record's field per booking of the conversation staff marked a no-show
 _session_decoder = msgspec.msgpack.Decoder(Session)
 _entry_decoder = msgspec.msgpack.Decoder(TranscriptEntry)
 _ID = re.compile(r"^(?P<sid>[^~]{1,200})~(?P<ms>\d{1,16})$")
@@ -66,6 +73,7 @@ class ConversationRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_state: str = ""
     path: list[str] = []
     summary: dict[str, Any] | None = None
+    no_shows: list[str] = []  # the conversation's bookings staff marked no-shows (their ids)
 
 
 class FunnelStep(msgspec.Struct, kw_only=True):
@@ -92,6 +100,11 @@ class FlowAnalytics(msgspec.Struct, kw_only=True):
     booked: int
     booking_conversion: float | None  # booked / started
     channels: dict[str, dict[str, int]]  # first channel -> started, active, abandoned, <outcome>: counts
+    # bookings of these conversations staff marked no-shows, and by the outcome of the conversation
+    # holding the mark: a reminder flow's `confirmed` here beside outcomes.confirmed says how many
+    # who confirmed did not come
+    no_shows: int = 0
+    no_shows_by_outcome: dict[str, int] = {}
 
 
 class _Compact(msgspec.Struct, array_like=True):
@@ -204,7 +217,16 @@ def _merge(fields: dict[str, bytes], conv_id: str) -> ConversationRecord | None:
     if start is not None and raw is not start:  # keep the first channel first
         first = _decode(start, conv_id)
         record.channels = list(dict.fromkeys([*first.channels, *record.channels]))
+    record.no_shows = sorted(f[len(NO_SHOW_FIELD):] for f in fields if f.startswith(NO_SHOW_FIELD))
     return record
+
+
+def names_booking(record: ConversationRecord, booking_id: str) -> bool:
+    """Whether the conversation's summary holds booking `booking_id`: the booking it made, or a
+    collected value that is the booking (a reminder flow's `booking`, which it was started with)."""
+    summary = record.summary or {}
+    values = [summary.get("booking"), *(f.get("value") for f in summary.get("fields") or [] if isinstance(f, Mapping))]
+    return any(isinstance(v, Mapping) and str(v.get("id") or "") == booking_id for v in values)
 
 
 def record_of(session: Session, result: TurnResult | None, channel: str) -> ConversationRecord:
@@ -372,6 +394,22 @@ class Recorder:
                 seen += 1
         return seen
 
+    # staff's marks
+    async def mark_no_show(self, session_id: str, booking_id: str, before: float) -> list[str]:
+        """Record that booking `booking_id` (made in session `session_id`, starting at `before`) was
+        a no-show, on every conversation of the session started by then whose summary holds it
+        (`names_booking`); their ids. Marking again writes the same field: nothing changes."""
+        members = await self.side.zrange(INDEX, high=before, desc=True, limit=MAX_SCAN * 5)
+        mine = [m for m, _ in members if (p := parse_conversation_id(m)) and p[0] == session_id]
+        marked = []
+        for conv_id, fields in zip(mine, await self.side.hgetall_many([_key(m) for m in mine]), strict=True):
+            record = _merge(fields, conv_id)
+            if record is not None and names_booking(record, booking_id):
+                await self.side.hset(_key(conv_id), {NO_SHOW_FIELD + booking_id: b"1"},
+                                     ttl_seconds=self.retention_seconds)
+                marked.append(conv_id)
+        return sorted(marked)
+
     # erasure
     async def erase_contact(self, contact: str) -> int:
         """Remove every record of `contact` (hashes and index entries)."""
@@ -408,6 +446,7 @@ class Recorder:
         dropped: Counter[str] = Counter()
         waiting: Counter[str] = Counter()
         channels: dict[str, Counter[str]] = {}
+        no_shows: Counter[str] = Counter()
         turns: list[int] = []
         durations: list[float] = []
         booked = active = abandoned = 0
@@ -426,6 +465,8 @@ class Recorder:
                     status = "abandoned"
             for state in dict.fromkeys(path):
                 reached[state] += 1
+            if r.no_shows:
+                no_shows[(r.outcome or "ended") if status == "ended" else status] += len(r.no_shows)
             per_channel = channels.setdefault(r.channels[0] if r.channels else "?", Counter())
             per_channel["started"] += 1
             if status == "ended":
@@ -460,4 +501,5 @@ class Recorder:
             average_duration_seconds=round(sum(durations) / len(durations), 2) if durations else None,
             booked=booked, booking_conversion=round(booked / started, 4) if started else None,
             channels={c: dict(v) for c, v in sorted(channels.items())},
+            no_shows=sum(no_shows.values()), no_shows_by_outcome=dict(sorted(no_shows.items())),
         )

@@ -35,7 +35,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator import metrics
-from orchestrator.errors import ConnectorError, FlowError, OptedOut
+from orchestrator.errors import ConnectorError, FlowError, NoShowRefused, OptedOut
 from orchestrator.errors import Diagnostic as FlowDiagnostic
 from orchestrator.flow import graph
 from orchestrator.flow.loader import load_flow_text
@@ -59,6 +59,7 @@ from orchestrator.web.admin_models import (
     FlowSummary,
     Lead,
     LeadStatus,
+    NoShow,
     Problem,
     StartedConversation,
     TranscriptLine,
@@ -71,6 +72,7 @@ FLOW_ID = re.compile(r"^[a-z0-9_]{1,64}$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_LIKE = re.compile(r"^[+\d\s().\-]+$")
 CONTACT_ID = re.compile(r"^[A-Za-z0-9][\w.:@+\-]{0,199}$", re.ASCII)
+BOOKING_ID = re.compile(r"^[A-Za-z0-9][\w.@\-]{0,255}$", re.ASCII)  # embedded: uuid hex; Google: event ids
 MAX_LIMIT = 500
 ROLLBACK_MARK = "# rolled back to revision "
 
@@ -182,6 +184,8 @@ def audit_target(path_params: dict[str, Any], key: bytes) -> str:
         return f"conversation:{contact_ref(contact, key)}~{parsed[1] if parsed else '?'}"
     if "flow_id" in path_params:
         return f"flow:{str(path_params['flow_id'])[:64]}"
+    if "booking_id" in path_params:
+        return f"booking:{str(path_params['booking_id'])[:64]}"
     return ""
 
 
@@ -730,6 +734,50 @@ async def list_leads(runtime: Any, status: LeadStatus | None = None, limit: int 
     return msgspec.convert(rows, list[Lead])
 
 
+async def mark_no_show(runtime: Any, booking_id: str) -> NoShow:
+    """Mark a booking of the business's calendar a no-show (the API route and the console's
+    button): the calendar's `mark_no_show` hook, then the mark on the conversations about it, so
+    `GET /api/flows/{id}/analytics` counts it. 404 unknown, 409 refused, 503 calendar down."""
+    if not BOOKING_ID.match(booking_id):
+        raise ValidationException(detail=f"booking id {booking_id[:40]!r} is malformed; ids come from the calendar "
+                                         "(GET /console/bookings lists them)")
+    calendar = runtime.connectors.get("calendar") if "calendar" in runtime.connectors.names() else None
+    hook = getattr(calendar, "mark_no_show", None)
+    if not callable(hook):
+        raise NotFoundException(detail="no calendar here can mark a no-show: configure the embedded calendar or "
+                                       "Google Calendar as `calendar`")
+    try:
+        booking = await hook(booking_id, now=runtime.clock())
+    except NotImplementedError:
+        raise NotFoundException(detail="this calendar cannot mark a no-show; mark it in the calendar itself") from None
+    except NoShowRefused as exc:
+        raise ClientException(status_code=409, detail=str(exc)) from None
+    except ConnectorError as exc:
+        raise ServiceUnavailableException(detail=f"{exc}; the booking was not marked: try again") from None
+    if booking is None:
+        raise NotFoundException(detail=f"no booking {booking_id!r} in this business's calendar "
+                                       "(GET /console/bookings lists them)")
+    conversations: list[str] = []
+    session_id = str(booking.get("session_id") or "")
+    if session_id:  # made in a conversation: count it on the conversations about it
+        start = datetime.fromisoformat(str(booking["start"])).timestamp()
+        conversations = await _recorder(runtime).mark_no_show(session_id, booking_id, before=start)
+    log.info("booking %s marked a no-show (%d conversations)", booking_id, len(conversations))
+    return NoShow(booking=booking, conversations=conversations)
+
+
+@post("/bookings/{booking_id:str}/no-show", status_code=200,
+      summary="Mark a booking that has started a no-show (owners); counted in the flows' analytics",
+      responses={404: ResponseSpec(Problem, description="no such booking in the business's calendar",
+                                   generate_examples=False),
+                 409: ResponseSpec(Problem, description="the booking has not started yet, or was cancelled",
+                                   generate_examples=False)})
+async def booking_no_show(runtime: Any, booking_id: str) -> NoShow:
+    """Idempotent: marking a no-show again answers the same. Staff may not (403): owners and the
+    operator may."""
+    return await mark_no_show(runtime, booking_id)
+
+
 _failed_decoder = msgspec.msgpack.Decoder(FailedSend)
 
 
@@ -753,7 +801,7 @@ def admin_router(settings: AppSettings) -> Router:
         path="/api",
         route_handlers=[list_flows, get_flow, validate_flow, put_flow, flow_diagram, flow_analytics,
                         list_conversations, get_conversation, start_conversation, export_contact, erase_contact,
-                        list_leads, failed_sends, audit_log, list_businesses],
+                        list_leads, booking_no_show, failed_sends, audit_log, list_businesses],
         guards=[_guard(settings)],
         middleware=[AuditMiddleware(settings)],
         tags=["admin"],

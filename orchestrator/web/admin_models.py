@@ -109,6 +109,15 @@ class Erasure(msgspec.Struct, kw_only=True):
     complete: bool = True  # False: some connector still holds the contact (see failed)
 
 
+class NoShow(msgspec.Struct, kw_only=True):
+    """POST /api/bookings/{id}/no-show: the booking as the calendar has it now (`status: no_show`,
+    `session_id` where a conversation made it), and the conversations the no-show counts on in
+    the analytics (the one that booked it, a reminder about it); [] when none is kept any more."""
+
+    booking: dict[str, Any]
+    conversations: list[str]
+
+
 class Problem(msgspec.Struct, kw_only=True):
     """An error answer (litestar's shape)."""
 

@@ -5,6 +5,7 @@ test_console_browser.py."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -211,3 +212,50 @@ async def test_a_live_transcript_shows_the_next_turn_and_stops_polling_at_the_en
     await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
     signed_out = await client.get(f"/console/conversations/{conv.group(1)}/live", headers={"HX-Request": "true"})
     assert signed_out.status_code == 401 and "Ann Lee" not in signed_out.text
+
+
+async def test_an_owner_marks_a_past_booking_a_no_show_and_the_funnel_counts_it(client: Any, env: Env) -> None:
+    """Ann's visit (Thu 10:00) has started: its row gets the No-show button; the click (HTMX, with
+    the session's CSRF token) answers the row saying no-show; the funnel shows the count."""
+    from datetime import datetime
+
+    await env.converse(ANN, BOOK)
+    await sign_in(client)
+    upcoming = await client.get("/console/bookings")
+    assert "upcoming" in upcoming.text and ">No-show</button>" not in upcoming.text  # not started yet
+    env.clock.now = datetime.fromisoformat("2026-11-26T10:20:00-05:00").timestamp()
+    page = await client.get("/console/bookings")
+    found = re.search(r'hx-post="(/console/bookings/([0-9a-f]+)/no-show)"', page.text)
+    assert found and ">No-show</button>" in page.text, page.text
+    url, booking_id = found.group(1), found.group(2)
+    forged = await client.post(url, data={"csrf": "forged"}, headers={"HX-Request": "true"})
+    assert forged.status_code == 403
+    row = await client.post(url, headers={"HX-Request": "true", "X-CSRF-Token": csrf_of(page.text)})
+    assert row.status_code == 200 and row.text.startswith("<tr>") and '<td class="status">no-show' in row.text
+    assert ">No-show</button>" not in row.text and "Ann Lee" in row.text
+    again = await client.post(url, data={"csrf": csrf_of(page.text)}, follow_redirects=False)  # a plain form
+    assert again.status_code == 303 and again.headers["location"] == "/console/bookings"
+    assert "no-show" in (await client.get("/console/bookings")).text
+    funnel = await client.get("/console/flows/dental_booking/funnel")
+    assert "<dt>No-shows</dt><dd>1 (1 of the 1 booked)</dd>" in funnel.text
+    entries = (await client.get("/api/audit", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    assert [e["target"] for e in entries if "no-show" in e["action"]] == [f"booking:{booking_id}"] * 2
+
+
+async def test_a_refused_no_show_shows_why_in_the_row(client: Any, env: Env) -> None:
+    """A mark the calendar refuses (the visit has not started): HTMX gets the row with the
+    reason, a plain form the error page."""
+    from datetime import UTC, datetime
+
+    await env.converse(ANN, BOOK)
+    await sign_in(client)
+    csrf = csrf_of((await client.get("/console/bookings")).text)
+    calendar = env.runtime.connectors.get("calendar")
+    day = datetime(2026, 11, 26, tzinfo=UTC)
+    [ann] = await calendar.agenda((day, day + timedelta(days=1)))  # type: ignore[attr-defined]
+    url = f"/console/bookings/{ann['id']}/no-show"
+    row = await client.post(url, headers={"HX-Request": "true", "X-CSRF-Token": csrf})
+    assert row.status_code == 200 and 'role="alert"' in row.text and "has not started yet" in row.text
+    assert "Ann Lee" in row.text
+    plain = await client.post(url, data={"csrf": csrf})
+    assert plain.status_code == 409 and "has not started yet" in plain.text and "Traceback" not in plain.text

@@ -257,6 +257,29 @@ def test_owner_finds_reads_sees_drop_off_fixes_a_typo_and_rolls_back(server: Con
     page.shot("10-rolled-back")
 
 
+def test_owner_marks_a_missed_visit_a_no_show(server: ConsoleServer, page: Page) -> None:
+    """Ann's visit (booked yesterday for 10:00 today) is past: its row's No-show button, clicked,
+    turns the row into "no-show" in place (HTMX, the session's CSRF token), and the funnel counts it."""
+    expect, p = sync_api.expect, page.page
+    page.sign_in(server.url)
+    p.get_by_role("link", name="Bookings").click()
+    row = p.locator("tbody tr", has_text="Ann Lee")
+    expect(row.locator("td.status")).to_contain_text("past")
+    button = row.get_by_role("button", name="No-show")
+    expect(button).to_be_visible()
+    page.shot("13-bookings-before-no-show")
+    button.click()
+    expect(row.locator("td.status")).to_have_text("no-show")
+    expect(row.get_by_role("button", name="No-show")).to_have_count(0)
+    page.shot("14-bookings-no-show")
+    p.reload()
+    expect(p.locator("tbody tr", has_text="Ann Lee").locator("td.status")).to_have_text("no-show")
+    p.get_by_role("link", name="Flows").click()
+    p.locator("a[href$='/flows/dental_booking/funnel']").click()
+    expect(p.locator("dl.facts")).to_contain_text("No-shows")
+    expect(p.locator("dl.facts dt", has_text="No-shows").locator("+ dd")).to_have_text("1 (1 of the 1 booked)")
+
+
 def test_phone_width_and_keyboard(server: ConsoleServer, browser: Any) -> None:
     page = Page(browser, width=390, height=844)
     try:

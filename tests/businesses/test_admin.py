@@ -155,3 +155,39 @@ async def test_the_isolation_matrix_every_admin_route_both_roles_both_businesses
     other_conversations = (await client.get("/api/conversations", params={"business": other},
                                             headers=bearer(OPERATOR))).json()
     assert [r["id"] for r in other_conversations] == [talked[other]]
+
+
+async def _past_booking(client, business: str) -> str:  # type: ignore[no-untyped-def]
+    """A booking in the business's own calendar that started days ago (booked on a clock a week back)."""
+    import time
+
+    from integrations.calendar_base import BookArgs, FindSlotsArgs
+    from orchestrator.flow.schema import Settings
+    from orchestrator.plugins.connectors import CallContext
+
+    calendar = client.app.state.businesses.get(business).runtime.connectors.get("calendar")
+    number = LUNA if business == "luna_hair" else SOL
+    ctx = CallContext(session_id=f"{number}:{CONTACT}", flow="intake", contact=CONTACT, timezone="Europe/Madrid",
+                      language="en", now=time.time() - 7 * 86400, settings=Settings(timezone="Europe/Madrid"))
+    [slot] = (await calendar.find_slots(FindSlotsArgs(count=1), ctx)).value
+    made = await calendar.book(BookArgs(slot=slot), ctx)
+    assert made.outcome == "ok", made
+    return str(made.value["id"])
+
+
+async def test_only_an_owner_marks_a_no_show_and_only_in_its_own_calendar(client) -> None:  # type: ignore[no-untyped-def]
+    luna, sol = await _past_booking(client, "luna_hair"), await _past_booking(client, "sol_dental")
+    owner, staff = bearer(TOKENS["luna_owner"]), bearer(TOKENS["luna_staff"])
+    assert (await client.post(f"/api/bookings/{luna}/no-show", headers=staff)).status_code == 403
+    assert (await client.post(f"/api/bookings/{sol}/no-show", headers=owner)).status_code == 404  # sol's booking
+    assert (await client.post(f"/api/bookings/{sol}/no-show", params={"business": "sol_dental"},
+                              headers=owner)).status_code == 404
+    marked = await client.post(f"/api/bookings/{luna}/no-show", headers=owner)
+    assert marked.status_code == 200 and marked.json()["booking"]["status"] == "no_show", marked.text
+    assert (await client.post(f"/api/bookings/{luna}/no-show", headers=owner)).json() == marked.json()
+    by_operator = await client.post(f"/api/bookings/{sol}/no-show", params={"business": "sol_dental"},
+                                    headers=bearer(OPERATOR))
+    assert by_operator.status_code == 200 and by_operator.json()["booking"]["id"] == sol
+    audit = (await client.get("/api/audit", headers=owner)).json()
+    marks = [(e["admin"], e["status"]) for e in audit if e["action"].startswith("POST /api/bookings/")]
+    assert marks == [("Owner", 200), ("Owner", 200), ("Owner", 404), ("Owner", 404), ("Front desk", 403)]

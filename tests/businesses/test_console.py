@@ -66,3 +66,26 @@ async def test_the_operator_picks_a_business(client: Any) -> None:
 async def test_a_wrong_token_signs_nobody_in(client: Any) -> None:
     r = await sign_in(client, "nope")
     assert r.status_code == 401 and "console_session" not in r.headers.get("set-cookie", "")
+
+
+async def test_staff_see_bookings_without_the_no_show_button_and_cannot_post_it(client: Any) -> None:
+    from .test_admin import _past_booking
+
+    booking = await _past_booking(client, "sol_dental")
+    await sign_in(client, TOKENS["sol_staff"])
+    page = await client.get("/console/bookings")
+    assert page.status_code == 200 and "past" in page.text and ">No-show</button>" not in page.text
+    refused = await client.post(f"/console/bookings/{booking}/no-show", data={"csrf": csrf_of(page.text)})
+    assert refused.status_code == 403
+    await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+    await sign_in(client, TOKENS["sol_owner"])
+    page = await client.get("/console/bookings")
+    assert f'hx-post="/console/bookings/{booking}/no-show"' in page.text
+    marked = await client.post(f"/console/bookings/{booking}/no-show",
+                               headers={"HX-Request": "true", "X-CSRF-Token": csrf_of(page.text)})
+    assert marked.status_code == 200 and "no-show" in marked.text
+    await client.post("/console/logout", data={"csrf": csrf_of(page.text)})
+    await sign_in(client, TOKENS["luna_owner"])  # another business's booking: not in luna's calendar
+    page = await client.get("/console/bookings")
+    other = await client.post(f"/console/bookings/{booking}/no-show", data={"csrf": csrf_of(page.text)})
+    assert other.status_code == 404

@@ -3,7 +3,8 @@
 Implements what the connector uses: the JWT-bearer token grant (signature checked with
 the service account's public key), freeBusy, events insert/get/delete/patch/list with
 Google's error shapes. Like Google it accepts overlapping events and answers 409
-`duplicate` for a repeated client id, deleted events keep their id (status cancelled).
+`duplicate` for a repeated client id, deleted events keep their id (status cancelled), and a
+patch merges objects key by key (one private extended property set, the others kept).
 Fault injection: `faults` (scripted responses, FIFO, by method+path prefix), `hang_seconds`,
 and `insert_barrier` (hold inserts until N arrive, to force a real race).
 """
@@ -41,6 +42,16 @@ def _ts(value: str) -> float:
 def _error(status: int, reason: str, message: str) -> dict[str, Any]:
     return {"error": {"errors": [{"domain": "global", "reason": reason, "message": message}],
                       "code": status, "message": message}}
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Google's patch semantics: objects are merged key by key (so one private extended property
+    can be set without resending the others); any other value, lists too, replaces."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
 
 
 class _AnswerReplaced:
@@ -214,7 +225,7 @@ class FakeGoogleCalendar:
                 event["status"] = "cancelled"
                 return self._send(h, 204, None)
             if method == "PATCH":
-                event.update(body)
+                _merge(event, body)
                 return self._send(h, 200, event)
         self._send(h, 405, _error(405, "methodNotAllowed", "Method not allowed"))
 

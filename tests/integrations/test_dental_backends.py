@@ -8,15 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from conn_helpers import FIXED_NOW, FLOWS_DIR
 from fake_google import FakeGoogleCalendar
 
-from integrations.calendar_base import CalendarConnector, ListArgs
+from integrations.calendar_base import CalendarConnector, CancelArgs, ListArgs
 from integrations.embedded_calendar import EmbeddedCalendar
 from integrations.google_calendar import GoogleCalendar
 from orchestrator.engine.compiler import compile_flow
 from orchestrator.engine.turn import Engine
+from orchestrator.errors import NoShowRefused
 from orchestrator.flow.loader import load_flow
 from orchestrator.model import Event, Session, TurnResult
 from orchestrator.plugins.connectors import CallContext, ConnectorRegistry
@@ -164,3 +166,55 @@ async def test_the_agenda_lists_every_booking_in_a_window_soonest_first(engine: 
         ("Thu 26 Nov, 10:00 AM", "Bob Ray", "+15550000002"), ("Thu 26 Nov, 3:00 PM", "Ann Lee", "+15550000001")]
     assert agenda[0]["session_id"] == bob.session.id
     assert await backend.agenda((day + timedelta(days=1), day + timedelta(days=2))) == []
+
+
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+async def test_a_past_booking_is_marked_a_no_show_once_and_still_holds_its_time(engine: Engine, backend: Any) -> None:
+    """Staff's mark: refused before the start, then `no_show` with the conversation that booked
+    it; again the same answer; the agenda shows it, the time stays busy, the contact can no
+    longer list or cancel it; an unknown id is None."""
+    ann = Talk(engine, "+15550000001")
+    await ann.start()
+    await ann.say("1", "Ann Lee", "cleaning", "tomorrow at 10am")
+    assert (await ann.say("2")).ended
+    [booking] = (await backend.list_bookings(ListArgs(), ctx_for(ann))).value
+    assert booking["start"] == "2026-11-26T10:30:00-05:00"
+    with pytest.raises(NoShowRefused, match=r"has not started yet.*once its start has passed"):
+        await backend.mark_no_show(booking["id"], now=_at("2026-11-26T10:29:00-05:00"))
+    agenda_day = (datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 11, 27, tzinfo=UTC))
+    assert [b["status"] for b in await backend.agenda(agenda_day)] == ["confirmed"]
+
+    later = _at("2026-11-26T10:45:00-05:00")
+    marked = await backend.mark_no_show(booking["id"], now=later)
+    assert marked == {**booking, "status": "no_show", "session_id": ann.session.id}
+    assert await backend.mark_no_show(booking["id"], now=later + 3600) == marked  # idempotent
+    [listed] = await backend.agenda(agenda_day)
+    assert listed["status"] == "no_show" and listed["name"] == "Ann Lee" and listed["session_id"] == ann.session.id
+    start = datetime.fromisoformat(booking["start"])
+    assert await backend.busy_in((start, start + timedelta(minutes=30))) == [(start, start + timedelta(minutes=30))]
+    during = msgspec.structs.replace(ctx_for(ann), now=later)
+    assert (await backend.list_bookings(ListArgs(), during)).outcome == "empty"
+    assert (await backend.cancel(CancelArgs(booking_id=booking["id"]), during)).outcome == "empty"
+    assert [b["status"] for b in await backend.agenda(agenda_day)] == ["no_show"]
+    assert await backend.mark_no_show("nosuchbooking0000", now=later) is None
+    if isinstance(backend, GoogleCalendar):  # the mark is one private property; the booking's others stay
+        event = backend._get_sync(booking["id"])
+        assert event is not None
+        private = event["extendedProperties"]["private"]
+        assert private["orchestrator_status"] == "no_show" and private["phone"] == "+15550000001"
+        assert private["session"] == ann.session.id
+
+
+async def test_a_cancelled_booking_cannot_be_a_no_show(engine: Engine, backend: Any) -> None:
+    bob = Talk(engine, "+15550000002")
+    await bob.start()
+    await bob.say("1", "Bob Ray", "checkup", "tomorrow at 3pm")
+    assert (await bob.say("1")).ended
+    [booking] = (await backend.list_bookings(ListArgs(), ctx_for(bob))).value
+    assert (await backend.cancel(CancelArgs(booking_id=booking["id"]), ctx_for(bob))).outcome == "ok"
+    with pytest.raises(NoShowRefused, match="was cancelled"):
+        await backend.mark_no_show(booking["id"], now=_at("2026-11-27T09:00:00-05:00"))
+    assert await backend.agenda((datetime(2026, 11, 26, tzinfo=UTC), datetime(2026, 11, 27, tzinfo=UTC))) == []

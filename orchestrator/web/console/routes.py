@@ -314,31 +314,38 @@ async def transcript_live(request: Request[Any, Any, Any], settings: AppSettings
 # ---- bookings ----------------------------------------------------------------------------------
 
 AGENDA_DAYS = 60  # how far ahead the bookings page lists the calendar
+RECENT_DAYS = 7  # and how far back: the visits just past, to mark the ones missed as no-shows
 
 
-@get("/bookings")
-async def bookings(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any) -> Template:
-    """The calendar's bookings from today on (the calendar connector's `agenda`: every booking,
-    also those made by staff or elsewhere), each linked to the conversation that made it; a
-    calendar without an agenda: the bookings of the conversations' summaries."""
+async def _bookings(runtime: Any, settings: AppSettings) -> tuple[list[dict[str, Any]], str]:
+    """The bookings page's rows, soonest first, and where they come from: `calendar` (its
+    agenda), `summaries` (a calendar without one) or `unavailable` (it failed)."""
     records = await admin.list_conversations.fn(runtime, limit=admin.MAX_LIMIT)
     now = runtime.clock()
     by_session = {r.session_id: r for r in sorted(records, key=lambda r: r.started_at)}
     calendar = runtime.connectors.get("calendar") if "calendar" in runtime.connectors.names() else None
-    since = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = today - timedelta(days=RECENT_DAYS)
     try:
-        agenda = await calendar.agenda((since, since + timedelta(days=AGENDA_DAYS))) if calendar else None
+        agenda = await calendar.agenda((since, today + timedelta(days=AGENDA_DAYS))) if calendar else None
     except NotImplementedError:
         agenda = None
     except Exception as exc:  # the page says the calendar is unreachable rather than failing
         log.warning("console bookings: the calendar's agenda failed: %s", exc)
-        return _page("bookings.html", request, settings, bookings=[], source="unavailable")
+        return [], "unavailable"
+    markable = callable(getattr(calendar, "mark_no_show", None))
     found: list[dict[str, Any]] = []
     if agenda is not None:
         for booking in agenda:
             record = by_session.get(str(booking.get("session_id") or ""))
-            found.append({"start": str(booking.get("label") or booking.get("start") or ""),
-                          "sort": str(booking.get("start") or ""), "upcoming": _after(booking.get("end"), now),
+            status = str(booking.get("status") or "confirmed")
+            started = not _after(booking.get("start"), now)
+            found.append({"id": str(booking.get("id") or ""),
+                          "start": str(booking.get("label") or booking.get("start") or ""),
+                          "sort": str(booking.get("start") or ""),
+                          "status": "no-show" if status == "no_show" else
+                                    "upcoming" if _after(booking.get("end"), now) else "past",
+                          "can_mark": markable and status == "confirmed" and started and bool(booking.get("id")),
                           "what": str(booking.get("reason") or booking.get("title") or ""),
                           "who": str(booking.get("name") or ""),
                           "contact": redact_phone(str(booking.get("phone") or "")) if booking.get("phone") else "",
@@ -349,14 +356,48 @@ async def bookings(request: Request[Any, Any, Any], settings: AppSettings, runti
             if not isinstance(booking, dict):
                 continue
             start = str(booking.get("start") or "")
-            found.append({"start": str(booking.get("label") or start), "sort": start,
-                          "upcoming": _after(booking.get("end") or start, now),
+            found.append({"id": str(booking.get("id") or ""), "start": str(booking.get("label") or start),
+                          "sort": start, "status": "upcoming" if _after(booking.get("end") or start, now) else "past",
+                          "can_mark": False,
                           "what": str(booking.get("summary") or booking.get("reason") or ""),
                           "who": str((r.summary or {}).get("name") or ""), "contact": redact_phone(r.contact),
                           "row": _row(r, settings)})
     found.sort(key=lambda b: str(b["sort"]))
-    return _page("bookings.html", request, settings, bookings=found,
-                 source="calendar" if agenda is not None else "summaries")
+    return found, "calendar" if agenda is not None else "summaries"
+
+
+@get("/bookings")
+async def bookings(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any) -> Template:
+    """The calendar's bookings from a week ago on (the calendar connector's `agenda`: every
+    booking, also those made by staff or elsewhere), each linked to the conversation that made
+    it, a past one with its no-show button for owners; a calendar without an agenda: the
+    bookings of the conversations' summaries."""
+    found, source = await _bookings(runtime, settings)
+    return _page("bookings.html", request, settings, bookings=found, source=source)
+
+
+@post("/bookings/{booking_id:str}/no-show", status_code=200)
+async def booking_no_show(request: Request[Any, Any, Any], settings: AppSettings, runtime: Any,
+                          booking_id: str) -> Response[Any]:
+    """The no-show button (owners; the guard refuses staff): the admin API's mark. HTMX gets the
+    booking's row again (with the refusal's reason when it was refused), a plain form the page."""
+    await _changing(request, settings)
+    status, error = 200, ""
+    try:
+        await admin.mark_no_show(runtime, booking_id)
+    except HTTPException as exc:
+        status, error = exc.status_code, str(exc.detail)
+    await _audit(runtime, settings, "POST /console/bookings/{booking_id}/no-show", f"booking:{booking_id[:64]}",
+                 status, request)
+    if not request.headers.get("hx-request"):
+        if error:
+            raise HTTPException(status_code=status, detail=error)
+        return Redirect(f"{BASE}/bookings", status_code=303)
+    found, _ = await _bookings(runtime, settings)
+    row = next((b for b in found if b["id"] == booking_id), None)
+    if row is None:  # no longer listed (the day moved on): the whole page
+        return Response("", status_code=200, headers={"HX-Redirect": f"{BASE}/bookings"})
+    return _page("_booking.html", request, settings, b=row, error=error)
 
 
 def _after(when: Any, now: float) -> bool:
@@ -396,7 +437,11 @@ async def funnel(request: Request[Any, Any, Any], settings: AppSettings, runtime
         "time": _over_time(records),
     }
     drops = sorted(report.drop_off.items(), key=lambda kv: -kv[1])
-    return _page("funnel.html", request, settings, flow_id=flow_id, report=report, chart=chart, drops=drops)
+    # each no-show beside the conversations that ended as its conversation did: "1 of the 4 confirmed"
+    totals = {**report.outcomes, "active": report.active, "abandoned": report.abandoned}
+    no_shows = [(outcome, n, totals.get(outcome, n)) for outcome, n in report.no_shows_by_outcome.items()]
+    return _page("funnel.html", request, settings, flow_id=flow_id, report=report, chart=chart, drops=drops,
+                 no_shows=no_shows)
 
 
 @get("/flows/{flow_id:str}/diagram")
@@ -514,8 +559,8 @@ def console_router(settings: AppSettings) -> Router:
     return Router(
         path=BASE,
         route_handlers=[login_page, login, logout, home, conversations, conversation_rows, transcript, transcript_live,
-                        bookings, flows, funnel, diagram, diagram_document, edit, check, save, rollback,
-                        *_business_pages()],
+                        bookings, booking_no_show, flows, funnel, diagram, diagram_document, edit, check, save,
+                        rollback, *_business_pages()],
         guards=[_guard(settings)],
         exception_handlers={Exception: _errors(settings)},
         response_headers=HEADERS,
