@@ -316,6 +316,10 @@ class CalendarConnector(Connector):
         people = self.chosen_staff(ctx, args.staff or args.resource)
         if isinstance(people, ConnectorResult):
             return people
+        try:
+            own_rules = [person.rules(rules) for person in people]
+        except SlotError as exc:
+            return bad_args(exc)
         now = now_of(ctx)
         window = search_window(rules, now, around)
         pad = rules.buffer + rules.duration
@@ -326,16 +330,16 @@ class CalendarConnector(Connector):
                 slots = [(s, None) for s in await self._free(rules, None, padded, now, around, args.count)]
             else:  # each person's best times, then the best of those; a time two have goes to the first
                 who: dict[datetime, tuple[Interval, Staff]] = {}
-                for person in people:
-                    own = person.rules(rules)
+                for person, own in zip(people, own_rules, strict=True):
                     for slot in await self._free(own, person.calendar, padded, now, around, args.count):
                         who.setdefault(slot[0], (slot, person))
                 best = choose(rules, [slot for slot, _ in who.values()], earliest_start(rules, now), around,
                               args.count)
                 slots = [(slot, who[slot[0]][1]) for slot in best]
-        except (ConnectorError, ValueError) as exc:
+        except ConnectorError as exc:
             return ConnectorResult(outcome="error", detail=str(exc))
-        notices = self._notices(rules, people, now, around)
+        asked_for = (people[0].name, own_rules[0]) if len(people) == 1 else None
+        notices = self._notices(rules, asked_for, now, around)
         if not slots:
             return ConnectorResult(outcome="empty", value=[], detail=f"no free slot within {rules.horizon.days} days",
                                    **notices)
@@ -351,19 +355,21 @@ class CalendarConnector(Connector):
         return find_free(rules, busy, now, around, count, full)
 
     @staticmethod
-    def _notices(rules: SlotRules, people: list[Staff], now: datetime, around: datetime | None) -> dict[str, Any]:
+    def _notices(rules: SlotRules, asked_for: tuple[str, SlotRules] | None, now: datetime,
+                 around: datetime | None) -> dict[str, Any]:
         """What the contact must hear besides the slots: the day they asked for is closed (for
-        the business, or for the one person they asked for), or lies past `max_ahead`."""
+        the business, or for the one person they asked for: their name and rules), or lies past
+        `max_ahead`."""
         last = beyond_horizon(rules, now, around)
         if last is not None:
             return {"too_far": last.isoformat()}
         closed_day = closed_on(rules, now, around)
         if closed_day is not None:
             return {"closed": closed_day.isoformat()}
-        if len(people) == 1:
-            off = closed_on(people[0].rules(rules), now, around)
+        if asked_for is not None:
+            off = closed_on(asked_for[1], now, around)
             if off is not None:
-                return {"closed": off.isoformat(), "closed_for": people[0].name}
+                return {"closed": off.isoformat(), "closed_for": asked_for[0]}
         return {}
 
     async def book(self, args: BookArgs, ctx: CallContext) -> ConnectorResult:

@@ -309,8 +309,7 @@ class GoogleCalendar(CalendarConnector):
         return event
 
     def _claimed(self, event: Mapping[str, Any], session: str, calendar: str | None = None) -> ConnectorResult:
-        private = (event.get("extendedProperties") or {}).get("private") or {}
-        if private.get("session") == session:
+        if _private(event).get("session") == session:
             return ConnectorResult(outcome="ok", value=self._value(event, calendar), detail="already booked")
         return ConnectorResult(outcome="conflict", detail="the slot was just taken")
 
@@ -318,7 +317,7 @@ class GoogleCalendar(CalendarConnector):
         tz = ZoneInfo(str((event.get("start") or {}).get("timeZone") or "UTC"))
         value = booking_value(event["id"], _parse_event_time(event["start"]), _parse_event_time(event["end"]), tz,
                               calendar or self.calendar_id, event.get("summary", ""))
-        staff = ((event.get("extendedProperties") or {}).get("private") or {}).get("staff")
+        staff = _private(event).get("staff")
         return {**value, "staff": staff} if staff else value
 
     def _event_body(self, args: BookArgs, ctx: CallContext, slot: Interval, tz: ZoneInfo) -> dict[str, Any]:
@@ -352,7 +351,7 @@ class GoogleCalendar(CalendarConnector):
                 continue
             if _status(event) == NO_SHOW:
                 return None
-            phone = ((event.get("extendedProperties") or {}).get("private") or {}).get("phone")
+            phone = _private(event).get("phone")
             if phone and contact and phone != contact:
                 return None
             return event, calendar
@@ -422,7 +421,7 @@ class GoogleCalendar(CalendarConnector):
             if owned is None:
                 return no_booking()
             old, calendar = owned
-            private = (old.get("extendedProperties") or {}).get("private") or {}
+            private = _private(old)
             kept: dict[str, Any] = {k: old[k] for k in ("summary", "description") if k in old}
             body = {
                 **kept,
@@ -444,25 +443,14 @@ class GoogleCalendar(CalendarConnector):
         merges back-to-back events into one span, which would undercount a full day)."""
         def run() -> list[Interval]:
             visits: list[Interval] = []
-            page: str | None = None
-            while True:
-                result = self._execute(
-                    "events.list",
-                    lambda api, page=page: api.events().list(
-                        calendarId=calendar or self.calendar_id, timeMin=_rfc3339(window[0]),
-                        timeMax=_rfc3339(window[1]), singleEvents=True, maxResults=250, pageToken=page,
-                    ),
-                )
-                for e in result.get("items", []):
-                    if e.get("status") == "cancelled" or e.get("transparency") == "transparent" \
-                            or "dateTime" not in (e.get("start") or {}):
-                        continue  # free-marked and all-day events are not visits
-                    start = _parse_event_time(e["start"])
-                    if window[0] <= start < window[1]:
-                        visits.append((start, _parse_event_time(e["end"])))
-                page = result.get("nextPageToken")
-                if not page:
-                    return visits
+            for e in self._all_events_sync(calendar or self.calendar_id, timeMin=_rfc3339(window[0]),
+                                           timeMax=_rfc3339(window[1])):
+                if e.get("transparency") == "transparent" or "dateTime" not in (e.get("start") or {}):
+                    continue  # free-marked and all-day events are not visits
+                start = _parse_event_time(e["start"])
+                if window[0] <= start < window[1]:
+                    visits.append((start, _parse_event_time(e["end"])))
+            return visits
 
         return await self._run("find_slots", run)
 
@@ -524,22 +512,24 @@ class GoogleCalendar(CalendarConnector):
 
 
     # -- erasure (admin DELETE / GET /api/contacts/{phone}) ----------------------------------
-    def _events_of_sync(self, phone: str) -> list[dict[str, Any]]:
-        """Every live event this product created for `phone` in this calendar (all pages)."""
+    def _all_events_sync(self, calendar: str, **query: Any) -> list[dict[str, Any]]:
+        """Every live (not cancelled) event of `calendar` an events.list `query` finds, all pages."""
         events: list[dict[str, Any]] = []
         page: str | None = None
         while True:
             result = self._execute(
                 "events.list",
                 lambda api, page=page: api.events().list(
-                    calendarId=self.calendar_id, privateExtendedProperty=f"phone={phone}", singleEvents=True,
-                    maxResults=250, pageToken=page,
-                ),
+                    calendarId=calendar, singleEvents=True, maxResults=250, pageToken=page, **query),
             )
             events += [e for e in result.get("items", []) if e.get("status") != "cancelled"]
             page = result.get("nextPageToken")
             if not page:
                 return events
+
+    def _events_of_sync(self, phone: str) -> list[dict[str, Any]]:
+        """Every live event this product created for `phone` in this calendar (all pages)."""
+        return self._all_events_sync(self.calendar_id, privateExtendedProperty=f"phone={phone}")
 
     async def erase_contact(self, phone: str, ctx: ErasureContext) -> int:
         """Pseudonymise the contact's events: the time stays booked; the summary, description,

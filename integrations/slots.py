@@ -203,11 +203,11 @@ def search_window(rules: SlotRules, now: datetime, around: datetime | None) -> I
     earliest = earliest_start(rules, now)
     latest = latest_start(rules, now)
     if around is None or around < earliest:
-        end = earliest + rules.horizon + timedelta(days=1)
-        return earliest, end if latest is None else min(end, latest)
-    wanted = around if latest is None else min(around, latest)
-    end = wanted + rules.horizon + timedelta(days=1)
-    return max(earliest, wanted - rules.horizon), end if latest is None else min(end, latest)
+        start, end = earliest, earliest + rules.horizon + timedelta(days=1)
+    else:
+        wanted = around if latest is None else min(around, latest)
+        start, end = max(earliest, wanted - rules.horizon), wanted + rules.horizon + timedelta(days=1)
+    return start, end if latest is None else min(end, latest)
 
 
 def latest_start(rules: SlotRules, now: datetime) -> datetime | None:
@@ -282,8 +282,7 @@ def is_bookable(rules: SlotRules, slot: Interval, now: datetime) -> str | None:
     start, end = slot
     if start < now:
         return "the slot has already started"
-    latest = latest_start(rules, now)
-    if latest is not None and rules.max_ahead is not None and start > latest:
+    if rules.max_ahead is not None and start > now + rules.max_ahead:
         return f"the slot is more than {_span(rules.max_ahead)} ahead (settings.max_ahead)"
     local_day = start.astimezone(rules.tz).date()
     if local_day.isoformat() in rules.closed_dates:

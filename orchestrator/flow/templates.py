@@ -499,6 +499,16 @@ def flow_choice_durations(flow: Any) -> dict[str | None, dict[str, str]]:
     return _per_variable(flow, lambda cid, choice: getattr(choice, "duration", None))
 
 
+def _choice_fact(table: ChoiceLabels, choice_id: str, var: str | None) -> str | None:
+    """A static choice's fact (`flow_choice_labels`, `flow_choice_durations`) for its saved id:
+    the ask saving into `var` first, else any ask of the flow."""
+    own = table.get(var) if var is not None else None
+    if own is not None and choice_id in own:
+        return own[choice_id]
+    flow = table.get(None)
+    return flow.get(choice_id) if flow is not None else None
+
+
 class _Duration:
     """The `duration` filter: a chosen service's length (`{{ service | duration }}` -> "45m"),
     the `duration` of a mapping, else empty, so `calendar.find_slots` falls back to
@@ -511,10 +521,7 @@ class _Duration:
         if isinstance(value, Mapping):
             return str(value.get("duration") or "")
         if isinstance(value, str):
-            own = self.durations.get(var) if var is not None else None
-            if own is not None and value in own:
-                return own[value]
-            return (self.durations.get(None) or {}).get(value, "")
+            return _choice_fact(self.durations, value, var) or ""
         return ""
 
 
@@ -528,13 +535,8 @@ class _Label:
 
     def __call__(self, value: Any, var: str | None = None) -> Any:
         if isinstance(value, str):
-            own = self.labels.get(var) if var is not None else None
-            if own is not None and value in own:
-                return own[value]
-            flow = self.labels.get(None)
-            if flow is not None and value in flow:
-                return flow[value]
-            return value
+            fact = _choice_fact(self.labels, value, var)
+            return value if fact is None else fact
         return label_of(value)
 
 
